@@ -1,0 +1,8 @@
+//! Velero's formats and the engines that produce them.
+//!
+//! Everything we write to storage must be readable by Velero and everything Velero writes must be
+//! readable by us, so the exact layout lives here, in one place, as data and pure functions.
+
+pub mod tarball_layout;
+
+pub use tarball_layout::{ItemPath, LayoutError};
