@@ -1,0 +1,234 @@
+//! The crate's one error type. Every message names the object involved and what to do about it.
+
+use crate::names::NameKind;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The location URL's scheme is not one we can open.
+    #[error(
+        "unsupported storage URL scheme `{scheme}` in `{url}`; use one of: file:///<dir>, memory://, s3://<bucket>/<prefix>, gs://<bucket>/<prefix>, az://<container>/<prefix>"
+    )]
+    UnsupportedScheme {
+        /// The URL as given.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+
+    /// The location URL could not be parsed or lacks a required part.
+    #[error("invalid storage URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An option in the location's config is unknown or has a bad value.
+    #[error("invalid storage option `{key}`: {reason}")]
+    InvalidOption {
+        /// The option key as given.
+        key: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+
+    /// The object store client could not be configured (missing credentials, bad endpoint, ...).
+    #[error(
+        "could not configure storage for `{url}`: {source}; check the location's URL, options and credentials"
+    )]
+    Configure {
+        /// The URL being opened.
+        url: String,
+        /// The underlying builder error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A local directory for a `file://` location could not be created.
+    #[error(
+        "could not create local storage directory `{path}`: {source}; check the path and its permissions"
+    )]
+    CreateDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A name (project, cluster, backup, artifact) is not acceptable as a path segment.
+    #[error(
+        "invalid {kind} name `{value}`: {reason}; use 1-253 letters, digits, '-', '.' or '_', starting and ending with a letter or digit"
+    )]
+    InvalidName {
+        /// Which kind of name.
+        kind: NameKind,
+        /// The rejected value (escaped for display).
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// An artifact name collides with a file the repository manages itself.
+    #[error(
+        "artifact name `{name}` is reserved for the backup manifest; choose another artifact name"
+    )]
+    ReservedArtifactName {
+        /// The reserved name.
+        name: String,
+    },
+
+    /// The same artifact was written twice within one backup.
+    #[error(
+        "artifact `{artifact}` was already written to backup `{backup}`; each artifact name may be used once"
+    )]
+    DuplicateArtifact {
+        /// The backup.
+        backup: String,
+        /// The artifact.
+        artifact: String,
+    },
+
+    /// A backup with this name is already committed.
+    #[error(
+        "backup `{name}` already exists in `{kind_dir}`; choose another name or delete the existing backup first"
+    )]
+    AlreadyExists {
+        /// The storage directory of the backup's kind.
+        kind_dir: &'static str,
+        /// The backup name.
+        name: String,
+    },
+
+    /// No committed backup (manifest) exists under this name.
+    #[error(
+        "backup `{name}` not found in `{kind_dir}` (no manifest); list backups to see which exist"
+    )]
+    BackupNotFound {
+        /// The storage directory of the backup's kind.
+        kind_dir: &'static str,
+        /// The backup name.
+        name: String,
+    },
+
+    /// The manifest does not list the requested artifact.
+    #[error(
+        "backup `{backup}` has no artifact `{artifact}` in its manifest; its artifacts are: {available}"
+    )]
+    UnknownArtifact {
+        /// The backup.
+        backup: String,
+        /// The requested artifact.
+        artifact: String,
+        /// Comma-separated artifact names from the manifest.
+        available: String,
+    },
+
+    /// The manifest lists an artifact that is not in storage.
+    #[error(
+        "backup `{backup}` is damaged: artifact `{artifact}` listed in its manifest is missing from storage; restore it from another copy or delete the backup"
+    )]
+    MissingArtifact {
+        /// The backup.
+        backup: String,
+        /// The missing artifact.
+        artifact: String,
+    },
+
+    /// The artifact's content does not match its recorded SHA-256.
+    #[error(
+        "backup `{backup}` is corrupt: artifact `{artifact}` has SHA-256 {actual}, its manifest records {expected}; do not restore from it"
+    )]
+    ChecksumMismatch {
+        /// The backup.
+        backup: String,
+        /// The artifact.
+        artifact: String,
+        /// SHA-256 recorded in the manifest (hex).
+        expected: String,
+        /// SHA-256 of what was read (hex).
+        actual: String,
+    },
+
+    /// The artifact is shorter than recorded.
+    #[error(
+        "backup `{backup}` is corrupt: artifact `{artifact}` is truncated ({actual} of {expected} bytes); do not restore from it"
+    )]
+    Truncated {
+        /// The backup.
+        backup: String,
+        /// The artifact.
+        artifact: String,
+        /// Size recorded in the manifest.
+        expected: u64,
+        /// Bytes actually read.
+        actual: u64,
+    },
+
+    /// The artifact is longer than recorded.
+    #[error(
+        "backup `{backup}` is corrupt: artifact `{artifact}` is longer than the {expected} bytes its manifest records; do not restore from it"
+    )]
+    Oversized {
+        /// The backup.
+        backup: String,
+        /// The artifact.
+        artifact: String,
+        /// Size recorded in the manifest.
+        expected: u64,
+    },
+
+    /// A manifest exists but cannot be used.
+    #[error(
+        "manifest of backup `{backup}` is unreadable: {reason}; the backup cannot be trusted — delete it or restore the manifest"
+    )]
+    CorruptManifest {
+        /// The backup (directory) name.
+        backup: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+
+    /// A storage operation failed.
+    #[error("storage {operation} of `{path}` failed: {source}")]
+    Store {
+        /// What we were doing (`put`, `get`, `list`, ...).
+        operation: &'static str,
+        /// The object path (relative to the store's root).
+        path: String,
+        /// The object_store error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// Reading the data to upload, or writing downloaded data, failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// Wraps an object_store error with the operation and path it came from.
+    pub(crate) fn store(
+        operation: &'static str,
+        path: &object_store::path::Path,
+        source: object_store::Error,
+    ) -> Self {
+        StorageError::Store {
+            operation,
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

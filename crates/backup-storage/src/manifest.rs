@@ -1,0 +1,175 @@
+//! The backup manifest: the object written last, whose presence makes a backup exist.
+//!
+//! Like restic's snapshot files, the manifest is the commit point: artifacts are uploaded first,
+//! each with its size and SHA-256, and only then is the manifest written (create-only where the
+//! store supports it). Readers trust nothing that is not listed in a manifest.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+use crate::names::{ArtifactName, BackupName};
+use backup_core::BackupKind;
+
+/// The manifest's file name inside a backup's directory. Chosen so it cannot collide with
+/// Velero's own files (`velero-backup.json`, `<name>.tar.gz`, ...), which may sit beside it.
+pub const MANIFEST_FILE: &str = "backup-manifest.json";
+
+/// The manifest format this crate writes and the only one it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What was written for one artifact, recorded while streaming it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// File name inside the backup directory.
+    pub name: ArtifactName,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, lower-case hex.
+    pub sha256: String,
+}
+
+/// The committed description of one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT_VERSION`] for manifests this crate writes.
+    pub format_version: u32,
+    /// The backup's name (equals its directory name).
+    pub name: BackupName,
+    /// Resources or etcd snapshot.
+    pub kind: BackupKind,
+    /// When the backup was committed.
+    pub created: Timestamp,
+    /// When retention may delete it regardless of count-based rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// Free-form facts about the backup (e.g. the etcd revision), for callers.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Every artifact, with size and checksum.
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
+impl Manifest {
+    /// Looks up an artifact's record by name.
+    pub fn artifact(&self, name: &ArtifactName) -> Option<&ArtifactRecord> {
+        self.artifacts.iter().find(|a| &a.name == name)
+    }
+
+    /// Total bytes of all artifacts.
+    pub fn total_size(&self) -> u64 {
+        self.artifacts.iter().map(|a| a.size).sum()
+    }
+
+    /// Serialises for storage (pretty JSON, so people can read it with `cat`).
+    pub(crate) fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses and checks a stored manifest found at `<kind>/<dir_name>/`.
+    pub(crate) fn parse(bytes: &[u8], kind: BackupKind, dir_name: &BackupName) -> Result<Self> {
+        let corrupt = |reason: String| StorageError::CorruptManifest {
+            backup: dir_name.to_string(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+        match value.get("format_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(FORMAT_VERSION) => {}
+            Some(v) => {
+                return Err(corrupt(format!(
+                    "format_version {v} is not supported (this version reads {FORMAT_VERSION}); upgrade the software"
+                )));
+            }
+            None => return Err(corrupt("format_version is missing".into())),
+        }
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|e| corrupt(format!("invalid fields: {e}")))?;
+        if &manifest.name != dir_name {
+            return Err(corrupt(format!(
+                "it names backup `{}` but is stored under `{dir_name}`",
+                manifest.name
+            )));
+        }
+        if manifest.kind != kind {
+            return Err(corrupt(format!(
+                "its kind {:?} does not match directory `{}`",
+                manifest.kind,
+                kind.dir()
+            )));
+        }
+        for a in &manifest.artifacts {
+            let valid_hex = a.sha256.len() == 64
+                && a.sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+            if !valid_hex {
+                return Err(corrupt(format!(
+                    "artifact `{}` has a malformed sha256 `{}`",
+                    a.name, a.sha256
+                )));
+            }
+        }
+        Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            name: BackupName::new("b1").unwrap(),
+            kind: BackupKind::EtcdSnapshot,
+            created: "2025-01-02T03:04:05Z".parse().unwrap(),
+            expires_at: None,
+            attributes: BTreeMap::from([("revision".to_string(), "42".to_string())]),
+            artifacts: vec![ArtifactRecord {
+                name: ArtifactName::new("snapshot.db").unwrap(),
+                size: 3,
+                sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_with_rfc3339_and_kebab_kind() {
+        let m = sample();
+        let bytes = m.to_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains("\"created\": \"2025-01-02T03:04:05Z\""),
+            "{text}"
+        );
+        assert!(text.contains("\"kind\": \"etcd-snapshot\""), "{text}");
+        assert!(!text.contains("expires_at"));
+        let back = Manifest::parse(&bytes, BackupKind::EtcdSnapshot, &m.name).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn rejects_wrong_version_name_and_garbage() {
+        let m = sample();
+        let mut v: serde_json::Value = serde_json::from_slice(&m.to_bytes()).unwrap();
+        v["format_version"] = 2.into();
+        let err = Manifest::parse(v.to_string().as_bytes(), m.kind, &m.name).unwrap_err();
+        assert!(err.to_string().contains("upgrade"), "{err}");
+
+        let other = BackupName::new("b2").unwrap();
+        let err = Manifest::parse(&m.to_bytes(), m.kind, &other).unwrap_err();
+        assert!(matches!(err, StorageError::CorruptManifest { .. }));
+
+        let err = Manifest::parse(b"{not json", m.kind, &m.name).unwrap_err();
+        assert!(err.to_string().contains("not JSON"), "{err}");
+
+        let mut v: serde_json::Value = serde_json::from_slice(&m.to_bytes()).unwrap();
+        v["artifacts"][0]["name"] = "../../x".into();
+        let err = Manifest::parse(v.to_string().as_bytes(), m.kind, &m.name).unwrap_err();
+        assert!(matches!(err, StorageError::CorruptManifest { .. }), "{err}");
+    }
+}

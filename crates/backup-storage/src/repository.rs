@@ -1,0 +1,332 @@
+//! The repository: a (scoped) object store holding backups as `<kind>/<name>/<artifact>` plus a
+//! manifest written last.
+//!
+//! Scoping wraps the store in object_store's `PrefixStore`, and every key below that is built
+//! from validated names, so a scoped repository cannot address anything outside its prefix.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::error::{Result, StorageError};
+use crate::location::Location;
+use crate::manifest::{ArtifactRecord, MANIFEST_FILE, Manifest};
+use crate::names::{ArtifactName, BackupName, ScopeSegment};
+use crate::upload::UploadOptions;
+use crate::verify::ArtifactStream;
+use crate::writer::BackupWriter;
+use backup_core::BackupKind;
+use backup_core::retention::{RetentionCandidate, RetentionPolicy, plan_deletions};
+
+/// How many manifests are fetched concurrently when listing.
+const LIST_CONCURRENCY: usize = 8;
+
+/// A backup repository over any object store, optionally confined to a project/cluster scope.
+///
+/// Cheap to clone; clones share the underlying store and its connection pool.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    upload: UploadOptions,
+}
+
+/// The result of listing: committed backups plus the ones whose manifest could not be used.
+#[derive(Debug, Default)]
+pub struct BackupListing {
+    /// Committed backups with a valid manifest, oldest first.
+    pub manifests: Vec<Manifest>,
+    /// Backups whose manifest exists but is unreadable, with the reason; never silently dropped.
+    pub problems: Vec<(BackupName, StorageError)>,
+}
+
+impl Repository {
+    /// Wraps a store (already confined to the location's base prefix, if any).
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            store,
+            upload: UploadOptions::default(),
+        }
+    }
+
+    /// Opens a location URL (`file:///dir`, `memory://`, `s3://bucket/prefix`, `gs://...`,
+    /// `az://...`) with its config options; see [`Location`].
+    pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        Ok(Self::new(Location::parse(url)?.open(options)?))
+    }
+
+    /// Sets part size and concurrency for artifact uploads (memory ≈ (in flight + 1) × part).
+    pub fn with_upload_options(mut self, upload: UploadOptions) -> Self {
+        self.upload = upload;
+        self
+    }
+
+    /// The upload tuning in effect.
+    pub fn upload_options(&self) -> UploadOptions {
+        self.upload
+    }
+
+    /// A repository confined to `<this scope>/<project>/<cluster>/`; it can neither list, read
+    /// nor delete anything outside it.
+    pub fn scoped(&self, project: &ScopeSegment, cluster: &ScopeSegment) -> Self {
+        let prefix = Path::from_iter([project.as_str(), cluster.as_str()]);
+        Self {
+            store: Arc::new(PrefixStore::new(Arc::clone(&self.store), prefix)),
+            upload: self.upload,
+        }
+    }
+
+    /// [`Repository::scoped`] from unvalidated strings, e.g. straight from a CR.
+    pub fn scoped_str(&self, project: &str, cluster: &str) -> Result<Self> {
+        Ok(self.scoped(
+            &ScopeSegment::new(project)?,
+            &ScopeSegment::cluster(cluster)?,
+        ))
+    }
+
+    /// The (scoped) store, for callers that need to place extra objects beside ours.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub(crate) fn backup_dir(kind: BackupKind, name: &BackupName) -> Path {
+        Path::from_iter([kind.dir(), name.as_str()])
+    }
+
+    pub(crate) fn manifest_path(kind: BackupKind, name: &BackupName) -> Path {
+        Path::from_iter([kind.dir(), name.as_str(), MANIFEST_FILE])
+    }
+
+    pub(crate) fn artifact_path(
+        kind: BackupKind,
+        name: &BackupName,
+        artifact: &ArtifactName,
+    ) -> Path {
+        Path::from_iter([kind.dir(), name.as_str(), artifact.as_str()])
+    }
+
+    /// Starts a backup; fails with [`StorageError::AlreadyExists`] if one is committed under
+    /// this name. Nothing is visible to readers until [`BackupWriter::commit`].
+    pub async fn begin_backup(&self, kind: BackupKind, name: &BackupName) -> Result<BackupWriter> {
+        let path = Self::manifest_path(kind, name);
+        match self.store.head(&path).await {
+            Ok(_) => Err(StorageError::AlreadyExists {
+                kind_dir: kind.dir(),
+                name: name.to_string(),
+            }),
+            Err(object_store::Error::NotFound { .. }) => {
+                Ok(BackupWriter::new(self.clone(), kind, name.clone()))
+            }
+            Err(e) => Err(StorageError::store("head", &path, e)),
+        }
+    }
+
+    /// Reads and checks a committed backup's manifest.
+    pub async fn get_manifest(&self, kind: BackupKind, name: &BackupName) -> Result<Manifest> {
+        let path = Self::manifest_path(kind, name);
+        let bytes = match self.store.get(&path).await {
+            Ok(result) => result
+                .bytes()
+                .await
+                .map_err(|e| StorageError::store("read", &path, e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::BackupNotFound {
+                    kind_dir: kind.dir(),
+                    name: name.to_string(),
+                });
+            }
+            Err(e) => return Err(StorageError::store("get", &path, e)),
+        };
+        Manifest::parse(&bytes, kind, name)
+    }
+
+    /// Lists committed backups of `kind`. Directories without a manifest (uploads in progress
+    /// or abandoned) are invisible; unreadable manifests are reported in
+    /// [`BackupListing::problems`].
+    pub async fn list(&self, kind: BackupKind) -> Result<BackupListing> {
+        let root = Path::from(kind.dir());
+        let names: Vec<BackupName> = self
+            .store
+            .list(Some(&root))
+            .map_err(|e| StorageError::store("list", &root, e))
+            .try_filter_map(|meta| async move {
+                let parts: Vec<_> = meta.location.parts().collect();
+                if parts.len() == 3 && parts[2].as_ref() == MANIFEST_FILE {
+                    // Directories that are not valid names were not written by us: skip them.
+                    return Ok(BackupName::new(parts[1].as_ref()).ok());
+                }
+                Ok(None)
+            })
+            .try_collect()
+            .await?;
+
+        let results: Vec<(BackupName, Result<Manifest>)> = futures::stream::iter(names)
+            .map(|name| async move {
+                let result = self.get_manifest(kind, &name).await;
+                (name, result)
+            })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut listing = BackupListing::default();
+        for (name, result) in results {
+            match result {
+                Ok(manifest) => listing.manifests.push(manifest),
+                // Deleted between list and get: it is gone, which is not a problem.
+                Err(StorageError::BackupNotFound { .. }) => {}
+                Err(e @ StorageError::CorruptManifest { .. }) => listing.problems.push((name, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        listing
+            .manifests
+            .sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        listing.problems.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(listing)
+    }
+
+    /// Opens an artifact of a committed backup as a stream that verifies size and SHA-256.
+    pub async fn open_artifact(
+        &self,
+        kind: BackupKind,
+        name: &BackupName,
+        artifact: &ArtifactName,
+    ) -> Result<ArtifactStream> {
+        let manifest = self.get_manifest(kind, name).await?;
+        self.open_recorded(kind, &manifest, artifact).await
+    }
+
+    async fn open_recorded(
+        &self,
+        kind: BackupKind,
+        manifest: &Manifest,
+        artifact: &ArtifactName,
+    ) -> Result<ArtifactStream> {
+        let record =
+            manifest
+                .artifact(artifact)
+                .cloned()
+                .ok_or_else(|| StorageError::UnknownArtifact {
+                    backup: manifest.name.to_string(),
+                    artifact: artifact.to_string(),
+                    available: manifest
+                        .artifacts
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+        let path = Self::artifact_path(kind, &manifest.name, artifact);
+        match self.store.get(&path).await {
+            Ok(result) => Ok(ArtifactStream::new(
+                result.into_stream(),
+                manifest.name.to_string(),
+                record,
+                path.to_string(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::MissingArtifact {
+                backup: manifest.name.to_string(),
+                artifact: artifact.to_string(),
+            }),
+            Err(e) => Err(StorageError::store("get", &path, e)),
+        }
+    }
+
+    /// Streams a verified artifact into `out`. On error, what was written so far must be
+    /// discarded by the caller (write to a temporary file and rename on success).
+    pub async fn download_artifact_to<W: AsyncWrite + Unpin + ?Sized>(
+        &self,
+        kind: BackupKind,
+        name: &BackupName,
+        artifact: &ArtifactName,
+        out: &mut W,
+    ) -> Result<ArtifactRecord> {
+        let mut stream = self.open_artifact(kind, name, artifact).await?;
+        let record = stream.record().clone();
+        let write_err = |source| StorageError::Io {
+            context: format!("writing artifact `{artifact}` of backup `{name}` failed"),
+            source,
+        };
+        while let Some(chunk) = stream.next().await {
+            out.write_all(&chunk?).await.map_err(write_err)?;
+        }
+        out.flush().await.map_err(write_err)?;
+        Ok(record)
+    }
+
+    /// Reads every artifact of a backup and checks size and SHA-256; the first problem is
+    /// returned ([`StorageError::MissingArtifact`], [`StorageError::ChecksumMismatch`], ...).
+    pub async fn verify(&self, kind: BackupKind, name: &BackupName) -> Result<Manifest> {
+        let manifest = self.get_manifest(kind, name).await?;
+        for record in &manifest.artifacts {
+            let mut stream = self.open_recorded(kind, &manifest, &record.name).await?;
+            while let Some(chunk) = stream.next().await {
+                chunk?;
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Deletes a backup: manifest first (so it stops being listed at once), then everything
+    /// in its directory. Idempotent; also cleans up uncommitted leftovers of that name.
+    pub async fn delete(&self, kind: BackupKind, name: &BackupName) -> Result<()> {
+        let manifest = Self::manifest_path(kind, name);
+        match self.store.delete(&manifest).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(StorageError::store("delete", &manifest, e)),
+        }
+        let dir = Self::backup_dir(kind, name);
+        let locations = self
+            .store
+            .list(Some(&dir))
+            .map_ok(|meta| meta.location)
+            .boxed();
+        self.store
+            .delete_stream(locations)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+            .or_else(|e| match e {
+                object_store::Error::NotFound { .. } => Ok(()),
+                e => Err(StorageError::store("delete", &dir, e)),
+            })
+    }
+
+    /// Applies a retention policy: lists committed backups, asks backup-core which to delete,
+    /// deletes them and returns their names. Unreadable manifests are never swept.
+    pub async fn sweep(
+        &self,
+        kind: BackupKind,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<BackupName>> {
+        let listing = self.list(kind).await?;
+        let candidates: Vec<RetentionCandidate> = listing
+            .manifests
+            .iter()
+            .map(|m| RetentionCandidate {
+                name: m.name.to_string(),
+                created: m.created,
+                succeeded: true,
+                expires_at: m.expires_at,
+            })
+            .collect();
+        let mut deleted = Vec::new();
+        for doomed in plan_deletions(&candidates, policy, now) {
+            // Only names we offered can come back; anything else is ignored, never deleted.
+            let Some(manifest) = listing.manifests.iter().find(|m| m.name.as_str() == doomed)
+            else {
+                tracing::warn!(name = %doomed, "retention planned a backup that was not offered; ignored");
+                continue;
+            };
+            self.delete(kind, &manifest.name).await?;
+            deleted.push(manifest.name.clone());
+        }
+        Ok(deleted)
+    }
+}
