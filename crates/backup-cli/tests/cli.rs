@@ -1,0 +1,160 @@
+//! `backupctl` as a user runs it: the real binary, real files, real exit codes.
+
+use std::process::{Command, Output};
+
+fn backupctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backupctl"))
+        .args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("backupctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn schedule_next_fires_sunday_midnight_for_weekday_zero() {
+    let out = backupctl(&[
+        "schedule",
+        "next",
+        "0 0 * * 0",
+        "-n",
+        "3",
+        "--after",
+        "2026-11-18T12:00:00Z",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let times: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let utc: Vec<&str> = times
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["utc"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        utc,
+        [
+            "2026-11-22T00:00:00Z",
+            "2026-11-29T00:00:00Z",
+            "2026-12-06T00:00:00Z"
+        ]
+    );
+}
+
+#[test]
+fn schedule_next_every_interval_in_a_table() {
+    let out = backupctl(&[
+        "schedule",
+        "next",
+        "@every 20m",
+        "-n",
+        "2",
+        "--after",
+        "2026-11-18T12:00:00Z",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("UTC"), "{text}");
+    assert!(
+        text.contains("2026-11-18T12:20:00Z") && text.contains("2026-11-18T12:40:00Z"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unparseable_schedule_fails_naming_the_field() {
+    let out = backupctl(&["schedule", "next", "61 * * * *"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("61") && err.contains("minute"), "{err}");
+}
+
+#[test]
+fn an_unknown_time_zone_is_a_clear_error() {
+    let out = backupctl(&["schedule", "next", "@daily", "--time-zone", "Mars/Olympus"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown time zone \"Mars/Olympus\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn location_check_on_a_local_directory_is_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let out = backupctl(&[
+        "location",
+        "check",
+        &url,
+        "--project",
+        "p1",
+        "--cluster",
+        "c1",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report[0]["available"], true);
+    assert_eq!(report[0]["scope"], "p1/c1");
+    // The sentinel is cleaned up: nothing is left behind in the location.
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn location_check_of_an_unknown_scheme_lists_the_supported_ones() {
+    let out = backupctl(&["location", "check", "ftp://example/backups"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("ftp") && err.contains("s3://"), "{err}");
+}
+
+#[test]
+fn location_check_of_an_unreachable_s3_endpoint_exits_one_with_the_reason() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = Command::new(env!("CARGO_BIN_EXE_backupctl"))
+        .args(["location", "check", "s3://backups", "-o", "json"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "ak")
+        .env("AWS_SECRET_ACCESS_KEY", "sk")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report[0]["available"], false);
+    assert_eq!(report[0]["reason"], "Unreachable");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
