@@ -1,0 +1,18 @@
+//! Test harness for the real local control plane (`cargo xtask env up`): per-cluster etcd,
+//! kube-apiserver and kube-controller-manager on 127.0.0.1, plus an S3 server.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let env = tests::env::shared()?;
+//! let c1 = env.client("c1").await?;
+//! let ns = tests::namespace::TestNamespace::create(&c1, "my_test").await?;
+//! // ... work in ns.name ...
+//! ns.delete().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod env;
+pub mod namespace;
+
+pub use env::{TestEnv, shared};
+pub use namespace::{TestNamespace, unique_name};

@@ -1,0 +1,96 @@
+//! `cargo xtask test`: the README's test command and the body of `.ci/run`.
+//!
+//! One command a newcomer can run on a fresh Debian machine: it installs what is missing, checks
+//! formatting and lints, brings the local control plane up, runs every test against it, and
+//! takes the control plane down again even when tests fail.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::env;
+
+/// The S3 server the storage conformance suite and the control plane run; 0.17 needs a newer
+/// rustc than this machine's.
+const S3S_FS: &str = "s3s-fs@0.14.1";
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// Skip `cargo fmt --check` and `cargo clippy` (faster local iterations).
+    #[arg(long)]
+    pub skip_lints: bool,
+    /// Leave the local control plane running afterwards (to rerun single tests quickly).
+    #[arg(long)]
+    pub keep_env: bool,
+    /// Extra arguments passed to `cargo test` (after `--workspace`).
+    #[arg(last = true)]
+    pub cargo_test_args: Vec<String>,
+}
+
+pub fn run(args: TestArgs) -> Result<()> {
+    ensure_prerequisites()?;
+    if !args.skip_lints {
+        cargo(&["fmt", "--all", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+    let env_dir = env::default_dir()?;
+    env::up_default(&env_dir)?;
+    let mut test_args = vec!["test", "--workspace"];
+    test_args.extend(args.cargo_test_args.iter().map(String::as_str));
+    let tests = cargo_with_env(&test_args, &[("BACKUP_TEST_ENV_DIR", env_dir.as_os_str())]);
+    if !args.keep_env
+        && let Err(err) = env::down(&env_dir)
+    {
+        eprintln!("warning: taking the local control plane down failed: {err:#}");
+    }
+    tests
+}
+
+/// Debian packages (via the control plane's own list) and the S3 server binary.
+fn ensure_prerequisites() -> Result<()> {
+    env::packages::ensure_installed()?;
+    if which("s3s-fs").is_none() {
+        println!("installing {S3S_FS} (once per machine, ~3 minutes)");
+        cargo(&["install", S3S_FS, "--features", "binary", "--locked"])?;
+    }
+    Ok(())
+}
+
+/// Finds `program` on PATH or in cargo's bin dir (where `cargo install` puts it).
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .map(|home| home.join("bin"));
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain(cargo_bin)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    cargo_with_env(args, &[])
+}
+
+fn cargo_with_env(args: &[&str], vars: &[(&str, &std::ffi::OsStr)]) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .envs(vars.iter().copied())
+        .status()
+        .with_context(|| format!("starting cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
