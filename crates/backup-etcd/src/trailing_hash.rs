@@ -2,7 +2,7 @@
 //!
 //! The payload and the trailer arrive in arbitrary chunk boundaries, so the verifier keeps the
 //! last 32 bytes seen back from the hash and releases everything older as verified-so-far data.
-//! Memory stays at 32 bytes plus the chunk being handled, whatever the database size.
+//! Memory stays at 32 bytes, whatever the database size; nothing is allocated per chunk.
 
 use sha2::{Digest, Sha256};
 
@@ -28,11 +28,32 @@ pub enum SnapshotIntegrityError {
     },
 }
 
+/// What a verified stream contained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedSnapshot {
+    /// Length of the database (the stream without its trailer).
+    pub payload_bytes: u64,
+    /// SHA-256 of the database, which equals etcd's trailer.
+    pub sha256: [u8; TRAILER_LEN],
+}
+
+impl VerifiedSnapshot {
+    /// The SHA-256 as lower-case hex.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+}
+
 /// Splits an etcd snapshot stream into payload and trailer and checks the trailer.
+///
+/// Allocation-free: the last [`TRAILER_LEN`] bytes live in a fixed array, and released payload
+/// is handed to a sink as borrowed slices (at most two per chunk), so the caller decides
+/// whether and where to copy.
 #[derive(Default)]
 pub struct TrailingHashVerifier {
     hasher: Sha256,
-    held_back: Vec<u8>,
+    held_back: [u8; TRAILER_LEN],
+    held_len: usize,
     payload_bytes: u64,
 }
 
@@ -41,36 +62,62 @@ impl TrailingHashVerifier {
         Self::default()
     }
 
-    /// Feeds one chunk from the stream and returns the bytes that are now known to be payload
-    /// (everything except the last [`TRAILER_LEN`] bytes seen so far). Hand them on to
-    /// compression or storage; the returned bytes are owned so the caller can send them on.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.held_back.extend_from_slice(chunk);
-        let release = self.held_back.len().saturating_sub(TRAILER_LEN);
-        let payload: Vec<u8> = self.held_back.drain(..release).collect();
-        self.hasher.update(&payload);
-        self.payload_bytes += payload.len() as u64;
-        payload
+    /// Total bytes fed so far (payload released plus bytes held back).
+    pub fn received(&self) -> u64 {
+        self.payload_bytes + self.held_len as u64
+    }
+
+    /// Feeds one chunk from the stream and passes the bytes that are now known to be payload
+    /// (everything except the last [`TRAILER_LEN`] bytes seen so far) to `sink`, in order.
+    pub fn push(&mut self, chunk: &[u8], mut sink: impl FnMut(&[u8])) {
+        let total = self.held_len + chunk.len();
+        if total <= TRAILER_LEN {
+            self.held_back[self.held_len..total].copy_from_slice(chunk);
+            self.held_len = total;
+            return;
+        }
+        let release = total - TRAILER_LEN;
+        // Part of what was held back becomes payload; the rest stays held, followed by the
+        // chunk's own tail.
+        let from_held = release.min(self.held_len);
+        if from_held > 0 {
+            let old = self.held_back;
+            let released = &old[..from_held];
+            self.hasher.update(released);
+            sink(released);
+            self.held_back.copy_within(from_held..self.held_len, 0);
+            self.held_len -= from_held;
+        }
+        let from_chunk = release - from_held;
+        let (payload, tail) = chunk.split_at(from_chunk);
+        if !payload.is_empty() {
+            self.hasher.update(payload);
+            sink(payload);
+        }
+        self.held_back[self.held_len..self.held_len + tail.len()].copy_from_slice(tail);
+        self.held_len += tail.len();
+        self.payload_bytes += release as u64;
     }
 
     /// Ends the stream: checks that a full trailer arrived and that it matches the payload.
-    /// Returns the payload length and its SHA-256 (hex) on success.
-    pub fn finish(self) -> Result<(u64, String), SnapshotIntegrityError> {
-        if self.held_back.len() < TRAILER_LEN {
+    pub fn finish(self) -> Result<VerifiedSnapshot, SnapshotIntegrityError> {
+        if self.held_len < TRAILER_LEN {
             return Err(SnapshotIntegrityError::MissingTrailer {
-                received: self.payload_bytes + self.held_back.len() as u64,
+                received: self.received(),
             });
         }
-        let actual = hex::encode(self.hasher.finalize());
-        let expected = hex::encode(&self.held_back);
-        if actual != expected {
+        let actual: [u8; TRAILER_LEN] = self.hasher.finalize().into();
+        if actual != self.held_back {
             return Err(SnapshotIntegrityError::Mismatch {
                 payload_bytes: self.payload_bytes,
-                expected,
-                actual,
+                expected: hex::encode(self.held_back),
+                actual: hex::encode(actual),
             });
         }
-        Ok((self.payload_bytes, actual))
+        Ok(VerifiedSnapshot {
+            payload_bytes: self.payload_bytes,
+            sha256: actual,
+        })
     }
 }
 
@@ -87,11 +134,11 @@ mod tests {
     fn run(
         stream: &[u8],
         chunk: usize,
-    ) -> (Vec<u8>, Result<(u64, String), SnapshotIntegrityError>) {
+    ) -> (Vec<u8>, Result<VerifiedSnapshot, SnapshotIntegrityError>) {
         let mut verifier = TrailingHashVerifier::new();
         let mut out = Vec::new();
         for piece in stream.chunks(chunk.max(1)) {
-            out.extend(verifier.push(piece));
+            verifier.push(piece, |p| out.extend_from_slice(p));
         }
         (out, verifier.finish())
     }
@@ -103,10 +150,30 @@ mod tests {
         for chunk in [1, 7, 31, 32, 33, 4096, stream.len()] {
             let (out, result) = run(&stream, chunk);
             assert_eq!(out, payload, "chunk size {chunk}");
-            let (len, sha) = result.unwrap();
-            assert_eq!(len, payload.len() as u64);
-            assert_eq!(sha, hex::encode(Sha256::digest(&payload)));
+            let verified = result.unwrap();
+            assert_eq!(verified.payload_bytes, payload.len() as u64);
+            assert_eq!(verified.sha256_hex(), hex::encode(Sha256::digest(&payload)));
         }
+    }
+
+    #[test]
+    fn uneven_chunks_release_held_bytes_in_order() {
+        let payload: Vec<u8> = (0..5_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let stream = stream_of(&payload);
+        let sizes = [1usize, 40, 3, 31, 0, 64, 2, 33, 500];
+        let mut verifier = TrailingHashVerifier::new();
+        let mut out = Vec::new();
+        let mut rest = &stream[..];
+        let mut i = 0;
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at(sizes[i % sizes.len()].min(rest.len()));
+            verifier.push(piece, |p| out.extend_from_slice(p));
+            assert!(verifier.received() as usize == stream.len() - tail.len());
+            rest = tail;
+            i += 1;
+        }
+        assert_eq!(out, payload);
+        assert_eq!(verifier.finish().unwrap().payload_bytes, 5_000);
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! Shared helpers: deterministic test data written to a real etcd, and reading it back.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use etcd_client::{Client, GetOptions, Txn, TxnOp};
+
+/// A small xorshift generator: deterministic data without a dependency.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// `count` keys under `/test/` with sizes from 0 B to ~6 KiB; half random (incompressible),
+/// half repetitive text. Written in transactions of 100 puts.
+pub fn test_data(count: usize, seed: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|i| {
+            let key = format!("/test/key-{i:06}").into_bytes();
+            let len = match i % 10 {
+                0 => 0,
+                1..=6 => (rng.next() % 512) as usize,
+                _ => (rng.next() % 6000) as usize,
+            };
+            let value = if i % 2 == 0 {
+                rng.bytes(len)
+            } else {
+                format!("value {i} ").repeat(len / 8 + 1).into_bytes()[..len].to_vec()
+            };
+            (key, value)
+        })
+        .collect()
+}
+
+pub async fn write_all(client: &mut Client, data: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    let entries: Vec<_> = data.iter().collect();
+    for batch in entries.chunks(100) {
+        let ops: Vec<TxnOp> = batch
+            .iter()
+            .map(|(k, v)| TxnOp::put(k.to_vec(), v.to_vec(), None))
+            .collect();
+        client.txn(Txn::new().and_then(ops)).await.unwrap();
+    }
+}
+
+/// Every key under `/test/` and the store's revision, read in pages at one revision (a single
+/// response would exceed gRPC's 4 MiB message limit).
+pub async fn read_all(client: &mut Client) -> (BTreeMap<Vec<u8>, Vec<u8>>, i64) {
+    let mut data = BTreeMap::new();
+    let mut from = b"/test/".to_vec();
+    let mut revision = 0;
+    loop {
+        let mut options = GetOptions::new().with_range("/test0").with_limit(500);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let response = client.get(from.clone(), Some(options)).await.unwrap();
+        if revision == 0 {
+            revision = response.header().unwrap().revision();
+        }
+        for kv in response.kvs() {
+            data.insert(kv.key().to_vec(), kv.value().to_vec());
+        }
+        match response.kvs().last() {
+            Some(last) if response.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    (data, revision)
+}

@@ -1,0 +1,235 @@
+//! `cargo xtask bench etcd`: fill a real etcd with ~256 MiB of large random values, then take
+//! snapshots alternately with our `backupctl etcd snapshot` (release build, child process, to a
+//! file:// location) and `etcdctl snapshot save` (to local disk), and print the best times,
+//! their ratio (goal ≤ 1.2×), our peak RSS from wait4's ru_maxrss (goal ≤ 64 MiB) and the
+//! compression ratio.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use backup_etcd::testing::EtcdServer;
+use backup_storage::{BackupKind, Repository};
+use etcd_client::{Txn, TxnOp};
+
+/// Options for the etcd benchmark.
+#[derive(clap::Args, Debug)]
+pub struct EtcdBenchArgs {
+    /// Approximate database size to create, in MiB.
+    #[arg(long, default_value_t = 256)]
+    size_mib: u64,
+    /// Runs per tool (alternating); the best run of each is reported.
+    #[arg(long, default_value_t = 2)]
+    runs: u32,
+    /// Use this backupctl instead of building `--release -p backup-cli`.
+    #[arg(long)]
+    backupctl: Option<PathBuf>,
+}
+
+/// Value size: large values, as the issue asks; 16 per transaction stays under etcd's 1.5 MiB
+/// request limit.
+const VALUE_BYTES: usize = 64 * 1024;
+const PUTS_PER_TXN: usize = 16;
+
+pub fn run(args: EtcdBenchArgs) -> anyhow::Result<()> {
+    let backupctl = match &args.backupctl {
+        Some(path) => path.clone(),
+        None => build_backupctl()?,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let server = runtime
+        .block_on(EtcdServer::start())
+        .context("starting etcd (Debian etcd-server at /usr/bin/etcd)")?;
+    eprintln!(
+        "filling etcd at {} with ~{} MiB",
+        server.endpoint(),
+        args.size_mib
+    );
+    runtime.block_on(fill(&server, args.size_mib))?;
+    let status = runtime.block_on(backup_etcd::member_status(&server.connection()))?;
+    eprintln!(
+        "etcd database: {:.1} MiB at revision {}",
+        mib(status.db_size as u64),
+        status.revision
+    );
+
+    let work = tempfile::Builder::new().prefix("bench-etcd-").tempdir()?;
+    let location = work.path().join("location");
+    std::fs::create_dir(&location)?;
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    let mut peak_rss_kib = 0;
+    for run in 0..args.runs {
+        let name = format!("bench-{run}");
+        let (elapsed, rss) = run_ours(&backupctl, server.endpoint(), &location, &name)?;
+        eprintln!(
+            "run {run}: backupctl {:.2} s, peak RSS {:.1} MiB",
+            elapsed.as_secs_f64(),
+            rss as f64 / 1024.0
+        );
+        ours.push(elapsed);
+        peak_rss_kib = peak_rss_kib.max(rss);
+        let file = work.path().join(format!("etcdctl-{run}.db"));
+        let elapsed = run_etcdctl(server.endpoint(), &file)?;
+        eprintln!("run {run}: etcdctl   {:.2} s", elapsed.as_secs_f64());
+        theirs.push(elapsed);
+        std::fs::remove_file(&file)?;
+    }
+
+    let repo = Repository::open(&format!("file://{}", location.display()), &BTreeMap::new())?
+        .scoped_str("default", "local")?;
+    let listing = runtime.block_on(repo.list(BackupKind::EtcdSnapshot))?;
+    let manifest = listing
+        .manifests
+        .first()
+        .context("our snapshot is not listed")?;
+    let db_bytes: u64 = manifest
+        .attributes
+        .get(backup_etcd::attributes::SNAPSHOT_SIZE)
+        .and_then(|v| v.parse().ok())
+        .context("snapshot size attribute missing")?;
+    let stored = manifest.total_size();
+
+    let best_ours = ours.iter().min().copied().unwrap_or_default();
+    let best_theirs = theirs.iter().min().copied().unwrap_or_default();
+    let ratio = best_ours.as_secs_f64() / best_theirs.as_secs_f64();
+    println!(
+        "etcd snapshot benchmark ({:.1} MiB database)",
+        mib(db_bytes)
+    );
+    println!(
+        "  backupctl etcd snapshot (zstd, file://): {:7.2} s  {:7.1} MiB/s",
+        best_ours.as_secs_f64(),
+        mib(db_bytes) / best_ours.as_secs_f64()
+    );
+    println!(
+        "  etcdctl snapshot save (local disk):      {:7.2} s  {:7.1} MiB/s",
+        best_theirs.as_secs_f64(),
+        mib(db_bytes) / best_theirs.as_secs_f64()
+    );
+    println!("  ratio ours/etcdctl:      {ratio:7.2}x (goal ≤ 1.2x)");
+    println!(
+        "  our peak RSS (ru_maxrss): {:7.1} MiB (goal ≤ 64 MiB)",
+        peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  compression ratio:        {:7.2}x ({:.1} MiB → {:.1} MiB)",
+        db_bytes as f64 / stored as f64,
+        mib(db_bytes),
+        mib(stored)
+    );
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn build_backupctl() -> anyhow::Result<PathBuf> {
+    eprintln!("building backupctl (release)");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "backup-cli",
+            "--bin",
+            "backupctl",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --release -p backup-cli failed");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/backupctl"))
+}
+
+/// Writes `size_mib` of 64 KiB values: half random bytes (incompressible, as encrypted or
+/// binary payloads are), half random hex text (as typical Kubernetes objects compress).
+async fn fill(server: &EtcdServer, size_mib: u64) -> anyhow::Result<()> {
+    let mut client = server.client().await?;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let values = (size_mib * 1024 * 1024) as usize / VALUE_BYTES;
+    for batch in 0..values.div_ceil(PUTS_PER_TXN) {
+        let mut ops = Vec::with_capacity(PUTS_PER_TXN);
+        for i in 0..PUTS_PER_TXN {
+            let n = batch * PUTS_PER_TXN + i;
+            let mut value = Vec::with_capacity(VALUE_BYTES);
+            if n.is_multiple_of(2) {
+                while value.len() < VALUE_BYTES {
+                    value.extend_from_slice(&next().to_le_bytes());
+                }
+            } else {
+                while value.len() < VALUE_BYTES {
+                    value.extend_from_slice(format!("{:016x}", next()).as_bytes());
+                }
+            }
+            value.truncate(VALUE_BYTES);
+            ops.push(TxnOp::put(format!("/bench/{n:08}"), value, None));
+        }
+        client.txn(Txn::new().and_then(ops)).await?;
+    }
+    Ok(())
+}
+
+/// Runs the child and returns its wall time and ru_maxrss (KiB).
+fn run_ours(
+    backupctl: &Path,
+    endpoint: &str,
+    location: &Path,
+    name: &str,
+) -> anyhow::Result<(Duration, i64)> {
+    let start = Instant::now();
+    let child = Command::new(backupctl)
+        .args(["etcd", "snapshot", "--endpoints", endpoint, "--name", name])
+        .arg("--location")
+        .arg(format!("file://{}", location.display()))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("running {}", backupctl.display()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child, which we reap here
+    // (the Child handle is not waited on afterwards).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    if reaped != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("backupctl etcd snapshot failed (status {status})");
+    }
+    Ok((elapsed, usage.ru_maxrss))
+}
+
+fn run_etcdctl(endpoint: &str, file: &Path) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let output = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "snapshot", "save"])
+        .arg(file)
+        .output()
+        .context("running etcdctl (Debian etcd-client)")?;
+    let elapsed = start.elapsed();
+    if !output.status.success() {
+        bail!(
+            "etcdctl snapshot save failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(elapsed)
+}
