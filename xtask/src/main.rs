@@ -2,6 +2,7 @@
 //! Only wiring lives here; each command has its own module.
 
 mod bench;
+mod crds;
 mod demo;
 mod env;
 mod test_runner;
@@ -30,6 +31,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Everything CI runs: install prerequisites, fmt, clippy, local control plane, all tests.
     Test(test_runner::TestArgs),
+    /// Write CustomResourceDefinition YAML (e.g. `crds velero --out DIR`) for tests and installs.
+    Crds(crds::CrdsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Test(args) => test_runner::run(args),
+        Command::Crds(args) => crds::run(args),
     }
 }

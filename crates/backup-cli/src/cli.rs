@@ -28,6 +28,15 @@ pub enum Group {
     /// Schedules: see when a schedule expression fires before using it.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// etcd snapshots: take, list, restore and rotate them.
+    #[command(subcommand)]
+    Etcd(crate::commands::etcd::EtcdCommand),
+    /// Backups of a cluster's resources in Velero's format, taken from outside the cluster.
+    #[command(subcommand)]
+    Backup(crate::commands::backup::BackupCommand),
+    /// Restores of such backups, into the same or another cluster.
+    #[command(subcommand)]
+    Restore(crate::commands::restore::RestoreCommand),
 }
 
 #[derive(Subcommand)]

@@ -1,6 +1,8 @@
 //! `cargo xtask bench ...`: each benchmark runs us and the named peer in the same run and prints
 //! both figures and their ratio.
 
+mod etcd;
+mod resources;
 mod storage;
 
 use clap::Subcommand;
@@ -9,10 +11,16 @@ use clap::Subcommand;
 pub enum BenchCommand {
     /// Upload a large artifact to a local S3 server (s3s-fs), ours vs `rclone copy`.
     Storage(storage::StorageBenchArgs),
+    /// Snapshot a ~256 MiB etcd: `backupctl etcd snapshot` vs `etcdctl snapshot save`.
+    Etcd(etcd::EtcdBenchArgs),
+    /// Back up and restore 10k small objects: backupctl vs kubectl and the raw paged LIST.
+    Resources(resources::ResourcesBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Storage(args) => storage::run(args),
+        BenchCommand::Etcd(args) => etcd::run(args),
+        BenchCommand::Resources(args) => resources::run(args),
     }
 }

@@ -1,6 +1,10 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
+pub(crate) mod backup;
+mod direct_args;
+pub(crate) mod etcd;
 mod location;
+pub(crate) mod restore;
 mod schedule;
 
 use std::process::ExitCode;
@@ -13,5 +17,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Group::Location(LocationCommand::Check(args)) => location::check(args).await,
         Group::Schedule(ScheduleCommand::Next(args)) => schedule::next(args),
+        Group::Etcd(command) => etcd::run(command).await,
+        Group::Backup(command) => backup::run(command).await,
+        Group::Restore(command) => restore::run(command).await,
     }
 }

@@ -1,0 +1,250 @@
+//! `backupctl restore create`: restore (or migrate) a backup into a cluster with the direct
+//! engine, in Velero's priority order, with namespace mapping, filters, the existing-resource
+//! policy and a dry run that reports what would happen without writing anything.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use backup_core::{ExistingResourcePolicy, Phase, RestoreEngine, RestoreSpec, RestoreStatusSpec};
+use backup_velero::direct::{Action, DirectEngine, ItemOutcome, RestoreReport};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use super::direct_args::{ClusterArgs, StoreArgs, follow};
+use crate::output::{self, OutputFormat, Tabular};
+
+#[derive(Subcommand)]
+pub enum RestoreCommand {
+    /// Restore a backup into a cluster (the one it came from, or another: a migration).
+    Create(CreateArgs),
+}
+
+/// What to do with objects that already exist.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Policy {
+    /// Leave them unchanged and warn.
+    None,
+    /// Overwrite them with the backed-up version.
+    Update,
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Restore name (DNS-1123 subdomain); its results are stored under restores/<name>/.
+    pub name: String,
+    /// The backup to restore.
+    #[arg(long)]
+    pub from_backup: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Namespaces to restore (globs allowed), comma-separated; default all in the backup.
+    #[arg(long, value_delimiter = ',')]
+    pub include_namespaces: Vec<String>,
+    /// Namespaces not to restore, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_namespaces: Vec<String>,
+    /// Resources to restore, comma-separated; default all.
+    #[arg(long, value_delimiter = ',')]
+    pub include_resources: Vec<String>,
+    /// Resources not to restore, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub exclude_resources: Vec<String>,
+    /// Restore namespace a as b: a:b,c:d.
+    #[arg(long, value_delimiter = ',', value_parser = mapping)]
+    pub namespace_mapping: Vec<(String, String)>,
+    /// Objects that already exist: keep them (none) or overwrite them (update).
+    #[arg(long, value_enum, default_value_t = Policy::None)]
+    pub existing_resource_policy: Policy,
+    /// Also restore the status of these resources (`*` for all), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub restore_status: Vec<String>,
+    /// Report what would be created, updated or skipped, without writing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+fn mapping(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once(':') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.into(), b.into())),
+        _ => Err(format!("expected SOURCE:TARGET, got {raw:?}")),
+    }
+}
+
+/// The summary of one restore.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary {
+    name: String,
+    backup: String,
+    phase: String,
+    dry_run: bool,
+    created: usize,
+    updated: usize,
+    skipped: usize,
+    failed: usize,
+    warnings: usize,
+    errors: usize,
+}
+
+impl Tabular for Summary {
+    fn header() -> Vec<&'static str> {
+        vec![
+            "NAME", "BACKUP", "STATUS", "CREATED", "UPDATED", "SKIPPED", "FAILED", "WARNINGS",
+            "ERRORS",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        let created = if self.dry_run {
+            format!("{} (dry run)", self.created)
+        } else {
+            self.created.to_string()
+        };
+        vec![
+            self.name.clone(),
+            self.backup.clone(),
+            self.phase.clone(),
+            created,
+            self.updated.to_string(),
+            self.skipped.to_string(),
+            self.failed.to_string(),
+            self.warnings.to_string(),
+            self.errors.to_string(),
+        ]
+    }
+}
+
+impl Tabular for ItemOutcome {
+    fn header() -> Vec<&'static str> {
+        vec!["RESOURCE", "NAMESPACE", "NAME", "ACTION"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.resource.clone(),
+            self.namespace.clone().unwrap_or_else(|| "-".into()),
+            self.name.clone(),
+            format!("{:?}", self.action),
+        ]
+    }
+}
+
+/// JSON/YAML output: the summary plus the detailed report.
+#[derive(Serialize)]
+struct Full {
+    #[serde(flatten)]
+    summary: Summary,
+    report: RestoreReport,
+}
+
+impl Tabular for Full {
+    fn header() -> Vec<&'static str> {
+        Summary::header()
+    }
+    fn row(&self) -> Vec<String> {
+        self.summary.row()
+    }
+}
+
+pub async fn run(command: RestoreCommand) -> Result<ExitCode> {
+    match command {
+        RestoreCommand::Create(args) => create(args).await,
+    }
+}
+
+fn spec(args: &CreateArgs) -> Result<RestoreSpec> {
+    let mut spec = RestoreSpec {
+        backup_name: Some(args.from_backup.clone()),
+        namespace_mapping: args
+            .namespace_mapping
+            .iter()
+            .cloned()
+            .collect::<BTreeMap<_, _>>(),
+        existing_resource_policy: match args.existing_resource_policy {
+            Policy::None => ExistingResourcePolicy::None,
+            Policy::Update => ExistingResourcePolicy::Update,
+        },
+        dry_run: args.dry_run,
+        ..RestoreSpec::default()
+    };
+    spec.filter.included_namespaces = args.include_namespaces.clone();
+    spec.filter.excluded_namespaces = args.exclude_namespaces.clone();
+    spec.filter.included_resources = args.include_resources.clone();
+    spec.filter.excluded_resources = args.exclude_resources.clone();
+    if !args.restore_status.is_empty() {
+        spec.restore_status = Some(RestoreStatusSpec {
+            included_resources: args.restore_status.clone(),
+            ..RestoreStatusSpec::default()
+        });
+    }
+    spec.validate().context("invalid restore")?;
+    Ok(spec)
+}
+
+async fn create(args: CreateArgs) -> Result<ExitCode> {
+    let spec = spec(&args)?;
+    let repo = args.store.open()?;
+    let client = args.cluster.client().await?;
+    let engine = DirectEngine::new(client, repo);
+    engine
+        .start_restore(&args.name, &spec)
+        .await
+        .with_context(|| format!("cannot start restore {}", args.name))?;
+    let status = follow(&format!("restore {}", args.name), || {
+        engine.observe_restore(&args.name)
+    })
+    .await?;
+    if status.phase == Phase::Failed {
+        bail!("restore {} failed: {}", args.name, status.errors.join("; "));
+    }
+    let report = engine.restore_report(&args.name).unwrap_or_default();
+    let summary = Summary {
+        name: args.name.clone(),
+        backup: args.from_backup.clone(),
+        phase: status.phase.to_string(),
+        dry_run: spec.dry_run,
+        created: report.count(Action::Created),
+        updated: report.count(Action::Updated),
+        skipped: report.count(Action::Skipped),
+        failed: report.count(Action::Failed),
+        warnings: status.warnings.len(),
+        errors: status.errors.len(),
+    };
+    match args.output {
+        OutputFormat::Table => {
+            output::print(&[summary], OutputFormat::Table)?;
+            if spec.dry_run {
+                println!();
+                output::print(&report.items, OutputFormat::Table)?;
+            }
+            for w in &status.warnings {
+                eprintln!("warning: {w}");
+            }
+            for e in &status.errors {
+                eprintln!("error: {e}");
+            }
+        }
+        format => output::print(&[Full { summary, report }], format)?,
+    }
+    Ok(if status.phase == Phase::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_mapping_needs_both_sides() {
+        assert_eq!(mapping("a:b").unwrap(), ("a".into(), "b".into()));
+        for bad in ["a", ":b", "a:"] {
+            assert!(mapping(bad).unwrap_err().contains("SOURCE:TARGET"));
+        }
+    }
+}

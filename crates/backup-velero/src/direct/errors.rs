@@ -1,0 +1,41 @@
+//! Mapping kube and storage failures onto the engine's error kinds, so callers know whether to
+//! retry (unreachable apiserver, storage outage), fix credentials, or pick another name.
+
+use backup_core::EngineError;
+use backup_storage::StorageError;
+
+/// Classifies a kube error met while doing `context`.
+pub fn engine_error(context: &str, e: kube::Error) -> EngineError {
+    match &e {
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+            EngineError::Forbidden(format!("{context}: {}", s.message))
+        }
+        kube::Error::Api(s) if s.code == 404 => EngineError::Other(format!("{context}: {e}")),
+        kube::Error::Api(s) if s.code == 400 || s.code == 422 => {
+            EngineError::Invalid(format!("{context}: {}", s.message))
+        }
+        kube::Error::Api(_) => EngineError::Other(format!("{context}: {e}")),
+        _ => EngineError::Unavailable {
+            reason: format!("{context}: {e}; check that the apiserver is reachable"),
+        },
+    }
+}
+
+/// Classifies a storage error.
+pub fn storage_error(e: StorageError) -> EngineError {
+    match e {
+        StorageError::AlreadyExists { name, .. } => EngineError::AlreadyExists {
+            what: "backup",
+            name,
+        },
+        StorageError::BackupNotFound { name, .. } => EngineError::NotFound {
+            what: "backup",
+            name,
+        },
+        StorageError::InvalidName { .. } => EngineError::Invalid(e.to_string()),
+        StorageError::Store { .. } => EngineError::Unavailable {
+            reason: e.to_string(),
+        },
+        e => EngineError::Other(e.to_string()),
+    }
+}

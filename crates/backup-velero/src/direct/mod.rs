@@ -1,0 +1,354 @@
+//! The direct (agentless) engine: reads a cluster's API from outside and writes Velero's format
+//! itself, so no agent and no storage credential ever enters the cluster.
+//!
+//! Backups and restores run as tasks of the caller's tokio runtime; `observe_*` reports their
+//! live phase and progress, and for finished backups falls back to what storage says (the
+//! committed `velero-backup.json`). A process that dies mid-backup leaves no manifest, so the
+//! backup is never listed.
+
+mod backup;
+mod collect;
+pub mod discovery;
+mod errors;
+mod report;
+mod restore;
+pub mod sanitize;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backup_core::{
+    BackupEngine, BackupKind, BackupSpec, BackupStatus, EngineError, Phase, Progress,
+    RestoreEngine, RestoreSpec, RestoreStatus, validate_dns1123_subdomain,
+};
+use backup_storage::{BackupName, Repository};
+use futures::StreamExt;
+use kube::Client;
+
+pub use backup::{EXCLUDE_LABEL, PAGE_SIZE};
+pub use errors::{engine_error, storage_error};
+pub use report::{Action, ItemOutcome, RestoreReport};
+
+use crate::format::{BackupFiles, BackupObject, RestoreFiles};
+use backup::BackupRun;
+use collect::SharedStatus;
+use restore::RestoreRun;
+
+/// A backup or restore this engine started, with its live status.
+#[derive(Clone)]
+struct Operation<S> {
+    spec: S,
+    status: SharedStatus,
+}
+
+/// Restores started by one engine, with their detailed reports.
+type RestoreTable = BTreeMap<String, (Operation<RestoreSpec>, Arc<Mutex<RestoreReport>>)>;
+
+/// The agentless engine for one cluster and one (scoped) repository.
+#[derive(Clone)]
+pub struct DirectEngine {
+    client: Client,
+    repo: Repository,
+    storage_location: String,
+    backups: Arc<Mutex<BTreeMap<String, Operation<BackupSpec>>>>,
+    restores: Arc<Mutex<RestoreTable>>,
+}
+
+fn backup_name(name: &str) -> Result<BackupName, EngineError> {
+    validate_dns1123_subdomain(name)
+        .map_err(|e| EngineError::Invalid(format!("name {name:?}: {e}")))?;
+    BackupName::new(name).map_err(storage_error)
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl DirectEngine {
+    /// An engine reading the cluster behind `client` and writing into `repo` (already scoped
+    /// to the cluster's project/cluster prefix).
+    pub fn new(client: Client, repo: Repository) -> Self {
+        DirectEngine {
+            client,
+            repo,
+            storage_location: "default".into(),
+            backups: Arc::default(),
+            restores: Arc::default(),
+        }
+    }
+
+    /// Sets the location name recorded in `velero-backup.json` (`spec.storageLocation`).
+    pub fn with_storage_location(mut self, name: impl Into<String>) -> Self {
+        self.storage_location = name.into();
+        self
+    }
+
+    /// The repository backups go to.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Polls until the backup reaches a terminal phase.
+    pub async fn wait_backup(&self, name: &str) -> Result<BackupStatus, EngineError> {
+        loop {
+            let status = self.observe_backup(name).await?;
+            if status.phase.is_terminal() {
+                return Ok(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls until the restore reaches a terminal phase.
+    pub async fn wait_restore(&self, name: &str) -> Result<RestoreStatus, EngineError> {
+        loop {
+            let status = self.observe_restore(name).await?;
+            if status.phase.is_terminal() {
+                return Ok(status);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The detailed report of a restore started by this engine (items and their outcome).
+    pub fn restore_report(&self, name: &str) -> Option<RestoreReport> {
+        locked(&self.restores)
+            .get(name)
+            .map(|(_, report)| locked(report).clone())
+    }
+
+    /// Reads a committed backup's `velero-backup.json`.
+    pub async fn stored_backup(&self, name: &str) -> Result<BackupObject, EngineError> {
+        read_backup_object(&self.repo, &backup_name(name)?).await
+    }
+}
+
+/// Reads the Velero Backup object of a committed backup (verified against the manifest).
+pub async fn read_backup_object(
+    repo: &Repository,
+    name: &BackupName,
+) -> Result<BackupObject, EngineError> {
+    let files = BackupFiles::new(name).map_err(storage_error)?;
+    let mut stream = repo
+        .open_artifact(BackupKind::Resources, name, &files.backup_object)
+        .await
+        .map_err(storage_error)?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.map_err(storage_error)?);
+    }
+    BackupObject::from_json(&bytes).map_err(|e| EngineError::Other(format!("backup {name}: {e}")))
+}
+
+fn status_from_object(b: &BackupObject) -> BackupStatus {
+    BackupStatus {
+        phase: b.phase,
+        progress: Progress {
+            items_done: b.items_backed_up,
+            total_items: b.total_items,
+        },
+        started: b.started,
+        completed: b.completed,
+        ..BackupStatus::default()
+    }
+}
+
+fn failed(status: &SharedStatus, e: &EngineError) {
+    status.update(|s| {
+        s.phase = Phase::Failed;
+        s.completed = Some(jiff::Timestamp::now());
+        s.errors.push(e.to_string());
+    });
+}
+
+#[async_trait]
+impl BackupEngine for DirectEngine {
+    /// Validates, checks the name is free and the cluster reachable, then runs in the background.
+    async fn start_backup(&self, name: &str, spec: &BackupSpec) -> Result<(), EngineError> {
+        let name_ok = backup_name(name)?;
+        if spec.kind != BackupKind::Resources {
+            return Err(EngineError::Invalid(format!(
+                "the direct engine backs up resources, not {:?}; use the etcd engine",
+                spec.kind
+            )));
+        }
+        spec.validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if let Some(op) = locked(&self.backups).get(name) {
+            return if &op.spec == spec {
+                Ok(())
+            } else {
+                Err(EngineError::AlreadyExists {
+                    what: "backup",
+                    name: name.into(),
+                })
+            };
+        }
+        match self
+            .repo
+            .get_manifest(BackupKind::Resources, &name_ok)
+            .await
+        {
+            Ok(_) => {
+                return Err(EngineError::AlreadyExists {
+                    what: "backup",
+                    name: name.into(),
+                });
+            }
+            Err(backup_storage::StorageError::BackupNotFound { .. }) => {}
+            Err(e) => return Err(storage_error(e)),
+        }
+        let found = discovery::discover(&self.client)
+            .await
+            .map_err(backup::preflight_error)?;
+        let status = SharedStatus::default();
+        {
+            let mut backups = locked(&self.backups);
+            if backups.contains_key(name) {
+                return Err(EngineError::AlreadyExists {
+                    what: "backup",
+                    name: name.into(),
+                });
+            }
+            backups.insert(
+                name.into(),
+                Operation {
+                    spec: spec.clone(),
+                    status: status.clone(),
+                },
+            );
+        }
+        let run = BackupRun {
+            client: self.client.clone(),
+            repo: self.repo.clone(),
+            name: name_ok,
+            spec: spec.clone(),
+            storage_location: self.storage_location.clone(),
+            status: status.clone(),
+            resources: found.resources,
+            discovery_warnings: found.warnings,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = run.run().await {
+                tracing::warn!(error = %e, "direct backup failed");
+                failed(&status, &e);
+            }
+        });
+        Ok(())
+    }
+
+    async fn observe_backup(&self, name: &str) -> Result<BackupStatus, EngineError> {
+        if let Some(op) = locked(&self.backups).get(name) {
+            return Ok(op.status.get());
+        }
+        let object = self.stored_backup(name).await?;
+        Ok(status_from_object(&object))
+    }
+
+    async fn delete_backup(&self, name: &str) -> Result<(), EngineError> {
+        let name_ok = backup_name(name)?;
+        if let Some(op) = locked(&self.backups).get(name)
+            && !op.status.get().phase.is_terminal()
+        {
+            return Err(EngineError::Invalid(format!(
+                "backup {name} is still running; wait for it to finish before deleting it"
+            )));
+        }
+        match self
+            .repo
+            .get_manifest(BackupKind::Resources, &name_ok)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => return Err(storage_error(e)),
+        }
+        self.repo
+            .delete(BackupKind::Resources, &name_ok)
+            .await
+            .map_err(storage_error)?;
+        locked(&self.backups).remove(name);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RestoreEngine for DirectEngine {
+    /// Validates, checks the backup exists and the restore name is free, then runs in the
+    /// background.
+    async fn start_restore(&self, name: &str, spec: &RestoreSpec) -> Result<(), EngineError> {
+        let name_ok = backup_name(name)?;
+        spec.validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let Some(backup) = spec.backup_name.as_deref() else {
+            return Err(EngineError::Invalid(
+                "the direct engine restores a named backup: set backupName (scheduleName is resolved by the controller)".into(),
+            ));
+        };
+        let backup_ok = backup_name(backup)?;
+        if let Some((op, _)) = locked(&self.restores).get(name) {
+            return if &op.spec == spec {
+                Ok(())
+            } else {
+                Err(EngineError::AlreadyExists {
+                    what: "restore",
+                    name: name.into(),
+                })
+            };
+        }
+        self.repo
+            .get_manifest(BackupKind::Resources, &backup_ok)
+            .await
+            .map_err(storage_error)?;
+        let results =
+            backup_storage::object_store::path::Path::from(RestoreFiles::new(&name_ok).results);
+        if backup_storage::object_store::ObjectStoreExt::head(self.repo.store(), &results)
+            .await
+            .is_ok()
+        {
+            return Err(EngineError::AlreadyExists {
+                what: "restore",
+                name: name.into(),
+            });
+        }
+        let status = SharedStatus::default();
+        let report = Arc::new(Mutex::new(RestoreReport::default()));
+        locked(&self.restores).insert(
+            name.into(),
+            (
+                Operation {
+                    spec: spec.clone(),
+                    status: status.clone(),
+                },
+                report.clone(),
+            ),
+        );
+        let run = RestoreRun {
+            client: self.client.clone(),
+            repo: self.repo.clone(),
+            name: name_ok,
+            backup: backup_ok,
+            spec: spec.clone(),
+            status: status.clone(),
+            report,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = run.run().await {
+                tracing::warn!(error = %e, "direct restore failed");
+                failed(&status, &e);
+            }
+        });
+        Ok(())
+    }
+
+    async fn observe_restore(&self, name: &str) -> Result<RestoreStatus, EngineError> {
+        match locked(&self.restores).get(name) {
+            Some((op, _)) => Ok(op.status.get()),
+            None => Err(EngineError::NotFound {
+                what: "restore",
+                name: name.into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! One restore run: read and verify the backup's tarball, choose the items, then create them
+//! group by group in Velero's priority order, several at a time within a group.
+//!
+//! The whole tarball is read (and its SHA-256 checked against the manifest) before anything is
+//! created, so a corrupted backup is refused instead of half-restored. Items are held as raw
+//! JSON in memory between the two steps.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backup_core::velero_data::restore_order;
+use backup_core::{
+    BackupKind, EngineError, ExistingResourcePolicy, GroupResource, ItemRef, Phase, RestoreSpec,
+};
+use backup_storage::{BackupName, Repository};
+use bytes::Bytes;
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::collect::{Journal, SharedJournal, SharedStatus, lock};
+use super::errors::storage_error;
+use super::report::{Action, ItemOutcome, RestoreReport};
+use super::sanitize::{PrepareOptions, prepare, skip_reason};
+use crate::format::pipe::ChannelReader;
+use crate::format::{BackupFiles, ItemPath, RestoreFiles, gzip_bytes, gzip_json, read_tarball};
+
+/// Creates in flight within one priority group.
+const CREATE_CONCURRENCY: usize = 32;
+/// How long to wait for a restored CRD to be Established.
+const CRD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything a restore run needs.
+pub struct RestoreRun {
+    /// Target cluster.
+    pub client: Client,
+    /// Scoped repository holding the backup.
+    pub repo: Repository,
+    /// Restore name.
+    pub name: BackupName,
+    /// Backup to restore.
+    pub backup: BackupName,
+    /// What to restore and how.
+    pub spec: RestoreSpec,
+    /// Live status.
+    pub status: SharedStatus,
+    /// Live report.
+    pub report: Arc<Mutex<RestoreReport>>,
+}
+
+/// One item chosen for restore.
+/// What planning needs to know about an item.
+struct Head {
+    kind: String,
+    labels: BTreeMap<String, String>,
+    /// `(kind, name)` of controller owners.
+    controllers: Vec<(String, String)>,
+    skip: Option<&'static str>,
+}
+
+impl Head {
+    fn of(gr: &GroupResource, object: &Value) -> Self {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        Head {
+            kind: text(&object["kind"]),
+            labels: object["metadata"]["labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            controllers: object["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|o| o["controller"] == true)
+                .map(|o| (text(&o["kind"]), text(&o["name"])))
+                .collect(),
+            skip: skip_reason(gr, object),
+        }
+    }
+}
+
+struct Planned {
+    path: ItemPath,
+    gr: GroupResource,
+    data: Vec<u8>,
+}
+
+fn api_resource(path: &ItemPath, obj: &Value) -> Option<ApiResource> {
+    let api_version = obj["apiVersion"].as_str()?.to_string();
+    let kind = obj["kind"].as_str()?.to_string();
+    let version = api_version.rsplit('/').next()?.to_string();
+    Some(ApiResource {
+        group: path.group.clone(),
+        version,
+        api_version,
+        kind,
+        plural: path.resource.clone(),
+    })
+}
+
+fn owner_key(kind: &str, ns: Option<&str>, name: &str) -> String {
+    format!("{kind}/{}/{name}", ns.unwrap_or(""))
+}
+
+/// Errors the apiserver means as "try again shortly".
+fn is_transient(s: &kube::core::Status) -> bool {
+    matches!(s.code, 429 | 503 | 504) || (s.code == 500 && s.reason == "ServerTimeout")
+}
+
+fn is_builtin_group(group: &str) -> bool {
+    ["", "apps", "batch", "autoscaling", "policy", "extensions"].contains(&group)
+        || group.ends_with(".k8s.io")
+}
+
+impl RestoreRun {
+    async fn load(&self) -> Result<Vec<crate::format::TarballItem>, EngineError> {
+        let files = BackupFiles::new(&self.backup).map_err(storage_error)?;
+        let mut stream = self
+            .repo
+            .open_artifact(BackupKind::Resources, &self.backup, &files.tarball)
+            .await
+            .map_err(storage_error)?;
+        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        let reader = tokio::task::spawn_blocking(move || read_tarball(ChannelReader::new(rx)));
+        while let Some(chunk) = stream.next().await {
+            let failed = chunk.is_err();
+            let chunk = chunk.map_err(std::io::Error::other);
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+        reader
+            .await
+            .map_err(|e| EngineError::Other(format!("tarball reader crashed: {e}")))?
+            .map_err(|e| {
+                EngineError::Invalid(format!(
+                    "backup {} cannot be restored, its tarball was refused: {e}",
+                    self.backup
+                ))
+            })
+    }
+
+    /// Chooses what to restore: parses items, applies skip rules and the filter.
+    fn plan(&self, items: Vec<crate::format::TarballItem>, journal: &mut Journal) -> Vec<Planned> {
+        // Only a summary of each item is kept while planning; its JSON stays raw bytes until it
+        // is created, so memory is about the backup's size, not that of parsed objects.
+        let mut parsed = Vec::new();
+        for item in items {
+            match serde_json::from_slice::<Value>(&item.data) {
+                Ok(object) => {
+                    let gr = GroupResource::new(&item.path.group, &item.path.resource);
+                    let head = Head::of(&gr, &object);
+                    parsed.push((item.path, gr, head, item.data));
+                }
+                Err(e) => journal.error(
+                    item.path.namespace.as_deref(),
+                    format!("{}: not valid JSON: {e}", item.path),
+                ),
+            }
+        }
+        let owners: BTreeSet<String> = parsed
+            .iter()
+            .map(|(p, _, head, _)| owner_key(&head.kind, p.namespace.as_deref(), &p.name))
+            .collect();
+        let filter = &self.spec.filter;
+        let mut planned = Vec::new();
+        let mut used_namespaces = BTreeSet::new();
+        let mut used_groups = BTreeSet::new();
+        let mut cluster = Vec::new();
+        for (path, gr, head, data) in parsed {
+            if let Some(reason) = head.skip {
+                journal.log("info", format!("{path} skipped: {reason}"));
+                continue;
+            }
+            let owned = head.controllers.iter().any(|(kind, name)| {
+                owners.contains(&owner_key(kind, path.namespace.as_deref(), name))
+            });
+            if owned {
+                journal.log(
+                    "info",
+                    format!("{path} skipped: its controller owner is restored and recreates it"),
+                );
+                continue;
+            }
+            let Some(ns) = path.namespace.clone() else {
+                cluster.push(Planned { gr, path, data });
+                continue;
+            };
+            let item = ItemRef {
+                group_resource: gr.clone(),
+                namespace: Some(ns.clone()),
+                name: path.name.clone(),
+                labels: head.labels,
+            };
+            if filter.matches(&item) {
+                used_namespaces.insert(ns);
+                used_groups.insert(format!("{}.{}", path.resource, path.group));
+                planned.push(Planned { gr, path, data });
+            }
+        }
+        for p in cluster {
+            let keep = match p.gr.to_string().as_str() {
+                "namespaces" => {
+                    filter.matches_namespace(&p.path.name)
+                        && (used_namespaces.contains(&p.path.name)
+                            || !filter.included_namespaces.is_empty())
+                }
+                "customresourcedefinitions.apiextensions.k8s.io" => {
+                    // Needed by restored custom objects, unless excluded by name.
+                    filter.matches_resource(&p.gr)
+                        && (used_groups.contains(&p.path.name)
+                            || filter.matches_cluster_resource(&p.gr))
+                }
+                _ => filter.matches_cluster_resource(&p.gr),
+            };
+            if keep {
+                planned.push(p);
+            }
+        }
+        planned
+    }
+
+    /// Runs the restore to a terminal phase.
+    pub async fn run(self) -> Result<(), EngineError> {
+        let started = Timestamp::now();
+        self.status.update(|s| {
+            s.phase = Phase::InProgress;
+            s.started = Some(started);
+        });
+        let journal: SharedJournal = Arc::new(Mutex::new(Journal::default()));
+        lock(&journal).log(
+            "info",
+            format!("starting restore {} from backup {}", self.name, self.backup),
+        );
+        let items = self.load().await?;
+        let planned = self.plan(items, &mut lock(&journal));
+        self.status.add_total(planned.len() as u64);
+        let mut groups: BTreeMap<GroupResource, Vec<Planned>> = BTreeMap::new();
+        for p in planned {
+            groups.entry(p.gr.clone()).or_default().push(p);
+        }
+        let order = restore_order(groups.keys().cloned());
+        let mut ensured_namespaces = false;
+        for gr in order {
+            let Some(items) = groups.remove(&gr) else {
+                continue;
+            };
+            let resource = gr.to_string();
+            if !ensured_namespaces
+                && resource != "namespaces"
+                && !resource.starts_with("customresourcedefinitions")
+            {
+                self.ensure_namespaces(&groups, &items, &journal).await;
+                ensured_namespaces = true;
+            }
+            let outcomes: Vec<(Option<String>, ItemOutcome)> = futures::stream::iter(items)
+                .map(|p| self.restore_item(p, &journal))
+                .buffer_unordered(CREATE_CONCURRENCY)
+                .collect()
+                .await;
+            let mut crds = Vec::new();
+            {
+                let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+                for (crd, outcome) in outcomes {
+                    crds.extend(crd);
+                    report.items.push(outcome);
+                }
+            }
+            if !self.spec.dry_run {
+                for crd in crds {
+                    self.wait_established(&crd, &journal).await;
+                }
+            }
+        }
+        self.finish(started, journal).await
+    }
+
+    /// Creates target namespaces that items need but the backup does not hold.
+    async fn ensure_namespaces(
+        &self,
+        rest: &BTreeMap<GroupResource, Vec<Planned>>,
+        first: &[Planned],
+        journal: &SharedJournal,
+    ) {
+        if self.spec.dry_run {
+            return;
+        }
+        let targets: BTreeSet<String> = rest
+            .values()
+            .flatten()
+            .chain(first)
+            .filter_map(|p| p.path.namespace.as_deref())
+            .map(|ns| self.spec.target_namespace(ns).to_string())
+            .collect();
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        for ns in targets {
+            let mut obj = k8s_openapi::api::core::v1::Namespace::default();
+            obj.metadata.name = Some(ns.clone());
+            match api.create(&PostParams::default(), &obj).await {
+                Ok(_) => lock(journal).log("info", format!("created namespace {ns}")),
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => lock(journal).error(None, format!("creating namespace {ns} failed: {e}")),
+            }
+        }
+    }
+
+    async fn wait_established(&self, name: &str, journal: &SharedJournal) {
+        let ar = ApiResource {
+            group: "apiextensions.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiextensions.k8s.io/v1".into(),
+            kind: "CustomResourceDefinition".into(),
+            plural: "customresourcedefinitions".into(),
+        };
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let deadline = tokio::time::Instant::now() + CRD_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(crd) = api.get(name).await {
+                let established = crd.data["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True");
+                if established {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        lock(journal).warn(
+            None,
+            format!(
+                "CRD {name} was not Established after {} s",
+                CRD_TIMEOUT.as_secs()
+            ),
+        );
+    }
+
+    /// Restores one item; returns the CRD name when it created or updated a CRD.
+    async fn restore_item(
+        &self,
+        p: Planned,
+        journal: &SharedJournal,
+    ) -> (Option<String>, ItemOutcome) {
+        let target_ns = p
+            .path
+            .namespace
+            .as_deref()
+            .map(|ns| self.spec.target_namespace(ns).to_string());
+        let resource = p.gr.to_string();
+        let keep_status = self.spec.restore_status.as_ref().is_some_and(|s| {
+            let m = |list: &[String]| {
+                list.iter()
+                    .any(|r| r == "*" || *r == resource || *r == p.path.resource)
+            };
+            m(&s.included_resources) && !m(&s.excluded_resources)
+        });
+        let opts = PrepareOptions {
+            backup_name: self.backup.as_str(),
+            restore_name: self.name.as_str(),
+            namespace_mapping: &self.spec.namespace_mapping,
+            keep_status,
+            preserve_node_ports: self.spec.preserve_node_ports.unwrap_or(false),
+        };
+        let original: Value = match serde_json::from_slice(&p.data) {
+            Ok(v) => v,
+            Err(e) => {
+                lock(journal).error(p.path.namespace.as_deref(), format!("{}: {e}", p.path));
+                self.status.add_done(1);
+                let outcome = ItemOutcome {
+                    resource,
+                    namespace: target_ns,
+                    name: p.path.name.clone(),
+                    action: Action::Failed,
+                };
+                return (None, outcome);
+            }
+        };
+        let status_value = original.get("status").cloned();
+        let object = prepare(original, &p.gr, &opts);
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or(&p.path.name)
+            .to_string();
+        let where_ = match &target_ns {
+            Some(ns) => format!("{resource} {ns}/{name}"),
+            None => format!("{resource} {name}"),
+        };
+        let outcome = |action| ItemOutcome {
+            resource: resource.clone(),
+            namespace: target_ns.clone(),
+            name: name.clone(),
+            action,
+        };
+        let fail = |message: String| {
+            lock(journal).error(target_ns.as_deref(), message);
+            self.status.add_done(1);
+            (None, outcome(Action::Failed))
+        };
+        let Some(ar) = api_resource(&p.path, &object) else {
+            return fail(format!(
+                "{where_}: the backed-up object has no apiVersion/kind"
+            ));
+        };
+        let api: Api<DynamicObject> = match &target_ns {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        };
+        let dynamic: DynamicObject = match serde_json::from_value(object) {
+            Ok(d) => d,
+            Err(e) => return fail(format!("{where_}: not a Kubernetes object: {e}")),
+        };
+        let post = PostParams {
+            dry_run: self.spec.dry_run,
+            ..PostParams::default()
+        };
+        let mut attempts = 0;
+        let action = loop {
+            attempts += 1;
+            match api.create(&post, &dynamic).await {
+                Ok(_) => break Action::Created,
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    break match self.spec.existing_resource_policy {
+                        ExistingResourcePolicy::None => {
+                            lock(journal).warn(
+                                target_ns.as_deref(),
+                                format!("could not restore {where_}: it already exists; left unchanged (existingResourcePolicy none)"),
+                            );
+                            Action::Skipped
+                        }
+                        ExistingResourcePolicy::Update => {
+                            match self.update(&api, &name, dynamic.clone()).await {
+                                Ok(()) => Action::Updated,
+                                Err(e) => {
+                                    return fail(format!(
+                                        "{where_}: updating the existing object failed: {e}"
+                                    ));
+                                }
+                            }
+                        }
+                    };
+                }
+                // In a dry run, a namespace or CRD that would be created first is missing.
+                Err(kube::Error::Api(s)) if s.code == 404 && self.spec.dry_run => {
+                    break Action::Created;
+                }
+                Err(kube::Error::Api(s))
+                    if s.code == 404 && !is_builtin_group(&ar.group) && attempts < 40 =>
+                {
+                    // A just-established CRD takes a moment to be served.
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                // The apiserver asks to retry (e.g. a new namespace's token is not issued yet).
+                Err(kube::Error::Api(s)) if is_transient(&s) && attempts < 40 => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return fail(format!("could not restore {where_}: {e}")),
+            }
+        };
+        if keep_status
+            && !self.spec.dry_run
+            && let Some(status) = status_value
+        {
+            let patch = Patch::Merge(serde_json::json!({ "status": status }));
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &patch)
+                .await
+            {
+                lock(journal).warn(
+                    target_ns.as_deref(),
+                    format!("{where_}: restoring status failed: {e}"),
+                );
+            }
+        }
+        {
+            let mut j = lock(journal);
+            j.resource_list
+                .add(&ar.api_version, &ar.kind, target_ns.as_deref(), &name);
+        }
+        self.status.add_done(1);
+        let crd = (resource == "customresourcedefinitions.apiextensions.k8s.io"
+            && action != Action::Skipped)
+            .then(|| name.clone());
+        (crd, outcome(action))
+    }
+
+    /// Overwrites an existing object with the backed-up one (policy `update`), keeping what the
+    /// apiserver allocated and will not change (a Service's cluster IPs).
+    async fn update(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        mut desired: DynamicObject,
+    ) -> Result<(), kube::Error> {
+        let existing = api.get(name).await?;
+        desired.metadata.resource_version = existing.metadata.resource_version.clone();
+        for key in ["clusterIP", "clusterIPs"] {
+            if let Some(v) = existing.data["spec"].get(key)
+                && desired.data["spec"].is_object()
+                && desired.data["spec"].get(key).is_none()
+            {
+                desired.data["spec"][key] = v.clone();
+            }
+        }
+        let params = PostParams {
+            dry_run: self.spec.dry_run,
+            ..PostParams::default()
+        };
+        api.replace(name, &params, &desired).await.map(|_| ())
+    }
+
+    async fn finish(self, started: Timestamp, journal: SharedJournal) -> Result<(), EngineError> {
+        let mut journal = std::mem::take(&mut *lock(&journal));
+        journal.resource_list.sort();
+        let phase = if journal.results.errors.is_empty() {
+            Phase::Completed
+        } else {
+            Phase::PartiallyFailed
+        };
+        let elapsed = Timestamp::now().duration_since(started);
+        journal.log(
+            "info",
+            format!(
+                "restore {} finished: phase {phase} in {:.1} s",
+                self.name,
+                elapsed.as_secs_f64()
+            ),
+        );
+        if !self.spec.dry_run {
+            let files = RestoreFiles::new(&self.name);
+            let io =
+                |e: std::io::Error| EngineError::Other(format!("encoding restore results: {e}"));
+            let writes = [
+                (files.results, gzip_json(&journal.results).map_err(io)?),
+                (
+                    files.logs,
+                    gzip_bytes(journal.log_text().as_bytes()).map_err(io)?,
+                ),
+                (
+                    files.resource_list,
+                    gzip_json(&journal.resource_list).map_err(io)?,
+                ),
+            ];
+            for (path, data) in writes {
+                use backup_storage::object_store::ObjectStoreExt;
+                let path = backup_storage::object_store::path::Path::from(path);
+                self.repo
+                    .store()
+                    .put(&path, data.into())
+                    .await
+                    .map_err(|e| EngineError::Unavailable {
+                        reason: format!("writing {path}: {e}"),
+                    })?;
+            }
+        }
+        {
+            let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+            report.dry_run = self.spec.dry_run;
+            report.results = journal.results.clone();
+        }
+        self.status.update(|s| {
+            s.phase = phase;
+            s.completed = Some(Timestamp::now());
+            s.errors = journal.results.errors.flatten();
+            s.warnings = journal.results.warnings.flatten();
+        });
+        Ok(())
+    }
+}

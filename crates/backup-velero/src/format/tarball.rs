@@ -1,0 +1,257 @@
+//! The backup tarball: `metadata/version` plus one JSON file per item, in Velero's layout.
+//!
+//! Each item is written twice, as Velero's format 1.1.0 does: at
+//! `resources/<resource.group>/namespaces/<ns>/<name>.json` and under
+//! `resources/<resource.group>/<version>-preferredversion/...`. The reader accepts tarballs with
+//! either copy or both and yields each item once.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+
+use crate::tarball_layout::{FORMAT_VERSION, ItemPath, LayoutError, VERSION_FILE};
+
+/// Largest single entry accepted when reading (a Kubernetes object is at most ~1.5 MiB in etcd).
+const MAX_ENTRY: u64 = 64 * 1024 * 1024;
+
+/// Why a tarball could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum TarballError {
+    /// Reading or writing failed (also: not gzip, truncated, or the source stream failed,
+    /// e.g. a checksum mismatch).
+    #[error("backup tarball I/O failed: {0}")]
+    Io(#[from] io::Error),
+    /// An item path cannot be represented.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// `metadata/version` is missing or names a format we do not read.
+    #[error(
+        "backup tarball has format version {found:?}; this version reads Velero format 1.x ({FORMAT_VERSION})"
+    )]
+    Version {
+        /// What the tarball says (`None` when the file is absent).
+        found: Option<String>,
+    },
+    /// An entry is larger than any Kubernetes object can be.
+    #[error("tarball entry {path:?} is {size} bytes, more than the {MAX_ENTRY} accepted")]
+    TooLarge {
+        /// The entry.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
+}
+
+/// Writes a Velero tarball (tar + gzip) into any `Write`, item by item.
+pub struct TarballWriter<W: Write> {
+    builder: tar::Builder<GzEncoder<W>>,
+    mtime: u64,
+    items: u64,
+}
+
+impl<W: Write> TarballWriter<W> {
+    /// Starts a tarball and writes `metadata/version`.
+    pub fn new(out: W) -> Result<Self, TarballError> {
+        let mtime = jiff::Timestamp::now().as_second().max(0) as u64;
+        let mut w = TarballWriter {
+            builder: tar::Builder::new(GzEncoder::new(out, Compression::fast())),
+            mtime,
+            items: 0,
+        };
+        w.append(VERSION_FILE, FORMAT_VERSION.as_bytes())?;
+        Ok(w)
+    }
+
+    fn append(&mut self, path: &str, data: &[u8]) -> Result<(), TarballError> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o755);
+        header.set_mtime(self.mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        self.builder.append_data(&mut header, path, data)?;
+        Ok(())
+    }
+
+    /// Adds one item (its JSON) at its plain path and its `<version>-preferredversion` copy.
+    pub fn add_item(
+        &mut self,
+        item: &ItemPath,
+        preferred_version: &str,
+        json: &[u8],
+    ) -> Result<(), TarballError> {
+        let mut plain = item.clone();
+        plain.version_dir = None;
+        self.append(&plain.to_path()?, json)?;
+        plain.version_dir = Some(format!("{preferred_version}-preferredversion"));
+        self.append(&plain.to_path()?, json)?;
+        self.items += 1;
+        Ok(())
+    }
+
+    /// Items added so far.
+    pub fn items(&self) -> u64 {
+        self.items
+    }
+
+    /// Finishes tar and gzip and returns the output.
+    pub fn finish(self) -> Result<W, TarballError> {
+        let gz = self.builder.into_inner()?;
+        Ok(gz.finish()?)
+    }
+}
+
+/// One item read from a tarball.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarballItem {
+    /// Where it was (normalised: `version_dir` is `None`).
+    pub path: ItemPath,
+    /// Its JSON.
+    pub data: Vec<u8>,
+}
+
+/// Reads every item of a Velero tarball. Accepts the plain layout, the preferred-version
+/// layout or both (each item is returned once, the plain copy winning); other entries are
+/// ignored. Fails on a missing or foreign `metadata/version` and on any I/O error, so a
+/// truncated or corrupted source never yields a partial list.
+pub fn read_tarball<R: Read>(input: R) -> Result<Vec<TarballItem>, TarballError> {
+    let mut archive = tar::Archive::new(GzDecoder::new(input));
+    let mut version: Option<String> = None;
+    let mut items: BTreeMap<ItemPath, (bool, Vec<u8>)> = BTreeMap::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.to_string_lossy().into_owned();
+        let size = entry.header().size()?;
+        if size > MAX_ENTRY {
+            return Err(TarballError::TooLarge { path, size });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        entry.read_to_end(&mut data)?;
+        if path == VERSION_FILE {
+            version = Some(String::from_utf8_lossy(&data).trim().to_string());
+            continue;
+        }
+        let Ok(mut parsed) = ItemPath::parse(&path) else {
+            continue;
+        };
+        let plain = parsed.version_dir.take().is_none();
+        match items.get(&parsed) {
+            Some((true, _)) => {}
+            _ => {
+                items.insert(parsed, (plain, data));
+            }
+        }
+    }
+    // tar stops at its end-of-archive blocks; read the gzip stream to its end so its CRC and
+    // length trailer are checked and a truncated or altered tail is refused too.
+    io::copy(&mut archive.into_inner(), &mut io::sink())?;
+    match version.as_deref() {
+        Some(v) if v.starts_with("1.") => {}
+        _ => return Err(TarballError::Version { found: version }),
+    }
+    Ok(items
+        .into_iter()
+        .map(|(path, (_, data))| TarballItem { path, data })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(resource: &str, group: &str, ns: Option<&str>, name: &str) -> ItemPath {
+        ItemPath {
+            resource: resource.into(),
+            group: group.into(),
+            namespace: ns.map(Into::into),
+            name: name.into(),
+            version_dir: None,
+        }
+    }
+
+    fn sample() -> Vec<u8> {
+        let mut w = TarballWriter::new(Vec::new()).unwrap();
+        w.add_item(
+            &item("configmaps", "", Some("app"), "a"),
+            "v1",
+            br#"{"a":1}"#,
+        )
+        .unwrap();
+        w.add_item(
+            &item("deployments", "apps", Some("app"), "web"),
+            "v1",
+            br#"{"d":2}"#,
+        )
+        .unwrap();
+        w.add_item(&item("namespaces", "", None, "app"), "v1", br#"{"n":3}"#)
+            .unwrap();
+        assert_eq!(w.items(), 3);
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn writes_both_copies_and_reads_each_item_once() {
+        let gz = sample();
+        let mut names = Vec::new();
+        let mut archive = tar::Archive::new(GzDecoder::new(&gz[..]));
+        for e in archive.entries().unwrap() {
+            names.push(e.unwrap().path().unwrap().to_string_lossy().into_owned());
+        }
+        assert_eq!(names[0], "metadata/version");
+        assert!(names.contains(&"resources/configmaps/namespaces/app/a.json".to_string()));
+        assert!(names.contains(
+            &"resources/deployments.apps/v1-preferredversion/namespaces/app/web.json".to_string()
+        ));
+        assert!(names.contains(&"resources/namespaces/cluster/app.json".to_string()));
+        let items = read_tarball(&gz[..]).unwrap();
+        assert_eq!(items.len(), 3);
+        let web = items.iter().find(|i| i.path.name == "web").unwrap();
+        assert_eq!(web.data, br#"{"d":2}"#);
+        assert_eq!(web.path.version_dir, None);
+    }
+
+    #[test]
+    fn reads_a_tarball_with_only_preferred_version_copies() {
+        let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        for (path, data) in [
+            ("metadata/version", "1.1.0"),
+            (
+                "resources/secrets/v1-preferredversion/namespaces/x/s.json",
+                "{}",
+            ),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, path, data.as_bytes()).unwrap();
+        }
+        let gz = b.into_inner().unwrap().finish().unwrap();
+        let items = read_tarball(&gz[..]).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].path.resource, "secrets");
+    }
+
+    #[test]
+    fn truncated_corrupt_or_versionless_tarballs_are_refused() {
+        let gz = sample();
+        assert!(read_tarball(&gz[..gz.len() - 10]).is_err());
+        let mut flipped = gz.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0xff;
+        assert!(read_tarball(&flipped[..]).is_err());
+        let empty = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()))
+            .into_inner()
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert!(matches!(
+            read_tarball(&empty[..]),
+            Err(TarballError::Version { found: None })
+        ));
+    }
+}

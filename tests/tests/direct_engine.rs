@@ -1,0 +1,717 @@
+//! End-to-end tests of the direct (agentless) engine against the real local apiservers and the
+//! S3 server: backups in Velero's format, restores, migration, policies, dry runs, CRDs, and
+//! refusal of damaged or missing backups. Each test uses its own namespaces and storage scope.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use backup_core::{
+    BackupEngine, BackupKind, BackupSpec, EngineError, ExistingResourcePolicy, Phase,
+    RestoreEngine, RestoreSpec,
+};
+use backup_storage::{BackupName, Repository};
+use backup_velero::direct::{Action, DirectEngine};
+use backup_velero::format::{BackupObject, ResourceList, gunzip_json};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tests::{TestNamespace, shared, unique_name};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A repository on the S3 server, in a scope of its own.
+fn repository(test: &str) -> Result<Repository> {
+    let s3 = shared()?.s3();
+    let options = BTreeMap::from([
+        ("s3Url".to_string(), s3.endpoint.clone()),
+        ("region".to_string(), s3.region.clone()),
+        ("s3ForcePathStyle".to_string(), "true".to_string()),
+        ("access_key_id".to_string(), s3.access_key_id.clone()),
+        (
+            "secret_access_key".to_string(),
+            s3.secret_access_key.clone(),
+        ),
+    ]);
+    Ok(Repository::open(&s3.location, &options)?.scoped_str("e2e", &unique_name("s", test))?)
+}
+
+fn spec_for(namespaces: &[&str]) -> BackupSpec {
+    let mut spec = BackupSpec::default();
+    spec.filter.included_namespaces = namespaces.iter().map(|s| s.to_string()).collect();
+    spec
+}
+
+fn restore_spec(backup: &str) -> RestoreSpec {
+    RestoreSpec {
+        backup_name: Some(backup.into()),
+        ..RestoreSpec::default()
+    }
+}
+
+async fn backup(engine: &DirectEngine, name: &str, spec: &BackupSpec) -> Result<()> {
+    engine.start_backup(name, spec).await?;
+    let status = tokio::time::timeout(TIMEOUT, engine.wait_backup(name)).await??;
+    if status.phase != Phase::Completed {
+        bail!(
+            "backup {name} ended {:?}: {:?}",
+            status.phase,
+            status.errors
+        );
+    }
+    Ok(())
+}
+
+async fn restore(engine: &DirectEngine, name: &str, spec: &RestoreSpec) -> Result<Phase> {
+    engine.start_restore(name, spec).await?;
+    let status = tokio::time::timeout(TIMEOUT, engine.wait_restore(name)).await??;
+    Ok(status.phase)
+}
+
+async fn config_map(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    data: &[(&str, &str)],
+    labels: &[(&str, &str)],
+) -> Result<()> {
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some(name.into());
+    cm.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    cm.data = Some(
+        data.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .with_context(|| format!("creating configmap {ns}/{name}"))?;
+    Ok(())
+}
+
+async fn sample_app(client: &Client, ns: &str) -> Result<()> {
+    config_map(
+        client,
+        ns,
+        "settings",
+        &[("greeting", "hello"), ("mode", "prod")],
+        &[("app", "web")],
+    )
+    .await?;
+    config_map(
+        client,
+        ns,
+        "scratch",
+        &[("x", "1")],
+        &[("velero.io/exclude-from-backup", "true")],
+    )
+    .await?;
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("credentials".into());
+    secret.data = Some([("password".to_owned(), ByteString(b"s3cr3t".to_vec()))].into());
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))?;
+    Api::<Service>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &svc)
+        .await?;
+    let deploy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1.25", "ports": [{"containerPort": 8080}]}]}}}
+    }))?;
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &deploy)
+        .await?;
+    Ok(())
+}
+
+/// The parts of the sample app that must survive a round trip.
+async fn app_state(client: &Client, ns: &str) -> Result<serde_json::Value> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("settings")
+        .await?;
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get("credentials")
+        .await?;
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
+        .get("web")
+        .await?;
+    let deploy = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get("web")
+        .await?;
+    let svc_spec = svc.spec.unwrap_or_default();
+    Ok(json!({
+        "cm": cm.data, "cmLabels": cm.metadata.labels.unwrap_or_default().get("app"),
+        "secret": secret.data, "secretType": secret.type_,
+        "svcPorts": svc_spec.ports, "svcSelector": svc_spec.selector, "svcType": svc_spec.type_,
+        "deploy": deploy.spec,
+    }))
+}
+
+async fn delete_namespace(client: &Client, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.delete(name, &DeleteParams::default()).await?;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while api.get_opt(name).await?.is_some() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("namespace {name} was not deleted in time");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+async fn artifact(repo: &Repository, backup: &str, file: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    repo.download_artifact_to(
+        BackupKind::Resources,
+        &BackupName::new(backup)?,
+        &file.parse()?,
+        &mut out,
+    )
+    .await?;
+    Ok(out)
+}
+
+#[tokio::test]
+async fn backup_delete_namespace_restore_gives_back_equal_objects() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "round_trip").await?;
+    sample_app(&c1, &ns.name).await?;
+    let before = app_state(&c1, &ns.name).await?;
+    let repo = repository("round_trip")?;
+    let engine = DirectEngine::new(c1.clone(), repo.clone());
+    backup(&engine, "b1", &spec_for(&[&ns.name])).await?;
+
+    // Velero's files, all recorded in the manifest.
+    let manifest = repo
+        .verify(BackupKind::Resources, &BackupName::new("b1")?)
+        .await?;
+    let mut names: Vec<&str> = manifest.artifacts.iter().map(|a| a.name.as_str()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "b1-logs.gz",
+            "b1-resource-list.json.gz",
+            "b1-results.gz",
+            "b1.tar.gz",
+            "velero-backup.json"
+        ]
+    );
+    let object = BackupObject::from_json(&artifact(&repo, "b1", "velero-backup.json").await?)?;
+    assert_eq!(object.phase, Phase::Completed);
+    assert_eq!(
+        object.spec.filter.included_namespaces,
+        vec![ns.name.clone()]
+    );
+    let list: ResourceList =
+        gunzip_json(&artifact(&repo, "b1", "b1-resource-list.json.gz").await?)?;
+    let cms = &list.0["v1/ConfigMap"];
+    assert!(cms.contains(&format!("{}/settings", ns.name)), "{cms:?}");
+    assert!(
+        !cms.contains(&format!("{}/scratch", ns.name)),
+        "excluded by label: {cms:?}"
+    );
+    assert!(list.0["apps/v1/Deployment"].contains(&format!("{}/web", ns.name)));
+    assert_eq!(list.0["v1/Namespace"], vec![ns.name.clone()]);
+    assert_eq!(object.items_backed_up as usize, list.len());
+
+    let name = ns.name.clone();
+    delete_namespace(&c1, &name).await?;
+    assert_eq!(
+        restore(&engine, "r1", &restore_spec("b1")).await?,
+        Phase::Completed
+    );
+    let after = app_state(&c1, &name).await?;
+    assert_eq!(after, before);
+    let cm = Api::<ConfigMap>::namespaced(c1.clone(), &name)
+        .get("settings")
+        .await?;
+    let labels = cm.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("velero.io/backup-name").map(String::as_str),
+        Some("b1")
+    );
+    assert_eq!(
+        labels.get("velero.io/restore-name").map(String::as_str),
+        Some("r1")
+    );
+    assert!(
+        Api::<ConfigMap>::namespaced(c1.clone(), &name)
+            .get_opt("scratch")
+            .await?
+            .is_none()
+    );
+    let report = engine.restore_report("r1").context("report")?;
+    assert_eq!(report.count(Action::Failed), 0, "{:?}", report.results);
+    assert!(report.count(Action::Created) >= 5);
+    delete_namespace(&c1, &name).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn migration_to_c2_with_namespace_mapping() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let c2 = env.client("c2").await?;
+    let ns = TestNamespace::create(&c1, "migrate").await?;
+    sample_app(&c1, &ns.name).await?;
+    let before = app_state(&c1, &ns.name).await?;
+    let repo = repository("migrate")?;
+    backup(
+        &DirectEngine::new(c1.clone(), repo.clone()),
+        "m1",
+        &spec_for(&[&ns.name]),
+    )
+    .await?;
+    let target = unique_name("t", "migrated");
+    let engine2 = DirectEngine::new(c2.clone(), repo);
+    let mut spec = restore_spec("m1");
+    spec.namespace_mapping
+        .insert(ns.name.clone(), target.clone());
+    assert_eq!(restore(&engine2, "to-c2", &spec).await?, Phase::Completed);
+    assert_eq!(app_state(&c2, &target).await?, before);
+    assert!(
+        Api::<Namespace>::all(c2.clone())
+            .get_opt(&ns.name)
+            .await?
+            .is_none(),
+        "the source name is not used"
+    );
+    delete_namespace(&c2, &target).await?;
+    ns.delete().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn existing_objects_policy_none_keeps_and_update_overwrites() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "policy").await?;
+    config_map(&c1, &ns.name, "settings", &[("k", "original")], &[]).await?;
+    let repo = repository("policy")?;
+    let engine = DirectEngine::new(c1.clone(), repo);
+    backup(&engine, "p1", &spec_for(&[&ns.name])).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns.name);
+    let mut cm = cms.get("settings").await?;
+    cm.data = Some([("k".to_owned(), "changed".to_owned())].into());
+    cms.replace("settings", &PostParams::default(), &cm).await?;
+
+    assert_eq!(
+        restore(&engine, "keep", &restore_spec("p1")).await?,
+        Phase::Completed
+    );
+    let data = cms.get("settings").await?.data.unwrap_or_default();
+    assert_eq!(data["k"], "changed");
+    let report = engine.restore_report("keep").context("report")?;
+    let warnings = &report.results.warnings.namespaces[&ns.name];
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("settings") && w.contains("already exists")),
+        "{warnings:?}"
+    );
+
+    let mut spec = restore_spec("p1");
+    spec.existing_resource_policy = ExistingResourcePolicy::Update;
+    assert_eq!(
+        restore(&engine, "overwrite", &spec).await?,
+        Phase::Completed
+    );
+    let data = cms.get("settings").await?.data.unwrap_or_default();
+    assert_eq!(data["k"], "original");
+    let report = engine.restore_report("overwrite").context("report")?;
+    assert!(
+        report
+            .items
+            .iter()
+            .any(|i| i.name == "settings" && i.action == Action::Updated)
+    );
+    ns.delete().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn dry_run_reports_and_writes_nothing() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "dry_run").await?;
+    config_map(&c1, &ns.name, "kept", &[("a", "1")], &[]).await?;
+    config_map(&c1, &ns.name, "gone", &[("b", "2")], &[]).await?;
+    let repo = repository("dry_run")?;
+    let engine = DirectEngine::new(c1.clone(), repo.clone());
+    backup(&engine, "d1", &spec_for(&[&ns.name])).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns.name);
+    cms.delete("gone", &DeleteParams::default()).await?;
+    let mut spec = restore_spec("d1");
+    spec.dry_run = true;
+    assert_eq!(restore(&engine, "dry", &spec).await?, Phase::Completed);
+    let report = engine.restore_report("dry").context("report")?;
+    assert!(report.dry_run);
+    let action = |n: &str| report.items.iter().find(|i| i.name == n).map(|i| i.action);
+    assert_eq!(action("gone"), Some(Action::Created));
+    assert_eq!(action("kept"), Some(Action::Skipped));
+    assert!(
+        cms.get_opt("gone").await?.is_none(),
+        "a dry run must not create"
+    );
+    let stored = repo.store().list(Some(&"restores".into()));
+    let count = futures::StreamExt::count(stored).await;
+    assert_eq!(count, 0, "a dry run must not write restore files");
+    ns.delete().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn crd_and_custom_objects_round_trip() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "crd").await?;
+    let group = format!("{}.example.com", unique_name("g", "crd"));
+    let crd_name = format!("widgets.{group}");
+    let crd_ar = ApiResource {
+        group: "apiextensions.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "apiextensions.k8s.io/v1".into(),
+        kind: "CustomResourceDefinition".into(),
+        plural: "customresourcedefinitions".into(),
+    };
+    let crds: Api<DynamicObject> = Api::all_with(c1.clone(), &crd_ar);
+    let crd: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": crd_name},
+        "spec": {"group": group, "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer"}, "color": {"type": "string"}}}}}}}]}
+    }))?;
+    crds.create(&PostParams::default(), &crd).await?;
+    let widget_ar = ApiResource {
+        group: group.clone(),
+        version: "v1".into(),
+        api_version: format!("{group}/v1"),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let widgets: Api<DynamicObject> = Api::namespaced_with(c1.clone(), &ns.name, &widget_ar);
+    let widget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": format!("{group}/v1"), "kind": "Widget",
+        "metadata": {"name": "w1"}, "spec": {"size": 3, "color": "blue"}
+    }))?;
+    let mut created = None;
+    for _ in 0..80 {
+        match widgets.create(&PostParams::default(), &widget).await {
+            Ok(w) => {
+                created = Some(w);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    created.context("the CRD was never served")?;
+    let repo = repository("crd")?;
+    let engine = DirectEngine::new(c1.clone(), repo);
+    backup(&engine, "c1", &spec_for(&[&ns.name])).await?;
+
+    let name = ns.name.clone();
+    delete_namespace(&c1, &name).await?;
+    crds.delete(&crd_name, &DeleteParams::default()).await?;
+    while crds.get_opt(&crd_name).await?.is_some() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        restore(&engine, "cr1", &restore_spec("c1")).await?,
+        Phase::Completed
+    );
+    let restored = crds.get(&crd_name).await?;
+    assert_eq!(restored.data["spec"]["names"]["kind"], "Widget");
+    let w = widgets.get("w1").await?;
+    assert_eq!(w.data["spec"], json!({"size": 3, "color": "blue"}));
+    delete_namespace(&c1, &name).await?;
+    crds.delete(&crd_name, &DeleteParams::default()).await?;
+    Ok(())
+}
+
+/// The tarball's file on the S3 server's disk.
+fn tarball_file(repo_scope_probe: &str, backup: &str) -> Result<std::path::PathBuf> {
+    let root = &shared()?.s3().root;
+    let bucket = &shared()?.s3().bucket;
+    let scope_dir = root.join(bucket).join("e2e").join(repo_scope_probe);
+    Ok(scope_dir
+        .join("backups")
+        .join(backup)
+        .join(format!("{backup}.tar.gz")))
+}
+
+#[tokio::test]
+async fn altered_or_truncated_tarball_is_refused() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "tamper").await?;
+    config_map(&c1, &ns.name, "settings", &[("k", "v")], &[]).await?;
+    let s3 = env.s3();
+    let scope = unique_name("s", "tamper");
+    let options = BTreeMap::from([
+        ("s3Url".to_string(), s3.endpoint.clone()),
+        ("region".to_string(), s3.region.clone()),
+        ("access_key_id".to_string(), s3.access_key_id.clone()),
+        (
+            "secret_access_key".to_string(),
+            s3.secret_access_key.clone(),
+        ),
+    ]);
+    let repo = Repository::open(&s3.location, &options)?.scoped_str("e2e", &scope)?;
+    let engine = DirectEngine::new(c1.clone(), repo);
+    backup(&engine, "t1", &spec_for(&[&ns.name])).await?;
+    let file = tarball_file(&scope, "t1")?;
+    let original = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let name = ns.name.clone();
+    delete_namespace(&c1, &name).await?;
+
+    let mut altered = original.clone();
+    let mid = altered.len() / 2;
+    altered[mid] ^= 0x01;
+    std::fs::write(&file, &altered)?;
+    assert_eq!(
+        restore(&engine, "altered", &restore_spec("t1")).await?,
+        Phase::Failed
+    );
+    let status = engine.observe_restore("altered").await?;
+    assert!(
+        status.errors.iter().any(|e| e.contains("refused")),
+        "{:?}",
+        status.errors
+    );
+
+    std::fs::write(&file, &original[..original.len() - 1])?;
+    assert_eq!(
+        restore(&engine, "truncated", &restore_spec("t1")).await?,
+        Phase::Failed
+    );
+    assert!(
+        Api::<Namespace>::all(c1.clone())
+            .get_opt(&name)
+            .await?
+            .is_none(),
+        "nothing may be restored"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn existing_and_missing_backup_names_are_clear_errors() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "names").await?;
+    let engine = DirectEngine::new(c1.clone(), repository("names")?);
+    let spec = spec_for(&[&ns.name]);
+    backup(&engine, "n1", &spec).await?;
+    // Another engine (another process) sees the committed backup.
+    let other = DirectEngine::new(c1.clone(), engine.repository().clone());
+    let err = other.start_backup("n1", &spec).await.unwrap_err();
+    assert!(matches!(err, EngineError::AlreadyExists { .. }), "{err}");
+    let err = engine
+        .start_restore("r", &restore_spec("missing"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("missing"));
+    let err = engine.delete_backup("missing").await.unwrap_err();
+    assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
+    engine.delete_backup("n1").await?;
+    let listing = engine.repository().list(BackupKind::Resources).await?;
+    assert!(listing.manifests.is_empty());
+    ns.delete().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn unreachable_apiserver_is_unavailable_and_writes_nothing() -> Result<()> {
+    let config = kube::Config::new("https://127.0.0.1:1".parse()?);
+    let client = Client::try_from(config)?;
+    let engine = DirectEngine::new(client, repository("unreachable")?);
+    let err = engine
+        .start_backup("u1", &BackupSpec::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("reachable"), "{err}");
+    let listing = engine.repository().list(BackupKind::Resources).await?;
+    assert!(listing.manifests.is_empty());
+    Ok(())
+}
+
+/// A client for cluster `cluster` authenticated as service account `ns/account`.
+async fn service_account_client(cluster: &str, ns: &str, account: &str) -> Result<Client> {
+    let info = shared()?.cluster(cluster)?;
+    let admin = shared()?.client(cluster).await?;
+    let secrets: Api<Secret> = Api::namespaced(admin, ns);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let token = loop {
+        let found = secrets
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .find(|s| {
+                s.type_.as_deref() == Some("kubernetes.io/service-account-token")
+                    && s.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("kubernetes.io/service-account.name"))
+                        == Some(&account.to_string())
+            });
+        if let Some(token) = found.and_then(|s| s.data?.remove("token")) {
+            break String::from_utf8(token.0)?;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no token was issued for service account {ns}/{account}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "limited",
+        "clusters": [{"name": "c", "cluster": {"server": info.apiserver_url,
+            "certificate-authority": info.ca_file}}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "limited", "context": {"cluster": "c", "user": "u"}}]
+    }))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+#[tokio::test]
+async fn forbidden_kinds_are_warnings_and_the_rest_is_backed_up() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "rbac").await?;
+    config_map(&c1, &ns.name, "visible", &[("k", "v")], &[]).await?;
+    let apply = |kind: &str, value: serde_json::Value| {
+        let ar = match kind {
+            "ServiceAccount" => {
+                ApiResource::erase::<k8s_openapi::api::core::v1::ServiceAccount>(&())
+            }
+            "Role" => ApiResource::erase::<k8s_openapi::api::rbac::v1::Role>(&()),
+            _ => ApiResource::erase::<k8s_openapi::api::rbac::v1::RoleBinding>(&()),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(c1.clone(), &ns.name, &ar);
+        async move {
+            let obj: DynamicObject = serde_json::from_value(value)?;
+            api.create(&PostParams::default(), &obj).await?;
+            anyhow::Ok(())
+        }
+    };
+    apply(
+        "ServiceAccount",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "limited"}}),
+    )
+    .await?;
+    apply("Role", json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "cm-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]})).await?;
+    apply("RoleBinding", json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "cm-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "limited", "namespace": ns.name}]})).await?;
+    let limited = service_account_client("c1", &ns.name, "limited").await?;
+    let repo = repository("rbac")?;
+    let engine = DirectEngine::new(limited, repo.clone());
+    engine
+        .start_backup("limited", &spec_for(&[&ns.name]))
+        .await?;
+    let status = tokio::time::timeout(TIMEOUT, engine.wait_backup("limited")).await??;
+    assert_eq!(status.phase, Phase::Completed, "{:?}", status.errors);
+    assert!(
+        status
+            .warnings
+            .iter()
+            .any(|w| w.contains("secrets") && w.contains("forbidden")),
+        "{:?}",
+        status.warnings
+    );
+    let list: ResourceList =
+        gunzip_json(&artifact(&repo, "limited", "limited-resource-list.json.gz").await?)?;
+    assert_eq!(list.0["v1/ConfigMap"], vec![format!("{}/visible", ns.name)]);
+    assert!(!list.0.contains_key("v1/Secret"));
+    ns.delete().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_object_that_fails_to_create_is_reported_and_the_others_continue() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let c2 = env.client("c2").await?;
+    let ns = TestNamespace::create(&c1, "failing").await?;
+    for name in ["a", "b", "c"] {
+        config_map(&c1, &ns.name, name, &[("k", name)], &[]).await?;
+    }
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "big"},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+            "resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "1Gi"}}}]}
+    }))?;
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(c1.clone(), &ns.name);
+    // A new namespace admits pods once its default service account has a token.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while let Err(e) = pods.create(&PostParams::default(), &pod).await {
+        if tokio::time::Instant::now() > deadline {
+            return Err(e.into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let repo = repository("failing")?;
+    backup(
+        &DirectEngine::new(c1.clone(), repo.clone()),
+        "f1",
+        &spec_for(&[&ns.name]),
+    )
+    .await?;
+    // The target namespace refuses containers above 512Mi: the pod cannot be created there.
+    let target = TestNamespace::create(&c2, "failing_target").await?;
+    let limits: k8s_openapi::api::core::v1::LimitRange = serde_json::from_value(json!({
+        "metadata": {"name": "small"},
+        "spec": {"limits": [{"type": "Container", "max": {"memory": "512Mi"}}]}
+    }))?;
+    Api::<k8s_openapi::api::core::v1::LimitRange>::namespaced(c2.clone(), &target.name)
+        .create(&PostParams::default(), &limits)
+        .await?;
+    let engine = DirectEngine::new(c2.clone(), repo);
+    let mut spec = restore_spec("f1");
+    spec.namespace_mapping
+        .insert(ns.name.clone(), target.name.clone());
+    assert_eq!(restore(&engine, "f1", &spec).await?, Phase::PartiallyFailed);
+    let report = engine.restore_report("f1").context("report")?;
+    let action = |n: &str| report.items.iter().find(|i| i.name == n).map(|i| i.action);
+    assert_eq!(action("big"), Some(Action::Failed));
+    for name in ["a", "b", "c"] {
+        assert_eq!(action(name), Some(Action::Created), "{name}");
+    }
+    let errors = &report.results.errors.namespaces[&target.name];
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("pods") && errors[0].contains("big"),
+        "{errors:?}"
+    );
+    let cms = Api::<ConfigMap>::namespaced(c2.clone(), &target.name);
+    assert!(cms.get_opt("c").await?.is_some());
+    target.delete().await?;
+    ns.delete().await?;
+    Ok(())
+}

@@ -1,0 +1,463 @@
+//! `cargo xtask bench resources`: back up and restore many small objects, ours vs kubectl.
+//!
+//! On the local control plane: N ConfigMaps of ~0.5 KB over M namespaces on `c1` (created once,
+//! reused by later runs). Measured in one run:
+//! - `backupctl backup create` to the S3 server vs `kubectl get configmaps -A -o json > file`
+//!   and vs the raw paged LIST (limit 500, body read and discarded) — the physical limit;
+//! - `backupctl restore create` into `c2` vs `kubectl create -f` of the same objects;
+//! - our peak RSS (wait4's ru_maxrss) at N and, optionally, at a larger count.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+#[derive(clap::Args)]
+pub struct ResourcesBenchArgs {
+    /// ConfigMaps to back up.
+    #[arg(long, default_value_t = 10_000)]
+    pub objects: usize,
+    /// Namespaces they are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub namespaces: usize,
+    /// Also measure peak RSS with this many objects (0 = skip).
+    #[arg(long, default_value_t = 50_000)]
+    pub rss_objects: usize,
+}
+
+const LABEL: &str = "backup-fleet.bench/resources";
+
+pub fn run(args: ResourcesBenchArgs) -> Result<()> {
+    ensure!(
+        args.namespaces > 0 && args.objects >= args.namespaces,
+        "need at least one object per namespace"
+    );
+    let env_dir = crate::env::default_dir()?;
+    crate::env::up_default(&env_dir)?;
+    let backupctl = build_backupctl()?;
+    tokio::runtime::Runtime::new()?.block_on(bench(args, &env_dir, &backupctl))
+}
+
+struct Cluster {
+    client: Client,
+    kubeconfig: String,
+    context: String,
+}
+
+async fn cluster(state: &Value, name: &str) -> Result<Cluster> {
+    let info = state["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .with_context(|| format!("no cluster {name}"))?;
+    let kubeconfig = info["kubeconfig"]
+        .as_str()
+        .context("kubeconfig")?
+        .to_string();
+    let context = info["context"].as_str().context("context")?.to_string();
+    let options = KubeConfigOptions {
+        context: Some(context.clone()),
+        ..Default::default()
+    };
+    let config =
+        kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig)?, &options).await?;
+    Ok(Cluster {
+        client: Client::try_from(config)?,
+        kubeconfig,
+        context,
+    })
+}
+
+fn ns_name(prefix: &str, i: usize) -> String {
+    format!("{prefix}-{i:03}")
+}
+
+/// Makes sure `count` ConfigMaps exist over the bench namespaces of `c1` (idempotent).
+async fn populate(client: &Client, namespaces: usize, count: usize) -> Result<()> {
+    let ns_api: Api<Namespace> = Api::all(client.clone());
+    for i in 0..namespaces {
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(ns_name("bench", i)),
+                labels: Some([(LABEL.to_string(), "true".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match ns_api.create(&PostParams::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let value = "x".repeat(400);
+    let start = Instant::now();
+    let created: Vec<Result<bool>> = futures::stream::iter(0..count)
+        .map(|i| {
+            let client = client.clone();
+            let value = value.clone();
+            async move {
+                let ns = ns_name("bench", i % namespaces);
+                let cm: ConfigMap = serde_json::from_value(json!({
+                    "metadata": {"name": format!("cm-{i:06}"), "labels": {"app": "bench", "shard": (i % 7).to_string()}},
+                    "data": {"payload": value, "index": i.to_string()}
+                }))?;
+                match Api::<ConfigMap>::namespaced(client, &ns).create(&PostParams::default(), &cm).await {
+                    Ok(_) => Ok(true),
+                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let mut new = 0;
+    for c in created {
+        new += usize::from(c?);
+    }
+    if new > 0 {
+        eprintln!(
+            "created {new} ConfigMaps in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Deletes namespaces with `prefix` on a cluster and waits until they are gone.
+async fn clear(client: &Client, prefix: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .collect();
+    for n in &names {
+        let _ = api.delete(n, &DeleteParams::default()).await;
+    }
+    let start = Instant::now();
+    for n in &names {
+        while api.get_opt(n).await?.is_some() {
+            ensure!(
+                start.elapsed() < Duration::from_secs(600),
+                "namespace {n} is not going away"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The raw paged LIST of all ConfigMaps: bodies read and discarded; returns the item count.
+async fn raw_list(client: &Client) -> Result<usize> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        metadata: Meta,
+        items: Vec<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "continue", default)]
+        continue_: Option<String>,
+    }
+    let mut params = ListParams::default().limit(500);
+    let mut items = 0;
+    loop {
+        let request = kube::core::Request::new("/api/v1/configmaps").list(&params)?;
+        let text = client.request_text(request).await?;
+        let page: Page = serde_json::from_str(&text)?;
+        items += page.items.len();
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => params = params.continue_token(&c),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// Runs a child, returning wall time and ru_maxrss (KiB).
+fn timed(cmd: &mut Command, what: &str) -> Result<(Duration, i64)> {
+    let start = Instant::now();
+    let child = cmd.spawn().with_context(|| format!("running {what}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child, reaped here (the Child
+    // handle is not waited on afterwards).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    ensure!(
+        reaped == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("{what} failed (status {status})");
+    }
+    Ok((elapsed, usage.ru_maxrss))
+}
+
+fn backupctl_cmd(backupctl: &Path, state: &Value, c: &Cluster, args: &[&str]) -> Command {
+    let mut cmd = Command::new(backupctl);
+    cmd.stdout(Stdio::null())
+        .args(args)
+        .args(["--kubeconfig", &c.kubeconfig, "--context", &c.context])
+        .args([
+            "--location",
+            state["s3"]["location"].as_str().unwrap_or("s3://backups"),
+        ])
+        .args(["--project", "bench", "--cluster", "c1"])
+        .env(
+            "AWS_ENDPOINT_URL",
+            state["s3"]["endpoint"].as_str().unwrap_or_default(),
+        )
+        .env(
+            "AWS_ACCESS_KEY_ID",
+            state["s3"]["access_key_id"].as_str().unwrap_or_default(),
+        )
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            state["s3"]["secret_access_key"]
+                .as_str()
+                .unwrap_or_default(),
+        )
+        .env(
+            "AWS_REGION",
+            state["s3"]["region"].as_str().unwrap_or("us-east-1"),
+        )
+        .env("AWS_ALLOW_HTTP", "true");
+    cmd
+}
+
+async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Result<()> {
+    let state: Value = serde_json::from_slice(&std::fs::read(env_dir.join("env.json"))?)?;
+    let c1 = cluster(&state, "c1").await?;
+    let c2 = cluster(&state, "c2").await?;
+    let work = env_dir.join("bench-resources");
+    std::fs::create_dir_all(&work)?;
+    // A previous run may have left more objects (the large RSS run): start again from zero.
+    let beyond = Api::<ConfigMap>::namespaced(
+        c1.client.clone(),
+        &ns_name("bench", args.objects % args.namespaces),
+    )
+    .get_opt(&format!("cm-{:06}", args.objects))
+    .await?;
+    if beyond.is_some() {
+        eprintln!("removing the larger object set left by a previous run");
+        clear(&c1.client, "bench").await?;
+    }
+    populate(&c1.client, args.namespaces, args.objects).await?;
+    let stamp = jiff::Timestamp::now().strftime("%H%M%S").to_string();
+
+    // Backup: ours, kubectl, raw LIST.
+    let name = format!("res-{}-{stamp}", args.objects);
+    let (ours, rss) = timed(
+        &mut backupctl_cmd(
+            backupctl,
+            &state,
+            &c1,
+            &[
+                "backup",
+                "create",
+                &name,
+                "--include-namespaces",
+                "bench-*",
+                "--include-resources",
+                "configmaps",
+            ],
+        ),
+        "backupctl backup create",
+    )?;
+    let dump = work.join("kubectl-get.json");
+    let (kubectl, _) = timed(
+        Command::new("kubectl")
+            .args([
+                "--kubeconfig",
+                &c1.kubeconfig,
+                "--context",
+                &c1.context,
+                "get",
+                "configmaps",
+                "-A",
+                "-o",
+                "json",
+            ])
+            .stdout(std::fs::File::create(&dump)?),
+        "kubectl get",
+    )?;
+    let start = Instant::now();
+    let listed = raw_list(&c1.client).await?;
+    let raw = start.elapsed();
+
+    // Restore into c2: ours vs kubectl create -f (into other namespaces, same objects).
+    clear(&c2.client, "bench").await?;
+    clear(&c2.client, "kbench").await?;
+    let restore_name = format!("rr-{stamp}");
+    let (ours_restore, restore_rss) = timed(
+        &mut backupctl_cmd(
+            backupctl,
+            &state,
+            &c2,
+            &["restore", "create", &restore_name, "--from-backup", &name],
+        ),
+        "backupctl restore create",
+    )?;
+    let objects = kubectl_objects(&dump)?;
+    let create_file = work.join("kubectl-create.json");
+    std::fs::write(
+        &create_file,
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": objects}))?,
+    )?;
+    let start = Instant::now();
+    let out = Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            &c2.kubeconfig,
+            "--context",
+            &c2.context,
+            "create",
+            "-f",
+        ])
+        .arg(&create_file)
+        .stdout(Stdio::null())
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "kubectl create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kubectl_create = start.elapsed();
+
+    let big = if args.rss_objects > args.objects {
+        populate(&c1.client, args.namespaces, args.rss_objects).await?;
+        let name = format!("res-{}-{stamp}", args.rss_objects);
+        let (t, rss) = timed(
+            &mut backupctl_cmd(
+                backupctl,
+                &state,
+                &c1,
+                &[
+                    "backup",
+                    "create",
+                    &name,
+                    "--include-namespaces",
+                    "bench-*",
+                    "--include-resources",
+                    "configmaps",
+                ],
+            ),
+            "backupctl backup create (large)",
+        )?;
+        Some((t, rss))
+    } else {
+        None
+    };
+
+    let s = |d: Duration| d.as_secs_f64();
+    println!(
+        "\nresources bench: {} ConfigMaps (~0.5 KB) over {} namespaces, Kubernetes 1.20 on 127.0.0.1",
+        args.objects, args.namespaces
+    );
+    println!("  backup  ours (backupctl → S3):        {:7.2} s", s(ours));
+    println!(
+        "  backup  kubectl get -A -o json:        {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
+        s(kubectl),
+        s(ours) / s(kubectl)
+    );
+    println!(
+        "  backup  raw paged LIST ({listed} items): {:7.2} s   ours/raw = {:.2} (goal ≤ 2.5)",
+        s(raw),
+        s(ours) / s(raw)
+    );
+    println!(
+        "  restore ours (backupctl → c2):         {:7.2} s",
+        s(ours_restore)
+    );
+    println!(
+        "  restore kubectl create -f:             {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
+        s(kubectl_create),
+        s(ours_restore) / s(kubectl_create)
+    );
+    println!(
+        "  peak RSS backup  at {:>6}:            {:7.1} MiB (goal ≤ 150 MiB)",
+        args.objects,
+        rss as f64 / 1024.0
+    );
+    println!(
+        "  peak RSS restore at {:>6}:            {:7.1} MiB",
+        args.objects,
+        restore_rss as f64 / 1024.0
+    );
+    if let Some((t, rss)) = big {
+        println!(
+            "  peak RSS backup  at {:>6}:            {:7.1} MiB in {:.2} s (goal: flat)",
+            args.rss_objects,
+            rss as f64 / 1024.0,
+            s(t)
+        );
+    }
+    clear(&c2.client, "kbench").await.ok();
+    Ok(())
+}
+
+/// kubectl's dump turned into creatable objects in `kbench-*` namespaces (plus the namespaces).
+fn kubectl_objects(dump: &Path) -> Result<Vec<Value>> {
+    let list: Value = serde_json::from_slice(&std::fs::read(dump)?)?;
+    let mut namespaces = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for mut item in list["items"].as_array().cloned().unwrap_or_default() {
+        let Some(ns) = item["metadata"]["namespace"].as_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some(rest) = ns.strip_prefix("bench-") else {
+            continue;
+        };
+        let target = format!("kbench-{rest}");
+        namespaces.insert(target.clone());
+        let name = item["metadata"]["name"].clone();
+        item["metadata"] = json!({"name": name, "namespace": target, "labels": item["metadata"]["labels"].clone()});
+        out.push(item);
+    }
+    let mut all: Vec<Value> = namespaces
+        .into_iter()
+        .map(|n| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
+        .collect();
+    all.extend(out);
+    Ok(all)
+}
+
+fn build_backupctl() -> Result<PathBuf> {
+    eprintln!("building backupctl (release)");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "backup-cli",
+            "--bin",
+            "backupctl",
+        ])
+        .status()?;
+    ensure!(
+        status.success(),
+        "cargo build --release -p backup-cli failed"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/backupctl"))
+}
