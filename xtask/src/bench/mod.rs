@@ -19,8 +19,25 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Storage(args) => storage::run(args),
-        BenchCommand::Etcd(args) => etcd::run(args),
-        BenchCommand::Resources(args) => resources::run(args),
+        BenchCommand::Storage(args) => {
+            ensure_peer("rclone", "rclone")?;
+            storage::run(args)
+        }
+        BenchCommand::Etcd(args) => {
+            crate::env::packages::ensure_packages(&["etcd-server", "etcd-client"])?;
+            etcd::run(args)
+        }
+        BenchCommand::Resources(args) => {
+            ensure_peer("kubectl", "kubernetes-client")?;
+            resources::run(args)
+        }
     }
+}
+
+/// The peer a benchmark compares against must be there; install its Debian package if not.
+fn ensure_peer(program: &str, package: &'static str) -> anyhow::Result<()> {
+    if crate::test_runner::which(program).is_none() {
+        crate::env::packages::ensure_packages(&[package])?;
+    }
+    Ok(())
 }

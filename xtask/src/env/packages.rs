@@ -51,10 +51,10 @@ fn is_installed(pkg: &str) -> Result<bool> {
         && String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
 }
 
-/// The subset of `PACKAGES` that is not installed.
-pub fn missing_packages() -> Result<Vec<&'static str>> {
+/// The subset of `packages` that is not installed.
+pub fn missing_packages(packages: &[&'static str]) -> Result<Vec<&'static str>> {
     let mut missing = Vec::new();
-    for pkg in PACKAGES {
+    for pkg in packages {
         if !is_installed(pkg)? {
             missing.push(*pkg);
         }
@@ -62,10 +62,15 @@ pub fn missing_packages() -> Result<Vec<&'static str>> {
     Ok(missing)
 }
 
-/// Installs every missing package with `apt-get install -y`; without root, fails with the exact
-/// command to run.
+/// Installs every missing package of the control plane's list ([`PACKAGES`]).
 pub fn ensure_installed() -> Result<()> {
-    let missing = missing_packages()?;
+    ensure_packages(PACKAGES)
+}
+
+/// Installs every missing package of `packages` with `apt-get install -y`; without root, fails
+/// with the exact command to run.
+pub fn ensure_packages(packages: &[&'static str]) -> Result<()> {
+    let missing = missing_packages(packages)?;
     if missing.is_empty() {
         return Ok(());
     }
