@@ -375,10 +375,26 @@ fn rename_not_found(e: VeleroError, core_name: &str) -> VeleroError {
     }
 }
 
+/// Reports AlreadyExists under the core name of the object being created, not the Velero
+/// object name derived from it, so both engines name the same thing. (A NotFound while
+/// creating names a referenced object, e.g. the backup a restore reads, and is kept as is.)
+fn rename_already_exists(e: VeleroError, core_name: &str) -> VeleroError {
+    match e {
+        VeleroError::AlreadyExists { what, .. } => VeleroError::AlreadyExists {
+            what,
+            name: core_name.to_string(),
+        },
+        other => other,
+    }
+}
+
 #[async_trait]
 impl BackupEngine for InClusterEngine {
     async fn start_backup(&self, name: &str, spec: &CoreBackupSpec) -> Result<(), EngineError> {
-        Ok(self.create_backup(name, spec).await?)
+        Ok(self
+            .create_backup(name, spec)
+            .await
+            .map_err(|e| rename_already_exists(e, name))?)
     }
 
     async fn observe_backup(&self, name: &str) -> Result<CoreStatus, EngineError> {
@@ -394,7 +410,10 @@ impl BackupEngine for InClusterEngine {
 #[async_trait]
 impl RestoreEngine for InClusterEngine {
     async fn start_restore(&self, name: &str, spec: &CoreRestoreSpec) -> Result<(), EngineError> {
-        Ok(self.create_restore(name, spec).await?)
+        Ok(self
+            .create_restore(name, spec)
+            .await
+            .map_err(|e| rename_already_exists(e, name))?)
     }
 
     async fn observe_restore(&self, name: &str) -> Result<CoreStatus, EngineError> {
