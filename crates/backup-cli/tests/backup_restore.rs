@@ -1,0 +1,637 @@
+//! `backupctl backup ...` and `backupctl restore create` end to end, as a user runs them: the real
+//! binary against the real local control plane (`tests::shared()`), a fresh `file://` location
+//! per test and unique namespace and backup names, so the tests run in parallel with others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client};
+use tests::{TestNamespace, unique_name};
+
+/// One test's storage location: a temporary directory behind a `file://` URL.
+struct Location {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Location {
+    fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("file://{}", dir.path().display());
+        Ok(Self { dir, url })
+    }
+
+    /// The directory of backup `name` inside the default scope (`default/local`).
+    fn backup_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join("default/local/backups").join(name)
+    }
+}
+
+fn backupctl() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupctl"));
+    // Only what the arguments say: no ambient kubeconfig or S3 settings.
+    cmd.env_remove("KUBECONFIG").env_remove("AWS_ENDPOINT_URL");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    backupctl().args(args).output().expect("backupctl runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs and requires success, returning stdout.
+fn run_ok(args: &[&str]) -> Result<String> {
+    let out = run(args);
+    ensure!(
+        out.status.success(),
+        "backupctl {} failed ({}):\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    Ok(stdout(&out))
+}
+
+/// Runs and requires failure, returning stderr.
+fn run_fails(args: &[&str]) -> Result<String> {
+    let out = run(args);
+    ensure!(
+        !out.status.success(),
+        "backupctl {} should have failed but exited {}:\nstdout: {}\nstderr: {}",
+        args.join(" "),
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    Ok(stderr(&out))
+}
+
+fn kubeconfig(cluster: &str) -> Result<String> {
+    Ok(tests::shared()?
+        .cluster(cluster)?
+        .kubeconfig
+        .display()
+        .to_string())
+}
+
+/// `backup list -o json` as parsed rows.
+fn list(loc: &Location) -> Result<Vec<serde_json::Value>> {
+    let out = run_ok(&["backup", "list", "--location", &loc.url, "-o", "json"])?;
+    let rows: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("list output is not JSON: {out}"))?;
+    rows.as_array()
+        .cloned()
+        .with_context(|| format!("list output is not an array: {out}"))
+}
+
+fn listed<'a>(rows: &'a [serde_json::Value], name: &str) -> Option<&'a serde_json::Value> {
+    rows.iter().find(|r| r["name"] == name)
+}
+
+/// `backup create NAME` of namespace `ns` on c1, waiting, returning the printed row.
+fn create_backup(loc: &Location, name: &str, ns: &str) -> Result<serde_json::Value> {
+    let kc = kubeconfig("c1")?;
+    let out = run_ok(&[
+        "backup",
+        "create",
+        name,
+        "--kubeconfig",
+        &kc,
+        "--location",
+        &loc.url,
+        "--include-namespaces",
+        ns,
+        "--wait",
+        "-o",
+        "json",
+    ])?;
+    let rows: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("create output is not JSON: {out}"))?;
+    ensure!(rows[0]["name"] == name, "create printed {rows}");
+    Ok(rows[0].clone())
+}
+
+fn meta(name: &str, ns: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(ns.into()),
+        ..ObjectMeta::default()
+    }
+}
+
+fn config_data() -> BTreeMap<String, String> {
+    [
+        ("greeting".to_owned(), "hello".to_owned()),
+        ("multi".to_owned(), "line one\nline two\n".to_owned()),
+    ]
+    .into()
+}
+
+fn secret_data() -> BTreeMap<String, ByteString> {
+    [
+        ("password".to_owned(), ByteString(b"s3cr3t!".to_vec())),
+        ("binary".to_owned(), ByteString(vec![0, 1, 2, 255])),
+    ]
+    .into()
+}
+
+/// A namespace on c1 holding the ConfigMap `settings` and the Secret `credentials`.
+async fn populated_namespace(client: &Client, test: &str) -> Result<TestNamespace> {
+    let ns = TestNamespace::create(client, test).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    cms.create(
+        &PostParams::default(),
+        &ConfigMap {
+            metadata: meta("settings", &ns.name),
+            data: Some(config_data()),
+            ..ConfigMap::default()
+        },
+    )
+    .await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: meta("credentials", &ns.name),
+                data: Some(secret_data()),
+                type_: Some("Opaque".into()),
+                ..Secret::default()
+            },
+        )
+        .await?;
+    Ok(ns)
+}
+
+/// Asserts `settings` and `credentials` in `ns` (reached through `client`) hold the test data.
+async fn assert_restored(client: &Client, ns: &str) -> Result<()> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt("settings")
+        .await?
+        .with_context(|| format!("ConfigMap {ns}/settings was not restored"))?;
+    assert_eq!(cm.data, Some(config_data()), "ConfigMap {ns}/settings data");
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt("credentials")
+        .await?
+        .with_context(|| format!("Secret {ns}/credentials was not restored"))?;
+    assert_eq!(
+        secret.data,
+        Some(secret_data()),
+        "Secret {ns}/credentials data"
+    );
+    Ok(())
+}
+
+/// Deletes a namespace by name (one not owned by a [`TestNamespace`] any more), if present.
+async fn delete_namespace(client: &Client, name: &str) -> Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    if api.get_opt(name).await?.is_some() {
+        api.delete(name, &DeleteParams::default()).await?;
+    }
+    Ok(())
+}
+
+fn sha256_of(path: &Path) -> Result<String> {
+    let out = Command::new("sha256sum").arg(path).output()?;
+    ensure!(out.status.success(), "sha256sum {} failed", path.display());
+    Ok(stdout(&out)
+        .split_whitespace()
+        .next()
+        .context("sha256sum printed nothing")?
+        .to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Result<()> {
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let loc = Location::new()?;
+    let ns = populated_namespace(&c1, "bk-roundtrip").await?;
+    let ns_name = ns.name.clone();
+    let name = unique_name("bk", "roundtrip");
+
+    let created = create_backup(&loc, &name, &ns_name)?;
+    assert_eq!(created["phase"], "Completed", "{created}");
+
+    // list: Completed, and the namespace, the ConfigMap, the Secret (plus the namespace's own
+    // kube-root-ca.crt ConfigMap and possibly a ServiceAccount) were backed up.
+    let rows = list(&loc)?;
+    let row = listed(&rows, &name).with_context(|| format!("{name} not listed: {rows:?}"))?;
+    assert_eq!(row["phase"], "Completed", "{row}");
+    let items = row["items"].as_u64().context("items is a number")?;
+    assert!(items >= 3, "only {items} items backed up: {row}");
+    assert_eq!(row["items"], created["items"], "list and create disagree");
+    assert_eq!(row["errors"], 0, "{row}");
+
+    // describe -o yaml parses and names the backup, its namespace and its files.
+    let yaml = run_ok(&[
+        "backup",
+        "describe",
+        &name,
+        "--location",
+        &loc.url,
+        "-o",
+        "yaml",
+    ])?;
+    let described: serde_json::Value = serde_yaml_ng::from_str(&yaml)
+        .with_context(|| format!("describe output is not YAML: {yaml}"))?;
+    let described = &described[0];
+    assert_eq!(described["name"], name.as_str());
+    assert_eq!(described["phase"], "Completed");
+    assert_eq!(described["veleroBackup"]["kind"], "Backup");
+    assert_eq!(
+        described["veleroBackup"]["spec"]["includedNamespaces"],
+        serde_json::json!([ns_name])
+    );
+
+    // download: a gzip tarball whose SHA-256 is the manifest's record.
+    let tarball = format!("{name}.tar.gz");
+    let manifest_path = loc.backup_dir(&name).join("backup-manifest.json");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest_path)?)?;
+    let record = manifest["artifacts"]
+        .as_array()
+        .context("manifest artifacts")?
+        .iter()
+        .find(|a| a["name"] == tarball.as_str())
+        .with_context(|| format!("no {tarball} in {manifest}"))?
+        .clone();
+    let described_record = described["files"]
+        .as_array()
+        .context("describe files")?
+        .iter()
+        .find(|a| a["name"] == tarball.as_str())
+        .with_context(|| format!("describe lists no {tarball}"))?;
+    assert_eq!(described_record["sha256"], record["sha256"]);
+    let target = loc.dir.path().join("download/out.tgz");
+    std::fs::create_dir_all(target.parent().unwrap())?;
+    let target_str = target.display().to_string();
+    let out = run_ok(&[
+        "backup",
+        "download",
+        &name,
+        "--location",
+        &loc.url,
+        "-o",
+        &target_str,
+    ])?;
+    let bytes = std::fs::read(&target)?;
+    assert!(
+        bytes.starts_with(&[0x1f, 0x8b]),
+        "download is not gzip: {out}"
+    );
+    assert_eq!(Some(bytes.len() as u64), record["size"].as_u64());
+    let sha = sha256_of(&target)?;
+    assert_eq!(Some(sha.as_str()), record["sha256"].as_str(), "{out}");
+    assert!(
+        out.contains(&sha),
+        "download does not report the sha256: {out}"
+    );
+
+    // Lose the namespace, then restore it from the backup.
+    ns.delete_and_wait(Duration::from_secs(120)).await?;
+    let gone = Api::<ConfigMap>::namespaced(c1.clone(), &ns_name)
+        .get_opt("settings")
+        .await?;
+    assert!(gone.is_none(), "the ConfigMap survived the namespace");
+    let kc = kubeconfig("c1")?;
+    let restore = unique_name("rs", "roundtrip");
+    let out = run_ok(&[
+        "restore",
+        "create",
+        &restore,
+        "--from-backup",
+        &name,
+        "--kubeconfig",
+        &kc,
+        "--location",
+        &loc.url,
+        "-o",
+        "json",
+    ])?;
+    let summary: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(summary[0]["phase"], "Completed", "{out}");
+    assert_eq!(summary[0]["failed"], 0, "{out}");
+    assert!(
+        summary[0]["created"].as_u64().unwrap_or(0) >= 2,
+        "nothing created: {out}"
+    );
+    let result = assert_restored(&c1, &ns_name).await;
+    delete_namespace(&c1, &ns_name).await?;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_into_another_cluster_with_a_namespace_mapping() -> Result<()> {
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let c2 = env.client("c2").await?;
+    let loc = Location::new()?;
+    let ns = populated_namespace(&c1, "bk-migrate").await?;
+    let name = unique_name("bk", "migrate");
+    create_backup(&loc, &name, &ns.name)?;
+
+    let moved = format!("{}-moved", ns.name);
+    let mapping = format!("{}:{moved}", ns.name);
+    let kc2 = kubeconfig("c2")?;
+    let restore = unique_name("rs", "migrate");
+    let out = run(&[
+        "restore",
+        "create",
+        &restore,
+        "--from-backup",
+        &name,
+        "--kubeconfig",
+        &kc2,
+        "--location",
+        &loc.url,
+        "--namespace-mapping",
+        &mapping,
+        "-o",
+        "json",
+    ]);
+    let checks = async {
+        ensure!(out.status.success(), "restore failed: {}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+        assert_eq!(summary[0]["phase"], "Completed", "{summary}");
+        assert_restored(&c2, &moved).await?;
+        // Only the mapped namespace: nothing under the original name on c2.
+        let original = Api::<Namespace>::all(c2.clone()).get_opt(&ns.name).await?;
+        assert!(original.is_none(), "{} was created on c2 unmapped", ns.name);
+        Ok(())
+    }
+    .await;
+    delete_namespace(&c2, &moved).await?;
+    delete_namespace(&c2, &ns.name).await?;
+    ns.delete().await?;
+    checks
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_removes_the_backup_from_the_list_and_the_location() -> Result<()> {
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let loc = Location::new()?;
+    let ns = populated_namespace(&c1, "bk-delete").await?;
+    let name = unique_name("bk", "delete");
+    let keep = unique_name("bk", "keep");
+    let result = async {
+        create_backup(&loc, &name, &ns.name)?;
+        create_backup(&loc, &keep, &ns.name)?;
+        let dir = loc.backup_dir(&name);
+        ensure!(dir.join("backup-manifest.json").is_file(), "no manifest");
+        ensure!(listed(&list(&loc)?, &name).is_some(), "{name} not listed");
+
+        let out = run_ok(&[
+            "backup",
+            "delete",
+            &name,
+            "--location",
+            &loc.url,
+            "-o",
+            "json",
+        ])?;
+        let rows: serde_json::Value = serde_json::from_str(&out)?;
+        assert_eq!(rows[0]["phase"], "Deleted", "{out}");
+
+        let rows = list(&loc)?;
+        assert!(
+            listed(&rows, &name).is_none(),
+            "{name} still listed: {rows:?}"
+        );
+        assert!(
+            listed(&rows, &keep).is_some(),
+            "{keep} was deleted too: {rows:?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "files left after delete: {left:?}");
+        assert!(loc.backup_dir(&keep).join("backup-manifest.json").is_file());
+
+        // Deleting it again says it is not there.
+        let err = run_fails(&["backup", "delete", &name, "--location", &loc.url])?;
+        assert!(err.contains(&name), "{err}");
+        Ok(())
+    }
+    .await;
+    ns.delete().await?;
+    result
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_fails_with_a_message_naming_the_problem() -> Result<()> {
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let loc = Location::new()?;
+    let ns = populated_namespace(&c1, "bk-bad-input").await?;
+    let name = unique_name("bk", "bad-input");
+    let kc = kubeconfig("c1")?;
+    let result = async {
+        create_backup(&loc, &name, &ns.name)?;
+        let before = std::fs::read(loc.backup_dir(&name).join("backup-manifest.json"))?;
+
+        // An existing name: refused, and the existing backup is untouched.
+        let err = run_fails(&[
+            "backup",
+            "create",
+            &name,
+            "--kubeconfig",
+            &kc,
+            "--location",
+            &loc.url,
+            "--include-namespaces",
+            &ns.name,
+        ])?;
+        assert!(
+            err.contains(&name) && err.contains("already exists"),
+            "{err}"
+        );
+        let after = std::fs::read(loc.backup_dir(&name).join("backup-manifest.json"))?;
+        assert_eq!(before, after, "the existing backup's manifest changed");
+
+        // A backup that does not exist.
+        let restore = unique_name("rs", "bad-input");
+        let err = run_fails(&[
+            "restore",
+            "create",
+            &restore,
+            "--from-backup",
+            "does-not-exist",
+            "--kubeconfig",
+            &kc,
+            "--location",
+            &loc.url,
+        ])?;
+        assert!(
+            err.contains("does-not-exist") && err.contains("not found"),
+            "{err}"
+        );
+
+        // A kubeconfig that is not there.
+        let missing = loc.dir.path().join("no-such-kubeconfig");
+        let missing = missing.display().to_string();
+        let fresh = unique_name("bk", "bad-input");
+        let err = run_fails(&[
+            "backup",
+            "create",
+            &fresh,
+            "--kubeconfig",
+            &missing,
+            "--location",
+            &loc.url,
+        ])?;
+        assert!(
+            err.contains(&missing) && err.contains("kubeconfig"),
+            "{err}"
+        );
+
+        // A context the kubeconfig does not have.
+        let err = run_fails(&[
+            "backup",
+            "create",
+            &fresh,
+            "--kubeconfig",
+            &kc,
+            "--context",
+            "nope",
+            "--location",
+            &loc.url,
+        ])?;
+        assert!(err.contains("\"nope\"") && err.contains("context"), "{err}");
+
+        // A negative TTL: as two words clap takes `-1h` for a flag; with `=` the value reaches
+        // the TTL check.
+        let err = run_fails(&[
+            "backup",
+            "create",
+            &fresh,
+            "--kubeconfig",
+            &kc,
+            "--location",
+            &loc.url,
+            "--ttl",
+            "-1h",
+        ])?;
+        assert!(err.contains("-1"), "{err}");
+        let err = run_fails(&[
+            "backup",
+            "create",
+            &fresh,
+            "--kubeconfig",
+            &kc,
+            "--location",
+            &loc.url,
+            "--ttl=-1h",
+        ])?;
+        assert!(err.contains("--ttl") && err.contains("negative"), "{err}");
+
+        // None of the failures left a backup behind.
+        let rows = list(&loc)?;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert!(!loc.backup_dir(&fresh).exists(), "{fresh} left files");
+        Ok(())
+    }
+    .await;
+    ns.delete().await?;
+    result
+}
+
+/// Whether `dir` holds any file (at any depth).
+fn has_any_file(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        let path = e.path();
+        path.is_file() || (path.is_dir() && has_any_file(&path))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_running_backup_leaves_nothing_listed() -> Result<()> {
+    const OBJECTS: usize = 4000;
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let loc = Location::new()?;
+    let ns = TestNamespace::create(&c1, "bk-kill").await?;
+    let name = unique_name("bk", "kill");
+    let kc = kubeconfig("c1")?;
+    let result = async {
+        let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns.name);
+        let payload = "x".repeat(4096);
+        futures::stream::iter(0..OBJECTS)
+            .map(|i| {
+                let cms = cms.clone();
+                let cm = ConfigMap {
+                    metadata: meta(&format!("cm-{i:05}"), &ns.name),
+                    data: Some([("payload".to_owned(), payload.clone())].into()),
+                    ..ConfigMap::default()
+                };
+                async move { cms.create(&PostParams::default(), &cm).await }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+
+        let mut child = backupctl()
+            .args([
+                "backup",
+                "create",
+                &name,
+                "--kubeconfig",
+                &kc,
+                "--location",
+                &loc.url,
+                "--include-namespaces",
+                &ns.name,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        // Kill it as soon as it has written anything for the backup, or after 300 ms. (A full
+        // backup of these objects takes over a second here, and the direct engine writes its
+        // files only near the end, so the kill lands mid-backup; the check below makes sure.)
+        let dir = loc.backup_dir(&name);
+        let start = Instant::now();
+        while !has_any_file(&dir) && start.elapsed() < Duration::from_millis(300) {
+            if let Some(status) = child.try_wait()? {
+                bail!("backupctl exited ({status}) before it could be killed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let killed_after = start.elapsed();
+        child.kill()?;
+        let status = child.wait()?;
+        // Once it is dead, nothing more can be written: the commit point must not be there.
+        ensure!(
+            !dir.join("backup-manifest.json").exists(),
+            "the backup of {OBJECTS} ConfigMaps completed before the kill ({status}, after \
+             {killed_after:?}); use more objects so the kill lands mid-backup"
+        );
+
+        let rows = list(&loc)?;
+        assert!(
+            listed(&rows, &name).is_none(),
+            "a killed backup is listed: {rows:?}"
+        );
+        Ok(())
+    }
+    .await;
+    ns.delete().await?;
+    result
+}
