@@ -236,9 +236,10 @@ impl<'de> Deserialize<'de> for GoDuration {
 /// Why a TTL was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TtlError {
-    /// The text is not a valid positive duration.
+    /// The text is not a valid positive duration. The message already includes the cause, so
+    /// it is deliberately not also exposed as `source()` (error chains would print it twice).
     #[error("invalid TTL: {0}")]
-    Duration(#[from] DurationError),
+    Duration(DurationError),
     /// Zero would expire a backup the moment it completes, which is never what anyone means.
     #[error(
         "TTL {input:?} is zero, which would delete backups as soon as they complete: give a positive value such as \"720h\" (the default)"
@@ -247,6 +248,12 @@ pub enum TtlError {
         /// The rejected text.
         input: String,
     },
+}
+
+impl From<DurationError> for TtlError {
+    fn from(err: DurationError) -> Self {
+        TtlError::Duration(err)
+    }
 }
 
 /// How long a backup is kept before garbage collection (Velero's `spec.ttl`).

@@ -40,8 +40,11 @@ impl ClusterArgs {
         };
         let config = match &self.kubeconfig {
             Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path)
-                    .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+                // kube's error shows its cause in its own message and again as its source:
+                // keep the message only, so the cause is printed once.
+                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display())
+                })?;
                 kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .with_context(|| {
