@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::child::{build_backupctl, run_measured};
 use anyhow::{Context, bail};
 use backup_etcd::testing::EtcdServer;
 use backup_storage::{BackupKind, Repository};
@@ -127,30 +128,6 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn build_backupctl() -> anyhow::Result<PathBuf> {
-    eprintln!("building backupctl (release)");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "backup-cli",
-            "--bin",
-            "backupctl",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release -p backup-cli failed");
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/backupctl"))
-}
-
 /// Writes `size_mib` of 64 KiB values: half random bytes (incompressible, as encrypted or
 /// binary payloads are), half random hex text (as typical Kubernetes objects compress).
 async fn fill(server: &EtcdServer, size_mib: u64) -> anyhow::Result<()> {
@@ -185,35 +162,21 @@ async fn fill(server: &EtcdServer, size_mib: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the child and returns its wall time and ru_maxrss (KiB).
+/// Runs our snapshot as a child and returns its wall time and ru_maxrss (KiB).
 fn run_ours(
     backupctl: &Path,
     endpoint: &str,
     location: &Path,
     name: &str,
 ) -> anyhow::Result<(Duration, i64)> {
-    let start = Instant::now();
-    let child = Command::new(backupctl)
-        .args(["etcd", "snapshot", "--endpoints", endpoint, "--name", name])
-        .arg("--location")
-        .arg(format!("file://{}", location.display()))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("running {}", backupctl.display()))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child, which we reap here
-    // (the Child handle is not waited on afterwards).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = start.elapsed();
-    if reaped != pid {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
-    }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("backupctl etcd snapshot failed (status {status})");
-    }
-    Ok((elapsed, usage.ru_maxrss))
+    run_measured(
+        Command::new(backupctl)
+            .args(["etcd", "snapshot", "--endpoints", endpoint, "--name", name])
+            .arg("--location")
+            .arg(format!("file://{}", location.display()))
+            .stdout(std::process::Stdio::null()),
+        "backupctl etcd snapshot",
+    )
 }
 
 fn run_etcdctl(endpoint: &str, file: &Path) -> anyhow::Result<Duration> {

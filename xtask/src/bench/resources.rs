@@ -7,12 +7,14 @@
 //! - `backupctl restore create` into `c2` vs `kubectl create -f` of the same objects;
 //! - our peak RSS (wait4's ru_maxrss) at N and, optionally, at a larger count.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
+
+use super::child::{build_backupctl, run_measured};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -186,28 +188,6 @@ async fn raw_list(client: &Client) -> Result<usize> {
     }
 }
 
-/// Runs a child, returning wall time and ru_maxrss (KiB).
-fn timed(cmd: &mut Command, what: &str) -> Result<(Duration, i64)> {
-    let start = Instant::now();
-    let child = cmd.spawn().with_context(|| format!("running {what}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child, reaped here (the Child
-    // handle is not waited on afterwards).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let elapsed = start.elapsed();
-    ensure!(
-        reaped == pid,
-        "wait4 failed: {}",
-        std::io::Error::last_os_error()
-    );
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{what} failed (status {status})");
-    }
-    Ok((elapsed, usage.ru_maxrss))
-}
-
 fn backupctl_cmd(backupctl: &Path, state: &Value, c: &Cluster, args: &[&str]) -> Command {
     let mut cmd = Command::new(backupctl);
     cmd.stdout(Stdio::null())
@@ -262,7 +242,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
 
     // Backup: ours, kubectl, raw LIST.
     let name = format!("res-{}-{stamp}", args.objects);
-    let (ours, rss) = timed(
+    let (ours, rss) = run_measured(
         &mut backupctl_cmd(
             backupctl,
             &state,
@@ -280,7 +260,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
         "backupctl backup create",
     )?;
     let dump = work.join("kubectl-get.json");
-    let (kubectl, _) = timed(
+    let (kubectl, _) = run_measured(
         Command::new("kubectl")
             .args([
                 "--kubeconfig",
@@ -304,7 +284,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     clear(&c2.client, "bench").await?;
     clear(&c2.client, "kbench").await?;
     let restore_name = format!("rr-{stamp}");
-    let (ours_restore, restore_rss) = timed(
+    let (ours_restore, restore_rss) = run_measured(
         &mut backupctl_cmd(
             backupctl,
             &state,
@@ -342,7 +322,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     let big = if args.rss_objects > args.objects {
         populate(&c1.client, args.namespaces, args.rss_objects).await?;
         let name = format!("res-{}-{stamp}", args.rss_objects);
-        let (t, rss) = timed(
+        let (t, rss) = run_measured(
             &mut backupctl_cmd(
                 backupctl,
                 &state,
@@ -435,29 +415,4 @@ fn kubectl_objects(dump: &Path) -> Result<Vec<Value>> {
         .collect();
     all.extend(out);
     Ok(all)
-}
-
-fn build_backupctl() -> Result<PathBuf> {
-    eprintln!("building backupctl (release)");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "backup-cli",
-            "--bin",
-            "backupctl",
-        ])
-        .status()?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p backup-cli failed"
-    );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/backupctl"))
 }
