@@ -2,6 +2,7 @@
 //! both figures and their ratio.
 
 mod child;
+#[cfg(feature = "etcd-bench")]
 mod etcd;
 mod resources;
 mod storage;
@@ -13,7 +14,16 @@ pub enum BenchCommand {
     /// Upload a large artifact to a local S3 server (s3s-fs), ours vs `rclone copy`.
     Storage(storage::StorageBenchArgs),
     /// Snapshot a ~256 MiB etcd: `backupctl etcd snapshot` vs `etcdctl snapshot save`.
+    #[cfg(feature = "etcd-bench")]
     Etcd(etcd::EtcdBenchArgs),
+    /// Snapshot a ~256 MiB etcd: `backupctl etcd snapshot` vs `etcdctl snapshot save`
+    /// (installs protoc and etcd, then re-runs xtask with the `etcd-bench` feature).
+    #[cfg(not(feature = "etcd-bench"))]
+    Etcd {
+        /// Options of the etcd benchmark (see `cargo xtask bench etcd -- --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Back up and restore 10k small objects: backupctl vs kubectl and the raw paged LIST.
     Resources(resources::ResourcesBenchArgs),
 }
@@ -24,10 +34,13 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             ensure_peer("rclone", "rclone")?;
             storage::run(args)
         }
+        #[cfg(feature = "etcd-bench")]
         BenchCommand::Etcd(args) => {
             crate::env::packages::ensure_packages(&["etcd-server", "etcd-client"])?;
             etcd::run(args)
         }
+        #[cfg(not(feature = "etcd-bench"))]
+        BenchCommand::Etcd { args } => rerun_with_etcd_bench(&args),
         BenchCommand::Resources(args) => {
             ensure_peer("kubectl", "kubernetes-client")?;
             resources::run(args)
@@ -40,5 +53,20 @@ fn ensure_peer(program: &str, package: &'static str) -> anyhow::Result<()> {
     if crate::test_runner::which(program).is_none() {
         crate::env::packages::ensure_packages(&[package])?;
     }
+    Ok(())
+}
+
+/// Installs what the etcd benchmark needs to build and run (protoc for etcd's gRPC client,
+/// etcd and etcdctl), then runs xtask again with the `etcd-bench` feature.
+#[cfg(not(feature = "etcd-bench"))]
+fn rerun_with_etcd_bench(args: &[String]) -> anyhow::Result<()> {
+    crate::env::packages::ensure_packages(&["protobuf-compiler", "etcd-server", "etcd-client"])?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["run", "--quiet", "-p", "xtask", "--features", "etcd-bench"])
+        .args(["--", "bench", "etcd"])
+        .args(args)
+        .status()?;
+    anyhow::ensure!(status.success(), "the etcd benchmark failed ({status})");
     Ok(())
 }
