@@ -36,6 +36,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             "clippy",
             "--workspace",
             "--all-targets",
+            "--all-features",
             "--",
             "-D",
             "warnings",
