@@ -1,22 +1,10 @@
 //! `backupctl` as a user runs it: the real binary, real files, real exit codes.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn backupctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_backupctl"))
-        .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("backupctl runs")
-}
+mod common;
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{backupctl, stderr, stdout};
 
 #[test]
 fn schedule_next_fires_sunday_midnight_for_weekday_zero() {

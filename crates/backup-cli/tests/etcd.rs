@@ -1,26 +1,13 @@
 //! `backupctl etcd ...` as a user runs it, against a real etcd and real storage.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use backup_etcd::testing::{EtcdConfig, EtcdServer, free_port};
 use backup_storage::testing::S3sFs;
 
-fn backupctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_backupctl"))
-        .args(args)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .expect("backupctl runs")
-}
+mod common;
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{backupctl, stderr, stdout};
 
 fn file_url(dir: &Path) -> String {
     format!("file://{}", dir.display())
