@@ -10,9 +10,11 @@ mod backup;
 mod collect;
 pub mod discovery;
 mod errors;
+mod plan;
 mod report;
 mod restore;
 pub mod sanitize;
+mod spool;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

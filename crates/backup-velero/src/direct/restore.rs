@@ -1,9 +1,13 @@
-//! One restore run: read and verify the backup's tarball, choose the items, then create them
-//! group by group in Velero's priority order, several at a time within a group.
+//! One restore run: download and verify the backup's tarball, choose the items, then create
+//! them group by group in Velero's priority order, several at a time within a group.
 //!
 //! The whole tarball is read (and its SHA-256 checked against the manifest) before anything is
-//! created, so a corrupted backup is refused instead of half-restored. Items are held as raw
-//! JSON in memory between the two steps.
+//! created, so a corrupted backup is refused instead of half-restored. Memory does not grow with
+//! the backup: the tarball is downloaded to a temporary file and each item's JSON is spooled to
+//! another ([`spool`](super::spool)); only a small summary per item (path, group-resource,
+//! planning head, spool offset and length) stays in memory, and bodies are read back from the
+//! spool as their item is created, at most [`CREATE_CONCURRENCY`] at a time. The temporary
+//! files disappear when the run ends, however it ends.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -11,7 +15,7 @@ use std::time::Duration;
 
 use backup_core::velero_data::restore_order;
 use backup_core::{
-    BackupKind, EngineError, ExistingResourcePolicy, GroupResource, ItemRef, Phase, RestoreSpec,
+    BackupKind, EngineError, ExistingResourcePolicy, GroupResource, Phase, RestoreSpec,
 };
 use backup_storage::{BackupName, Repository};
 use bytes::Bytes;
@@ -24,10 +28,12 @@ use tokio::sync::mpsc;
 
 use super::collect::{Journal, SharedJournal, SharedStatus, lock};
 use super::errors::storage_error;
+use super::plan::{Entry, Planned, plan};
 use super::report::{Action, ItemOutcome, RestoreReport};
-use super::sanitize::{PrepareOptions, prepare, skip_reason};
+use super::sanitize::{PrepareOptions, prepare};
+use super::spool::{Spool, SpoolError, spool_tarball};
 use crate::format::pipe::ChannelReader;
-use crate::format::{BackupFiles, ItemPath, RestoreFiles, gzip_bytes, gzip_json, read_tarball};
+use crate::format::{BackupFiles, ItemPath, RestoreFiles, gzip_bytes, gzip_json};
 
 /// Creates in flight within one priority group.
 const CREATE_CONCURRENCY: usize = 32;
@@ -52,47 +58,6 @@ pub struct RestoreRun {
     pub report: Arc<Mutex<RestoreReport>>,
 }
 
-/// One item chosen for restore.
-/// What planning needs to know about an item.
-struct Head {
-    kind: String,
-    labels: BTreeMap<String, String>,
-    /// `(kind, name)` of controller owners.
-    controllers: Vec<(String, String)>,
-    skip: Option<&'static str>,
-}
-
-impl Head {
-    fn of(gr: &GroupResource, object: &Value) -> Self {
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-        Head {
-            kind: text(&object["kind"]),
-            labels: object["metadata"]["labels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            controllers: object["metadata"]["ownerReferences"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|o| o["controller"] == true)
-                .map(|o| (text(&o["kind"]), text(&o["name"])))
-                .collect(),
-            skip: skip_reason(gr, object),
-        }
-    }
-}
-
-struct Planned {
-    path: ItemPath,
-    gr: GroupResource,
-    data: Vec<u8>,
-}
-
 fn api_resource(path: &ItemPath, obj: &Value) -> Option<ApiResource> {
     let api_version = obj["apiVersion"].as_str()?.to_string();
     let kind = obj["kind"].as_str()?.to_string();
@@ -106,10 +71,6 @@ fn api_resource(path: &ItemPath, obj: &Value) -> Option<ApiResource> {
     })
 }
 
-fn owner_key(kind: &str, ns: Option<&str>, name: &str) -> String {
-    format!("{kind}/{}/{name}", ns.unwrap_or(""))
-}
-
 /// Errors the apiserver means as "try again shortly".
 fn is_transient(s: &kube::core::Status) -> bool {
     matches!(s.code, 429 | 503 | 504) || (s.code == 500 && s.reason == "ServerTimeout")
@@ -121,7 +82,10 @@ fn is_builtin_group(group: &str) -> bool {
 }
 
 impl RestoreRun {
-    async fn load(&self) -> Result<Vec<crate::format::TarballItem>, EngineError> {
+    /// Downloads the tarball to a temporary file, then spools its items and summarises each
+    /// one. Fails, having created nothing, unless the download verified against the manifest
+    /// and the gzip and tar streams were read to their end.
+    async fn load(&self) -> Result<(Arc<Spool>, BTreeMap<ItemPath, Entry>), EngineError> {
         let files = BackupFiles::new(&self.backup).map_err(storage_error)?;
         let mut stream = self
             .repo
@@ -129,7 +93,15 @@ impl RestoreRun {
             .await
             .map_err(storage_error)?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
-        let reader = tokio::task::spawn_blocking(move || read_tarball(ChannelReader::new(rx)));
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut entries = BTreeMap::new();
+            let spool = spool_tarball(ChannelReader::new(rx), |path, data, record| {
+                let entry = Entry::of(&path, data, record);
+                // The same path again is a plain copy replacing a preferred-version one.
+                entries.insert(path, entry);
+            })?;
+            Ok::<_, SpoolError>((Arc::new(spool), entries))
+        });
         while let Some(chunk) = stream.next().await {
             let failed = chunk.is_err();
             let chunk = chunk.map_err(std::io::Error::other);
@@ -141,92 +113,16 @@ impl RestoreRun {
         reader
             .await
             .map_err(|e| EngineError::Other(format!("tarball reader crashed: {e}")))?
-            .map_err(|e| {
-                EngineError::Invalid(format!(
+            .map_err(|e| match e {
+                SpoolError::Refused(e) => EngineError::Invalid(format!(
                     "backup {} cannot be restored, its tarball was refused: {e}",
                     self.backup
-                ))
+                )),
+                SpoolError::Local(e) => EngineError::Other(format!(
+                    "restore {} could not spool the backup's items to a temporary file: {e}",
+                    self.name
+                )),
             })
-    }
-
-    /// Chooses what to restore: parses items, applies skip rules and the filter.
-    fn plan(&self, items: Vec<crate::format::TarballItem>, journal: &mut Journal) -> Vec<Planned> {
-        // Only a summary of each item is kept while planning; its JSON stays raw bytes until it
-        // is created, so memory is about the backup's size, not that of parsed objects.
-        let mut parsed = Vec::new();
-        for item in items {
-            match serde_json::from_slice::<Value>(&item.data) {
-                Ok(object) => {
-                    let gr = GroupResource::new(&item.path.group, &item.path.resource);
-                    let head = Head::of(&gr, &object);
-                    parsed.push((item.path, gr, head, item.data));
-                }
-                Err(e) => journal.error(
-                    item.path.namespace.as_deref(),
-                    format!("{}: not valid JSON: {e}", item.path),
-                ),
-            }
-        }
-        let owners: BTreeSet<String> = parsed
-            .iter()
-            .map(|(p, _, head, _)| owner_key(&head.kind, p.namespace.as_deref(), &p.name))
-            .collect();
-        let filter = &self.spec.filter;
-        let mut planned = Vec::new();
-        let mut used_namespaces = BTreeSet::new();
-        let mut used_groups = BTreeSet::new();
-        let mut cluster = Vec::new();
-        for (path, gr, head, data) in parsed {
-            if let Some(reason) = head.skip {
-                journal.log("info", format!("{path} skipped: {reason}"));
-                continue;
-            }
-            let owned = head.controllers.iter().any(|(kind, name)| {
-                owners.contains(&owner_key(kind, path.namespace.as_deref(), name))
-            });
-            if owned {
-                journal.log(
-                    "info",
-                    format!("{path} skipped: its controller owner is restored and recreates it"),
-                );
-                continue;
-            }
-            let Some(ns) = path.namespace.clone() else {
-                cluster.push(Planned { gr, path, data });
-                continue;
-            };
-            let item = ItemRef {
-                group_resource: gr.clone(),
-                namespace: Some(ns.clone()),
-                name: path.name.clone(),
-                labels: head.labels,
-            };
-            if filter.matches(&item) {
-                used_namespaces.insert(ns);
-                used_groups.insert(format!("{}.{}", path.resource, path.group));
-                planned.push(Planned { gr, path, data });
-            }
-        }
-        for p in cluster {
-            let keep = match p.gr.to_string().as_str() {
-                "namespaces" => {
-                    filter.matches_namespace(&p.path.name)
-                        && (used_namespaces.contains(&p.path.name)
-                            || !filter.included_namespaces.is_empty())
-                }
-                "customresourcedefinitions.apiextensions.k8s.io" => {
-                    // Needed by restored custom objects, unless excluded by name.
-                    filter.matches_resource(&p.gr)
-                        && (used_groups.contains(&p.path.name)
-                            || filter.matches_cluster_resource(&p.gr))
-                }
-                _ => filter.matches_cluster_resource(&p.gr),
-            };
-            if keep {
-                planned.push(p);
-            }
-        }
-        planned
     }
 
     /// Runs the restore to a terminal phase.
@@ -241,8 +137,8 @@ impl RestoreRun {
             "info",
             format!("starting restore {} from backup {}", self.name, self.backup),
         );
-        let items = self.load().await?;
-        let planned = self.plan(items, &mut lock(&journal));
+        let (spool, entries) = self.load().await?;
+        let planned = plan(entries, &self.spec.filter, &mut lock(&journal));
         self.status.add_total(planned.len() as u64);
         let mut groups: BTreeMap<GroupResource, Vec<Planned>> = BTreeMap::new();
         for p in planned {
@@ -263,7 +159,7 @@ impl RestoreRun {
                 ensured_namespaces = true;
             }
             let outcomes: Vec<(Option<String>, ItemOutcome)> = futures::stream::iter(items)
-                .map(|p| self.restore_item(p, &journal))
+                .map(|p| self.restore_item(p, &spool, &journal))
                 .buffer_unordered(CREATE_CONCURRENCY)
                 .collect()
                 .await;
@@ -349,6 +245,7 @@ impl RestoreRun {
     async fn restore_item(
         &self,
         p: Planned,
+        spool: &Arc<Spool>,
         journal: &SharedJournal,
     ) -> (Option<String>, ItemOutcome) {
         let target_ns = p
@@ -371,7 +268,11 @@ impl RestoreRun {
             keep_status,
             preserve_node_ports: self.spec.preserve_node_ports.unwrap_or(false),
         };
-        let original: Value = match serde_json::from_slice(&p.data) {
+        let original = spool
+            .read_async(p.record)
+            .await
+            .and_then(|data| serde_json::from_slice::<Value>(&data).map_err(std::io::Error::from));
+        let original: Value = match original {
             Ok(v) => v,
             Err(e) => {
                 lock(journal).error(p.path.namespace.as_deref(), format!("{}: {e}", p.path));

@@ -112,14 +112,46 @@ pub struct TarballItem {
     pub data: Vec<u8>,
 }
 
-/// Reads every item of a Velero tarball. Accepts the plain layout, the preferred-version
-/// layout or both (each item is returned once, the plain copy winning); other entries are
-/// ignored. Fails on a missing or foreign `metadata/version` and on any I/O error, so a
-/// truncated or corrupted source never yields a partial list.
+/// Reads every item of a Velero tarball into memory. Accepts the plain layout, the
+/// preferred-version layout or both (each item is returned once, the plain copy winning); other
+/// entries are ignored. Fails on a missing or foreign `metadata/version` and on any I/O error, so
+/// a truncated or corrupted source never yields a partial list. Built on [`for_each_item`]; use
+/// that directly to avoid holding every item.
 pub fn read_tarball<R: Read>(input: R) -> Result<Vec<TarballItem>, TarballError> {
+    let mut items: BTreeMap<ItemPath, Vec<u8>> = BTreeMap::new();
+    for_each_item(input, |path, data| {
+        // A later call for the same path is the plain copy replacing a preferred-version one.
+        items.insert(path, data);
+        Ok(())
+    })?;
+    Ok(items
+        .into_iter()
+        .map(|(path, data)| TarballItem { path, data })
+        .collect())
+}
+
+/// Reads a Velero tarball as a stream, one entry at a time, and calls `item` with each item's
+/// normalised path (`version_dir` is `None`) and JSON; at most one item is in memory.
+///
+/// Dedup rule (the same as [`read_tarball`]'s): the plain copy of an item wins over its
+/// `<version>-preferredversion` copy and each item is passed once, except when the
+/// preferred-version copy comes first in the tarball: then the plain copy is passed again
+/// afterwards and replaces it, so a consumer keeps the *last* data it got for a path. Only the
+/// paths seen so far are remembered, not their data. Other entries are ignored.
+///
+/// The whole stream is read, including the gzip trailer (CRC and length), and
+/// `metadata/version` is checked at the end. Items are passed before those checks can finish,
+/// so whatever `item` did is to be trusted only when this returns `Ok`. An error from `item`
+/// stops the read and is returned.
+pub fn for_each_item<R, F>(input: R, mut item: F) -> Result<(), TarballError>
+where
+    R: Read,
+    F: FnMut(ItemPath, Vec<u8>) -> Result<(), TarballError>,
+{
     let mut archive = tar::Archive::new(GzDecoder::new(input));
     let mut version: Option<String> = None;
-    let mut items: BTreeMap<ItemPath, (bool, Vec<u8>)> = BTreeMap::new();
+    // Path -> whether the copy passed was the plain one.
+    let mut seen: BTreeMap<ItemPath, bool> = BTreeMap::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         if !entry.header().entry_type().is_file() {
@@ -130,9 +162,9 @@ pub fn read_tarball<R: Read>(input: R) -> Result<Vec<TarballItem>, TarballError>
         if size > MAX_ENTRY {
             return Err(TarballError::TooLarge { path, size });
         }
-        let mut data = Vec::with_capacity(size as usize);
-        entry.read_to_end(&mut data)?;
         if path == VERSION_FILE {
+            let mut data = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut data)?;
             version = Some(String::from_utf8_lossy(&data).trim().to_string());
             continue;
         }
@@ -140,24 +172,23 @@ pub fn read_tarball<R: Read>(input: R) -> Result<Vec<TarballItem>, TarballError>
             continue;
         };
         let plain = parsed.version_dir.take().is_none();
-        match items.get(&parsed) {
-            Some((true, _)) => {}
-            _ => {
-                items.insert(parsed, (plain, data));
-            }
+        match seen.get(&parsed) {
+            Some(true) => continue,
+            Some(false) if !plain => continue,
+            _ => {}
         }
+        let mut data = Vec::with_capacity(size as usize);
+        entry.read_to_end(&mut data)?;
+        seen.insert(parsed.clone(), plain);
+        item(parsed, data)?;
     }
     // tar stops at its end-of-archive blocks; read the gzip stream to its end so its CRC and
     // length trailer are checked and a truncated or altered tail is refused too.
     io::copy(&mut archive.into_inner(), &mut io::sink())?;
     match version.as_deref() {
-        Some(v) if v.starts_with("1.") => {}
-        _ => return Err(TarballError::Version { found: version }),
+        Some(v) if v.starts_with("1.") => Ok(()),
+        _ => Err(TarballError::Version { found: version }),
     }
-    Ok(items
-        .into_iter()
-        .map(|(path, (_, data))| TarballItem { path, data })
-        .collect())
 }
 
 #[cfg(test)]
@@ -215,22 +246,146 @@ mod tests {
         assert_eq!(web.path.version_dir, None);
     }
 
-    #[test]
-    fn reads_a_tarball_with_only_preferred_version_copies() {
+    /// A tarball with exactly these entries, in this order.
+    fn raw(entries: &[(&str, &str)]) -> Vec<u8> {
         let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
-        for (path, data) in [
-            ("metadata/version", "1.1.0"),
-            (
-                "resources/secrets/v1-preferredversion/namespaces/x/s.json",
-                "{}",
-            ),
-        ] {
+        for (path, data) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
             h.set_entry_type(tar::EntryType::Regular);
             b.append_data(&mut h, path, data.as_bytes()).unwrap();
         }
-        let gz = b.into_inner().unwrap().finish().unwrap();
+        b.into_inner().unwrap().finish().unwrap()
+    }
+
+    /// Every call `for_each_item` makes, in order.
+    fn calls(gz: &[u8]) -> Result<Vec<(String, String)>, TarballError> {
+        let mut out = Vec::new();
+        for_each_item(gz, |path, data| {
+            out.push((path.to_path()?, String::from_utf8(data).unwrap()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn streams_each_item_of_the_plain_and_preferred_layouts() {
+        let got = calls(&sample()).unwrap();
+        assert_eq!(
+            got,
+            [
+                ("resources/configmaps/namespaces/app/a.json", r#"{"a":1}"#),
+                (
+                    "resources/deployments.apps/namespaces/app/web.json",
+                    r#"{"d":2}"#
+                ),
+                ("resources/namespaces/cluster/app.json", r#"{"n":3}"#),
+            ]
+            .map(|(p, d)| (p.to_string(), d.to_string()))
+        );
+        let only_preferred = raw(&[
+            ("metadata/version", "1.1.0"),
+            (
+                "resources/secrets/v1-preferredversion/namespaces/x/s.json",
+                "{}",
+            ),
+            ("resources/secrets/v1-preferredversion/cluster/c.json", "[]"),
+            ("other/file.txt", "ignored"),
+        ]);
+        let got = calls(&only_preferred).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, "resources/secrets/namespaces/x/s.json");
+        assert_eq!(
+            got[1],
+            ("resources/secrets/cluster/c.json".into(), "[]".into())
+        );
+    }
+
+    #[test]
+    fn the_plain_copy_wins_whatever_the_order() {
+        let preferred_first = raw(&[
+            ("metadata/version", "1.1.0"),
+            (
+                "resources/secrets/v1-preferredversion/namespaces/x/s.json",
+                "pref",
+            ),
+            ("resources/secrets/namespaces/x/s.json", "plain"),
+            (
+                "resources/secrets/v1-preferredversion/namespaces/x/s.json",
+                "pref again",
+            ),
+        ]);
+        let got = calls(&preferred_first).unwrap();
+        // Passed twice; the last (plain) copy is the one to keep.
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].1, "plain");
+        let items = read_tarball(&preferred_first[..]).unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].data, b"plain");
+
+        let plain_first = raw(&[
+            ("resources/secrets/namespaces/x/s.json", "plain"),
+            (
+                "resources/secrets/v1-preferredversion/namespaces/x/s.json",
+                "pref",
+            ),
+            ("resources/secrets/namespaces/x/s.json", "plain again"),
+            ("metadata/version", "1.1.0"),
+        ]);
+        let got = calls(&plain_first).unwrap();
+        assert_eq!(
+            got,
+            [(
+                "resources/secrets/namespaces/x/s.json".into(),
+                "plain".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn streaming_refuses_truncated_flipped_versionless_or_foreign_input() {
+        let gz = sample();
+        assert!(calls(&gz[..gz.len() - 10]).is_err());
+        // Only the gzip trailer missing: all items are readable, the read still fails.
+        assert!(calls(&gz[..gz.len() - 4]).is_err());
+        let mut flipped = gz.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0xff;
+        assert!(calls(&flipped).is_err());
+        let versionless = raw(&[("resources/secrets/namespaces/x/s.json", "{}")]);
+        assert!(matches!(
+            calls(&versionless),
+            Err(TarballError::Version { found: None })
+        ));
+        let foreign = raw(&[("metadata/version", "2.0.0")]);
+        assert!(matches!(
+            calls(&foreign),
+            Err(TarballError::Version { found: Some(v) }) if v == "2.0.0"
+        ));
+        assert!(calls(b"not gzip at all").is_err());
+    }
+
+    #[test]
+    fn an_error_from_the_callback_stops_the_read() {
+        let mut n = 0;
+        let err = for_each_item(&sample()[..], |_, _| {
+            n += 1;
+            Err(io::Error::other("disk full").into())
+        })
+        .unwrap_err();
+        assert_eq!(n, 1);
+        assert!(err.to_string().contains("disk full"));
+    }
+
+    #[test]
+    fn reads_a_tarball_with_only_preferred_version_copies() {
+        let gz = raw(&[
+            ("metadata/version", "1.1.0"),
+            (
+                "resources/secrets/v1-preferredversion/namespaces/x/s.json",
+                "{}",
+            ),
+        ]);
         let items = read_tarball(&gz[..]).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].path.resource, "secrets");
