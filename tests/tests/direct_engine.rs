@@ -715,3 +715,167 @@ async fn an_object_that_fails_to_create_is_reported_and_the_others_continue() ->
     ns.delete().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_finished_restore_is_observed_by_a_fresh_engine_from_storage() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "observe").await?;
+    config_map(&c1, &ns.name, "settings", &[("k", "v")], &[]).await?;
+    let s3 = env.s3();
+    let scope = unique_name("s", "observe");
+    let options = BTreeMap::from([
+        ("s3Url".to_string(), s3.endpoint.clone()),
+        ("region".to_string(), s3.region.clone()),
+        ("access_key_id".to_string(), s3.access_key_id.clone()),
+        (
+            "secret_access_key".to_string(),
+            s3.secret_access_key.clone(),
+        ),
+    ]);
+    let repo = Repository::open(&s3.location, &options)?.scoped_str("e2e", &scope)?;
+    let engine = DirectEngine::new(c1.clone(), repo.clone());
+    backup(&engine, "o1", &spec_for(&[&ns.name])).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns.name);
+    cms.delete("settings", &DeleteParams::default()).await?;
+    assert_eq!(
+        restore(&engine, "o-r1", &restore_spec("o1")).await?,
+        Phase::Completed
+    );
+    let live = engine.observe_restore("o-r1").await?;
+
+    // Another process (a new engine on the same repository) reads the outcome from storage.
+    let fresh = DirectEngine::new(c1.clone(), repo.clone());
+    let stored = fresh.observe_restore("o-r1").await?;
+    assert_eq!(stored.phase, Phase::Completed);
+    assert_eq!(stored.errors, live.errors);
+    assert_eq!(stored.warnings, live.warnings);
+    assert!(stored.progress.items_done >= 1, "{stored:?}");
+    let (started, completed) = (
+        stored.started.context("started")?,
+        stored.completed.context("completed")?,
+    );
+    assert!(started <= completed, "{stored:?}");
+    let live_started = live.started.context("live started")?;
+    assert!(
+        (started.as_second() - live_started.as_second()).abs() <= 1,
+        "{started} vs {live_started}"
+    );
+    // The name is taken for the new engine too.
+    let err = fresh
+        .start_restore("o-r1", &restore_spec("o1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::AlreadyExists { .. }), "{err}");
+    let err = fresh.observe_restore("unknown").await.unwrap_err();
+    assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
+    let err = fresh.observe_restore("Not_A_Name").await.unwrap_err();
+    assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
+
+    // A restore that fails before writing Velero's files is still seen as Failed.
+    let file = tarball_file(&scope, "o1")?;
+    let mut altered =
+        std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mid = altered.len() / 2;
+    altered[mid] ^= 0x01;
+    std::fs::write(&file, &altered)?;
+    assert_eq!(
+        restore(&engine, "o-bad", &restore_spec("o1")).await?,
+        Phase::Failed
+    );
+    let stored = DirectEngine::new(c1.clone(), repo)
+        .observe_restore("o-bad")
+        .await?;
+    assert_eq!(stored.phase, Phase::Failed);
+    assert_eq!(
+        stored.errors,
+        engine.observe_restore("o-bad").await?.errors,
+        "the reason survives"
+    );
+    assert!(!stored.errors.is_empty());
+    ns.delete().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn restore_from_a_schedule_uses_its_newest_completed_backup() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "schedule").await?;
+    let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns.name);
+    let engine = DirectEngine::new(c1.clone(), repository("schedule")?);
+    let scheduled = |schedule: &str| {
+        let mut spec = spec_for(&[&ns.name]);
+        spec.labels.insert(
+            backup_velero::direct::SCHEDULE_LABEL.into(),
+            schedule.into(),
+        );
+        spec
+    };
+    let set = |v: &'static str| {
+        let cms = cms.clone();
+        async move {
+            let patch = json!({"data": {"v": v}});
+            cms.patch(
+                "settings",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+            anyhow::Ok(())
+        }
+    };
+    config_map(&c1, &ns.name, "settings", &[("v", "old")], &[]).await?;
+    // Names sort the other way round from age: the start time decides, not the name.
+    backup(&engine, "zz-old", &scheduled("nightly")).await?;
+    // velero-backup.json keeps whole seconds.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set("new").await?;
+    backup(&engine, "aa-new", &scheduled("nightly")).await?;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    set("other").await?;
+    backup(&engine, "mm-other", &scheduled("weekly")).await?;
+    backup(&engine, "manual", &spec_for(&[&ns.name])).await?;
+
+    cms.delete("settings", &DeleteParams::default()).await?;
+    let spec = RestoreSpec {
+        schedule_name: Some("nightly".into()),
+        ..RestoreSpec::default()
+    };
+    assert_eq!(
+        restore(&engine, "from-nightly", &spec).await?,
+        Phase::Completed
+    );
+    let cm = cms.get("settings").await?;
+    assert_eq!(
+        cm.metadata
+            .labels
+            .unwrap_or_default()
+            .get("velero.io/backup-name")
+            .map(String::as_str),
+        Some("aa-new")
+    );
+    assert_eq!(
+        cm.data.unwrap_or_default().get("v").map(String::as_str),
+        Some("new")
+    );
+    // The same request again is idempotent.
+    engine.start_restore("from-nightly", &spec).await?;
+
+    let none = RestoreSpec {
+        schedule_name: Some("hourly".into()),
+        ..RestoreSpec::default()
+    };
+    let err = engine
+        .start_restore("from-hourly", &none)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
+    assert!(
+        err.to_string().contains("hourly") && err.to_string().contains("schedule"),
+        "{err}"
+    );
+    assert!(engine.observe_restore("from-hourly").await.is_err());
+    ns.delete().await?;
+    Ok(())
+}

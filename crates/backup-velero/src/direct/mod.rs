@@ -2,14 +2,21 @@
 //! itself, so no agent and no storage credential ever enters the cluster.
 //!
 //! Backups and restores run as tasks of the caller's tokio runtime; `observe_*` reports their
-//! live phase and progress, and for finished backups falls back to what storage says (the
-//! committed `velero-backup.json`). A process that dies mid-backup leaves no manifest, so the
-//! backup is never listed.
+//! live phase and progress, and for operations this engine did not start falls back to what
+//! storage says: the committed `velero-backup.json` of a backup, the results Velero's format
+//! keeps of a finished restore (see `lookup.rs`). A process that dies mid-backup leaves no
+//! manifest, so the backup is never listed.
+//!
+//! A restore may name a schedule instead of a backup: like Velero, the engine restores that
+//! schedule's newest `Completed` backup in the repository, found by the
+//! [`SCHEDULE_LABEL`] (`velero.io/schedule-name`) in its `velero-backup.json` (written from the
+//! backup spec's labels).
 
 mod backup;
 mod collect;
 pub mod discovery;
 mod errors;
+mod lookup;
 mod plan;
 mod report;
 mod restore;
@@ -31,9 +38,10 @@ use kube::Client;
 
 pub use backup::{EXCLUDE_LABEL, PAGE_SIZE};
 pub use errors::{engine_error, storage_error};
+pub use lookup::{SCHEDULE_LABEL, newest_completed};
 pub use report::{Action, ItemOutcome, RestoreReport};
 
-use crate::format::{BackupFiles, BackupObject, RestoreFiles};
+use crate::format::{BackupFiles, BackupObject};
 use backup::BackupRun;
 use collect::SharedStatus;
 use restore::RestoreRun;
@@ -283,12 +291,6 @@ impl RestoreEngine for DirectEngine {
         let name_ok = backup_name(name)?;
         spec.validate()
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let Some(backup) = spec.backup_name.as_deref() else {
-            return Err(EngineError::Invalid(
-                "the direct engine restores a named backup: set backupName (scheduleName is resolved by the controller)".into(),
-            ));
-        };
-        let backup_ok = backup_name(backup)?;
         if let Some((op, _)) = locked(&self.restores).get(name) {
             return if &op.spec == spec {
                 Ok(())
@@ -299,16 +301,20 @@ impl RestoreEngine for DirectEngine {
                 })
             };
         }
+        let backup_ok = match (&spec.backup_name, &spec.schedule_name) {
+            (Some(backup), _) => backup_name(backup)?,
+            (None, Some(schedule)) => lookup::resolve_schedule(&self.repo, schedule).await?,
+            (None, None) => {
+                return Err(EngineError::Invalid(
+                    "a restore needs backupName or scheduleName".into(),
+                ));
+            }
+        };
         self.repo
             .get_manifest(BackupKind::Resources, &backup_ok)
             .await
             .map_err(storage_error)?;
-        let results =
-            backup_storage::object_store::path::Path::from(RestoreFiles::new(&name_ok).results);
-        if backup_storage::object_store::ObjectStoreExt::head(self.repo.store(), &results)
-            .await
-            .is_ok()
-        {
+        if lookup::restore_stored(&self.repo, &name_ok).await? {
             return Err(EngineError::AlreadyExists {
                 what: "restore",
                 name: name.into(),
@@ -329,28 +335,48 @@ impl RestoreEngine for DirectEngine {
         let run = RestoreRun {
             client: self.client.clone(),
             repo: self.repo.clone(),
-            name: name_ok,
-            backup: backup_ok,
+            name: name_ok.clone(),
+            backup: backup_ok.clone(),
             spec: spec.clone(),
             status: status.clone(),
             report,
         };
+        let repo = self.repo.clone();
+        let dry_run = spec.dry_run;
         tokio::spawn(async move {
             if let Err(e) = run.run().await {
                 tracing::warn!(error = %e, "direct restore failed");
                 failed(&status, &e);
+                // Velero's restore files cannot say "Failed"; keep the outcome for observers
+                // in other processes (a dry run leaves storage untouched).
+                if !dry_run
+                    && let Err(e) =
+                        lookup::write_failure_record(&repo, &name_ok, &backup_ok, &status.get())
+                            .await
+                {
+                    tracing::warn!(error = %e, "recording the failed restore in storage failed");
+                }
             }
         });
         Ok(())
     }
 
+    /// The live status of a restore this engine started; otherwise the final status storage
+    /// records (restores finished by another engine or process), else `NotFound`.
     async fn observe_restore(&self, name: &str) -> Result<RestoreStatus, EngineError> {
-        match locked(&self.restores).get(name) {
-            Some((op, _)) => Ok(op.status.get()),
-            None => Err(EngineError::NotFound {
-                what: "restore",
-                name: name.into(),
-            }),
+        if let Some((op, _)) = locked(&self.restores).get(name) {
+            return Ok(op.status.get());
         }
+        let not_found = || EngineError::NotFound {
+            what: "restore",
+            name: name.into(),
+        };
+        // A name that is not valid was never stored.
+        let Ok(name_ok) = backup_name(name) else {
+            return Err(not_found());
+        };
+        lookup::stored_restore(&self.repo, &name_ok)
+            .await?
+            .ok_or_else(not_found)
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
+use backup_core::Phase;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -77,6 +78,18 @@ pub struct OperationResults {
     /// Item warnings.
     #[serde(default)]
     pub warnings: Results,
+}
+
+impl OperationResults {
+    /// The terminal phase of a run that got as far as writing these results: `Completed`
+    /// without errors, else `PartiallyFailed` (Velero's rule for backups and restores alike).
+    pub fn phase(&self) -> Phase {
+        if self.errors.is_empty() {
+            Phase::Completed
+        } else {
+            Phase::PartiallyFailed
+        }
+    }
 }
 
 /// The content of `<name>-resource-list.json.gz`: `"<apiVersion>/<Kind>"` (e.g. `apps/v1/Deployment`,
@@ -160,6 +173,16 @@ mod tests {
         let back: OperationResults = gunzip_json(&gzip_json(&r).unwrap()).unwrap();
         assert_eq!(back, r);
         assert_eq!(back.warnings.flatten().len(), 3);
+    }
+
+    #[test]
+    fn phase_follows_errors_not_warnings() {
+        let mut r = OperationResults::default();
+        assert_eq!(r.phase(), Phase::Completed);
+        r.warnings.add(None, "w");
+        assert_eq!(r.phase(), Phase::Completed);
+        r.errors.add_velero("e");
+        assert_eq!(r.phase(), Phase::PartiallyFailed);
     }
 
     #[test]

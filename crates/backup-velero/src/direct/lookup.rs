@@ -1,0 +1,390 @@
+//! What storage says about restores and schedules, for engines that did not start them: a new
+//! `backupctl` process or a restarted controller observing a finished restore, and a restore
+//! from a schedule resolved to that schedule's newest completed backup (as Velero does).
+//!
+//! A finished restore is read from Velero's own files (`restores/<name>/restore-<name>-*`, see
+//! [`RestoreFiles`]): the results give the phase (`Completed` without errors, else
+//! `PartiallyFailed`), errors and warnings; the results object's last-modified time is the
+//! completion time, the first line of the log the start time, and the resource list the number
+//! of items restored. Velero keeps no Restore object in storage, and a restore that fails before
+//! writing results (e.g. a refused tarball) leaves none of those files; only for that case the
+//! engine writes one file of ours, [`failure_record_path`], so that the `Failed` phase and its
+//! reason survive the process. Dry runs write nothing and are only known to the engine that ran
+//! them.
+
+use std::io::Read;
+
+use backup_core::{BackupKind, EngineError, Phase, Progress, RestoreStatus};
+use backup_storage::object_store::{self, ObjectStoreExt, path::Path};
+use backup_storage::{BackupName, Repository};
+use bytes::Bytes;
+use futures::StreamExt;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::errors::storage_error;
+use super::read_backup_object;
+use crate::format::{BackupObject, OperationResults, ResourceList, RestoreFiles, gunzip_json};
+
+/// Velero's label naming the schedule that created a backup. The direct engine writes a
+/// backup's spec labels into `velero-backup.json`, so a scheduler puts this label in the
+/// [`backup_core::BackupSpec::labels`] of each backup it starts.
+pub use crate::in_cluster::translate::VELERO_SCHEDULE_LABEL as SCHEDULE_LABEL;
+
+/// Backups whose `velero-backup.json` is read at once while resolving a schedule.
+const READ_CONCURRENCY: usize = 8;
+/// How much of a restore log is fetched to find its first line's time.
+const LOG_HEAD_BYTES: u64 = 16 * 1024;
+
+/// Our record of a restore that failed before Velero's files were written:
+/// `restores/<name>/backup-fleet-restore-status.json`. The name cannot collide with Velero's
+/// (`restore-<name>-...`), and the file lies in the restore's directory, so deleting the
+/// restore's files (as Velero does, by prefix) deletes it too.
+pub fn failure_record_path(name: &BackupName) -> String {
+    format!("restores/{name}/backup-fleet-restore-status.json")
+}
+
+/// The content of [`failure_record_path`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FailureRecord {
+    kind: String,
+    restore_name: String,
+    backup_name: String,
+    status: RestoreStatus,
+}
+
+const FAILURE_RECORD_KIND: &str = "BackupFleetRestoreStatus";
+
+fn unavailable(path: &str, e: object_store::Error) -> EngineError {
+    EngineError::Unavailable {
+        reason: format!("reading {path}: {e}"),
+    }
+}
+
+/// An object's bytes and last-modified time, or `None` when it does not exist.
+async fn get_opt(
+    repo: &Repository,
+    path: &str,
+) -> Result<Option<(Bytes, Option<Timestamp>)>, EngineError> {
+    let location = Path::from(path);
+    let result = match repo.store().get(&location).await {
+        Ok(r) => r,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(unavailable(path, e)),
+    };
+    let modified = result.meta.last_modified;
+    let modified = Timestamp::new(
+        modified.timestamp(),
+        modified.timestamp_subsec_nanos() as i32,
+    )
+    .ok();
+    let bytes = result.bytes().await.map_err(|e| unavailable(path, e))?;
+    Ok(Some((bytes, modified)))
+}
+
+async fn exists(repo: &Repository, path: &str) -> Result<bool, EngineError> {
+    match repo.store().head(&Path::from(path)).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(unavailable(path, e)),
+    }
+}
+
+/// Whether storage holds a finished restore named `name` (so the name is taken).
+pub async fn restore_stored(repo: &Repository, name: &BackupName) -> Result<bool, EngineError> {
+    Ok(exists(repo, &RestoreFiles::new(name).results).await?
+        || exists(repo, &failure_record_path(name)).await?)
+}
+
+/// Records a failed restore's final status (see [`failure_record_path`]).
+pub async fn write_failure_record(
+    repo: &Repository,
+    name: &BackupName,
+    backup: &BackupName,
+    status: &RestoreStatus,
+) -> Result<(), EngineError> {
+    let record = FailureRecord {
+        kind: FAILURE_RECORD_KIND.into(),
+        restore_name: name.to_string(),
+        backup_name: backup.to_string(),
+        status: status.clone(),
+    };
+    let data = serde_json::to_vec_pretty(&record)
+        .map_err(|e| EngineError::Other(format!("encoding restore status: {e}")))?;
+    let path = failure_record_path(name);
+    repo.store()
+        .put(&Path::from(path.as_str()), data.into())
+        .await
+        .map_err(|e| EngineError::Unavailable {
+            reason: format!("writing {path}: {e}"),
+        })?;
+    Ok(())
+}
+
+/// The time on the first line of a (possibly truncated) gzipped restore log, whose lines start
+/// `time="<RFC 3339>"`.
+pub fn first_log_time(gz_head: &[u8]) -> Option<Timestamp> {
+    let mut decoder = flate2::read::GzDecoder::new(gz_head);
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    // A truncated stream ends in an error; what was decoded before it is still good.
+    while let Ok(n) = decoder.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+        if text.contains(&b'\n') {
+            break;
+        }
+    }
+    let line = text.split(|b| *b == b'\n').next()?;
+    let rest = std::str::from_utf8(line).ok()?.strip_prefix("time=\"")?;
+    rest[..rest.find('"')?].parse().ok()
+}
+
+/// The status of a restore that wrote `results`: Velero's phase rule, messages flattened the
+/// way the running engine reports them, `items` restored.
+pub fn status_from_results(
+    results: &OperationResults,
+    items: u64,
+    started: Option<Timestamp>,
+    completed: Option<Timestamp>,
+) -> RestoreStatus {
+    RestoreStatus {
+        phase: results.phase(),
+        progress: Progress {
+            items_done: items,
+            total_items: items,
+        },
+        started,
+        completed,
+        errors: results.errors.flatten(),
+        warnings: results.warnings.flatten(),
+        ..RestoreStatus::default()
+    }
+}
+
+/// The final status of restore `name` as storage records it, or `None` when storage knows no
+/// such (finished, non-dry-run) restore.
+pub async fn stored_restore(
+    repo: &Repository,
+    name: &BackupName,
+) -> Result<Option<RestoreStatus>, EngineError> {
+    let record_path = failure_record_path(name);
+    if let Some((bytes, _)) = get_opt(repo, &record_path).await? {
+        let record: FailureRecord = serde_json::from_slice(&bytes).map_err(|e| {
+            EngineError::Other(format!("restore {name}: {record_path} is unreadable: {e}"))
+        })?;
+        return Ok(Some(record.status));
+    }
+    let files = RestoreFiles::new(name);
+    let Some((bytes, completed)) = get_opt(repo, &files.results).await? else {
+        return Ok(None);
+    };
+    let results: OperationResults = gunzip_json(&bytes).map_err(|e| {
+        EngineError::Other(format!(
+            "restore {name}: {} is unreadable: {e}",
+            files.results
+        ))
+    })?;
+    // The resource list and log only add detail: a missing or unreadable one is no error.
+    let items = match get_opt(repo, &files.resource_list).await {
+        Ok(Some((bytes, _))) => gunzip_json::<ResourceList>(&bytes).map_or(0, |l| l.len() as u64),
+        _ => 0,
+    };
+    let started = match repo
+        .store()
+        .get_range(&Path::from(files.logs.as_str()), 0..LOG_HEAD_BYTES)
+        .await
+    {
+        Ok(head) => first_log_time(&head),
+        Err(_) => None,
+    };
+    // Stored times have whole seconds (S3's Last-Modified, like Velero's metav1.Time).
+    let whole = |t: Option<Timestamp>| t.and_then(|t| Timestamp::from_second(t.as_second()).ok());
+    Ok(Some(status_from_results(
+        &results,
+        items,
+        whole(started),
+        whole(completed),
+    )))
+}
+
+/// The newest `Completed` backup labelled as made by `schedule`, as Velero chooses it: by start
+/// time, then completion time, then name (scheduled names end in their time).
+pub fn newest_completed<'a>(
+    backups: impl IntoIterator<Item = &'a BackupObject>,
+    schedule: &str,
+) -> Option<&'a BackupObject> {
+    backups
+        .into_iter()
+        .filter(|b| {
+            b.phase == Phase::Completed
+                && b.spec.labels.get(SCHEDULE_LABEL).map(String::as_str) == Some(schedule)
+        })
+        .max_by(|a, b| {
+            let key = |o: &'a BackupObject| (o.started.or(o.completed), o.completed, &o.name);
+            key(a).cmp(&key(b))
+        })
+}
+
+/// Resolves `schedule` to its newest completed backup in `repo`.
+pub async fn resolve_schedule(
+    repo: &Repository,
+    schedule: &str,
+) -> Result<BackupName, EngineError> {
+    let listing = repo
+        .list(BackupKind::Resources)
+        .await
+        .map_err(storage_error)?;
+    let read: Vec<_> = futures::stream::iter(listing.manifests)
+        .map(|m| async move {
+            let object = read_backup_object(repo, &m.name).await;
+            (m.name, object)
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect()
+        .await;
+    let mut objects = Vec::with_capacity(read.len());
+    for (name, object) in read {
+        match object {
+            Ok(mut object) => {
+                // The directory is what the repository knows the backup by.
+                object.name = name.to_string();
+                objects.push(object);
+            }
+            Err(e @ (EngineError::Unavailable { .. } | EngineError::Forbidden(_))) => {
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!(backup = %name, error = %e, "skipping an unreadable backup while resolving schedule {schedule}");
+            }
+        }
+    }
+    let chosen = newest_completed(&objects, schedule).ok_or_else(|| EngineError::NotFound {
+        what: "completed backup of schedule",
+        name: schedule.to_string(),
+    })?;
+    BackupName::new(chosen.name.as_str()).map_err(storage_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::gzip_bytes;
+    use backup_core::BackupSpec;
+
+    fn object(name: &str, schedule: Option<&str>, phase: Phase, started: &str) -> BackupObject {
+        let mut spec = BackupSpec::default();
+        if let Some(s) = schedule {
+            spec.labels.insert(SCHEDULE_LABEL.into(), s.into());
+        }
+        let started: Timestamp = started.parse().unwrap();
+        BackupObject {
+            name: name.into(),
+            spec,
+            storage_location: "default".into(),
+            phase,
+            started: Some(started),
+            completed: Some(started),
+            expiration: None,
+            total_items: 1,
+            items_backed_up: 1,
+            errors: 0,
+            warnings: 0,
+        }
+    }
+
+    #[test]
+    fn newest_completed_of_the_schedule_wins() {
+        let backups = [
+            object(
+                "zz-old",
+                Some("s"),
+                Phase::Completed,
+                "2026-01-01T00:00:00Z",
+            ),
+            object(
+                "aa-new",
+                Some("s"),
+                Phase::Completed,
+                "2026-01-02T00:00:00Z",
+            ),
+            object(
+                "newest-failed",
+                Some("s"),
+                Phase::PartiallyFailed,
+                "2026-01-03T00:00:00Z",
+            ),
+            object("other", Some("t"), Phase::Completed, "2026-01-04T00:00:00Z"),
+            object("manual", None, Phase::Completed, "2026-01-05T00:00:00Z"),
+        ];
+        assert_eq!(newest_completed(&backups, "s").unwrap().name, "aa-new");
+        assert_eq!(newest_completed(&backups, "t").unwrap().name, "other");
+        assert!(newest_completed(&backups, "none").is_none());
+        assert!(newest_completed(&backups[2..3], "s").is_none());
+    }
+
+    #[test]
+    fn ties_fall_back_to_completion_then_name_and_missing_times_are_oldest() {
+        let mut a = object(
+            "s-20260101000000",
+            Some("s"),
+            Phase::Completed,
+            "2026-01-01T00:00:00Z",
+        );
+        let b = object(
+            "s-20260101000001",
+            Some("s"),
+            Phase::Completed,
+            "2026-01-01T00:00:00Z",
+        );
+        assert_eq!(newest_completed([&a, &b], "s").unwrap().name, b.name);
+        a.completed = Some("2026-01-01T00:00:05Z".parse().unwrap());
+        assert_eq!(newest_completed([&a, &b], "s").unwrap().name, a.name);
+        let mut c = object("zzz", Some("s"), Phase::Completed, "2026-01-01T00:00:00Z");
+        c.started = None;
+        c.completed = None;
+        assert_eq!(newest_completed([&c, &b], "s").unwrap().name, b.name);
+    }
+
+    #[test]
+    fn status_from_results_flattens_like_the_running_engine() {
+        let mut r = OperationResults::default();
+        r.warnings.add(Some("app"), "exists");
+        let s = status_from_results(&r, 4, None, None);
+        assert_eq!(s.phase, Phase::Completed);
+        assert_eq!(s.warnings, vec!["namespace app: exists"]);
+        assert_eq!(s.progress.items_done, 4);
+        r.errors.add(None, "boom");
+        let s = status_from_results(&r, 4, None, None);
+        assert_eq!(s.phase, Phase::PartiallyFailed);
+        assert_eq!(s.errors, vec!["cluster: boom"]);
+    }
+
+    #[test]
+    fn first_log_time_reads_a_truncated_log() {
+        let log = "time=\"2026-01-02T03:04:05.5Z\" level=info msg=\"starting\"\n".repeat(2000);
+        let gz = gzip_bytes(log.as_bytes()).unwrap();
+        let head = &gz[..gz.len().min(200)];
+        assert_eq!(
+            first_log_time(head),
+            Some("2026-01-02T03:04:05.5Z".parse().unwrap())
+        );
+        assert_eq!(first_log_time(b"not gzip"), None);
+        assert_eq!(
+            first_log_time(&gzip_bytes(b"no time here\n").unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn failure_record_does_not_collide_with_velero_files() {
+        let name = BackupName::new("r1").unwrap();
+        let files = RestoreFiles::new(&name);
+        let ours = failure_record_path(&name);
+        assert!(ours.starts_with("restores/r1/"));
+        assert!(![files.results, files.logs, files.resource_list].contains(&ours));
+    }
+}
