@@ -25,6 +25,8 @@ use crate::{SNAPSHOT_ARTIFACT, attributes};
 
 /// Compressed output is handed to storage in pieces of about this size.
 const FLUSH_BYTES: usize = 1024 * 1024;
+/// Room for one flush plus the largest single write zstd makes, so the buffer never regrows.
+const OUTPUT_CAPACITY: usize = FLUSH_BYTES + 256 * 1024;
 
 /// zstd level used unless told otherwise: fast enough to keep up with etcd on one core.
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
@@ -139,8 +141,11 @@ pub async fn take_snapshot(
         backup: name.to_string(),
         source,
     };
-    let mut encoder =
-        zstd::stream::write::Encoder::new(Vec::new(), request.compression_level).map_err(codec)?;
+    let mut encoder = zstd::stream::write::Encoder::new(
+        Vec::with_capacity(OUTPUT_CAPACITY),
+        request.compression_level,
+    )
+    .map_err(codec)?;
     // zstd's own frame checksum catches corruption even without our manifest.
     encoder.include_checksum(true).map_err(codec)?;
     let pump = Pump {
@@ -295,7 +300,9 @@ impl Pump {
                 });
             }
             if encoder.get_ref().len() >= FLUSH_BYTES {
-                return Ok(Some(Bytes::from(std::mem::take(encoder.get_mut()))));
+                let full =
+                    std::mem::replace(encoder.get_mut(), Vec::with_capacity(OUTPUT_CAPACITY));
+                return Ok(Some(Bytes::from(full)));
             }
         }
         // End of stream: only a verified snapshot gets its trailer and the frame's end.

@@ -285,6 +285,11 @@ impl EtcdServer {
         }
     }
 
+    /// Its process id (benchmarks read the server's CPU time from it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its client URL.
     pub fn endpoint(&self) -> &str {
         &self.endpoint

@@ -7,10 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use super::child::{build_backupctl, run_measured};
-use anyhow::{Context, bail};
+use super::child::{Measured, build_backupctl, process_cpu, run_measured};
+use anyhow::Context;
 use backup_etcd::testing::EtcdServer;
 use backup_storage::{BackupKind, Repository};
 use etcd_client::{Txn, TxnOp};
@@ -62,20 +61,32 @@ pub fn run(args: EtcdBenchArgs) -> anyhow::Result<()> {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let mut peak_rss_kib = 0;
+    // Both tools share the machine's cores with the etcd they read from, so the CPU each one
+    // and etcd spend is shown next to the wall time.
+    let etcd_cpu = || process_cpu(server.pid());
     for run in 0..args.runs {
         let name = format!("bench-{run}");
-        let (elapsed, rss) = run_ours(&backupctl, server.endpoint(), &location, &name)?;
+        let before = etcd_cpu()?;
+        let measured = run_ours(&backupctl, server.endpoint(), &location, &name)?;
         eprintln!(
-            "run {run}: backupctl {:.2} s, peak RSS {:.1} MiB",
-            elapsed.as_secs_f64(),
-            rss as f64 / 1024.0
+            "run {run}: backupctl {:.2} s, CPU {:.2} s (etcd {:.2} s), peak RSS {:.1} MiB",
+            measured.elapsed.as_secs_f64(),
+            measured.cpu.as_secs_f64(),
+            (etcd_cpu()? - before).as_secs_f64(),
+            measured.peak_rss_kib as f64 / 1024.0
         );
-        ours.push(elapsed);
-        peak_rss_kib = peak_rss_kib.max(rss);
+        ours.push(measured.elapsed);
+        peak_rss_kib = peak_rss_kib.max(measured.peak_rss_kib);
         let file = work.path().join(format!("etcdctl-{run}.db"));
-        let elapsed = run_etcdctl(server.endpoint(), &file)?;
-        eprintln!("run {run}: etcdctl   {:.2} s", elapsed.as_secs_f64());
-        theirs.push(elapsed);
+        let before = etcd_cpu()?;
+        let measured = run_etcdctl(server.endpoint(), &file)?;
+        eprintln!(
+            "run {run}: etcdctl   {:.2} s, CPU {:.2} s (etcd {:.2} s)",
+            measured.elapsed.as_secs_f64(),
+            measured.cpu.as_secs_f64(),
+            (etcd_cpu()? - before).as_secs_f64(),
+        );
+        theirs.push(measured.elapsed);
         std::fs::remove_file(&file)?;
     }
 
@@ -162,13 +173,13 @@ async fn fill(server: &EtcdServer, size_mib: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs our snapshot as a child and returns its wall time and ru_maxrss (KiB).
+/// Runs our snapshot as a child.
 fn run_ours(
     backupctl: &Path,
     endpoint: &str,
     location: &Path,
     name: &str,
-) -> anyhow::Result<(Duration, i64)> {
+) -> anyhow::Result<Measured> {
     run_measured(
         Command::new(backupctl)
             .args(["etcd", "snapshot", "--endpoints", endpoint, "--name", name])
@@ -179,20 +190,14 @@ fn run_ours(
     )
 }
 
-fn run_etcdctl(endpoint: &str, file: &Path) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let output = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint, "snapshot", "save"])
-        .arg(file)
-        .output()
-        .context("running etcdctl (Debian etcd-client)")?;
-    let elapsed = start.elapsed();
-    if !output.status.success() {
-        bail!(
-            "etcdctl snapshot save failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(elapsed)
+fn run_etcdctl(endpoint: &str, file: &Path) -> anyhow::Result<Measured> {
+    run_measured(
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", endpoint, "snapshot", "save"])
+            .arg(file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+        "etcdctl snapshot save (Debian etcd-client)",
+    )
 }

@@ -242,7 +242,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
 
     // Backup: ours, kubectl, raw LIST.
     let name = format!("res-{}-{stamp}", args.objects);
-    let (ours, rss) = run_measured(
+    let ours = run_measured(
         &mut backupctl_cmd(
             backupctl,
             &state,
@@ -260,7 +260,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
         "backupctl backup create",
     )?;
     let dump = work.join("kubectl-get.json");
-    let (kubectl, _) = run_measured(
+    let kubectl = run_measured(
         Command::new("kubectl")
             .args([
                 "--kubeconfig",
@@ -284,7 +284,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     clear(&c2.client, "bench").await?;
     clear(&c2.client, "kbench").await?;
     let restore_name = format!("rr-{stamp}");
-    let (ours_restore, restore_rss) = run_measured(
+    let ours_restore = run_measured(
         &mut backupctl_cmd(
             backupctl,
             &state,
@@ -322,7 +322,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     let big = if args.rss_objects > args.objects {
         populate(&c1.client, args.namespaces, args.rss_objects).await?;
         let name = format!("res-{}-{stamp}", args.rss_objects);
-        let (t, rss) = run_measured(
+        let big = run_measured(
             &mut backupctl_cmd(
                 backupctl,
                 &state,
@@ -339,7 +339,24 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
             ),
             "backupctl backup create (large)",
         )?;
-        Some((t, rss))
+        // Restore memory must not grow with the backup either.
+        clear(&c2.client, "bench").await?;
+        let restored = run_measured(
+            &mut backupctl_cmd(
+                backupctl,
+                &state,
+                &c2,
+                &[
+                    "restore",
+                    "create",
+                    &format!("rr-big-{stamp}"),
+                    "--from-backup",
+                    &name,
+                ],
+            ),
+            "backupctl restore create (large)",
+        )?;
+        Some((big, restored))
     } else {
         None
     };
@@ -349,46 +366,61 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
         "\nresources bench: {} ConfigMaps (~0.5 KB) over {} namespaces, Kubernetes 1.20 on 127.0.0.1",
         args.objects, args.namespaces
     );
-    println!("  backup  ours (backupctl → S3):        {:7.2} s", s(ours));
+    println!(
+        "  backup  ours (backupctl → S3):        {:7.2} s   (CPU {:.2} s)",
+        s(ours.elapsed),
+        s(ours.cpu)
+    );
     println!(
         "  backup  kubectl get -A -o json:        {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
-        s(kubectl),
-        s(ours) / s(kubectl)
+        s(kubectl.elapsed),
+        s(ours.elapsed) / s(kubectl.elapsed)
     );
     println!(
         "  backup  raw paged LIST ({listed} items): {:7.2} s   ours/raw = {:.2} (goal ≤ 2.5)",
         s(raw),
-        s(ours) / s(raw)
+        s(ours.elapsed) / s(raw)
     );
     println!(
-        "  restore ours (backupctl → c2):         {:7.2} s",
-        s(ours_restore)
+        "  restore ours (backupctl → c2):         {:7.2} s   (CPU {:.2} s)",
+        s(ours_restore.elapsed),
+        s(ours_restore.cpu)
     );
     println!(
         "  restore kubectl create -f:             {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
         s(kubectl_create),
-        s(ours_restore) / s(kubectl_create)
+        s(ours_restore.elapsed) / s(kubectl_create)
     );
     println!(
         "  peak RSS backup  at {:>6}:            {:7.1} MiB (goal ≤ 150 MiB)",
         args.objects,
-        rss as f64 / 1024.0
+        mib(ours.peak_rss_kib)
     );
     println!(
         "  peak RSS restore at {:>6}:            {:7.1} MiB",
         args.objects,
-        restore_rss as f64 / 1024.0
+        mib(ours_restore.peak_rss_kib)
     );
-    if let Some((t, rss)) = big {
+    if let Some((backup, restore)) = big {
         println!(
             "  peak RSS backup  at {:>6}:            {:7.1} MiB in {:.2} s (goal: flat)",
             args.rss_objects,
-            rss as f64 / 1024.0,
-            s(t)
+            mib(backup.peak_rss_kib),
+            s(backup.elapsed)
+        );
+        println!(
+            "  peak RSS restore at {:>6}:            {:7.1} MiB in {:.2} s (goal: flat)",
+            args.rss_objects,
+            mib(restore.peak_rss_kib),
+            s(restore.elapsed)
         );
     }
     clear(&c2.client, "kbench").await.ok();
     Ok(())
+}
+
+fn mib(kib: i64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 /// kubectl's dump turned into creatable objects in `kbench-*` namespaces (plus the namespaces).
