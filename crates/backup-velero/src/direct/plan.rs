@@ -1,9 +1,10 @@
 //! Choosing what a restore creates, from a small summary of each item (never its body).
 //!
-//! While the tarball is spooled, each item is parsed once and reduced to an [`Entry`]: its
-//! group-resource, a [`Head`] (kind, labels, controller owners, skip reason) and the
-//! [`Record`] of its JSON in the spool. [`plan`] then applies the skip rules, the
-//! controller-owned rule and the filter, exactly as Velero's restore does.
+//! While the tarball is spooled, each item is parsed once and reduced to an [`Entry`]: a
+//! [`Head`] (kind, controller owners, skip reason, whether the filter selects it) and the
+//! [`Record`] of its JSON in the spool. The filter is applied right there, so labels are never
+//! kept: what stays per item is its path and a few words. [`plan`] then applies the skip
+//! rules, the controller-owned rule and the filter's verdict, exactly as Velero's restore does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,25 +19,35 @@ use crate::format::ItemPath;
 /// What planning needs to know about an item.
 pub(super) struct Head {
     kind: String,
-    labels: BTreeMap<String, String>,
+    /// Whether the restore's filter selects it (namespace, resource, labels); only meaningful
+    /// for namespaced items, cluster-scoped ones are chosen in [`plan`].
+    selected: bool,
     /// `(kind, name)` of controller owners.
     controllers: Vec<(String, String)>,
     skip: Option<&'static str>,
 }
 
 impl Head {
-    fn of(gr: &GroupResource, object: &Value) -> Self {
+    fn of(path: &ItemPath, gr: &GroupResource, object: &Value, filter: &ResourceFilter) -> Self {
         let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let selected = path.namespace.as_ref().is_some_and(|ns| {
+            filter.matches(&ItemRef {
+                group_resource: gr.clone(),
+                namespace: Some(ns.clone()),
+                name: path.name.clone(),
+                labels: object["metadata"]["labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        });
         Head {
             kind: text(&object["kind"]),
-            labels: object["metadata"]["labels"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            selected,
             controllers: object["metadata"]["ownerReferences"]
                 .as_array()
                 .into_iter()
@@ -52,23 +63,24 @@ impl Head {
 /// What is kept in memory of one item of the tarball.
 pub(super) enum Entry {
     /// A JSON object, summarised.
-    Item {
-        gr: GroupResource,
-        head: Head,
-        record: Record,
-    },
+    Item { head: Head, record: Record },
     /// Not valid JSON: why.
     Invalid(String),
 }
 
 impl Entry {
-    /// Summarises one item's JSON (parsed here and dropped).
-    pub(super) fn of(path: &ItemPath, data: &[u8], record: Record) -> Self {
+    /// Summarises one item's JSON (parsed here and dropped) and applies `filter` to it.
+    pub(super) fn of(
+        path: &ItemPath,
+        data: &[u8],
+        record: Record,
+        filter: &ResourceFilter,
+    ) -> Self {
         match serde_json::from_slice::<Value>(data) {
             Ok(object) => {
                 let gr = GroupResource::new(&path.group, &path.resource);
-                let head = Head::of(&gr, &object);
-                Entry::Item { gr, head, record }
+                let head = Head::of(path, &gr, &object, filter);
+                Entry::Item { head, record }
             }
             Err(e) => Entry::Invalid(e.to_string()),
         }
@@ -95,7 +107,10 @@ pub(super) fn plan(
     let mut parsed = Vec::new();
     for (path, entry) in entries {
         match entry {
-            Entry::Item { gr, head, record } => parsed.push((path, gr, head, record)),
+            Entry::Item { head, record } => {
+                let gr = GroupResource::new(&path.group, &path.resource);
+                parsed.push((path, gr, head, record));
+            }
             Entry::Invalid(e) => journal.error(
                 path.namespace.as_deref(),
                 format!("{path}: not valid JSON: {e}"),
@@ -130,13 +145,7 @@ pub(super) fn plan(
             cluster.push(Planned { gr, path, record });
             continue;
         };
-        let item = ItemRef {
-            group_resource: gr.clone(),
-            namespace: Some(ns.clone()),
-            name: path.name.clone(),
-            labels: head.labels,
-        };
-        if filter.matches(&item) {
+        if head.selected {
             used_namespaces.insert(ns);
             used_groups.insert(format!("{}.{}", path.resource, path.group));
             planned.push(Planned { gr, path, record });

@@ -93,10 +93,11 @@ impl RestoreRun {
             .await
             .map_err(storage_error)?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+        let filter = self.spec.filter.clone();
         let reader = tokio::task::spawn_blocking(move || {
             let mut entries = BTreeMap::new();
             let spool = spool_tarball(ChannelReader::new(rx), |path, data, record| {
-                let entry = Entry::of(&path, data, record);
+                let entry = Entry::of(&path, data, record, &filter);
                 // The same path again is a plain copy replacing a preferred-version one.
                 entries.insert(path, entry);
             })?;
