@@ -635,3 +635,96 @@ async fn killing_a_running_backup_leaves_nothing_listed() -> Result<()> {
     ns.delete().await?;
     result
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_from_a_schedule_uses_its_newest_backup() -> Result<()> {
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let c2 = env.client("c2").await?;
+    let loc = Location::new()?;
+    let ns = populated_namespace(&c1, "bk-sched").await?;
+    let kc1 = kubeconfig("c1")?;
+    let schedule = unique_name("nightly", "sched");
+    let mut names = Vec::new();
+    for (i, which) in ["older", "newer"].iter().enumerate() {
+        let name = unique_name("bk", which);
+        run_ok(&[
+            "backup",
+            "create",
+            &name,
+            "--kubeconfig",
+            &kc1,
+            "--location",
+            &loc.url,
+            "--include-namespaces",
+            &ns.name,
+            "--schedule",
+            &schedule,
+        ])?;
+        names.push(name);
+        if i == 0 {
+            // Backups are ordered by start time, at second precision.
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+    }
+    // A newer manual backup does not belong to the schedule and must not be chosen.
+    create_backup(&loc, &unique_name("bk", "manual"), &ns.name)?;
+
+    let moved = format!("{}-sched", ns.name);
+    let kc2 = kubeconfig("c2")?;
+    let out = run(&[
+        "restore",
+        "create",
+        &unique_name("rs", "sched"),
+        "--from-schedule",
+        &schedule,
+        "--kubeconfig",
+        &kc2,
+        "--location",
+        &loc.url,
+        "--namespace-mapping",
+        &format!("{}:{moved}", ns.name),
+        "-o",
+        "json",
+    ]);
+    let checks = async {
+        ensure!(out.status.success(), "restore failed: {}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+        assert_eq!(summary[0]["phase"], "Completed", "{summary}");
+        assert_eq!(summary[0]["backup"], names[1].as_str(), "{summary}");
+        assert_restored(&c2, &moved).await?;
+        // Without a backup of the schedule: a clear error naming it.
+        let err = run_fails(&[
+            "restore",
+            "create",
+            &unique_name("rs", "nosched"),
+            "--from-schedule",
+            "never-ran",
+            "--kubeconfig",
+            &kc2,
+            "--location",
+            &loc.url,
+        ])?;
+        ensure!(err.contains("never-ran"), "unclear error: {err}");
+        // Exactly one source.
+        let err = run_fails(&[
+            "restore",
+            "create",
+            "x",
+            "--from-schedule",
+            "a",
+            "--from-backup",
+            "b",
+            "--kubeconfig",
+            &kc2,
+            "--location",
+            &loc.url,
+        ])?;
+        ensure!(err.contains("cannot be used with"), "unclear error: {err}");
+        Ok(())
+    }
+    .await;
+    delete_namespace(&c2, &moved).await?;
+    ns.delete().await?;
+    checks
+}

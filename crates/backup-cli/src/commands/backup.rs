@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use backup_core::naming::validate_dns1123_label;
 use backup_core::{BackupEngine, BackupKind, BackupSpec, LabelSelector, Phase, Ttl};
 use backup_storage::{BackupName, Manifest, Repository};
-use backup_velero::direct::{DirectEngine, read_backup_object};
+use backup_velero::direct::{DirectEngine, SCHEDULE_LABEL, read_backup_object};
 use backup_velero::format::{BackupFiles, BackupObject, OperationResults, gunzip_json};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
@@ -22,7 +23,7 @@ use crate::output::{self, OutputFormat, Tabular};
 #[derive(Subcommand)]
 pub enum BackupCommand {
     /// Back up a cluster's resources (read from outside the cluster) in Velero's format.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List the backups stored in a location scope.
     List(ListArgs),
     /// Show one backup: spec, status, files and the warnings/errors it recorded.
@@ -63,6 +64,10 @@ pub struct CreateArgs {
     /// How long the backup is kept (Go duration, e.g. 720h, or 30d).
     #[arg(long, default_value = "720h")]
     pub ttl: String,
+    /// Record the backup as one of this schedule's (label `velero.io/schedule-name`), so
+    /// `restore create --from-schedule` finds it; for backups run by cron or a CI job.
+    #[arg(long)]
+    pub schedule: Option<String>,
     /// Name of the storage location recorded in velero-backup.json.
     #[arg(long, default_value = "default")]
     pub storage_location: String,
@@ -155,7 +160,7 @@ fn row(manifest: &Manifest, object: Option<&BackupObject>) -> BackupRow {
 
 pub async fn run(command: BackupCommand) -> Result<ExitCode> {
     match command {
-        BackupCommand::Create(args) => create(args).await,
+        BackupCommand::Create(args) => create(*args).await,
         BackupCommand::List(args) => list(args).await,
         BackupCommand::Describe(args) => describe(args).await,
         BackupCommand::Delete(args) => delete(args).await,
@@ -178,6 +183,11 @@ fn spec(args: &CreateArgs) -> Result<BackupSpec> {
         spec.filter.label_selector = Some(
             LabelSelector::parse(selector).with_context(|| format!("--selector {selector:?}"))?,
         );
+    }
+    if let Some(schedule) = &args.schedule {
+        validate_dns1123_label(schedule).with_context(|| format!("--schedule {schedule:?}"))?;
+        spec.labels
+            .insert(SCHEDULE_LABEL.to_string(), schedule.clone());
     }
     spec.validate().context("invalid backup")?;
     Ok(spec)

@@ -34,8 +34,16 @@ pub struct CreateArgs {
     /// Restore name (DNS-1123 subdomain); its results are stored under restores/<name>/.
     pub name: String,
     /// The backup to restore.
+    #[arg(
+        long,
+        required_unless_present = "from_schedule",
+        conflicts_with = "from_schedule"
+    )]
+    pub from_backup: Option<String>,
+    /// Restore the newest Completed backup of this schedule (backups created with
+    /// `backup create --schedule NAME`, or by a schedule), as Velero's `--from-schedule` does.
     #[arg(long)]
-    pub from_backup: String,
+    pub from_schedule: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -157,7 +165,8 @@ pub async fn run(command: RestoreCommand) -> Result<ExitCode> {
 
 fn spec(args: &CreateArgs) -> Result<RestoreSpec> {
     let mut spec = RestoreSpec {
-        backup_name: Some(args.from_backup.clone()),
+        backup_name: args.from_backup.clone(),
+        schedule_name: args.from_schedule.clone(),
         namespace_mapping: args
             .namespace_mapping
             .iter()
@@ -203,7 +212,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     let report = engine.restore_report(&args.name).unwrap_or_default();
     let summary = Summary {
         name: args.name.clone(),
-        backup: args.from_backup.clone(),
+        backup: report.backup.clone(),
         phase: status.phase.to_string(),
         dry_run: spec.dry_run,
         created: report.count(Action::Created),

@@ -321,7 +321,10 @@ impl RestoreEngine for DirectEngine {
             });
         }
         let status = SharedStatus::default();
-        let report = Arc::new(Mutex::new(RestoreReport::default()));
+        let report = Arc::new(Mutex::new(RestoreReport {
+            backup: backup_ok.to_string(),
+            ..RestoreReport::default()
+        }));
         locked(&self.restores).insert(
             name.into(),
             (

@@ -34,6 +34,8 @@ pub struct ItemOutcome {
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreReport {
+    /// The backup restored from: the one named, or the one a schedule name resolved to.
+    pub backup: String,
     /// Whether nothing was written.
     pub dry_run: bool,
     /// Every item considered, in restore order.
