@@ -6,7 +6,7 @@
 //! kept: what stays per item is its path and a few words. [`plan`] then applies the skip
 //! rules, the controller-owned rule and the filter's verdict, exactly as Velero's restore does.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use backup_core::{GroupResource, ItemRef, ResourceFilter};
 use serde_json::Value;
@@ -100,7 +100,7 @@ fn owner_key(kind: &str, ns: Option<&str>, name: &str) -> String {
 
 /// Chooses what to restore: applies skip rules and the filter; logs what it leaves out.
 pub(super) fn plan(
-    entries: BTreeMap<ItemPath, Entry>,
+    entries: Vec<(ItemPath, Entry)>,
     filter: &ResourceFilter,
     journal: &mut Journal,
 ) -> Vec<Planned> {

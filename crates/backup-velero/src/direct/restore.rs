@@ -2,12 +2,12 @@
 //! them group by group in Velero's priority order, several at a time within a group.
 //!
 //! The whole tarball is read (and its SHA-256 checked against the manifest) before anything is
-//! created, so a corrupted backup is refused instead of half-restored. Memory does not grow with
-//! the backup: the tarball is downloaded to a temporary file and each item's JSON is spooled to
-//! another ([`spool`](super::spool)); only a small summary per item (path, group-resource,
-//! planning head, spool offset and length) stays in memory, and bodies are read back from the
-//! spool as their item is created, at most [`CREATE_CONCURRENCY`] at a time. The temporary
-//! files disappear when the run ends, however it ends.
+//! created, so a corrupted backup is refused instead of half-restored. Item bodies are never
+//! all in memory: the tarball is downloaded to a temporary file and each item's JSON is spooled
+//! to another ([`spool`](super::spool)); only a small summary per item (path, planning head,
+//! spool offset and length, a few hundred bytes) stays in memory, and bodies are read back in
+//! batches of at most 1 MiB just before their items are created, [`CREATE_CONCURRENCY`] at a
+//! time. The temporary files disappear when the run ends, however it ends.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -85,7 +85,7 @@ impl RestoreRun {
     /// Downloads the tarball to a temporary file, then spools its items and summarises each
     /// one. Fails, having created nothing, unless the download verified against the manifest
     /// and the gzip and tar streams were read to their end.
-    async fn load(&self) -> Result<(Arc<Spool>, BTreeMap<ItemPath, Entry>), EngineError> {
+    async fn load(&self) -> Result<(Arc<Spool>, Vec<(ItemPath, Entry)>), EngineError> {
         let files = BackupFiles::new(&self.backup).map_err(storage_error)?;
         let mut stream = self
             .repo
@@ -95,11 +95,15 @@ impl RestoreRun {
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
         let filter = self.spec.filter.clone();
         let reader = tokio::task::spawn_blocking(move || {
-            let mut entries = BTreeMap::new();
-            let spool = spool_tarball(ChannelReader::new(rx), |path, data, record| {
-                let entry = Entry::of(&path, data, record, &filter);
-                // The same path again is a plain copy replacing a preferred-version one.
-                entries.insert(path, entry);
+            let mut entries: Vec<(ItemPath, Entry)> = Vec::new();
+            let spool = spool_tarball(ChannelReader::new(rx), |seq, path, data, record| {
+                let summary = Entry::of(&path, data, record, &filter);
+                let entry = (path, summary);
+                match entries.get_mut(seq) {
+                    // A plain copy replacing a preferred-version one.
+                    Some(slot) => *slot = entry,
+                    None => entries.push(entry),
+                }
             })?;
             Ok::<_, SpoolError>((Arc::new(spool), entries))
         });
@@ -159,8 +163,9 @@ impl RestoreRun {
                 self.ensure_namespaces(&groups, &items, &journal).await;
                 ensured_namespaces = true;
             }
-            let outcomes: Vec<(Option<String>, ItemOutcome)> = futures::stream::iter(items)
-                .map(|p| self.restore_item(p, &spool, &journal))
+            let outcomes: Vec<(Option<String>, ItemOutcome)> = spool
+                .read_batched(items, |p| p.record)
+                .map(|(p, body)| self.restore_item(p, body, &journal))
                 .buffer_unordered(CREATE_CONCURRENCY)
                 .collect()
                 .await;
@@ -246,7 +251,7 @@ impl RestoreRun {
     async fn restore_item(
         &self,
         p: Planned,
-        spool: &Arc<Spool>,
+        body: std::io::Result<Vec<u8>>,
         journal: &SharedJournal,
     ) -> (Option<String>, ItemOutcome) {
         let target_ns = p
@@ -269,9 +274,7 @@ impl RestoreRun {
             keep_status,
             preserve_node_ports: self.spec.preserve_node_ports.unwrap_or(false),
         };
-        let original = spool
-            .read_async(p.record)
-            .await
+        let original = body
             .and_then(|data| serde_json::from_slice::<Value>(&data).map_err(std::io::Error::from));
         let original: Value = match original {
             Ok(v) => v,

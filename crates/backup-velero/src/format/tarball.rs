@@ -5,7 +5,7 @@
 //! `resources/<resource.group>/<version>-preferredversion/...`. The reader accepts tarballs with
 //! either copy or both and yields each item once.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
 use flate2::Compression;
@@ -118,26 +118,29 @@ pub struct TarballItem {
 /// a truncated or corrupted source never yields a partial list. Built on [`for_each_item`]; use
 /// that directly to avoid holding every item.
 pub fn read_tarball<R: Read>(input: R) -> Result<Vec<TarballItem>, TarballError> {
-    let mut items: BTreeMap<ItemPath, Vec<u8>> = BTreeMap::new();
-    for_each_item(input, |path, data| {
-        // A later call for the same path is the plain copy replacing a preferred-version one.
-        items.insert(path, data);
+    let mut items: Vec<TarballItem> = Vec::new();
+    for_each_item(input, |seq, path, data| {
+        let item = TarballItem { path, data };
+        match items.get_mut(seq) {
+            // The plain copy replacing a preferred-version one.
+            Some(slot) => *slot = item,
+            None => items.push(item),
+        }
         Ok(())
     })?;
-    Ok(items
-        .into_iter()
-        .map(|(path, data)| TarballItem { path, data })
-        .collect())
+    Ok(items)
 }
 
 /// Reads a Velero tarball as a stream, one entry at a time, and calls `item` with each item's
-/// normalised path (`version_dir` is `None`) and JSON; at most one item is in memory.
+/// sequence number (its position among the distinct items, in tarball order), normalised path
+/// (`version_dir` is `None`) and JSON; at most one item is in memory.
 ///
 /// Dedup rule (the same as [`read_tarball`]'s): the plain copy of an item wins over its
 /// `<version>-preferredversion` copy and each item is passed once, except when the
 /// preferred-version copy comes first in the tarball: then the plain copy is passed again
-/// afterwards and replaces it, so a consumer keeps the *last* data it got for a path. Only the
-/// paths seen so far are remembered, not their data. Other entries are ignored.
+/// afterwards, with the same sequence number, and replaces it. Only the paths seen so far are
+/// remembered (in a hash map: ordered maps spent most of the reading time comparing paths with
+/// long common prefixes), not their data. Other entries are ignored.
 ///
 /// The whole stream is read, including the gzip trailer (CRC and length), and
 /// `metadata/version` is checked at the end. Items are passed before those checks can finish,
@@ -146,12 +149,12 @@ pub fn read_tarball<R: Read>(input: R) -> Result<Vec<TarballItem>, TarballError>
 pub fn for_each_item<R, F>(input: R, mut item: F) -> Result<(), TarballError>
 where
     R: Read,
-    F: FnMut(ItemPath, Vec<u8>) -> Result<(), TarballError>,
+    F: FnMut(usize, ItemPath, Vec<u8>) -> Result<(), TarballError>,
 {
     let mut archive = tar::Archive::new(GzDecoder::new(input));
     let mut version: Option<String> = None;
-    // Path -> whether the copy passed was the plain one.
-    let mut seen: BTreeMap<ItemPath, bool> = BTreeMap::new();
+    // Path -> its sequence number and whether the copy passed was the plain one.
+    let mut seen: HashMap<ItemPath, (usize, bool)> = HashMap::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         if !entry.header().entry_type().is_file() {
@@ -172,15 +175,16 @@ where
             continue;
         };
         let plain = parsed.version_dir.take().is_none();
-        match seen.get(&parsed) {
-            Some(true) => continue,
-            Some(false) if !plain => continue,
-            _ => {}
-        }
+        let seq = match seen.get(&parsed) {
+            Some((_, true)) => continue,
+            Some((_, false)) if !plain => continue,
+            Some((seq, false)) => *seq,
+            None => seen.len(),
+        };
         let mut data = Vec::with_capacity(size as usize);
         entry.read_to_end(&mut data)?;
-        seen.insert(parsed.clone(), plain);
-        item(parsed, data)?;
+        seen.insert(parsed.clone(), (seq, plain));
+        item(seq, parsed, data)?;
     }
     // tar stops at its end-of-archive blocks; read the gzip stream to its end so its CRC and
     // length trailer are checked and a truncated or altered tail is refused too.
@@ -261,11 +265,22 @@ mod tests {
     /// Every call `for_each_item` makes, in order.
     fn calls(gz: &[u8]) -> Result<Vec<(String, String)>, TarballError> {
         let mut out = Vec::new();
-        for_each_item(gz, |path, data| {
+        for_each_item(gz, |_, path, data| {
             out.push((path.to_path()?, String::from_utf8(data).unwrap()));
             Ok(())
         })?;
         Ok(out)
+    }
+
+    /// The sequence number of every call, in order.
+    fn sequence_numbers(gz: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for_each_item(gz, |seq, _, _| {
+            out.push(seq);
+            Ok(())
+        })
+        .unwrap();
+        out
     }
 
     #[test]
@@ -316,9 +331,11 @@ mod tests {
             ),
         ]);
         let got = calls(&preferred_first).unwrap();
-        // Passed twice; the last (plain) copy is the one to keep.
+        // Passed twice under one sequence number; the last (plain) copy is the one to keep.
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].1, "plain");
+        assert_eq!(sequence_numbers(&preferred_first), [0, 0]);
+        assert_eq!(sequence_numbers(&sample()), [0, 1, 2]);
         let items = read_tarball(&preferred_first[..]).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].data, b"plain");
@@ -368,7 +385,7 @@ mod tests {
     #[test]
     fn an_error_from_the_callback_stops_the_read() {
         let mut n = 0;
-        let err = for_each_item(&sample()[..], |_, _| {
+        let err = for_each_item(&sample()[..], |_, _, _| {
             n += 1;
             Err(io::Error::other("disk full").into())
         })
