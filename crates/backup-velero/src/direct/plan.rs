@@ -6,7 +6,7 @@
 //! kept: what stays per item is its path and a few words. [`plan`] then applies the skip
 //! rules, the controller-owned rule and the filter's verdict, exactly as Velero's restore does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use backup_core::{GroupResource, ItemRef, ResourceFilter};
 use serde_json::Value;
@@ -90,8 +90,14 @@ impl Entry {
 /// One item chosen for restore; its JSON is still in the spool.
 pub(super) struct Planned {
     pub(super) path: ItemPath,
-    pub(super) gr: GroupResource,
     pub(super) record: Record,
+}
+
+impl Planned {
+    /// Its group-resource (computed when needed rather than stored for every item).
+    pub(super) fn gr(&self) -> GroupResource {
+        GroupResource::new(&self.path.group, &self.path.resource)
+    }
 }
 
 fn owner_key(kind: &str, ns: Option<&str>, name: &str) -> String {
@@ -99,33 +105,56 @@ fn owner_key(kind: &str, ns: Option<&str>, name: &str) -> String {
 }
 
 /// Chooses what to restore: applies skip rules and the filter; logs what it leaves out.
+///
+/// Memory: `entries` is consumed as the plan is built, and the controller-owner rule only
+/// remembers the owners items point at (usually few), not every item of the backup.
 pub(super) fn plan(
     entries: Vec<(ItemPath, Entry)>,
     filter: &ResourceFilter,
     journal: &mut Journal,
 ) -> Vec<Planned> {
-    let mut parsed = Vec::new();
-    for (path, entry) in entries {
-        match entry {
-            Entry::Item { head, record } => {
-                let gr = GroupResource::new(&path.group, &path.resource);
-                parsed.push((path, gr, head, record));
-            }
-            Entry::Invalid(e) => journal.error(
-                path.namespace.as_deref(),
-                format!("{path}: not valid JSON: {e}"),
-            ),
-        }
-    }
-    let owners: BTreeSet<String> = parsed
+    // Owners that some item names as its controller, and which of them the backup holds.
+    let mut referenced: HashSet<String> = entries
         .iter()
-        .map(|(p, _, head, _)| owner_key(&head.kind, p.namespace.as_deref(), &p.name))
+        .filter_map(|(path, entry)| match entry {
+            Entry::Item { head, .. } => Some((path, head)),
+            Entry::Invalid(_) => None,
+        })
+        .flat_map(|(path, head)| {
+            head.controllers
+                .iter()
+                .map(|(kind, name)| owner_key(kind, path.namespace.as_deref(), name))
+        })
         .collect();
+    let owners: HashSet<String> = if referenced.is_empty() {
+        HashSet::new()
+    } else {
+        entries
+            .iter()
+            .filter_map(|(path, entry)| match entry {
+                Entry::Item { head, .. } => {
+                    let key = owner_key(&head.kind, path.namespace.as_deref(), &path.name);
+                    referenced.take(&key)
+                }
+                Entry::Invalid(_) => None,
+            })
+            .collect()
+    };
     let mut planned = Vec::new();
     let mut used_namespaces = BTreeSet::new();
     let mut used_groups = BTreeSet::new();
     let mut cluster = Vec::new();
-    for (path, gr, head, record) in parsed {
+    for (path, entry) in entries {
+        let (head, record) = match entry {
+            Entry::Item { head, record } => (head, record),
+            Entry::Invalid(e) => {
+                journal.error(
+                    path.namespace.as_deref(),
+                    format!("{path}: not valid JSON: {e}"),
+                );
+                continue;
+            }
+        };
         if let Some(reason) = head.skip {
             journal.log("info", format!("{path} skipped: {reason}"));
             continue;
@@ -141,18 +170,24 @@ pub(super) fn plan(
             );
             continue;
         }
-        let Some(ns) = path.namespace.clone() else {
-            cluster.push(Planned { gr, path, record });
+        let Some(ns) = path.namespace.as_deref() else {
+            cluster.push(Planned { path, record });
             continue;
         };
         if head.selected {
-            used_namespaces.insert(ns);
-            used_groups.insert(format!("{}.{}", path.resource, path.group));
-            planned.push(Planned { gr, path, record });
+            if !used_namespaces.contains(ns) {
+                used_namespaces.insert(ns.to_string());
+            }
+            let group = format!("{}.{}", path.resource, path.group);
+            if !used_groups.contains(&group) {
+                used_groups.insert(group);
+            }
+            planned.push(Planned { path, record });
         }
     }
     for p in cluster {
-        let keep = match p.gr.to_string().as_str() {
+        let gr = p.gr();
+        let keep = match gr.to_string().as_str() {
             "namespaces" => {
                 filter.matches_namespace(&p.path.name)
                     && (used_namespaces.contains(&p.path.name)
@@ -160,15 +195,111 @@ pub(super) fn plan(
             }
             "customresourcedefinitions.apiextensions.k8s.io" => {
                 // Needed by restored custom objects, unless excluded by name.
-                filter.matches_resource(&p.gr)
-                    && (used_groups.contains(&p.path.name)
-                        || filter.matches_cluster_resource(&p.gr))
+                filter.matches_resource(&gr)
+                    && (used_groups.contains(&p.path.name) || filter.matches_cluster_resource(&gr))
             }
-            _ => filter.matches_cluster_resource(&p.gr),
+            _ => filter.matches_cluster_resource(&gr),
         };
         if keep {
             planned.push(p);
         }
     }
     planned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(path: &str, object: Value, filter: &ResourceFilter) -> (ItemPath, Entry) {
+        let path = ItemPath::parse(path).unwrap();
+        let data = serde_json::to_vec(&object).unwrap();
+        let entry = Entry::of(&path, &data, Record::for_test(0, data.len() as u64), filter);
+        (path, entry)
+    }
+
+    fn owned_by(kind: &str, name: &str) -> Value {
+        json!([{ "apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "1", "controller": true }])
+    }
+
+    fn names(planned: &[Planned]) -> Vec<String> {
+        planned.iter().map(|p| p.path.to_string()).collect()
+    }
+
+    #[test]
+    fn items_whose_controller_is_in_the_backup_are_left_to_it() {
+        let filter = ResourceFilter::default();
+        let entries = vec![
+            entry(
+                "resources/deployments.apps/namespaces/app/web.json",
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "app"}}),
+                &filter,
+            ),
+            entry(
+                "resources/replicasets.apps/namespaces/app/web-1.json",
+                json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-1", "namespace": "app", "ownerReferences": owned_by("Deployment", "web")}}),
+                &filter,
+            ),
+            // Its controller is not in the backup: restored, or nothing would recreate it.
+            entry(
+                "resources/replicasets.apps/namespaces/app/orphan-1.json",
+                json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "orphan-1", "namespace": "app", "ownerReferences": owned_by("Deployment", "gone")}}),
+                &filter,
+            ),
+            // Same owner name in another namespace does not count.
+            entry(
+                "resources/replicasets.apps/namespaces/other/web-2.json",
+                json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-2", "namespace": "other", "ownerReferences": owned_by("Deployment", "web")}}),
+                &filter,
+            ),
+            (
+                ItemPath::parse("resources/configmaps/namespaces/app/broken.json").unwrap(),
+                Entry::Invalid("expected value".into()),
+            ),
+        ];
+        let mut journal = Journal::default();
+        let planned = plan(entries, &filter, &mut journal);
+        assert_eq!(
+            names(&planned),
+            [
+                "deployments.apps/app/web",
+                "replicasets.apps/app/orphan-1",
+                "replicasets.apps/other/web-2",
+            ]
+        );
+        assert_eq!(journal.results.errors.flatten().len(), 1);
+    }
+
+    #[test]
+    fn the_filter_is_decided_while_spooling_and_namespaces_follow_their_items() {
+        let filter = ResourceFilter {
+            label_selector: Some(backup_core::LabelSelector::parse("app=web").unwrap()),
+            ..ResourceFilter::default()
+        };
+        let entries = vec![
+            entry(
+                "resources/namespaces/cluster/app.json",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
+                &filter,
+            ),
+            entry(
+                "resources/namespaces/cluster/empty.json",
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "empty"}}),
+                &filter,
+            ),
+            entry(
+                "resources/configmaps/namespaces/app/web.json",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web", "namespace": "app", "labels": {"app": "web"}}}),
+                &filter,
+            ),
+            entry(
+                "resources/configmaps/namespaces/app/db.json",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "db", "namespace": "app", "labels": {"app": "db"}}}),
+                &filter,
+            ),
+        ];
+        let planned = plan(entries, &filter, &mut Journal::default());
+        assert_eq!(names(&planned), ["configmaps/app/web", "namespaces/app"]);
+    }
 }

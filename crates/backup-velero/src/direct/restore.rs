@@ -147,7 +147,7 @@ impl RestoreRun {
         self.status.add_total(planned.len() as u64);
         let mut groups: BTreeMap<GroupResource, Vec<Planned>> = BTreeMap::new();
         for p in planned {
-            groups.entry(p.gr.clone()).or_default().push(p);
+            groups.entry(p.gr()).or_default().push(p);
         }
         let order = restore_order(groups.keys().cloned());
         let mut ensured_namespaces = false;
@@ -259,7 +259,8 @@ impl RestoreRun {
             .namespace
             .as_deref()
             .map(|ns| self.spec.target_namespace(ns).to_string());
-        let resource = p.gr.to_string();
+        let gr = p.gr();
+        let resource = gr.to_string();
         let keep_status = self.spec.restore_status.as_ref().is_some_and(|s| {
             let m = |list: &[String]| {
                 list.iter()
@@ -291,7 +292,7 @@ impl RestoreRun {
             }
         };
         let status_value = original.get("status").cloned();
-        let object = prepare(original, &p.gr, &opts);
+        let object = prepare(original, &gr, &opts);
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or(&p.path.name)

@@ -37,6 +37,14 @@ pub(super) struct Record {
     len: u64,
 }
 
+#[cfg(test)]
+impl Record {
+    /// A record for tests of code that only carries records around.
+    pub(super) fn for_test(offset: u64, len: u64) -> Self {
+        Record { offset, len }
+    }
+}
+
 /// Appends bodies to a new spool.
 pub(super) struct SpoolWriter {
     out: BufWriter<File>,
