@@ -2,7 +2,7 @@
 //! and a child run that reports wall time and peak memory.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -39,35 +39,64 @@ pub fn build_backupctl() -> Result<PathBuf> {
 pub struct Measured {
     /// Wall time from spawn to exit.
     pub elapsed: Duration,
-    /// Peak RSS in KiB (wait4's ru_maxrss: the child's own high-water mark).
+    /// Peak RSS in KiB: the child's own high-water mark, as the kernel counts it.
     pub peak_rss_kib: i64,
     /// CPU time, user plus system: on a small machine the tools share cores with the server
     /// they talk to, so CPU spent is part of why one is slower.
     pub cpu: Duration,
 }
 
-/// Runs `cmd` to completion and returns what the kernel measured of it. Fails if it fails.
-pub fn run_measured(cmd: &mut Command, what: &str) -> Result<Measured> {
+/// Runs `cmd` to completion under GNU time and returns what the kernel measured of it. Fails if
+/// it fails.
+///
+/// Why not wait4 on our own child: the child is spawned with vfork semantics, and the kernel
+/// records the address space it leaves at exec — ours — in the child's maximum RSS, so after
+/// the benchmark driver has grown (e.g. by creating 50k objects) every child would report the
+/// driver's size. `/usr/bin/time` is a small process that forks the command itself, so the
+/// command's maximum RSS is its own.
+pub fn run_measured(cmd: &Command, stdout: Stdio, what: &str) -> Result<Measured> {
+    let report = tempfile::NamedTempFile::new()?;
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["--quiet", "-f", "%U %S %M", "-o"])
+        .arg(report.path())
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdout(stdout);
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => timed.env(key, value),
+            None => timed.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
     let start = Instant::now();
-    let child = cmd.spawn().with_context(|| format!("running {what}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child, reaped here (the Child
-    // handle is not waited on afterwards).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let status = timed
+        .status()
+        .with_context(|| format!("running {what} under /usr/bin/time (Debian package time)"))?;
     let elapsed = start.elapsed();
-    if reaped != pid {
-        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    if !status.success() {
+        bail!("{what} failed ({status})");
     }
-    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("{what} failed (status {status})");
-    }
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let text = std::fs::read_to_string(report.path())?;
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [user, system, rss] = fields[..] else {
+        bail!("unexpected /usr/bin/time report for {what}: {text:?}");
+    };
+    let secs = |v: &str| -> Result<Duration> {
+        Ok(Duration::from_secs_f64(v.parse().with_context(|| {
+            format!("unexpected /usr/bin/time report for {what}: {text:?}")
+        })?))
+    };
     Ok(Measured {
         elapsed,
-        peak_rss_kib: usage.ru_maxrss,
-        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        peak_rss_kib: rss
+            .parse()
+            .with_context(|| format!("unexpected /usr/bin/time report for {what}: {text:?}"))?,
+        cpu: secs(user)? + secs(system)?,
     })
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use super::child::{Measured, build_backupctl, process_cpu, run_measured};
 use anyhow::Context;
@@ -184,8 +184,8 @@ fn run_ours(
         Command::new(backupctl)
             .args(["etcd", "snapshot", "--endpoints", endpoint, "--name", name])
             .arg("--location")
-            .arg(format!("file://{}", location.display()))
-            .stdout(std::process::Stdio::null()),
+            .arg(format!("file://{}", location.display())),
+        Stdio::null(),
         "backupctl etcd snapshot",
     )
 }
@@ -195,9 +195,8 @@ fn run_etcdctl(endpoint: &str, file: &Path) -> anyhow::Result<Measured> {
         Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", endpoint, "snapshot", "save"])
-            .arg(file)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null()),
+            .arg(file),
+        Stdio::null(),
         "etcdctl snapshot save (Debian etcd-client)",
     )
 }

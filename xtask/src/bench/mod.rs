@@ -36,13 +36,15 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         }
         #[cfg(feature = "etcd-bench")]
         BenchCommand::Etcd(args) => {
-            crate::env::packages::ensure_packages(&["etcd-server", "etcd-client"])?;
+            crate::env::packages::ensure_packages(&["etcd-server", "etcd-client", "time"])?;
             etcd::run(args)
         }
         #[cfg(not(feature = "etcd-bench"))]
         BenchCommand::Etcd { args } => rerun_with_etcd_bench(&args),
         BenchCommand::Resources(args) => {
             ensure_peer("kubectl", "kubernetes-client")?;
+            // GNU time measures each child's own peak RSS (see bench::child::run_measured).
+            crate::env::packages::ensure_packages(&["time"])?;
             resources::run(args)
         }
     }
@@ -60,7 +62,12 @@ fn ensure_peer(program: &str, package: &'static str) -> anyhow::Result<()> {
 /// etcd and etcdctl), then runs xtask again with the `etcd-bench` feature.
 #[cfg(not(feature = "etcd-bench"))]
 fn rerun_with_etcd_bench(args: &[String]) -> anyhow::Result<()> {
-    crate::env::packages::ensure_packages(&["protobuf-compiler", "etcd-server", "etcd-client"])?;
+    crate::env::packages::ensure_packages(&[
+        "protobuf-compiler",
+        "etcd-server",
+        "etcd-client",
+        "time",
+    ])?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["run", "--quiet", "-p", "xtask", "--features", "etcd-bench"])

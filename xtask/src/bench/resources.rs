@@ -190,8 +190,7 @@ async fn raw_list(client: &Client) -> Result<usize> {
 
 fn backupctl_cmd(backupctl: &Path, state: &Value, c: &Cluster, args: &[&str]) -> Command {
     let mut cmd = Command::new(backupctl);
-    cmd.stdout(Stdio::null())
-        .args(args)
+    cmd.args(args)
         .args(["--kubeconfig", &c.kubeconfig, "--context", &c.context])
         .args([
             "--location",
@@ -243,7 +242,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     // Backup: ours, kubectl, raw LIST.
     let name = format!("res-{}-{stamp}", args.objects);
     let ours = run_measured(
-        &mut backupctl_cmd(
+        &backupctl_cmd(
             backupctl,
             &state,
             &c1,
@@ -257,23 +256,23 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
                 "configmaps",
             ],
         ),
+        Stdio::null(),
         "backupctl backup create",
     )?;
     let dump = work.join("kubectl-get.json");
     let kubectl = run_measured(
-        Command::new("kubectl")
-            .args([
-                "--kubeconfig",
-                &c1.kubeconfig,
-                "--context",
-                &c1.context,
-                "get",
-                "configmaps",
-                "-A",
-                "-o",
-                "json",
-            ])
-            .stdout(std::fs::File::create(&dump)?),
+        Command::new("kubectl").args([
+            "--kubeconfig",
+            &c1.kubeconfig,
+            "--context",
+            &c1.context,
+            "get",
+            "configmaps",
+            "-A",
+            "-o",
+            "json",
+        ]),
+        std::fs::File::create(&dump)?.into(),
         "kubectl get",
     )?;
     let start = Instant::now();
@@ -285,12 +284,13 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     clear(&c2.client, "kbench").await?;
     let restore_name = format!("rr-{stamp}");
     let ours_restore = run_measured(
-        &mut backupctl_cmd(
+        &backupctl_cmd(
             backupctl,
             &state,
             &c2,
             &["restore", "create", &restore_name, "--from-backup", &name],
         ),
+        Stdio::null(),
         "backupctl restore create",
     )?;
     let objects = kubectl_objects(&dump)?;
@@ -323,7 +323,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
         populate(&c1.client, args.namespaces, args.rss_objects).await?;
         let name = format!("res-{}-{stamp}", args.rss_objects);
         let big = run_measured(
-            &mut backupctl_cmd(
+            &backupctl_cmd(
                 backupctl,
                 &state,
                 &c1,
@@ -337,12 +337,13 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
                     "configmaps",
                 ],
             ),
+            Stdio::null(),
             "backupctl backup create (large)",
         )?;
         // Restore memory must not grow with the backup either.
         clear(&c2.client, "bench").await?;
         let restored = run_measured(
-            &mut backupctl_cmd(
+            &backupctl_cmd(
                 backupctl,
                 &state,
                 &c2,
@@ -354,6 +355,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
                     &name,
                 ],
             ),
+            Stdio::null(),
             "backupctl restore create (large)",
         )?;
         Some((big, restored))
