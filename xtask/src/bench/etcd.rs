@@ -1,7 +1,7 @@
 //! `cargo xtask bench etcd`: fill a real etcd with ~256 MiB of large random values, then take
 //! snapshots alternately with our `backupctl etcd snapshot` (release build, child process, to a
 //! file:// location) and `etcdctl snapshot save` (to local disk), and print the best times,
-//! their ratio (goal ≤ 1.2×), our peak RSS from wait4's ru_maxrss (goal ≤ 64 MiB) and the
+//! their ratio (goal ≤ 1.2×), our peak RSS as GNU time measures it (goal ≤ 64 MiB) and the
 //! compression ratio.
 
 use std::collections::BTreeMap;
@@ -123,7 +123,7 @@ pub fn run(args: EtcdBenchArgs) -> anyhow::Result<()> {
     );
     println!("  ratio ours/etcdctl:      {ratio:7.2}x (goal ≤ 1.2x)");
     println!(
-        "  our peak RSS (ru_maxrss): {:7.1} MiB (goal ≤ 64 MiB)",
+        "  our peak RSS (GNU time):  {:7.1} MiB (goal ≤ 64 MiB)",
         peak_rss_kib as f64 / 1024.0
     );
     println!(

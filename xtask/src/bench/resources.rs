@@ -5,7 +5,7 @@
 //! - `backupctl backup create` to the S3 server vs `kubectl get configmaps -A -o json > file`
 //!   and vs the raw paged LIST (limit 500, body read and discarded) — the physical limit;
 //! - `backupctl restore create` into `c2` vs `kubectl create -f` of the same objects;
-//! - our peak RSS (wait4's ru_maxrss) at N and, optionally, at a larger count.
+//! - our peak RSS (GNU time) of backup and restore at N and, optionally, at a larger count.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
