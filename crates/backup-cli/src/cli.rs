@@ -16,6 +16,9 @@ use crate::output::OutputFormat;
                   AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP) or from --option key=value."
 )]
 pub struct Cli {
+    /// More diagnostics on stderr: -v what is being done, -vv details (RUST_LOG overrides).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Group,
 }

@@ -4,12 +4,14 @@
 mod cli;
 mod commands;
 mod output;
+mod telemetry;
 
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    telemetry::init(cli.verbose);
     match commands::run(cli).await {
         Ok(code) => code,
         Err(err) => {
