@@ -174,15 +174,29 @@ impl Listing {
                 Some(ns) => Api::namespaced_with(self.client.clone(), ns, &d.api),
                 None => Api::all_with(self.client.clone(), &d.api),
             };
-            let mut params = ListParams::default().limit(PAGE_SIZE);
-            loop {
-                let page = match api.list(&params).await {
-                    Ok(page) => page,
-                    Err(e) => {
+            // The next page is requested before this one is written out, so the apiserver
+            // prepares it while we parse and tar (one page ahead: memory stays two pages).
+            let fetch = |params: ListParams| {
+                let api = api.clone();
+                tokio::spawn(async move { api.list(&params).await })
+            };
+            let params = ListParams::default().limit(PAGE_SIZE);
+            let mut next = Some(fetch(params.clone()));
+            while let Some(request) = next.take() {
+                let page = match request.await {
+                    Ok(Ok(page)) => page,
+                    Ok(Err(e)) => {
                         self.list_failed(d, scope, e);
                         break;
                     }
+                    Err(e) => {
+                        self.list_failed(d, scope, kube::Error::Service(Box::new(e)));
+                        break;
+                    }
                 };
+                if let Some(token) = page.metadata.continue_.as_deref().filter(|c| !c.is_empty()) {
+                    next = Some(fetch(params.clone().continue_token(token)));
+                }
                 let selected: Vec<DynamicObject> = page
                     .items
                     .into_iter()
@@ -190,11 +204,12 @@ impl Listing {
                     .collect();
                 self.status.add_total(selected.len() as u64);
                 for obj in selected {
-                    self.emit(d, obj).await?;
-                }
-                match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                    Some(token) => params = params.continue_token(&token),
-                    None => break,
+                    if self.emit(d, obj).await.is_err() {
+                        if let Some(pending) = next {
+                            pending.abort();
+                        }
+                        return Err(());
+                    }
                 }
             }
         }
