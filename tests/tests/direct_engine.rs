@@ -25,6 +25,12 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A repository on the S3 server, in a scope of its own.
 fn repository(test: &str) -> Result<Repository> {
+    repository_in(&unique_name("s", test))
+}
+
+/// A repository on the S3 server in the named scope (for tests that reach its files on disk
+/// or open it again as another engine would).
+fn repository_in(scope: &str) -> Result<Repository> {
     let s3 = shared()?.s3();
     let options = BTreeMap::from([
         ("s3Url".to_string(), s3.endpoint.clone()),
@@ -36,7 +42,7 @@ fn repository(test: &str) -> Result<Repository> {
             s3.secret_access_key.clone(),
         ),
     ]);
-    Ok(Repository::open(&s3.location, &options)?.scoped_str("e2e", &unique_name("s", test))?)
+    Ok(Repository::open(&s3.location, &options)?.scoped_str("e2e", scope)?)
 }
 
 fn spec_for(namespaces: &[&str]) -> BackupSpec {
@@ -467,18 +473,8 @@ async fn altered_or_truncated_tarball_is_refused() -> Result<()> {
     let c1 = env.client("c1").await?;
     let ns = TestNamespace::create(&c1, "tamper").await?;
     config_map(&c1, &ns.name, "settings", &[("k", "v")], &[]).await?;
-    let s3 = env.s3();
     let scope = unique_name("s", "tamper");
-    let options = BTreeMap::from([
-        ("s3Url".to_string(), s3.endpoint.clone()),
-        ("region".to_string(), s3.region.clone()),
-        ("access_key_id".to_string(), s3.access_key_id.clone()),
-        (
-            "secret_access_key".to_string(),
-            s3.secret_access_key.clone(),
-        ),
-    ]);
-    let repo = Repository::open(&s3.location, &options)?.scoped_str("e2e", &scope)?;
+    let repo = repository_in(&scope)?;
     let engine = DirectEngine::new(c1.clone(), repo);
     backup(&engine, "t1", &spec_for(&[&ns.name])).await?;
     let file = tarball_file(&scope, "t1")?;
@@ -722,18 +718,8 @@ async fn a_finished_restore_is_observed_by_a_fresh_engine_from_storage() -> Resu
     let c1 = env.client("c1").await?;
     let ns = TestNamespace::create(&c1, "observe").await?;
     config_map(&c1, &ns.name, "settings", &[("k", "v")], &[]).await?;
-    let s3 = env.s3();
     let scope = unique_name("s", "observe");
-    let options = BTreeMap::from([
-        ("s3Url".to_string(), s3.endpoint.clone()),
-        ("region".to_string(), s3.region.clone()),
-        ("access_key_id".to_string(), s3.access_key_id.clone()),
-        (
-            "secret_access_key".to_string(),
-            s3.secret_access_key.clone(),
-        ),
-    ]);
-    let repo = Repository::open(&s3.location, &options)?.scoped_str("e2e", &scope)?;
+    let repo = repository_in(&scope)?;
     let engine = DirectEngine::new(c1.clone(), repo.clone());
     backup(&engine, "o1", &spec_for(&[&ns.name])).await?;
     let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns.name);
