@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
 
-use super::child::{build_backupctl, run_measured};
+use super::child::{Measured, build_backupctl, run_measured};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -219,6 +219,42 @@ fn backupctl_cmd(backupctl: &Path, state: &Value, c: &Cluster, args: &[&str]) ->
     cmd
 }
 
+/// Our backup of the bench's ConfigMaps on `c`, measured.
+fn our_backup(backupctl: &Path, state: &Value, c: &Cluster, name: &str) -> Result<Measured> {
+    let args = [
+        "backup",
+        "create",
+        name,
+        "--include-namespaces",
+        "bench-*",
+        "--include-resources",
+        "configmaps",
+    ];
+    let what = format!("backupctl backup create {name}");
+    run_measured(
+        &backupctl_cmd(backupctl, state, c, &args),
+        Stdio::null(),
+        &what,
+    )
+}
+
+/// Our restore of backup `from` into `c`, measured.
+fn our_restore(
+    backupctl: &Path,
+    state: &Value,
+    c: &Cluster,
+    name: &str,
+    from: &str,
+) -> Result<Measured> {
+    let args = ["restore", "create", name, "--from-backup", from];
+    let what = format!("backupctl restore create {name}");
+    run_measured(
+        &backupctl_cmd(backupctl, state, c, &args),
+        Stdio::null(),
+        &what,
+    )
+}
+
 async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Result<()> {
     let state: Value = serde_json::from_slice(&std::fs::read(env_dir.join("env.json"))?)?;
     let c1 = cluster(&state, "c1").await?;
@@ -241,24 +277,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
 
     // Backup: ours, kubectl, raw LIST.
     let name = format!("res-{}-{stamp}", args.objects);
-    let ours = run_measured(
-        &backupctl_cmd(
-            backupctl,
-            &state,
-            &c1,
-            &[
-                "backup",
-                "create",
-                &name,
-                "--include-namespaces",
-                "bench-*",
-                "--include-resources",
-                "configmaps",
-            ],
-        ),
-        Stdio::null(),
-        "backupctl backup create",
-    )?;
+    let ours = our_backup(backupctl, &state, &c1, &name)?;
     let dump = work.join("kubectl-get.json");
     let kubectl = run_measured(
         Command::new("kubectl").args([
@@ -283,16 +302,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     clear(&c2.client, "bench").await?;
     clear(&c2.client, "kbench").await?;
     let restore_name = format!("rr-{stamp}");
-    let ours_restore = run_measured(
-        &backupctl_cmd(
-            backupctl,
-            &state,
-            &c2,
-            &["restore", "create", &restore_name, "--from-backup", &name],
-        ),
-        Stdio::null(),
-        "backupctl restore create",
-    )?;
+    let ours_restore = our_restore(backupctl, &state, &c2, &restore_name, &name)?;
     let objects = kubectl_objects(&dump)?;
     let create_file = work.join("kubectl-create.json");
     std::fs::write(
@@ -322,42 +332,10 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     let big = if args.rss_objects > args.objects {
         populate(&c1.client, args.namespaces, args.rss_objects).await?;
         let name = format!("res-{}-{stamp}", args.rss_objects);
-        let big = run_measured(
-            &backupctl_cmd(
-                backupctl,
-                &state,
-                &c1,
-                &[
-                    "backup",
-                    "create",
-                    &name,
-                    "--include-namespaces",
-                    "bench-*",
-                    "--include-resources",
-                    "configmaps",
-                ],
-            ),
-            Stdio::null(),
-            "backupctl backup create (large)",
-        )?;
+        let big = our_backup(backupctl, &state, &c1, &name)?;
         // Restore memory must not grow with the backup either.
         clear(&c2.client, "bench").await?;
-        let restored = run_measured(
-            &backupctl_cmd(
-                backupctl,
-                &state,
-                &c2,
-                &[
-                    "restore",
-                    "create",
-                    &format!("rr-big-{stamp}"),
-                    "--from-backup",
-                    &name,
-                ],
-            ),
-            Stdio::null(),
-            "backupctl restore create (large)",
-        )?;
+        let restored = our_restore(backupctl, &state, &c2, &format!("rr-big-{stamp}"), &name)?;
         Some((big, restored))
     } else {
         None
