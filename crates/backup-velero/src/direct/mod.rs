@@ -166,11 +166,13 @@ fn status_from_object(b: &BackupObject) -> BackupStatus {
 }
 
 fn failed(status: &SharedStatus, e: &EngineError) {
-    status.update(|s| {
-        s.phase = Phase::Failed;
-        s.completed = Some(jiff::Timestamp::now());
-        s.errors.push(e.to_string());
-    });
+    status.update(|s| mark_failed(s, e));
+}
+
+fn mark_failed(s: &mut BackupStatus, e: &EngineError) {
+    s.phase = Phase::Failed;
+    s.completed = Some(jiff::Timestamp::now());
+    s.errors.push(e.to_string());
 }
 
 #[async_trait]
@@ -349,16 +351,18 @@ impl RestoreEngine for DirectEngine {
         tokio::spawn(async move {
             if let Err(e) = run.run().await {
                 tracing::warn!(error = %e, "direct restore failed");
-                failed(&status, &e);
+                let mut last = status.get();
+                mark_failed(&mut last, &e);
                 // Velero's restore files cannot say "Failed"; keep the outcome for observers
-                // in other processes (a dry run leaves storage untouched).
+                // in other processes (a dry run leaves storage untouched). Stored before it is
+                // published, so a caller that exits on seeing Failed does not cut the write.
                 if !dry_run
                     && let Err(e) =
-                        lookup::write_failure_record(&repo, &name_ok, &backup_ok, &status.get())
-                            .await
+                        lookup::write_failure_record(&repo, &name_ok, &backup_ok, &last).await
                 {
                     tracing::warn!(error = %e, "recording the failed restore in storage failed");
                 }
+                status.update(|s| *s = last);
             }
         });
         Ok(())
