@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use backup_core::{ExistingResourcePolicy, Phase, RestoreEngine, RestoreSpec, RestoreStatusSpec};
 use backup_velero::direct::{Action, DirectEngine, ItemOutcome, RestoreReport};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use super::direct_args::{ClusterArgs, StoreArgs, follow};
@@ -30,6 +30,7 @@ pub enum Policy {
 }
 
 #[derive(Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["from_backup", "from_schedule"])))]
 pub struct CreateArgs {
     /// Restore name (DNS-1123 subdomain); its results are stored under restores/<name>/.
     pub name: String,
