@@ -105,8 +105,18 @@ fn listed<'a>(rows: &'a [serde_json::Value], name: &str) -> Option<&'a serde_jso
 
 /// `backup create NAME` of namespace `ns` on c1, waiting, returning the printed row.
 fn create_backup(loc: &Location, name: &str, ns: &str) -> Result<serde_json::Value> {
+    create_backup_with(loc, name, ns, &[])
+}
+
+/// Like [`create_backup`], with more `backup create` arguments.
+fn create_backup_with(
+    loc: &Location,
+    name: &str,
+    ns: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value> {
     let kc = kubeconfig("c1")?;
-    let out = run_ok(&[
+    let mut args = vec![
         "backup",
         "create",
         name,
@@ -119,7 +129,9 @@ fn create_backup(loc: &Location, name: &str, ns: &str) -> Result<serde_json::Val
         "--wait",
         "-o",
         "json",
-    ])?;
+    ];
+    args.extend_from_slice(extra);
+    let out = run_ok(&args)?;
     let rows: serde_json::Value =
         serde_json::from_str(&out).with_context(|| format!("create output is not JSON: {out}"))?;
     ensure!(rows[0]["name"] == name, "create printed {rows}");
@@ -643,24 +655,11 @@ async fn restore_from_a_schedule_uses_its_newest_backup() -> Result<()> {
     let c2 = env.client("c2").await?;
     let loc = Location::new()?;
     let ns = populated_namespace(&c1, "bk-sched").await?;
-    let kc1 = kubeconfig("c1")?;
     let schedule = unique_name("nightly", "sched");
     let mut names = Vec::new();
     for (i, which) in ["older", "newer"].iter().enumerate() {
         let name = unique_name("bk", which);
-        run_ok(&[
-            "backup",
-            "create",
-            &name,
-            "--kubeconfig",
-            &kc1,
-            "--location",
-            &loc.url,
-            "--include-namespaces",
-            &ns.name,
-            "--schedule",
-            &schedule,
-        ])?;
+        create_backup_with(&loc, &name, &ns.name, &["--schedule", &schedule])?;
         names.push(name);
         if i == 0 {
             // Backups are ordered by start time, at second precision.
