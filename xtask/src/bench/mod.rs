@@ -31,43 +31,46 @@ pub enum BenchCommand {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Storage(args) => {
-            ensure_peer("rclone", "rclone")?;
+            ensure_peer(crate::env::packages::Requirement {
+                package: "rclone",
+                provides: "/usr/bin/rclone",
+            })?;
             storage::run(args)
         }
         #[cfg(feature = "etcd-bench")]
         BenchCommand::Etcd(args) => {
-            crate::env::packages::ensure_packages(&["etcd-server", "etcd-client", "time"])?;
+            use crate::env::packages::{ETCD, GNU_TIME, ensure_packages};
+            ensure_packages(ETCD)?;
+            ensure_packages(&[GNU_TIME])?;
             etcd::run(args)
         }
         #[cfg(not(feature = "etcd-bench"))]
         BenchCommand::Etcd { args } => rerun_with_etcd_bench(&args),
         BenchCommand::Resources(args) => {
-            ensure_peer("kubectl", "kubernetes-client")?;
+            ensure_peer(crate::env::packages::Requirement {
+                package: "kubernetes-client",
+                provides: "/usr/bin/kubectl",
+            })?;
             // GNU time measures each child's own peak RSS (see bench::child::run_measured).
-            crate::env::packages::ensure_packages(&["time"])?;
+            crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
             resources::run(args)
         }
     }
 }
 
 /// The peer a benchmark compares against must be there; install its Debian package if not.
-fn ensure_peer(program: &str, package: &'static str) -> anyhow::Result<()> {
-    if crate::test_runner::which(program).is_none() {
-        crate::env::packages::ensure_packages(&[package])?;
-    }
-    Ok(())
+fn ensure_peer(peer: crate::env::packages::Requirement) -> anyhow::Result<()> {
+    crate::env::packages::ensure_packages(&[peer])
 }
 
 /// Installs what the etcd benchmark needs to build and run (protoc for etcd's gRPC client,
 /// etcd and etcdctl), then runs xtask again with the `etcd-bench` feature.
 #[cfg(not(feature = "etcd-bench"))]
 fn rerun_with_etcd_bench(args: &[String]) -> anyhow::Result<()> {
-    crate::env::packages::ensure_packages(&[
-        "protobuf-compiler",
-        "etcd-server",
-        "etcd-client",
-        "time",
-    ])?;
+    use crate::env::packages::{ETCD, GNU_TIME, PROTOC, ensure_packages};
+    ensure_packages(PROTOC)?;
+    ensure_packages(ETCD)?;
+    ensure_packages(&[GNU_TIME])?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["run", "--quiet", "-p", "xtask", "--features", "etcd-bench"])

@@ -7,19 +7,53 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// Packages needed to run (etcd, openssl, curl for health probes) and to build (Go toolchain, make, rsync, dpkg-source, reflect2
-/// fix) the control plane, plus `protoc` for the etcd client crate.
-pub const PACKAGES: &[&str] = &[
-    "etcd-server",
-    "etcd-client",
-    "golang-go",
-    "rsync",
-    "make",
-    "protobuf-compiler",
-    "golang-github-modern-go-reflect2-dev",
-    "dpkg-dev",
-    "openssl",
-    "curl",
+/// A Debian package and a file it installs that a build or run needs. A requirement is met when
+/// the file is there, not when dpkg says the package is: `protobuf-compiler` installed with
+/// `--no-install-recommends` gives `protoc` but not the well-known `.proto` files etcd's client
+/// needs, which only `libprotobuf-dev` provides.
+#[derive(Clone, Copy, Debug)]
+pub struct Requirement {
+    /// The Debian package that provides [`Requirement::provides`].
+    pub package: &'static str,
+    /// An absolute path that exists once the package is installed.
+    pub provides: &'static str,
+}
+
+const fn req(package: &'static str, provides: &'static str) -> Requirement {
+    Requirement { package, provides }
+}
+
+/// etcd and etcdctl, for the local control plane, the etcd tests and the etcd benchmark.
+pub const ETCD: &[Requirement] = &[
+    req("etcd-server", "/usr/bin/etcd"),
+    req("etcd-client", "/usr/bin/etcdctl"),
+];
+
+/// What `etcd-client`'s build script needs: `protoc` and the well-known types it imports.
+pub const PROTOC: &[Requirement] = &[
+    req("protobuf-compiler", "/usr/bin/protoc"),
+    req(
+        "libprotobuf-dev",
+        "/usr/include/google/protobuf/descriptor.proto",
+    ),
+];
+
+/// GNU time, which the benchmarks use to measure each child's peak RSS.
+pub const GNU_TIME: Requirement = req("time", "/usr/bin/time");
+
+/// What the control plane needs to run besides etcd (openssl for certificates, curl for health
+/// probes) and to build Kubernetes (Go, make, rsync, dpkg-source, the reflect2 fix).
+pub const CONTROL_PLANE: &[Requirement] = &[
+    req("golang-go", "/usr/bin/go"),
+    req("rsync", "/usr/bin/rsync"),
+    req("make", "/usr/bin/make"),
+    req(
+        "golang-github-modern-go-reflect2-dev",
+        "/usr/share/gocode/src/github.com/modern-go/reflect2/reflect2.go",
+    ),
+    req("dpkg-dev", "/usr/bin/dpkg-source"),
+    req("openssl", "/usr/bin/openssl"),
+    req("curl", "/usr/bin/curl"),
 ];
 
 /// The deb822 file we add (never editing the machine's own sources) for `apt-get source`.
@@ -40,51 +74,51 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Whether `pkg` is installed, per dpkg's database.
-fn is_installed(pkg: &str) -> Result<bool> {
-    let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${Status}", pkg])
-        .stderr(Stdio::null())
-        .output()
-        .context("running dpkg-query (is this a Debian machine?)")?;
-    Ok(out.status.success()
-        && String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+/// The requirements of `required` whose file is missing.
+pub fn missing(required: &[Requirement]) -> Vec<Requirement> {
+    required
+        .iter()
+        .filter(|r| !Path::new(r.provides).exists())
+        .copied()
+        .collect()
 }
 
-/// The subset of `packages` that is not installed.
-pub fn missing_packages(packages: &[&'static str]) -> Result<Vec<&'static str>> {
-    let mut missing = Vec::new();
-    for pkg in packages {
-        if !is_installed(pkg)? {
-            missing.push(*pkg);
-        }
-    }
-    Ok(missing)
-}
-
-/// Installs every missing package of the control plane's list ([`PACKAGES`]).
+/// Installs what the control plane and the workspace's build need: [`ETCD`], [`PROTOC`] and
+/// [`CONTROL_PLANE`], in one apt run.
 pub fn ensure_installed() -> Result<()> {
-    ensure_packages(PACKAGES)
+    ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE].concat())
 }
 
-/// Installs every missing package of `packages` with `apt-get install -y`; without root, fails
-/// with the exact command to run.
-pub fn ensure_packages(packages: &[&'static str]) -> Result<()> {
-    let missing = missing_packages(packages)?;
-    if missing.is_empty() {
+/// Installs the package of every requirement whose file is missing, with `apt-get install -y`,
+/// and then checks that each file is really there; without root, fails with the exact command.
+pub fn ensure_packages(required: &[Requirement]) -> Result<()> {
+    let missing_now = missing(required);
+    if missing_now.is_empty() {
         return Ok(());
     }
-    let list = missing.join(" ");
+    let mut packages: Vec<&str> = missing_now.iter().map(|r| r.package).collect();
+    packages.dedup();
+    let list = packages.join(" ");
     if !is_root() {
+        let files: Vec<&str> = missing_now.iter().map(|r| r.provides).collect();
         bail!(
-            "missing Debian packages: {list}\nrun as root: apt-get update && apt-get install -y {list}"
+            "missing {} (from Debian packages: {list})\nrun as root: apt-get update && apt-get install -y {list}",
+            files.join(", ")
         );
     }
     println!("installing Debian packages: {list}");
     run_apt(&["update"])?;
     let mut args = vec!["install", "-y", "--no-install-recommends"];
-    args.extend(missing.iter().copied());
-    run_apt(&args)
+    args.extend(packages.iter().copied());
+    run_apt(&args)?;
+    if let Some(still) = missing(required).first() {
+        bail!(
+            "Debian package {} is installed but {} is still missing: this build needs that file",
+            still.package,
+            still.provides
+        );
+    }
+    Ok(())
 }
 
 /// Makes sure apt knows bookworm's source packages: adds our own deb822 `deb-src` file when no
