@@ -4,11 +4,14 @@
 //! cluster; the controller fans out over a fleet and never needs to know which engine runs.
 //! No kube types appear here so the traits can be implemented and faked without a cluster.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::phase::{Phase, Progress};
+use crate::selector::LabelSelector;
 use crate::spec::{BackupSpec, RestoreSpec};
 
 /// What an engine reports about one backup.
@@ -38,6 +41,44 @@ pub struct BackupStatus {
 
 /// What an engine reports about one restore (same shape: one status UI for both).
 pub type RestoreStatus = BackupStatus;
+
+/// A finished backup as the engine's storage records it: what a scheduler rebuilds its status
+/// from and what retention decides on, so the bucket (not a controller's memory) is the truth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredBackup {
+    /// The backup's name.
+    pub name: String,
+    /// Its recorded final phase (`Completed`, `PartiallyFailed`, ...).
+    pub phase: Phase,
+    /// Items written.
+    pub items_backed_up: u64,
+    /// Items in scope.
+    pub total_items: u64,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Timestamp>,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<Timestamp>,
+    /// When its TTL runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<Timestamp>,
+    /// Item errors recorded.
+    pub errors: u64,
+    /// Item warnings recorded.
+    pub warnings: u64,
+    /// The labels it was created with (a schedule's runs carry its schedule label).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl StoredBackup {
+    /// When it was taken, for ordering: start time, else completion time.
+    pub fn taken_at(&self) -> Option<Timestamp> {
+        self.started.or(self.completed)
+    }
+}
 
 /// Engine failures, by kind, so callers can decide to retry (Unavailable), give up (Invalid,
 /// Forbidden) or treat as done (NotFound on delete).
@@ -105,6 +146,9 @@ pub trait BackupEngine: Send + Sync {
     async fn observe_backup(&self, name: &str) -> Result<BackupStatus, EngineError>;
     /// Deletes the backup and its stored data.
     async fn delete_backup(&self, name: &str) -> Result<(), EngineError>;
+    /// The finished backups in this engine's storage whose labels match `selector`, oldest
+    /// first. Running backups are not listed (they are not restore points yet).
+    async fn list_backups(&self, selector: &LabelSelector) -> Result<Vec<StoredBackup>, EngineError>;
 }
 
 /// Restores into one cluster.
@@ -155,6 +199,12 @@ mod tests {
         async fn delete_backup(&self, name: &str) -> Result<(), EngineError> {
             self.backups.lock().unwrap().remove(name);
             Ok(())
+        }
+        async fn list_backups(
+            &self,
+            _selector: &LabelSelector,
+        ) -> Result<Vec<StoredBackup>, EngineError> {
+            Ok(Vec::new())
         }
     }
 

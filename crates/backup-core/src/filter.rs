@@ -123,6 +123,7 @@ pub enum FilterError {
 
 /// Velero's resource filter. The default selects everything (cluster resources: auto).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceFilter {
     /// Namespaces to include (globs); empty = all.

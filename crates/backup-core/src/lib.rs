@@ -24,13 +24,17 @@ pub mod spec;
 pub mod velero_data;
 
 pub use duration::{DurationError, GoDuration, Ttl, TtlError, format_go_duration, parse_duration};
-pub use engine::{BackupEngine, BackupStatus, EngineError, RestoreEngine, RestoreStatus};
+pub use engine::{
+    BackupEngine, BackupStatus, EngineError, RestoreEngine, RestoreStatus, StoredBackup,
+};
 pub use filter::{FilterError, GroupResource, ItemRef, ResourceFilter};
-pub use location::{AccessMode, CredentialRef, LocationError, StorageLocationSpec};
+pub use location::{
+    AccessMode, CredentialRef, FILE_PROVIDER, LocationError, StorageLocationSpec,
+};
 pub use naming::{
     NameError, sanitize, scheduled_backup_name, validate_dns1123_label, validate_dns1123_subdomain,
 };
-pub use phase::{Phase, Progress};
+pub use phase::{Phase, Progress, UnknownPhase};
 pub use retention::{
     GfsPolicy, KeepCount, RetentionCandidate, RetentionError, RetentionPolicy, plan_deletions,
 };

@@ -40,6 +40,16 @@ pub enum LocationError {
         /// The rejected bucket.
         bucket: String,
     },
+    /// A `file` location whose bucket is not a usable absolute directory.
+    #[error(
+        "storage location directory {directory:?} is invalid: {reason}; for provider \"file\" set objectStorage.bucket to an absolute directory like /var/lib/backups"
+    )]
+    InvalidDirectory {
+        /// The rejected directory.
+        directory: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A prefix that escapes its directory or is absolute.
     #[error(
         "storage location prefix {prefix:?} is invalid: {reason}; use a relative path like \"project/cluster\""
@@ -73,6 +83,7 @@ pub enum LocationError {
 
 /// Velero's `accessMode`: whether backups may be written and deleted through this location.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum AccessMode {
     /// Restores only: used when a second cluster reads another's backups (migration).
     ReadOnly,
@@ -90,6 +101,7 @@ impl AccessMode {
 
 /// A key in a Kubernetes Secret holding the provider credentials (Velero's `credential`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct CredentialRef {
     /// Secret name.
     pub name: String,
@@ -156,7 +168,9 @@ impl StorageLocationSpec {
         if self.bucket.trim().is_empty() {
             return Err(LocationError::EmptyBucket);
         }
-        if self.bucket.contains('/') || self.bucket.chars().any(char::is_whitespace) {
+        if self.provider == FILE_PROVIDER {
+            validate_directory(&self.bucket)?;
+        } else if self.bucket.contains('/') || self.bucket.chars().any(char::is_whitespace) {
             return Err(LocationError::InvalidBucket {
                 bucket: self.bucket.clone(),
             });
@@ -184,6 +198,30 @@ impl StorageLocationSpec {
         }
         Ok(())
     }
+}
+
+/// The provider whose "bucket" is a local directory.
+pub const FILE_PROVIDER: &str = "file";
+
+/// A `file` location's bucket: an absolute directory with no `.`/`..` segments, so it means
+/// the same directory wherever the controller runs.
+fn validate_directory(dir: &str) -> Result<(), LocationError> {
+    let bad = |reason| {
+        Err(LocationError::InvalidDirectory {
+            directory: dir.to_string(),
+            reason,
+        })
+    };
+    if !dir.starts_with('/') {
+        return bad("it must be an absolute path");
+    }
+    if dir.chars().any(|c| c.is_control()) {
+        return bad("it must not contain control characters");
+    }
+    if dir.split('/').any(|seg| seg == "." || seg == "..") {
+        return bad("it must not contain '.' or '..' segments");
+    }
+    Ok(())
 }
 
 /// Validates a prefix: relative, no `..` or `.` segments, no empty segments, no backslashes.
@@ -256,6 +294,18 @@ mod tests {
         let e = s.validate().unwrap_err();
         assert!(matches!(e, LocationError::InvalidProvider { .. }));
         assert!(e.to_string().contains("AWS S3"));
+    }
+
+    #[test]
+    fn a_file_location_is_an_absolute_directory() {
+        let mut s = StorageLocationSpec::new("file", "/var/lib/backups");
+        s.validate().unwrap();
+        for bad in ["backups", "/var/../etc", "./x"] {
+            s.bucket = bad.into();
+            let e = s.validate().unwrap_err();
+            assert!(matches!(e, LocationError::InvalidDirectory { .. }), "{bad}");
+            assert!(e.to_string().contains("/var/lib/backups"), "{e}");
+        }
     }
 
     #[test]

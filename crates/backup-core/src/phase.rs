@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where an operation is in its life. Serialised with Velero's spelling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum Phase {
     /// Accepted, not started.
     #[default]
@@ -65,8 +66,45 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// A phase name that is none of Velero's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown phase {given:?}: expected one of {}", Phase::ALL.map(|p| p.as_str()).join(", "))]
+pub struct UnknownPhase {
+    /// The text that was given.
+    pub given: String,
+}
+
+impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 9] = [
+        Phase::New,
+        Phase::FailedValidation,
+        Phase::InProgress,
+        Phase::WaitingForPluginOperations,
+        Phase::Finalizing,
+        Phase::Completed,
+        Phase::PartiallyFailed,
+        Phase::Failed,
+        Phase::Deleting,
+    ];
+}
+
+impl std::str::FromStr for Phase {
+    type Err = UnknownPhase;
+    /// Parses Velero's spelling, as recorded in manifests and status.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| UnknownPhase {
+                given: s.to_string(),
+            })
+    }
+}
+
 /// Items processed so far out of the items known to be in scope (Velero's `progress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     /// Items processed.
@@ -123,6 +161,16 @@ mod tests {
         let p: Phase = serde_json::from_str("\"WaitingForPluginOperations\"").unwrap();
         assert_eq!(p, Phase::WaitingForPluginOperations);
         assert_eq!(Phase::default(), Phase::New);
+    }
+
+    #[test]
+    fn parses_every_spelling_it_prints_and_names_the_accepted_ones() {
+        for p in Phase::ALL {
+            assert_eq!(p.as_str().parse::<Phase>(), Ok(p));
+        }
+        let e = "Done".parse::<Phase>().unwrap_err();
+        assert!(e.to_string().contains("\"Done\""), "{e}");
+        assert!(e.to_string().contains("PartiallyFailed"), "{e}");
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl<'de> Deserialize<'de> for KeepCount {
 /// recent `hourly` hours, `daily` days, `weekly` ISO weeks and `monthly` months (UTC buckets,
 /// so the result does not depend on the controller's time zone). 0 disables a tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct GfsPolicy {
     /// Hourly buckets to keep.
     #[serde(default)]

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// A selector operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum Operator {
     /// Value is one of `values`.
     In,
@@ -23,6 +24,7 @@ pub enum Operator {
 
 /// One `matchExpressions` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Requirement {
     /// Label key.
     pub key: String,
@@ -35,6 +37,7 @@ pub struct Requirement {
 
 /// A label selector. The empty selector matches everything, as in Kubernetes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     /// Exact key=value matches.

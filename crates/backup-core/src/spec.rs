@@ -168,6 +168,7 @@ impl ScheduleSpec {
 
 /// What to do when a restored object already exists (Velero's `existingResourcePolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ExistingResourcePolicy {
     /// Leave the existing object alone and warn.
@@ -179,6 +180,7 @@ pub enum ExistingResourcePolicy {
 
 /// Which restored objects also get their `status` restored.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreStatusSpec {
     /// Resources whose status is restored (`*` = all).
