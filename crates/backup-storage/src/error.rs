@@ -26,6 +26,33 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// A location spec names a provider we cannot open.
+    #[error(
+        "unsupported storage provider `{provider}`; use aws (S3 and compatible), gcp, azure or file"
+    )]
+    UnsupportedProvider {
+        /// The provider as given.
+        provider: String,
+    },
+
+    /// A provider credentials file that cannot be used. The reason never quotes the file.
+    #[error("invalid {provider} credentials: {reason}")]
+    InvalidCredentials {
+        /// The provider whose format was expected.
+        provider: String,
+        /// What is missing or malformed.
+        reason: String,
+    },
+
+    /// A write or delete through a location whose access mode is `ReadOnly`.
+    #[error(
+        "cannot {operation}: the storage location is ReadOnly (restores and listing only); set accessMode: ReadWrite to write to it"
+    )]
+    ReadOnly {
+        /// What was refused, e.g. `start backup nightly`.
+        operation: String,
+    },
+
     /// An option in the location's config is unknown or has a bad value.
     #[error("invalid storage option `{key}`: {reason}")]
     InvalidOption {

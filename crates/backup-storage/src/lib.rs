@@ -17,6 +17,7 @@
 //! `<kind dir>/<backup>/backup-manifest.json`, where the kind dir is `backups` or
 //! `etcd-snapshots`, so Velero's own files can live beside ours.
 
+mod credentials;
 mod error;
 mod location;
 mod manifest;
@@ -30,9 +31,10 @@ mod verify;
 mod writer;
 
 pub use backup_core::BackupKind;
+pub use credentials::{DEFAULT_AWS_PROFILE, credential_options};
 pub use error::{Result, StorageError};
 pub use location::{Backend, Location};
-pub use manifest::{ArtifactRecord, FORMAT_VERSION, MANIFEST_FILE, Manifest};
+pub use manifest::{ArtifactRecord, FORMAT_VERSION, MANIFEST_FILE, Manifest, PHASE_ATTRIBUTE};
 pub use names::{ArtifactName, BackupName, NameKind, ScopeSegment};
 pub use probe::Availability;
 pub use repository::{BackupListing, Repository};

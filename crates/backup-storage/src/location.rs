@@ -22,6 +22,8 @@ use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
 use url::Url;
 
+use backup_core::{FILE_PROVIDER, StorageLocationSpec};
+
 use crate::error::{Result, StorageError};
 use crate::names::ScopeSegment;
 
@@ -143,6 +145,55 @@ impl Location {
         &self.prefix
     }
 
+    /// The location a Velero-style spec describes (`aws`, `gcp`, `azure` buckets, or a `file`
+    /// directory), with the spec's prefix as base prefix. The spec must have been validated.
+    pub fn from_spec(spec: &StorageLocationSpec) -> Result<Self> {
+        let prefix_text = spec.prefix.as_deref().unwrap_or("").trim_matches('/');
+        let mut segments = Vec::new();
+        for raw in prefix_text.split('/').filter(|s| !s.is_empty()) {
+            segments.push(ScopeSegment::new(raw).map_err(|e| StorageError::InvalidOption {
+                key: "prefix".into(),
+                reason: format!("prefix segment: {e}"),
+            })?);
+        }
+        let prefix = Path::from_iter(segments.iter().map(ScopeSegment::as_str));
+        let bucket = spec.bucket.clone();
+        let (backend, scheme) = match spec.provider.trim_start_matches("velero.io/") {
+            FILE_PROVIDER => {
+                let mut dir = PathBuf::from(&spec.bucket);
+                dir.extend(segments.iter().map(ScopeSegment::as_str));
+                let url = format!("file://{}", dir.display());
+                return Ok(Self {
+                    url,
+                    backend: Backend::File(dir),
+                    prefix: Path::default(),
+                });
+            }
+            "aws" => (Backend::S3 { bucket }, "s3"),
+            "gcp" => (Backend::Gcs { bucket }, "gs"),
+            "azure" => (Backend::Azure { container: bucket }, "az"),
+            other => {
+                return Err(StorageError::UnsupportedProvider {
+                    provider: other.to_string(),
+                });
+            }
+        };
+        let url = match prefix_text {
+            "" => format!("{scheme}://{}", spec.bucket),
+            p => format!("{scheme}://{}/{p}", spec.bucket),
+        };
+        Ok(Self {
+            url,
+            backend,
+            prefix,
+        })
+    }
+
+    /// The URL this location was parsed from or stands for.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Builds the store, confined to the base prefix, reading `AWS_*` etc. from the process
     /// environment for defaults.
     pub fn open(&self, options: &BTreeMap<String, String>) -> Result<Arc<dyn ObjectStore>> {
@@ -156,6 +207,29 @@ impl Location {
         options: &BTreeMap<String, String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Arc<dyn ObjectStore>> {
+        self.open_with_ca(options, env, None)
+    }
+
+    /// Like [`Location::open_with_env`], additionally trusting the PEM certificates in
+    /// `ca_bundle` (a location's `caCert`) for HTTPS endpoints.
+    pub fn open_with_ca(
+        &self,
+        options: &BTreeMap<String, String>,
+        env: impl Fn(&str) -> Option<String>,
+        ca_bundle: Option<&[u8]>,
+    ) -> Result<Arc<dyn ObjectStore>> {
+        let mut client = client_options();
+        if let Some(pem) = ca_bundle {
+            let certificates = object_store::Certificate::from_pem_bundle(pem).map_err(|e| {
+                StorageError::InvalidOption {
+                    key: "caCert".into(),
+                    reason: format!("the CA bundle cannot be read as PEM certificates: {e}"),
+                }
+            })?;
+            for certificate in certificates {
+                client = client.with_root_certificate(certificate);
+            }
+        }
         let configure = |source| StorageError::Configure {
             url: self.url.clone(),
             source,
@@ -184,7 +258,7 @@ impl Location {
             Backend::S3 { bucket } => {
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
-                    .with_client_options(client_options())
+                    .with_client_options(client.clone())
                     .with_retry(retry_config());
                 for (key, value) in s3_config(options, env)? {
                     builder = builder.with_config(key, value);
@@ -194,7 +268,7 @@ impl Location {
             Backend::Gcs { bucket } => {
                 let mut builder = GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(bucket)
-                    .with_client_options(client_options())
+                    .with_client_options(client.clone())
                     .with_retry(retry_config());
                 for (key, value) in options {
                     let parsed =
@@ -211,7 +285,7 @@ impl Location {
             Backend::Azure { container } => {
                 let mut builder = MicrosoftAzureBuilder::from_env()
                     .with_container_name(container)
-                    .with_client_options(client_options())
+                    .with_client_options(client.clone())
                     .with_retry(retry_config());
                 for (key, value) in options {
                     let name = if key == "storageAccount" {

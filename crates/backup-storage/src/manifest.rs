@@ -17,6 +17,10 @@ use backup_core::BackupKind;
 /// Velero's own files (`velero-backup.json`, `<name>.tar.gz`, ...), which may sit beside it.
 pub const MANIFEST_FILE: &str = "backup-manifest.json";
 
+/// The attribute in which writers record a backup's final phase (Velero's spelling). Backups
+/// whose writers record no phase (etcd snapshots) are committed only when complete.
+pub const PHASE_ATTRIBUTE: &str = "phase";
+
 /// The manifest format this crate writes and the only one it reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -56,6 +60,22 @@ impl Manifest {
     /// Looks up an artifact's record by name.
     pub fn artifact(&self, name: &ArtifactName) -> Option<&ArtifactRecord> {
         self.artifacts.iter().find(|a| &a.name == name)
+    }
+
+    /// Whether this backup is a full restore point: its recorded phase is `Completed`, or it
+    /// records no phase (its writer commits only complete backups). A phase that cannot be
+    /// read is an error, so retention never guesses.
+    pub fn succeeded(&self) -> Result<bool> {
+        match self.attributes.get(PHASE_ATTRIBUTE) {
+            None => Ok(true),
+            Some(text) => text
+                .parse::<backup_core::Phase>()
+                .map(|phase| phase.is_successful())
+                .map_err(|e| StorageError::CorruptManifest {
+                    backup: self.name.to_string(),
+                    reason: format!("attribute {PHASE_ATTRIBUTE}: {e}"),
+                }),
+        }
     }
 
     /// Total bytes of all artifacts.

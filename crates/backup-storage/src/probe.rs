@@ -186,8 +186,9 @@ fn to_availability(class: Class, message: String) -> Availability {
 }
 
 impl Repository {
-    /// Writes, reads back, compares and deletes a small sentinel object under this scope.
-    /// Never fails: every problem becomes an [`Availability`] reason.
+    /// Writes, reads back, compares and deletes a small sentinel object under this scope (a
+    /// read-only repository is only listed). Never fails: every problem becomes an
+    /// [`Availability`] reason.
     pub async fn probe(&self) -> Availability {
         let store = self.store();
         let nonce = format!(
@@ -202,6 +203,10 @@ impl Repository {
         // missing bucket on write, which would hide the real problem).
         if let Err(e) = store.list_with_delimiter(None).await {
             return to_availability(classify(&e), chain_text(&e));
+        }
+        // A read-only repository is never written to, not even by its probe.
+        if !self.is_writable() {
+            return Availability::Available;
         }
         if let Err(e) = store.put(&path, PutPayload::from(content.clone())).await {
             return match classify(&e) {

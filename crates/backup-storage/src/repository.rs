@@ -16,6 +16,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Result, StorageError};
 use crate::location::Location;
+use backup_core::StorageLocationSpec;
 use crate::manifest::{ArtifactRecord, MANIFEST_FILE, Manifest};
 use crate::names::{ArtifactName, BackupName, ScopeSegment};
 use crate::upload::UploadOptions;
@@ -34,6 +35,7 @@ const LIST_CONCURRENCY: usize = 8;
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
     upload: UploadOptions,
+    writable: bool,
 }
 
 /// The result of listing: committed backups plus the ones whose manifest could not be used.
@@ -51,6 +53,45 @@ impl Repository {
         Self {
             store,
             upload: UploadOptions::default(),
+            writable: true,
+        }
+    }
+
+    /// Opens the location a Velero-style spec describes, authenticated only by `credentials`
+    /// (the provider's credentials file from the location's Secret) and the spec's own config:
+    /// never by the process environment, so one tenant's location cannot borrow the
+    /// credentials of the process that opens it. A `ReadOnly` spec gives a repository that
+    /// refuses to start backups or delete ([`StorageError::ReadOnly`]).
+    pub fn open_spec(spec: &StorageLocationSpec, credentials: Option<&[u8]>) -> Result<Self> {
+        let location = Location::from_spec(spec)?;
+        let mut options = spec.config.clone();
+        let profile = options.remove("profile");
+        if let Some(file) = credentials {
+            options.extend(crate::credentials::credential_options(
+                &spec.provider,
+                file,
+                profile.as_deref(),
+            )?);
+        }
+        let store = location.open_with_ca(&options, |_| None, spec.ca_cert.as_deref())?;
+        Ok(Self {
+            writable: spec.access_mode.is_writable(),
+            ..Self::new(store)
+        })
+    }
+
+    /// Whether backups may be written and deleted through this repository.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn check_writable(&self, operation: impl FnOnce() -> String) -> Result<()> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(StorageError::ReadOnly {
+                operation: operation(),
+            })
         }
     }
 
@@ -78,6 +119,7 @@ impl Repository {
         Self {
             store: Arc::new(PrefixStore::new(Arc::clone(&self.store), prefix)),
             upload: self.upload,
+            writable: self.writable,
         }
     }
 
@@ -113,6 +155,7 @@ impl Repository {
     /// Starts a backup; fails with [`StorageError::AlreadyExists`] if one is committed under
     /// this name. Nothing is visible to readers until [`BackupWriter::commit`].
     pub async fn begin_backup(&self, kind: BackupKind, name: &BackupName) -> Result<BackupWriter> {
+        self.check_writable(|| format!("write backup {name}"))?;
         let path = Self::manifest_path(kind, name);
         match self.store.head(&path).await {
             Ok(_) => Err(StorageError::AlreadyExists {
@@ -276,6 +319,7 @@ impl Repository {
     /// Deletes a backup: manifest first (so it stops being listed at once), then everything
     /// in its directory. Idempotent; also cleans up uncommitted leftovers of that name.
     pub async fn delete(&self, kind: BackupKind, name: &BackupName) -> Result<()> {
+        self.check_writable(|| format!("delete backup {name}"))?;
         let manifest = Self::manifest_path(kind, name);
         match self.store.delete(&manifest).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -298,7 +342,8 @@ impl Repository {
     }
 
     /// Applies a retention policy: lists committed backups, asks backup-core which to delete,
-    /// deletes them and returns their names. Unreadable manifests are never swept.
+    /// deletes them and returns their names. Unreadable manifests are never swept; a manifest
+    /// whose recorded phase cannot be read stops the sweep with an error.
     pub async fn sweep(
         &self,
         kind: BackupKind,
@@ -306,16 +351,17 @@ impl Repository {
         now: Timestamp,
     ) -> Result<Vec<BackupName>> {
         let listing = self.list(kind).await?;
-        let candidates: Vec<RetentionCandidate> = listing
-            .manifests
-            .iter()
-            .map(|m| RetentionCandidate {
+        let mut candidates = Vec::with_capacity(listing.manifests.len());
+        for m in &listing.manifests {
+            candidates.push(RetentionCandidate {
                 name: m.name.to_string(),
                 created: m.created,
-                succeeded: true,
+                // The recorded phase decides: a PartiallyFailed backup is no restore point, so
+                // it must not count toward keep-N nor shield the last good one.
+                succeeded: m.succeeded()?,
                 expires_at: m.expires_at,
-            })
-            .collect();
+            });
+        }
         let mut deleted = Vec::new();
         for doomed in plan_deletions(&candidates, policy, now) {
             // Only names we offered can come back; anything else is ignored, never deleted.
