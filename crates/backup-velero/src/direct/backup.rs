@@ -483,13 +483,8 @@ impl BackupRun {
                 return Err(storage_error(e));
             }
         }
-        let attributes = BTreeMap::from([
-            ("engine".to_string(), "direct".to_string()),
-            ("phase".to_string(), phase.to_string()),
-            ("items".to_string(), status.progress.items_done.to_string()),
-        ]);
         writer
-            .commit(attributes, expiration)
+            .commit(super::stored::manifest_attributes(&object), expiration)
             .await
             .map_err(storage_error)?;
         self.status.update(|s| {

@@ -36,12 +36,44 @@ const DISCOVERY_CONCURRENCY: usize = 8;
 
 /// What discovery found: the kinds to back up, and the API groups it could not read (an
 /// unavailable aggregated API must not fail the whole backup; each becomes a warning).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Found {
     /// Kinds to back up, sorted by `resource.group`.
     pub resources: Vec<Discovered>,
     /// One message per group that could not be discovered.
     pub warnings: Vec<String>,
+}
+
+/// Discovery results shared by the backups of one cluster and refreshed after a while, so a
+/// controller that backs a cluster up every few minutes does not ask for every API group each
+/// time. A new API group shows up in backups at most `ttl` late.
+#[derive(Debug, Clone)]
+pub struct DiscoveryCache {
+    ttl: std::time::Duration,
+    last: std::sync::Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, std::sync::Arc<Found>)>>>,
+}
+
+impl DiscoveryCache {
+    /// An empty cache whose entries are used for `ttl`.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        DiscoveryCache {
+            ttl,
+            last: std::sync::Arc::default(),
+        }
+    }
+
+    /// The cached discovery if fresh, else a new one (one at a time per cache).
+    pub async fn get(&self, client: &Client) -> Result<std::sync::Arc<Found>, kube::Error> {
+        let mut last = self.last.lock().await;
+        if let Some((at, found)) = last.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(found.clone());
+        }
+        let found = std::sync::Arc::new(discover(client).await?);
+        *last = Some((tokio::time::Instant::now(), found.clone()));
+        Ok(found)
+    }
 }
 
 /// Runs discovery (every group at its preferred version, concurrently). Fails only when the

@@ -4,21 +4,9 @@
 use backup_core::EngineError;
 use backup_storage::StorageError;
 
-/// Classifies a kube error met while doing `context`.
+/// Classifies a kube error met while doing `context` (the engines' one classifier).
 pub fn engine_error(context: &str, e: kube::Error) -> EngineError {
-    match &e {
-        kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
-            EngineError::Forbidden(format!("{context}: {}", s.message))
-        }
-        kube::Error::Api(s) if s.code == 404 => EngineError::Other(format!("{context}: {e}")),
-        kube::Error::Api(s) if s.code == 400 || s.code == 422 => {
-            EngineError::Invalid(format!("{context}: {}", s.message))
-        }
-        kube::Error::Api(_) => EngineError::Other(format!("{context}: {e}")),
-        _ => EngineError::Unavailable {
-            reason: format!("{context}: {e}; check that the apiserver is reachable"),
-        },
-    }
+    crate::kube_errors::engine_error(context, e)
 }
 
 /// Classifies a storage error.

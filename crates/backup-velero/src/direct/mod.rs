@@ -22,6 +22,7 @@ mod report;
 mod restore;
 pub mod sanitize;
 mod spool;
+pub mod stored;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,8 +30,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::{
-    BackupEngine, BackupKind, BackupSpec, BackupStatus, EngineError, Phase, Progress,
-    RestoreEngine, RestoreSpec, RestoreStatus, validate_dns1123_subdomain,
+    BackupEngine, BackupKind, BackupSpec, BackupStatus, EngineError, LabelSelector, Phase,
+    Progress, RestoreEngine, RestoreSpec, RestoreStatus, StoredBackup, validate_dns1123_subdomain,
 };
 use backup_storage::{BackupName, Repository};
 use futures::StreamExt;
@@ -64,6 +65,8 @@ pub struct DirectEngine {
     storage_location: String,
     backups: Arc<Mutex<BTreeMap<String, Operation<BackupSpec>>>>,
     restores: Arc<Mutex<RestoreTable>>,
+    discovery: Option<discovery::DiscoveryCache>,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 fn backup_name(name: &str) -> Result<BackupName, EngineError> {
@@ -86,7 +89,31 @@ impl DirectEngine {
             storage_location: "default".into(),
             backups: Arc::default(),
             restores: Arc::default(),
+            discovery: None,
+            tasks: Arc::default(),
         }
+    }
+
+    /// Shares discovery results with other engines for the same cluster (see
+    /// [`discovery::DiscoveryCache`]).
+    pub fn with_discovery_cache(mut self, cache: discovery::DiscoveryCache) -> Self {
+        self.discovery = Some(cache);
+        self
+    }
+
+    /// Stops every backup and restore this engine (and its clones) is running. Nothing they
+    /// were writing is committed: an aborted backup leaves no manifest, so it is never listed.
+    /// For a controller that loses its leadership and must stop writing at once.
+    pub fn abort_all(&self) {
+        for task in locked(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+
+    fn track(&self, task: tokio::task::JoinHandle<()>) {
+        let mut tasks = locked(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task.abort_handle());
     }
 
     /// Sets the location name recorded in `velero-backup.json` (`spec.storageLocation`).
@@ -212,9 +239,11 @@ impl BackupEngine for DirectEngine {
             Err(backup_storage::StorageError::BackupNotFound { .. }) => {}
             Err(e) => return Err(storage_error(e)),
         }
-        let found = discovery::discover(&self.client)
-            .await
-            .map_err(backup::preflight_error)?;
+        let found = match &self.discovery {
+            Some(cache) => cache.get(&self.client).await,
+            None => discovery::discover(&self.client).await.map(Arc::new),
+        }
+        .map_err(backup::preflight_error)?;
         let status = SharedStatus::default();
         {
             let mut backups = locked(&self.backups);
@@ -239,15 +268,15 @@ impl BackupEngine for DirectEngine {
             spec: spec.clone(),
             storage_location: self.storage_location.clone(),
             status: status.clone(),
-            resources: found.resources,
-            discovery_warnings: found.warnings,
+            resources: found.resources.clone(),
+            discovery_warnings: found.warnings.clone(),
         };
-        tokio::spawn(async move {
+        self.track(tokio::spawn(async move {
             if let Err(e) = run.run().await {
                 tracing::warn!(error = %e, "direct backup failed");
                 failed(&status, &e);
             }
-        });
+        }));
         Ok(())
     }
 
@@ -282,6 +311,13 @@ impl BackupEngine for DirectEngine {
             .map_err(storage_error)?;
         locked(&self.backups).remove(name);
         Ok(())
+    }
+
+    async fn list_backups(
+        &self,
+        selector: &LabelSelector,
+    ) -> Result<Vec<StoredBackup>, EngineError> {
+        stored::list(&self.repo, selector).await
     }
 }
 
@@ -348,7 +384,7 @@ impl RestoreEngine for DirectEngine {
         };
         let repo = self.repo.clone();
         let dry_run = spec.dry_run;
-        tokio::spawn(async move {
+        self.track(tokio::spawn(async move {
             if let Err(e) = run.run().await {
                 tracing::warn!(error = %e, "direct restore failed");
                 let mut last = status.get();
@@ -364,7 +400,7 @@ impl RestoreEngine for DirectEngine {
                 }
                 status.update(|s| *s = last);
             }
-        });
+        }));
         Ok(())
     }
 

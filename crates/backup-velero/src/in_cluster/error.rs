@@ -147,13 +147,9 @@ impl From<VeleroError> for EngineError {
             | VeleroError::Rejected { .. } => EngineError::Invalid(msg),
             VeleroError::NotFound { what, name } => EngineError::NotFound { what, name },
             VeleroError::AlreadyExists { what, name } => EngineError::AlreadyExists { what, name },
-            VeleroError::Api { source, .. } => match api_code(&source) {
-                Some(401 | 403) => EngineError::Forbidden(msg),
-                Some(422 | 400) => EngineError::Invalid(msg),
-                Some(c) if c >= 500 || c == 429 => EngineError::Unavailable { reason: msg },
-                Some(_) => EngineError::Other(msg),
-                None => EngineError::Unavailable { reason: msg },
-            },
+            VeleroError::Api { action, source } => {
+                crate::kube_errors::engine_error(format!("Kubernetes API error while {action}"), source)
+            }
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Pure mapping of Velero status into core status: phases, progress, and Velero's own error
 //! texts passed through verbatim.
 
-use backup_core::{BackupStatus as CoreStatus, Phase, Progress};
+use backup_core::{BackupStatus as CoreStatus, Phase, Progress, StoredBackup};
+use kube::ResourceExt;
 
+use super::translate::NAME_ANNOTATION;
 use crate::api::{Backup, BackupPhase, Restore, RestorePhase};
 
 /// Core phase of a Velero backup phase. `None` (not yet touched by Velero) and the queueing
@@ -113,6 +115,34 @@ pub fn backup_status(b: &Backup) -> CoreStatus {
     );
     out.warnings.extend(warning);
     out
+}
+
+/// The stored record of a finished Velero Backup, under its core name (our annotation, else
+/// the Velero name); `None` while it runs. Velero recreates Backups from the bucket (its sync),
+/// so this is what the bucket holds as the cluster's Velero sees it.
+pub fn stored_backup(b: &Backup) -> Option<StoredBackup> {
+    let status = b.status.as_ref()?;
+    let (phase, _) = backup_phase(status.phase.as_ref());
+    if !phase.is_terminal() {
+        return None;
+    }
+    let progress = status.progress.as_ref();
+    Some(StoredBackup {
+        name: b
+            .annotations()
+            .get(NAME_ANNOTATION)
+            .cloned()
+            .unwrap_or_else(|| b.name_any()),
+        phase,
+        items_backed_up: count(progress.and_then(|p| p.items_backed_up)),
+        total_items: count(progress.and_then(|p| p.total_items)),
+        started: status.start_timestamp,
+        completed: status.completion_timestamp,
+        expiration: status.expiration,
+        errors: count(status.errors),
+        warnings: count(status.warnings),
+        labels: b.labels().clone(),
+    })
 }
 
 /// Core status of a Velero Restore.

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use backup_core::{
     BackupEngine, BackupSpec as CoreBackupSpec, BackupStatus as CoreStatus, EngineError,
-    RestoreEngine, RestoreSpec as CoreRestoreSpec, ScheduleSpec as CoreScheduleSpec,
-    StorageLocationSpec,
+    LabelSelector as CoreSelector, RestoreEngine, RestoreSpec as CoreRestoreSpec,
+    ScheduleSpec as CoreScheduleSpec, StorageLocationSpec, StoredBackup,
 };
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -404,6 +404,40 @@ impl BackupEngine for InClusterEngine {
     async fn delete_backup(&self, name: &str) -> Result<(), EngineError> {
         self.request_backup_deletion(name).await?;
         Ok(())
+    }
+
+    /// Velero's finished Backups of this cluster (our project and cluster labels) whose labels
+    /// match `selector`, oldest first.
+    async fn list_backups(
+        &self,
+        selector: &CoreSelector,
+    ) -> Result<Vec<StoredBackup>, EngineError> {
+        let ours = format!(
+            "{}={},{}={}",
+            translate::PROJECT_LABEL,
+            self.cfg.project,
+            translate::CLUSTER_LABEL,
+            self.cfg.cluster
+        );
+        let list = match self
+            .api::<Backup>()
+            .list(&ListParams::default().labels(&ours))
+            .await
+        {
+            Ok(list) => list,
+            Err(e) => {
+                let action = "listing backups".to_string();
+                return Err(self.explain(action, e, "backup", "*").await.into());
+            }
+        };
+        let mut out: Vec<StoredBackup> = list
+            .items
+            .iter()
+            .filter_map(observe::stored_backup)
+            .filter(|b| selector.matches(&b.labels))
+            .collect();
+        out.sort_by(|a, b| (a.taken_at(), &a.name).cmp(&(b.taken_at(), &b.name)));
+        Ok(out)
     }
 }
 
