@@ -224,11 +224,18 @@ fn lock(dir: &Path) -> Result<HarnessLock> {
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: the descriptor is valid for the duration of the call.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("locking the test environment");
-    }
+    flock_exclusive(&file).context("locking the test environment")?;
     Ok(HarnessLock { _file: file })
+}
+
+/// Blocks until this process holds `flock(2)`'s exclusive lock on `file`.
+#[allow(unsafe_code)]
+fn flock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
+    // SAFETY: the descriptor is valid and owned by `file`, borrowed for the duration of the call.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl TestEnv {

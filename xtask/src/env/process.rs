@@ -43,6 +43,22 @@ pub struct Started {
     child: Child,
 }
 
+/// Makes `command`'s child call `setsid(2)` before it executes, so the terminal's signals and
+/// our exit do not reach it.
+#[allow(unsafe_code)]
+fn start_in_own_session(command: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls setsid, which is
+    // async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts `spec` detached (own session, stdin from /dev/null, output to its log), so it
 /// outlives us, and writes its pid file.
 pub fn spawn(spec: &Spec) -> Result<Started> {
@@ -57,16 +73,7 @@ pub fn spawn(spec: &Spec) -> Result<Started> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it only detaches the child from our session and
-    // process group, so the terminal's signals and our exit do not reach it.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    start_in_own_session(&mut command);
     let child = command
         .spawn()
         .with_context(|| format!("starting {} ({})", spec.name, spec.program.display()))?;
@@ -243,6 +250,7 @@ pub fn terminate_all(pids: &[u32], grace: Duration) -> Result<()> {
 
 /// Sends `sig` to the process group led by `pid` (our components lead their own session), and
 /// to `pid` itself in case it no longer leads one.
+#[allow(unsafe_code)]
 fn signal(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: kill has no memory-safety preconditions; `pid` is a process verified as ours.
     unsafe {
