@@ -12,6 +12,7 @@
 //! ```
 
 pub mod env;
+pub mod env_state;
 pub mod namespace;
 
 pub use env::{TestEnv, shared};

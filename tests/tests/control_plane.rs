@@ -187,10 +187,10 @@ fn a_stale_pid_is_not_running() -> Result<()> {
     let pid = child.id();
     child.wait()?;
     assert!(
-        !tests::env::pid_alive(pid),
+        !tests::env_state::pid_alive(pid),
         "an exited process is not running"
     );
-    assert!(tests::env::pid_alive(std::process::id()));
+    assert!(tests::env_state::pid_alive(std::process::id()));
     Ok(())
 }
 

@@ -60,7 +60,7 @@ fn document(entries: &[Entry<'_>], current: &str) -> Value {
 pub fn write(path: &Path, entries: &[Entry<'_>], current: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let yaml = serde_yaml_ng::to_string(&document(entries, current))?;
-    super::process::write_atomically(path, &yaml)?;
+    tests::env_state::write_atomically(path, &yaml)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(())
 }

@@ -22,7 +22,6 @@ pub mod packages;
 mod ports;
 mod process;
 mod s3;
-mod state;
 
 use std::path::{Path, PathBuf};
 
