@@ -7,6 +7,7 @@ pub mod api;
 pub mod direct;
 pub mod format;
 pub mod in_cluster;
+pub mod kubeconfig;
 pub mod tarball_layout;
 
 pub use tarball_layout::{ItemPath, LayoutError};
