@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
+use backup_velero::kubeconfig;
 use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::env_state::{ClusterState, EnvState, S3State, pid_alive};
 
@@ -161,16 +161,7 @@ impl TestEnv {
     }
 }
 
-/// A kube client for `cluster`.
+/// A kube client for `cluster`, from its own kubeconfig file and context.
 pub async fn client_for(cluster: &ClusterState) -> Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig)
-        .with_context(|| format!("reading {}", cluster.kubeconfig.display()))?;
-    let options = KubeConfigOptions {
-        context: Some(cluster.context.clone()),
-        ..KubeConfigOptions::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .with_context(|| format!("loading {}", cluster.kubeconfig.display()))?;
-    Client::try_from(config).context("building a kube client")
+    Ok(kubeconfig::client_from_file(&cluster.kubeconfig, Some(&cluster.context)).await?)
 }
