@@ -42,6 +42,9 @@ pub struct ClusterState {
     pub ca_file: PathBuf,
     /// This cluster's own kubeconfig (refers to `ca_file` by path).
     pub kubeconfig: PathBuf,
+    /// The same, self-contained: CA embedded as `certificate-authority-data`, token inline, no
+    /// file paths; the form a kubeconfig has when kept in a Kubernetes Secret.
+    pub inline_kubeconfig: PathBuf,
     /// Its context name, in its own and in the merged kubeconfig.
     pub context: String,
     /// `http://127.0.0.1:<port>` of its etcd.
@@ -217,6 +220,7 @@ mod tests {
                 token: "t".into(),
                 ca_file: dir.join("pki/ca.crt"),
                 kubeconfig: dir.join("mgmt.kubeconfig"),
+                inline_kubeconfig: dir.join("mgmt.inline.kubeconfig"),
                 context: "mgmt".into(),
                 etcd_endpoint: "http://127.0.0.1:2379".into(),
                 ports: Ports {

@@ -141,6 +141,8 @@ pub fn start(
         token: &token,
     };
     kubeconfig::write(&kubeconfig_path, &[entry], name)?;
+    let inline_kubeconfig = shared.dir.join(format!("{name}.inline.kubeconfig"));
+    kubeconfig::write_inline(&inline_kubeconfig, &entry)?;
 
     // kube-controller-manager: namespace deletion, garbage collection, service accounts.
     let (mut cm, cm_port) = start_with_retry(
@@ -202,6 +204,7 @@ pub fn start(
         token,
         ca_file: pki.ca_cert.clone(),
         kubeconfig: kubeconfig_path,
+        inline_kubeconfig,
         context: name.to_owned(),
         etcd_endpoint,
         ports: Ports {
