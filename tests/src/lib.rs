@@ -12,7 +12,9 @@
 //! ```
 
 pub mod env;
+pub mod env_state;
 pub mod namespace;
+pub mod velero;
 
 pub use env::{TestEnv, shared};
 pub use namespace::{TestNamespace, unique_name};

@@ -7,10 +7,12 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use backup_velero::kubeconfig::client_from_bytes;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::config::Kubeconfig;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use tests::{TestNamespace, shared, unique_name};
@@ -181,16 +183,59 @@ fn the_environment_describes_working_s3_and_etcd() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn the_inline_kubeconfig_is_self_contained_and_works_from_bytes() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.cluster("c1")?;
+    let bytes = std::fs::read(&c1.inline_kubeconfig)
+        .with_context(|| format!("reading {}", c1.inline_kubeconfig.display()))?;
+
+    // What a Secret would hold: everything inline, no path of this machine.
+    let text = std::str::from_utf8(&bytes)?;
+    let parsed = Kubeconfig::from_yaml(text)?;
+    for named in &parsed.clusters {
+        let cluster = named.cluster.as_ref().context("cluster stanza")?;
+        assert!(cluster.certificate_authority.is_none(), "{}", named.name);
+        assert!(
+            cluster.certificate_authority_data.is_some(),
+            "{}",
+            named.name
+        );
+    }
+    for named in &parsed.auth_infos {
+        let user = named.auth_info.as_ref().context("user stanza")?;
+        assert!(user.token.is_some(), "{}", named.name);
+        assert!(user.token_file.is_none() && user.client_certificate.is_none());
+        assert!(user.client_key.is_none() && user.exec.is_none());
+    }
+    let dir = env.state.dir.display().to_string();
+    assert!(!text.contains(&dir), "mentions {dir}:\n{text}");
+    assert!(!text.contains("certificate-authority:"), "{text}");
+
+    // Its bytes alone make a client that talks to c1, with TLS verified by the embedded CA.
+    let client = client_from_bytes(&bytes, None).await?;
+    let namespaces: Api<Namespace> = Api::all(client);
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    assert!(names.iter().any(|n| n == "kube-system"), "{names:?}");
+    Ok(())
+}
+
 #[test]
 fn a_stale_pid_is_not_running() -> Result<()> {
     let mut child = std::process::Command::new("true").spawn()?;
     let pid = child.id();
     child.wait()?;
     assert!(
-        !tests::env::pid_alive(pid),
+        !tests::env_state::pid_alive(pid),
         "an exited process is not running"
     );
-    assert!(tests::env::pid_alive(std::process::id()));
+    assert!(tests::env_state::pid_alive(std::process::id()));
     Ok(())
 }
 

@@ -9,10 +9,6 @@
 //! Finalizing → Completed (completion time), and a DeleteBackupRequest is processed by moving it
 //! to InProgress, deleting the Backup and marking the request Processed.
 
-#[path = "velero_in_cluster/support.rs"]
-#[allow(dead_code)]
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -27,6 +23,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
+use tests::velero::{self, Setup};
 use tests::{TestNamespace, shared, unique_name};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -132,13 +129,13 @@ impl EngineHarness for DirectHarness {
 // ---------------------------------------------------------------------------------------------
 
 struct InClusterHarness {
-    s: support::Setup,
+    s: Setup,
 }
 
 impl InClusterHarness {
     async fn new(test: &str) -> Result<Self> {
-        let s = support::setup(&format!("conf-{test}"), "c1").await?;
-        support::available_location(&s).await?;
+        let s = velero::setup(&format!("conf-{test}"), "c1").await?;
+        velero::available_location(&s).await?;
         Ok(InClusterHarness { s })
     }
 
@@ -153,7 +150,7 @@ impl InClusterHarness {
         seen: &mut Vec<BackupStatus>,
     ) -> Result<()> {
         let velero_name = object_name("c1", "backup", name);
-        support::velero_sets_status(&self.backups(), &velero_name, status).await?;
+        velero::velero_sets_status(&self.backups(), &velero_name, status).await?;
         seen.push(self.s.engine.observe_backup(name).await?);
         Ok(())
     }
@@ -221,12 +218,12 @@ impl EngineHarness for InClusterHarness {
             pending.len()
         );
         let request = pending[0].name_any();
-        support::velero_sets_status(&requests, &request, json!({"phase": "InProgress"})).await?;
+        velero::velero_sets_status(&requests, &request, json!({"phase": "InProgress"})).await?;
         self.backups()
             .delete(&velero_name, &DeleteParams::default())
             .await
             .with_context(|| format!("deleting Backup {velero_name}"))?;
-        support::velero_sets_status(&requests, &request, json!({"phase": "Processed"})).await?;
+        velero::velero_sets_status(&requests, &request, json!({"phase": "Processed"})).await?;
         Ok(())
     }
 

@@ -6,11 +6,6 @@
 //!
 //! Every test uses its own namespace as "the Velero namespace", so tests run in parallel.
 
-#[path = "velero_in_cluster/bad_input.rs"]
-mod bad_input;
-#[path = "velero_in_cluster/support.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -26,8 +21,7 @@ use backup_velero::in_cluster::VeleroError;
 use kube::ResourceExt;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-use support::{available_location, labels, location, setup, stored, velero_sets_status};
+use tests::velero::{available_location, labels, location, setup, stored, velero_sets_status};
 
 #[tokio::test]
 async fn unknown_fields_survive_read_modify_write_through_the_apiserver() -> Result<()> {
@@ -81,7 +75,7 @@ async fn translations_are_stored_exactly_as_expected() -> Result<()> {
         stored(&bsls, "c1-location-main").await?,
         json!({
             "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
-            "metadata": {"name": "c1-location-main", "namespace": ns, "labels": labels(),
+            "metadata": {"name": "c1-location-main", "namespace": ns, "labels": labels("c1"),
                          "annotations": annotations},
             "spec": {
                 "provider": "aws",
@@ -106,7 +100,7 @@ async fn translations_are_stored_exactly_as_expected() -> Result<()> {
         stored(&backups, "c1-backup-nightly").await?,
         json!({
             "apiVersion": "velero.io/v1", "kind": "Backup",
-            "metadata": {"name": "c1-backup-nightly", "namespace": ns, "labels": labels(),
+            "metadata": {"name": "c1-backup-nightly", "namespace": ns, "labels": labels("c1"),
                          "annotations": {"backup-fleet.io/name": "nightly"}},
             "spec": {
                 "includedNamespaces": ["shop"],
@@ -135,13 +129,13 @@ async fn translations_are_stored_exactly_as_expected() -> Result<()> {
         stored(&schedules, "c1-schedule-often").await?,
         json!({
             "apiVersion": "velero.io/v1", "kind": "Schedule",
-            "metadata": {"name": "c1-schedule-often", "namespace": ns, "labels": labels(),
+            "metadata": {"name": "c1-schedule-often", "namespace": ns, "labels": labels("c1"),
                          "annotations": {"backup-fleet.io/name": "often"}},
             "spec": {
                 "schedule": "@every 20m",
                 "paused": true,
                 "template": {
-                    "metadata": {"labels": labels()},
+                    "metadata": {"labels": labels("c1")},
                     "snapshotVolumes": true,
                     "ttl": "720h0m0s",
                     "storageLocation": "c1-location-main",
@@ -164,7 +158,7 @@ async fn translations_are_stored_exactly_as_expected() -> Result<()> {
         stored(&restores, "c1-restore-back").await?,
         json!({
             "apiVersion": "velero.io/v1", "kind": "Restore",
-            "metadata": {"name": "c1-restore-back", "namespace": ns, "labels": labels(),
+            "metadata": {"name": "c1-restore-back", "namespace": ns, "labels": labels("c1"),
                          "annotations": {"backup-fleet.io/name": "back"}},
             "spec": {
                 "backupName": "c1-backup-nightly",
@@ -176,7 +170,6 @@ async fn translations_are_stored_exactly_as_expected() -> Result<()> {
     s.ns.delete().await
 }
 
-/// Ensures location `main` and marks it Available, as Velero's BSL controller does.
 #[tokio::test]
 async fn backup_status_follows_velero_new_inprogress_completed() -> Result<()> {
     let s = setup("velero_backup_status", "c1").await?;

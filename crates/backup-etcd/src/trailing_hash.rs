@@ -12,18 +12,26 @@ pub const TRAILER_LEN: usize = 32;
 /// Why a snapshot stream failed its integrity check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnapshotIntegrityError {
+    /// The stream ended before etcd's trailer could have been sent in full.
     #[error(
         "etcd snapshot stream ended after {received} bytes, too short to hold etcd's \
          {TRAILER_LEN}-byte SHA-256 trailer: the snapshot was cut short, do not use it"
     )]
-    MissingTrailer { received: u64 },
+    MissingTrailer {
+        /// Bytes received before the stream ended.
+        received: u64,
+    },
+    /// The trailer etcd sent does not match the hash of the data received before it.
     #[error(
         "etcd snapshot checksum mismatch after {payload_bytes} bytes: etcd sent sha256 {expected}, \
          the received data hashes to {actual}; the snapshot is corrupt, take a new one"
     )]
     Mismatch {
+        /// Length of the database part of the stream (everything before the trailer).
         payload_bytes: u64,
+        /// The SHA-256 etcd sent in its trailer, as lower-case hex.
         expected: String,
+        /// The SHA-256 of the bytes actually received, as lower-case hex.
         actual: String,
     },
 }
@@ -58,6 +66,7 @@ pub struct TrailingHashVerifier {
 }
 
 impl TrailingHashVerifier {
+    /// A verifier at the start of a stream: nothing received, nothing hashed.
     pub fn new() -> Self {
         Self::default()
     }

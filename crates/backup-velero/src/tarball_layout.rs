@@ -32,18 +32,30 @@ pub struct ItemPath {
 /// Why a tarball entry is not an item path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
+    /// The entry lies outside `resources/`, so it is metadata or foreign, not an item.
     #[error(
         "tarball entry {path:?} is not under resources/: expected resources/<resource.group>/..."
     )]
-    NotAResource { path: String },
+    NotAResource {
+        /// The tarball entry's path.
+        path: String,
+    },
+    /// The entry is under `resources/` but not in Velero's namespaced or cluster-scoped shape.
     #[error(
         "tarball entry {path:?} has an unexpected shape: expected \
          resources/<resource.group>/[<version>-preferredversion/]namespaces/<ns>/<name>.json \
          or .../cluster/<name>.json"
     )]
-    Malformed { path: String },
+    Malformed {
+        /// The tarball entry's path.
+        path: String,
+    },
+    /// A resource, namespace or object name that would not make a single path segment.
     #[error("item name {name:?} cannot be stored: it must be non-empty and contain no '/'")]
-    InvalidName { name: String },
+    InvalidName {
+        /// The offending name.
+        name: String,
+    },
 }
 
 impl ItemPath {

@@ -114,8 +114,16 @@ pub fn process_cpu(pid: u32) -> Result<Duration> {
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("unexpected /proc/{pid}/stat: {stat}"))
     };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let total = ticks(11)? + ticks(12)?;
-    Ok(Duration::from_micros(total * 1_000_000 / hz))
+    Ok(Duration::from_micros(
+        total * 1_000_000 / clock_ticks_per_second(),
+    ))
+}
+
+/// The kernel's clock ticks per second (`_SC_CLK_TCK`), the unit of `/proc/<pid>/stat` times.
+#[allow(unsafe_code)]
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).unwrap_or(0).max(1)
 }

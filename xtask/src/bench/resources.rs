@@ -17,9 +17,9 @@ use futures::StreamExt;
 use super::child::{Measured, build_backupctl, run_measured};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+use tests::env_state::EnvState;
 
 #[derive(clap::Args)]
 pub struct ResourcesBenchArgs {
@@ -53,28 +53,12 @@ struct Cluster {
     context: String,
 }
 
-async fn cluster(state: &Value, name: &str) -> Result<Cluster> {
-    let info = state["clusters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == name)
-        .with_context(|| format!("no cluster {name}"))?;
-    let kubeconfig = info["kubeconfig"]
-        .as_str()
-        .context("kubeconfig")?
-        .to_string();
-    let context = info["context"].as_str().context("context")?.to_string();
-    let options = KubeConfigOptions {
-        context: Some(context.clone()),
-        ..Default::default()
-    };
-    let config =
-        kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(&kubeconfig)?, &options).await?;
+async fn cluster(state: &EnvState, name: &str) -> Result<Cluster> {
+    let info = state.cluster(name)?;
     Ok(Cluster {
-        client: Client::try_from(config)?,
-        kubeconfig,
-        context,
+        client: tests::env::client_for(info).await?,
+        kubeconfig: info.kubeconfig.display().to_string(),
+        context: info.context.clone(),
     })
 }
 
@@ -188,39 +172,18 @@ async fn raw_list(client: &Client) -> Result<usize> {
     }
 }
 
-fn backupctl_cmd(backupctl: &Path, state: &Value, c: &Cluster, args: &[&str]) -> Command {
+fn backupctl_cmd(backupctl: &Path, state: &EnvState, c: &Cluster, args: &[&str]) -> Command {
     let mut cmd = Command::new(backupctl);
     cmd.args(args)
         .args(["--kubeconfig", &c.kubeconfig, "--context", &c.context])
-        .args([
-            "--location",
-            state["s3"]["location"].as_str().unwrap_or("s3://backups"),
-        ])
+        .args(["--location", &state.s3.location])
         .args(["--project", "bench", "--cluster", "c1"])
-        .env(
-            "AWS_ENDPOINT_URL",
-            state["s3"]["endpoint"].as_str().unwrap_or_default(),
-        )
-        .env(
-            "AWS_ACCESS_KEY_ID",
-            state["s3"]["access_key_id"].as_str().unwrap_or_default(),
-        )
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            state["s3"]["secret_access_key"]
-                .as_str()
-                .unwrap_or_default(),
-        )
-        .env(
-            "AWS_REGION",
-            state["s3"]["region"].as_str().unwrap_or("us-east-1"),
-        )
-        .env("AWS_ALLOW_HTTP", "true");
+        .envs(state.s3.aws_env());
     cmd
 }
 
 /// Our backup of the bench's ConfigMaps on `c`, measured.
-fn our_backup(backupctl: &Path, state: &Value, c: &Cluster, name: &str) -> Result<Measured> {
+fn our_backup(backupctl: &Path, state: &EnvState, c: &Cluster, name: &str) -> Result<Measured> {
     let args = [
         "backup",
         "create",
@@ -241,7 +204,7 @@ fn our_backup(backupctl: &Path, state: &Value, c: &Cluster, name: &str) -> Resul
 /// Our restore of backup `from` into `c`, measured.
 fn our_restore(
     backupctl: &Path,
-    state: &Value,
+    state: &EnvState,
     c: &Cluster,
     name: &str,
     from: &str,
@@ -256,7 +219,8 @@ fn our_restore(
 }
 
 async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Result<()> {
-    let state: Value = serde_json::from_slice(&std::fs::read(env_dir.join("env.json"))?)?;
+    let state = EnvState::load(env_dir)?
+        .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
     let c1 = cluster(&state, "c1").await?;
     let c2 = cluster(&state, "c2").await?;
     let work = env_dir.join("bench-resources");

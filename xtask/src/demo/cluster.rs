@@ -13,9 +13,9 @@ use backup_velero::direct::{Action, DirectEngine};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
+use tests::env_state::EnvState;
 
 const NAMESPACES: [&str; 2] = ["demo-shop", "demo-blog"];
 const MIGRATED: [&str; 2] = ["shop-migrated", "blog-migrated"];
@@ -30,22 +30,11 @@ pub struct ClusterReport {
     pub verified: usize,
 }
 
+/// A client for `cluster` of the environment in `env_dir`.
 async fn client(env_dir: &Path, cluster: &str) -> Result<Client> {
-    let state: Value = serde_json::from_slice(&std::fs::read(env_dir.join("env.json"))?)?;
-    let info = state["clusters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == cluster)
-        .with_context(|| format!("the environment has no cluster {cluster}"))?;
-    let path = info["kubeconfig"].as_str().context("kubeconfig path")?;
-    let options = KubeConfigOptions {
-        context: info["context"].as_str().map(str::to_owned),
-        ..KubeConfigOptions::default()
-    };
-    let config =
-        kube::Config::from_custom_kubeconfig(Kubeconfig::read_from(path)?, &options).await?;
-    Ok(Client::try_from(config)?)
+    let state = EnvState::load(env_dir)?
+        .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
+    tests::env::client_for(state.cluster(cluster)?).await
 }
 
 fn widget_resource() -> ApiResource {

@@ -13,7 +13,7 @@ use super::kubeconfig;
 use super::kubernetes_build::KubeBinaries;
 use super::ports::PortPicker;
 use super::process::{self, Spec, Started};
-use super::state::{ClusterState, Ports, ProcessState};
+use tests::env_state::{ClusterState, Ports, ProcessState};
 
 /// How often a component is restarted on new ports after losing a port race.
 const PORT_ATTEMPTS: usize = 3;
@@ -141,6 +141,8 @@ pub fn start(
         token: &token,
     };
     kubeconfig::write(&kubeconfig_path, &[entry], name)?;
+    let inline_kubeconfig = shared.dir.join(format!("{name}.inline.kubeconfig"));
+    kubeconfig::write_inline(&inline_kubeconfig, &entry)?;
 
     // kube-controller-manager: namespace deletion, garbage collection, service accounts.
     let (mut cm, cm_port) = start_with_retry(
@@ -202,6 +204,7 @@ pub fn start(
         token,
         ca_file: pki.ca_cert.clone(),
         kubeconfig: kubeconfig_path,
+        inline_kubeconfig,
         context: name.to_owned(),
         etcd_endpoint,
         ports: Ports {

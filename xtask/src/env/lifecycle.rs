@@ -10,8 +10,8 @@ use super::cluster::{self, Shared};
 use super::lock::FileLock;
 use super::ports::PortPicker;
 use super::process::{self, Liveness};
-use super::state::{ClusterState, EnvState, ProcessState};
 use super::{certs, health, kubeconfig, kubernetes_build, packages, s3};
+use tests::env_state::{ClusterState, EnvState, ProcessState, STATE_FILE};
 
 /// File that marks a directory as an environment made by us (so `down` may delete it).
 const MARKER_FILE: &str = ".backup-fleet-env";
@@ -345,7 +345,7 @@ fn teardown(dir: &Path) -> Result<()> {
     if stopped > 0 {
         println!("stopped {stopped} processes");
     }
-    let ours = dir.join(MARKER_FILE).exists() || dir.join(super::state::STATE_FILE).exists();
+    let ours = dir.join(MARKER_FILE).exists() || dir.join(STATE_FILE).exists();
     let empty = std::fs::read_dir(dir)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true);
@@ -393,8 +393,5 @@ fn print_info(state: &EnvState) {
             .join(", ")
     );
     println!("  source {}", state.s3.env_file.display());
-    println!(
-        "  state (JSON): {}",
-        state.dir.join(super::state::STATE_FILE).display()
-    );
+    println!("  state (JSON): {}", state.dir.join(STATE_FILE).display());
 }

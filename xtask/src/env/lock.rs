@@ -26,16 +26,20 @@ impl FileLock {
             .write(true)
             .open(path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
-        let fd = file.as_raw_fd();
-        // SAFETY: `fd` is a valid open descriptor owned by `file` for the duration of the call.
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
             println!("{waiting}");
-            // SAFETY: as above.
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("locking {}", path.display()));
-            }
+            flock(&file, libc::LOCK_EX).with_context(|| format!("locking {}", path.display()))?;
         }
         Ok(Self { _file: file })
     }
+}
+
+/// Applies `flock(2)` `operation` to `file`.
+#[allow(unsafe_code)]
+fn flock(file: &File, operation: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: the descriptor is valid and owned by `file`, borrowed for the duration of the call.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }

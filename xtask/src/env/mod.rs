@@ -4,6 +4,7 @@
 //!
 //! Layout of the environment directory (default `<workspace>/target/local-env`, or
 //! `$BACKUP_TEST_ENV_DIR`): `env.json` (state), `kubeconfig` (merged), `<cluster>.kubeconfig`,
+//! `<cluster>.inline.kubeconfig` (self-contained, as kept in a Secret),
 //! `s3.env`, `pki/`, `<cluster>/` (etcd data, logs, pid files), `s3/` (buckets), `s3.log`.
 //! `<dir>.lock` next to it serialises `up`/`down` (and the test harness) across processes.
 //!
@@ -22,7 +23,6 @@ pub mod packages;
 mod ports;
 mod process;
 mod s3;
-mod state;
 
 use std::path::{Path, PathBuf};
 

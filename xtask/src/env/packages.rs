@@ -3,7 +3,7 @@
 //! otherwise says exactly what to run.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -69,6 +69,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 ";
 
 /// Whether the current process runs as root (apt-get needs it).
+#[allow(unsafe_code)]
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+// `::tests` is the workspace's test library; the bare name would mean this file's `mod tests`.
+use ::tests::env_state::{pid_alive, write_atomically};
 
 /// How many log lines an error shows.
 pub const LOG_TAIL: usize = 30;
@@ -43,6 +45,22 @@ pub struct Started {
     child: Child,
 }
 
+/// Makes `command`'s child call `setsid(2)` before it executes, so the terminal's signals and
+/// our exit do not reach it.
+#[allow(unsafe_code)]
+fn start_in_own_session(command: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls setsid, which is
+    // async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts `spec` detached (own session, stdin from /dev/null, output to its log), so it
 /// outlives us, and writes its pid file.
 pub fn spawn(spec: &Spec) -> Result<Started> {
@@ -57,16 +75,7 @@ pub fn spawn(spec: &Spec) -> Result<Started> {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe; it only detaches the child from our session and
-    // process group, so the terminal's signals and our exit do not reach it.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    start_in_own_session(&mut command);
     let child = command
         .spawn()
         .with_context(|| format!("starting {} ({})", spec.name, spec.program.display()))?;
@@ -144,18 +153,6 @@ pub fn read_pid(pid_file: &Path) -> Option<u32> {
     std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
 }
 
-/// Whether `pid` is a live (not zombie) process.
-pub fn is_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state letter follows the parenthesised command name, which may contain spaces.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, None | Some('Z') | Some('X'))
-}
-
 /// `/proc/<pid>/cmdline` as arguments.
 pub fn cmdline(pid: u32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -169,7 +166,7 @@ pub fn cmdline(pid: u32) -> Option<Vec<String>> {
 
 /// Whether `pid` is alive, runs `program` and mentions `marker` (our environment directory).
 pub fn is_ours(pid: u32, program: &Path, marker: &str) -> bool {
-    if !is_alive(pid) {
+    if !pid_alive(pid) {
         return false;
     }
     let Some(args) = cmdline(pid) else {
@@ -207,16 +204,16 @@ pub fn terminate(pid: u32, grace: Duration) -> Result<()> {
     let raw = libc::pid_t::try_from(pid).context("pid out of range")?;
     signal(raw, libc::SIGTERM);
     let start = Instant::now();
-    while is_alive(pid) && start.elapsed() < grace {
+    while pid_alive(pid) && start.elapsed() < grace {
         std::thread::sleep(Duration::from_millis(100));
     }
-    if is_alive(pid) {
+    if pid_alive(pid) {
         signal(raw, libc::SIGKILL);
         let start = Instant::now();
-        while is_alive(pid) && start.elapsed() < Duration::from_secs(5) {
+        while pid_alive(pid) && start.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if is_alive(pid) {
+        if pid_alive(pid) {
             bail!("pid {pid} survived SIGKILL");
         }
     }
@@ -232,10 +229,10 @@ pub fn terminate_all(pids: &[u32], grace: Duration) -> Result<()> {
         );
     }
     let start = Instant::now();
-    while pids.iter().any(|p| is_alive(*p)) && start.elapsed() < grace {
+    while pids.iter().any(|p| pid_alive(*p)) && start.elapsed() < grace {
         std::thread::sleep(Duration::from_millis(100));
     }
-    for pid in pids.iter().filter(|p| is_alive(**p)) {
+    for pid in pids.iter().filter(|p| pid_alive(**p)) {
         terminate(*pid, Duration::ZERO)?;
     }
     Ok(())
@@ -243,23 +240,13 @@ pub fn terminate_all(pids: &[u32], grace: Duration) -> Result<()> {
 
 /// Sends `sig` to the process group led by `pid` (our components lead their own session), and
 /// to `pid` itself in case it no longer leads one.
+#[allow(unsafe_code)]
 fn signal(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: kill has no memory-safety preconditions; `pid` is a process verified as ours.
     unsafe {
         libc::kill(-pid, sig);
         libc::kill(pid, sig);
     }
-}
-
-/// Writes `text` to `path` through a temporary file and a rename.
-pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -9,18 +9,19 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backup_core::{BackupStatus, EngineError};
 use backup_storage::Repository;
+use backup_velero::kubeconfig;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kube::Client;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::cli::ScopeArgs;
 
 /// The cluster to read from or restore into.
 #[derive(Args)]
 pub struct ClusterArgs {
-    /// Kubeconfig file of the cluster (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, env = "KUBECONFIG")]
+    /// Kubeconfig file of the cluster (default: the files in $KUBECONFIG, else ~/.kube/config,
+    /// else the in-cluster configuration when run in a pod).
+    #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Context in the kubeconfig (default: its current context).
     #[arg(long)]
@@ -28,34 +29,15 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// A client for the chosen cluster and context; says which file and context failed.
+    /// A client for the chosen cluster and context. The error names the kubeconfig file and
+    /// context and carries its cause in its own message, so it is printed once.
     pub async fn client(&self) -> Result<Client> {
-        let options = KubeConfigOptions {
-            context: self.context.clone(),
-            ..KubeConfigOptions::default()
+        let context = self.context.as_deref();
+        let client = match &self.kubeconfig {
+            Some(path) => kubeconfig::client_from_file(path, context).await?,
+            None => kubeconfig::client_from_default(context).await?,
         };
-        let what = match &self.context {
-            Some(c) => format!("context {c:?}"),
-            None => "the current context".to_string(),
-        };
-        let config = match &self.kubeconfig {
-            Some(path) => {
-                // kube's error shows its cause in its own message and again as its source:
-                // keep the message only, so the cause is printed once.
-                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
-                    anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display())
-                })?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                    .await
-                    .with_context(|| {
-                        format!("cannot use {what} of kubeconfig {}", path.display())
-                    })?
-            }
-            None => kube::Config::from_kubeconfig(&options)
-                .await
-                .with_context(|| format!("cannot use {what} of the default kubeconfig"))?,
-        };
-        Client::try_from(config).context("cannot build a Kubernetes client")
+        Ok(client)
     }
 }
 

@@ -1,19 +1,34 @@
-//! Shared set-up of the Velero in-cluster tests: CRD installation, per-test Velero
-//! namespaces, and the helpers that play Velero's part.
+//! Set-up shared by the tests of the Velero in-cluster engine: Velero's CRDs, a per-test Velero
+//! namespace with an engine pointed at it, and helpers that play Velero's part.
+//!
+//! No Velero server runs in the local control plane. Velero's CRDs have no status subresource, so
+//! where a test needs Velero to have acted, it writes `status` by patching the whole object,
+//! exactly as Velero does.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use backup_core::StorageLocationSpec;
 use backup_velero::api::{self, BackupStorageLocation};
+use backup_velero::in_cluster::translate::object_name;
 use backup_velero::in_cluster::{InClusterConfig, InClusterEngine};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use tests::{TestNamespace, shared};
 
-pub async fn install_velero_crds(client: &Client) -> Result<()> {
+use crate::{TestNamespace, shared};
+
+/// The project every in-cluster test engine works for.
+pub const PROJECT: &str = "proj";
+/// The name (in our terms) of the storage location [`setup`]'s engine sends backups to.
+pub const LOCATION: &str = "main";
+/// How long Velero's CRDs may take to become Established after being applied.
+const CRDS_ESTABLISHED_WITHIN: Duration = Duration::from_secs(60);
+
+/// Applies Velero's CRDs (generated from our types) to the cluster with server-side apply and
+/// waits until each is Established. Idempotent, so every test may call it.
+pub async fn install_crds(client: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let pp = PatchParams::apply("velero-in-cluster-tests").force();
     for crd in api::crds() {
@@ -22,7 +37,7 @@ pub async fn install_velero_crds(client: &Client) -> Result<()> {
             .await
             .with_context(|| format!("applying CRD {name}"))?;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + CRDS_ESTABLISHED_WITHIN;
     for crd in api::crds() {
         let name = crd.name_any();
         loop {
@@ -41,7 +56,7 @@ pub async fn install_velero_crds(client: &Client) -> Result<()> {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("CRD {name} not Established within 60s");
+                bail!("CRD {name} not Established within {CRDS_ESTABLISHED_WITHIN:?}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -49,26 +64,39 @@ pub async fn install_velero_crds(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// What [`setup`] made for one test.
 pub struct Setup {
+    /// A client for `c1`, where Velero's CRDs are installed.
     pub client: Client,
+    /// The test's own namespace, used as "the Velero namespace" so tests run in parallel.
     pub ns: TestNamespace,
+    /// The engine under test, writing into `ns`.
     pub engine: InClusterEngine,
+    /// The cluster name the engine prefixes its objects with.
+    pub cluster: String,
 }
 
-/// c1 with Velero's CRDs, a fresh Velero namespace and an engine for project `proj`,
-/// cluster `cluster`, whose backups go to location `main`.
+/// `c1` with Velero's CRDs, a fresh Velero namespace and an engine for project [`PROJECT`],
+/// cluster `cluster`, whose backups go to location [`LOCATION`].
 pub async fn setup(test: &str, cluster: &str) -> Result<Setup> {
     let env = shared()?;
     let client = env.client("c1").await?;
-    install_velero_crds(&client).await?;
+    install_crds(&client).await?;
     let ns = TestNamespace::create(&client, test).await?;
-    let cfg = InClusterConfig::new("proj", cluster)?
+    let cfg = InClusterConfig::new(PROJECT, cluster)?
         .with_velero_namespace(&ns.name)
-        .with_location("main");
+        .with_location(LOCATION);
     let engine = InClusterEngine::new(client.clone(), cfg);
-    Ok(Setup { client, ns, engine })
+    Ok(Setup {
+        client,
+        ns,
+        engine,
+        cluster: cluster.to_owned(),
+    })
 }
 
+/// A storage location as KKP would configure one for MinIO: AWS provider, bucket
+/// `fleet-bucket`, prefix `base` (the engine appends `<project>/<cluster>`).
 pub fn location() -> StorageLocationSpec {
     let mut l = StorageLocationSpec::new("aws", "fleet-bucket");
     l.prefix = Some("base".into());
@@ -76,7 +104,17 @@ pub fn location() -> StorageLocationSpec {
     l
 }
 
-/// The object as stored, without what the apiserver adds.
+/// The labels the engine puts on every object it writes for project [`PROJECT`] and `cluster`.
+pub fn labels(cluster: &str) -> Value {
+    json!({
+        "app.kubernetes.io/managed-by": "backup-fleet",
+        "backup-fleet.io/cluster": cluster,
+        "backup-fleet.io/project": PROJECT
+    })
+}
+
+/// The object `name` as stored, without the fields the apiserver adds (uid, resourceVersion,
+/// timestamps, managedFields, ...), so a test can compare it with the JSON it expects.
 pub async fn stored<K>(api: &Api<K>, name: &str) -> Result<Value>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
@@ -110,23 +148,17 @@ where
     Ok(())
 }
 
-pub fn labels() -> Value {
-    json!({
-        "app.kubernetes.io/managed-by": "backup-fleet",
-        "backup-fleet.io/cluster": "c1",
-        "backup-fleet.io/project": "proj"
-    })
-}
-
+/// Ensures location [`LOCATION`] (as the default) and marks it Available, as Velero's BSL
+/// controller does after validating it, so backups may start.
 pub async fn available_location(s: &Setup) -> Result<()> {
     s.engine
-        .ensure_location("main", &location(), None, true)
+        .ensure_location(LOCATION, &location(), None, true)
         .await?;
     let bsls: Api<BackupStorageLocation> = Api::namespaced(s.client.clone(), &s.ns.name);
     let status =
         json!({"status": {"phase": "Available", "lastValidationTime": "2026-01-01T00:00:00Z"}});
     bsls.patch(
-        "c1-location-main",
+        &object_name(&s.cluster, "location", LOCATION),
         &PatchParams::default(),
         &Patch::Merge(&status),
     )

@@ -1,5 +1,5 @@
-//! Bad input: Velero missing or not answering, unusable locations, rejected schedules,
-//! prefixes that would escape `<project>/<cluster>`.
+//! The Velero in-cluster engine given bad input: Velero missing or not answering, unusable
+//! locations, rejected schedules, prefixes that would escape `<project>/<cluster>`.
 
 use std::time::{Duration, Instant};
 
@@ -10,11 +10,8 @@ use backup_velero::in_cluster::{InClusterConfig, InClusterEngine, VeleroError};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
+use tests::velero::{available_location, install_crds, location, setup, velero_sets_status};
 use tests::{TestNamespace, shared};
-
-use super::support::{
-    available_location, install_velero_crds, location, setup, velero_sets_status,
-};
 
 #[tokio::test]
 async fn velero_not_installed_is_reported_clearly_and_fast() -> Result<()> {
@@ -52,7 +49,7 @@ async fn velero_not_installed_is_reported_clearly_and_fast() -> Result<()> {
 async fn missing_velero_namespace_is_not_installed() -> Result<()> {
     let env = shared()?;
     let client = env.client("c1").await?;
-    install_velero_crds(&client).await?;
+    install_crds(&client).await?;
     let cfg = InClusterConfig::new("proj", "c1")?.with_velero_namespace("no-such-velero-ns");
     let engine = InClusterEngine::new(client, cfg);
     let e = engine
