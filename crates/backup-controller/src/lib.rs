@@ -1,8 +1,27 @@
-//! The management-cluster controller.
+//! The management-cluster controller of the fleet backup system.
 //!
-//! Reconcilers report what they see as status conditions, the way Kubernetes' own controllers
-//! do; the condition rules live here so every reconciler follows them alike.
+//! It owns our API (`backupfleet.dev/v1alpha1`, see [`api`]): storage locations, the managed
+//! clusters of each project, and fleet backups on schedules. Each kind has a reconciler made of
+//! a pure plan and a thin layer of I/O ([`reconcile`]); engines from `backup-velero` do the work
+//! on each user cluster. Only the leader of a Lease reconciles ([`lease`]); every replica serves
+//! health and metrics ([`admin`]).
 
-pub mod conditions;
+pub mod admin;
+pub mod api;
+pub mod clock;
+pub mod clusters;
+pub mod context;
+pub mod error;
+pub mod lease;
+pub mod locations;
+pub mod metrics;
+pub mod reconcile;
+pub mod runs;
+pub mod runtime;
+pub mod secrets;
+pub mod telemetry;
 
-pub use conditions::{Condition, ConditionStatus, set_condition};
+pub use error::Error;
+
+/// An object's namespace and name.
+pub type NamespacedName = (String, String);

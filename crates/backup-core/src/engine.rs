@@ -148,7 +148,10 @@ pub trait BackupEngine: Send + Sync {
     async fn delete_backup(&self, name: &str) -> Result<(), EngineError>;
     /// The finished backups in this engine's storage whose labels match `selector`, oldest
     /// first. Running backups are not listed (they are not restore points yet).
-    async fn list_backups(&self, selector: &LabelSelector) -> Result<Vec<StoredBackup>, EngineError>;
+    async fn list_backups(
+        &self,
+        selector: &LabelSelector,
+    ) -> Result<Vec<StoredBackup>, EngineError>;
 }
 
 /// Restores into one cluster.

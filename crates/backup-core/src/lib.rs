@@ -28,9 +28,7 @@ pub use engine::{
     BackupEngine, BackupStatus, EngineError, RestoreEngine, RestoreStatus, StoredBackup,
 };
 pub use filter::{FilterError, GroupResource, ItemRef, ResourceFilter};
-pub use location::{
-    AccessMode, CredentialRef, FILE_PROVIDER, LocationError, StorageLocationSpec,
-};
+pub use location::{AccessMode, CredentialRef, FILE_PROVIDER, LocationError, StorageLocationSpec};
 pub use naming::{
     NameError, sanitize, scheduled_backup_name, validate_dns1123_label, validate_dns1123_subdomain,
 };

@@ -213,7 +213,9 @@ mod tests {
 
     #[test]
     fn other_providers_take_no_credentials() {
-        let e = credential_options("file", b"x", None).unwrap_err().to_string();
+        let e = credential_options("file", b"x", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("aws, gcp and azure"), "{e}");
     }
 }

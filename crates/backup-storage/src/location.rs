@@ -151,10 +151,12 @@ impl Location {
         let prefix_text = spec.prefix.as_deref().unwrap_or("").trim_matches('/');
         let mut segments = Vec::new();
         for raw in prefix_text.split('/').filter(|s| !s.is_empty()) {
-            segments.push(ScopeSegment::new(raw).map_err(|e| StorageError::InvalidOption {
-                key: "prefix".into(),
-                reason: format!("prefix segment: {e}"),
-            })?);
+            segments.push(
+                ScopeSegment::new(raw).map_err(|e| StorageError::InvalidOption {
+                    key: "prefix".into(),
+                    reason: format!("prefix segment: {e}"),
+                })?,
+            );
         }
         let prefix = Path::from_iter(segments.iter().map(ScopeSegment::as_str));
         let bucket = spec.bucket.clone();

@@ -16,13 +16,13 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Result, StorageError};
 use crate::location::Location;
-use backup_core::StorageLocationSpec;
 use crate::manifest::{ArtifactRecord, MANIFEST_FILE, Manifest};
 use crate::names::{ArtifactName, BackupName, ScopeSegment};
 use crate::upload::UploadOptions;
 use crate::verify::ArtifactStream;
 use crate::writer::BackupWriter;
 use backup_core::BackupKind;
+use backup_core::StorageLocationSpec;
 use backup_core::retention::{RetentionCandidate, RetentionPolicy, plan_deletions};
 
 /// How many manifests are fetched concurrently when listing.

@@ -1,34 +1,110 @@
-//! Status conditions with Kubernetes' `metav1.Condition` semantics.
+//! Status conditions with Kubernetes' `metav1.Condition` semantics, shared by every kind.
 //!
 //! A condition's `lastTransitionTime` must only move when its status flips; otherwise a
 //! controller that re-writes the same condition every reconcile makes it impossible for a user
 //! to tell how long something has been failing.
 
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::schema::date_time;
+
 /// `True`, `False` or `Unknown`, as Kubernetes spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
+    /// The condition holds.
     True,
+    /// It does not.
     False,
+    /// Not known yet.
     Unknown,
 }
 
 /// One status condition, serialised exactly like `metav1.Condition`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// What the condition is about, e.g. `Ready`.
     #[serde(rename = "type")]
     pub type_: String,
+    /// Whether it holds.
     pub status: ConditionStatus,
     /// CamelCase machine-readable reason, e.g. `BucketMissing`.
     pub reason: String,
     /// What happened and what to do about it, for people.
     pub message: String,
+    /// When `status` last changed.
+    #[schemars(schema_with = "date_time")]
     pub last_transition_time: Timestamp,
+    /// The object generation the condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+impl Condition {
+    /// A condition of `type_` that holds (`True`).
+    pub fn met(type_: &str, reason: &str, message: impl Into<String>) -> Self {
+        Self::with_status(type_, ConditionStatus::True, reason, message)
+    }
+
+    /// A condition of `type_` that does not hold (`False`).
+    pub fn unmet(type_: &str, reason: &str, message: impl Into<String>) -> Self {
+        Self::with_status(type_, ConditionStatus::False, reason, message)
+    }
+
+    /// A condition whose truth is not known yet (`Unknown`).
+    pub fn unknown(type_: &str, reason: &str, message: impl Into<String>) -> Self {
+        Self::with_status(type_, ConditionStatus::Unknown, reason, message)
+    }
+
+    fn with_status(
+        type_: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Condition {
+            type_: type_.to_string(),
+            status,
+            reason: reason.to_string(),
+            message: message.into(),
+            last_transition_time: Timestamp::UNIX_EPOCH,
+            observed_generation: None,
+        }
+    }
+
+    /// Stamps the time and generation a reconcile computed it at.
+    pub fn at(mut self, now: Timestamp, generation: Option<i64>) -> Self {
+        self.last_transition_time = now;
+        self.observed_generation = generation;
+        self
+    }
+
+    /// Whether the condition holds.
+    pub fn is_true(&self) -> bool {
+        self.status == ConditionStatus::True
+    }
+}
+
+/// The condition of `type_` in `conditions`, if any.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Replaces the conditions of `previous` by `current`, keeping each one's transition time
+/// when its status did not change (see [`set_condition`]). Conditions absent from `current`
+/// are dropped: the reconcile that computed `current` no longer asserts them.
+pub fn merge_conditions(previous: &[Condition], current: Vec<Condition>) -> Vec<Condition> {
+    let mut merged: Vec<Condition> = previous
+        .iter()
+        .filter(|p| current.iter().any(|c| c.type_ == p.type_))
+        .cloned()
+        .collect();
+    for condition in current {
+        set_condition(&mut merged, condition);
+    }
+    merged
 }
 
 /// Inserts or updates `new` in `conditions` by type. Returns whether anything changed, so a
@@ -111,6 +187,24 @@ mod tests {
             ready(ConditionStatus::True, "Probed", 99)
         ));
         assert_eq!(conditions[0].last_transition_time.as_second(), 10);
+    }
+
+    #[test]
+    fn merging_keeps_transition_times_of_unchanged_statuses_and_drops_what_is_no_longer_said() {
+        let previous = vec![
+            ready(ConditionStatus::True, "Probed", 10),
+            Condition::unmet("Degraded", "ClustersFailing", "c1")
+                .at(Timestamp::from_second(20).unwrap(), Some(1)),
+        ];
+        let now = Timestamp::from_second(99).unwrap();
+        let merged = merge_conditions(
+            &previous,
+            vec![Condition::met("Available", "Probed", "ok").at(now, Some(2))],
+        );
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].last_transition_time.as_second(), 10);
+        assert_eq!(merged[0].message, "ok");
+        assert_eq!(merged[0].observed_generation, Some(2));
     }
 
     #[test]

@@ -50,8 +50,11 @@ pub struct Found {
 #[derive(Debug, Clone)]
 pub struct DiscoveryCache {
     ttl: std::time::Duration,
-    last: std::sync::Arc<tokio::sync::Mutex<Option<(tokio::time::Instant, std::sync::Arc<Found>)>>>,
+    last: std::sync::Arc<tokio::sync::Mutex<Option<Discovery>>>,
 }
+
+/// One discovery and when it was made.
+type Discovery = (tokio::time::Instant, std::sync::Arc<Found>);
 
 impl DiscoveryCache {
     /// An empty cache whose entries are used for `ttl`.

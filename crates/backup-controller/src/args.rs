@@ -1,0 +1,102 @@
+//! The command line of `backup-controller`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backup_controller::context::Settings;
+use backup_controller::runtime::RunConfig;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "backup-controller",
+    version,
+    about = "The fleet backup controller: storage locations, managed clusters and scheduled fleet backups (backupfleet.dev/v1alpha1)",
+    long_about = "The fleet backup controller for a management cluster.\n\n\
+                  It reconciles StorageLocations (probing each for availability), ManagedClusters \
+                  (reaching each through the kubeconfig in its Secret) and ClusterBackups (one-time \
+                  or scheduled backups of one cluster or a selected fleet, with retention). Install \
+                  the CRDs first: `backup-controller crds | kubectl apply -f -`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the controller (only the replica holding the Lease reconciles).
+    Run(Box<RunArgs>),
+    /// Print every CustomResourceDefinition of backupfleet.dev as one YAML stream.
+    Crds,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Kubeconfig of the management cluster (default: $KUBECONFIG, ~/.kube/config, then the
+    /// in-cluster service account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Address of /livez, /readyz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub admin_addr: SocketAddr,
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease (default: $POD_NAME, else hostname-pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Reconcile without electing a leader (only for a single replica).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// How often each ManagedCluster is checked for reachability (Go duration).
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    pub cluster_probe_every: Duration,
+    /// How long a cluster's list of stored runs is trusted before storage is read again
+    /// (it is also read after every run).
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    pub storage_resync: Duration,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    backup_core::parse_duration(text).map_err(|e| e.to_string())
+}
+
+impl RunArgs {
+    /// The runtime's configuration.
+    pub fn into_config(self) -> RunConfig {
+        let identity = self.identity.unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "backup-controller".into());
+            format!("{host}-{}", std::process::id())
+        });
+        RunConfig {
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+            admin_addr: self.admin_addr,
+            lease_namespace: self.lease_namespace,
+            identity,
+            leader_election: !self.no_leader_election,
+            settings: Settings {
+                cluster_probe_every: self.cluster_probe_every,
+                storage_resync: self.storage_resync,
+                ..Settings::default()
+            },
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}

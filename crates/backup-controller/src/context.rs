@@ -1,0 +1,141 @@
+//! What every reconcile shares: the management client, the injected clock, caches of user
+//! clusters and storage locations, the live runs, the informers' stores, metrics and events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+
+use crate::api::{ClusterBackup, ManagedCluster, StorageLocation};
+use crate::clock::Clock;
+use crate::clusters::Clusters;
+use crate::locations::Locations;
+use crate::metrics::Metrics;
+use crate::runs::Runs;
+
+/// Our server-side-apply field manager and event reporter.
+pub const FIELD_MANAGER: &str = "backup-fleet-controller";
+
+/// Tunables, with the defaults `backup-controller run` uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often each ManagedCluster is checked for reachability.
+    pub cluster_probe_every: Duration,
+    /// How long a cluster's list of stored runs is trusted before it is read again (it is also
+    /// read again after every run and every spec change).
+    pub storage_resync: Duration,
+    /// How often a running backup's progress is polled.
+    pub poll_every: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cluster_probe_every: Duration::from_secs(300),
+            storage_resync: Duration::from_secs(600),
+            poll_every: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The informers' caches of our kinds.
+#[derive(Clone)]
+pub struct Stores {
+    /// Every StorageLocation.
+    pub locations: Store<StorageLocation>,
+    /// Every ManagedCluster.
+    pub clusters: Store<ManagedCluster>,
+    /// Every ClusterBackup.
+    pub backups: Store<ClusterBackup>,
+}
+
+/// Shared by every reconcile of every controller.
+pub struct Context {
+    /// The management cluster.
+    pub client: kube::Client,
+    /// "Now".
+    pub clock: Arc<dyn Clock>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Kubernetes Events.
+    pub recorder: Recorder,
+    /// User-cluster clients.
+    pub clusters: Clusters,
+    /// Opened storage locations.
+    pub locations: Locations,
+    /// Backups running in this process, and stored runs as last listed.
+    pub runs: Runs,
+    /// The informers' caches.
+    pub stores: Stores,
+    /// Tunables.
+    pub settings: Settings,
+}
+
+impl Context {
+    /// A context over `client`; `identity` names this replica in Events.
+    pub fn new(
+        client: kube::Client,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        stores: Stores,
+        runs: Runs,
+        settings: Settings,
+        identity: &str,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(identity.into()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            clusters: Clusters::new(client.clone()),
+            locations: Locations::new(client.clone()),
+            client,
+            clock,
+            metrics,
+            runs,
+            stores,
+            settings,
+        }
+    }
+
+    /// Publishes an Event about `object`; a failure to publish is logged, never fatal.
+    pub async fn event(
+        &self,
+        object: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::debug!(error = %e, reason, "publishing an event failed");
+        }
+    }
+}
+
+/// At most `max` bytes, cut at a character boundary (Events reject longer notes).
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max.saturating_sub(3);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}

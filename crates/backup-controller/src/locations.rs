@@ -1,0 +1,250 @@
+//! StorageLocation → an opened [`Repository`], cached while neither the location nor its
+//! credential Secret changes, so a fleet run of hundreds of clusters shares one store client.
+//!
+//! Locations are per project: a name is looked up in the asking object's namespace only, and
+//! the repository is opened with the location's own credentials, never the controller's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use backup_storage::Repository;
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+
+use crate::NamespacedName;
+use crate::api::{InvalidField, StorageLocation};
+use crate::secrets::{self, SecretError};
+
+/// A location ready to use.
+#[derive(Clone)]
+pub struct ResolvedLocation {
+    /// Its name.
+    pub name: String,
+    /// The validated spec.
+    pub spec: backup_core::StorageLocationSpec,
+    /// The repository at the location's base prefix (scope it per project and cluster).
+    pub repo: Repository,
+    /// The credentials file, for engines that hand it to Velero in the user cluster.
+    pub credentials: Option<Arc<Vec<u8>>>,
+}
+
+/// Why a location cannot be used; each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationProblem {
+    /// The named location does not exist in the namespace.
+    #[error(
+        "StorageLocation {name:?} does not exist in namespace {namespace:?}; locations are per project, so create it in this namespace or name one that exists here"
+    )]
+    NotFound {
+        /// The namespace.
+        namespace: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// No location was named and none is the default.
+    #[error(
+        "no StorageLocation in namespace {namespace:?} is marked default: set spec.storageLocation, or set default: true on one location"
+    )]
+    NoDefault {
+        /// The namespace.
+        namespace: String,
+    },
+    /// Several locations claim to be the default.
+    #[error(
+        "StorageLocations {names} in namespace {namespace:?} are all marked default: keep default: true on one of them"
+    )]
+    AmbiguousDefault {
+        /// The namespace.
+        namespace: String,
+        /// The defaults, comma-separated.
+        names: String,
+    },
+    /// The location's spec is invalid.
+    #[error("StorageLocation {name:?} is invalid: {field}")]
+    Invalid {
+        /// The location.
+        name: String,
+        /// The field.
+        field: InvalidField,
+    },
+    /// Its credentials cannot be read.
+    #[error("StorageLocation {name:?}: {source}")]
+    Credentials {
+        /// The location.
+        name: String,
+        /// Why.
+        #[source]
+        source: SecretError,
+    },
+    /// The store cannot be configured from the spec and credentials.
+    #[error("StorageLocation {name:?} cannot be opened: {source}")]
+    Open {
+        /// The location.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<backup_storage::StorageError>,
+    },
+}
+
+impl LocationProblem {
+    /// A CamelCase reason for conditions.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LocationProblem::NotFound { .. } => "LocationNotFound",
+            LocationProblem::NoDefault { .. } => "NoDefaultLocation",
+            LocationProblem::AmbiguousDefault { .. } => "AmbiguousDefaultLocation",
+            LocationProblem::Invalid { .. } => "LocationInvalid",
+            LocationProblem::Credentials { .. } => "CredentialsUnreadable",
+            LocationProblem::Open { .. } => "LocationUnusable",
+        }
+    }
+
+    /// Whether asking again later can succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LocationProblem::Credentials { source, .. } if source.is_retryable())
+    }
+}
+
+/// What a cached repository was built from; any change rebuilds it.
+#[derive(Clone, PartialEq, Eq)]
+struct Built {
+    uid: String,
+    generation: Option<i64>,
+    secret_version: Option<String>,
+}
+
+/// Opened locations by name, with what each was built from.
+type Cache = HashMap<NamespacedName, (Built, ResolvedLocation)>;
+
+/// The cache of opened locations.
+#[derive(Clone)]
+pub struct Locations {
+    client: kube::Client,
+    cache: Arc<Mutex<Cache>>,
+}
+
+impl Locations {
+    /// An empty cache reading Secrets through `client`.
+    pub fn new(client: kube::Client) -> Self {
+        Locations {
+            client,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The location `name` of `namespace`, or its default location when `name` is `None`.
+    pub async fn resolve(
+        &self,
+        store: &Store<StorageLocation>,
+        namespace: &str,
+        name: Option<&str>,
+    ) -> Result<ResolvedLocation, LocationProblem> {
+        let location = pick(store, namespace, name)?;
+        self.open(&location).await
+    }
+
+    /// Opens `location` (from the cache when nothing changed).
+    pub async fn open(
+        &self,
+        location: &StorageLocation,
+    ) -> Result<ResolvedLocation, LocationProblem> {
+        let name = location.name_any();
+        let namespace = location.namespace().unwrap_or_default();
+        let spec = location
+            .spec
+            .to_core()
+            .map_err(|field| LocationProblem::Invalid {
+                name: name.clone(),
+                field,
+            })?;
+        let credentials = match &spec.credential {
+            None => None,
+            Some(reference) => Some(
+                secrets::read_key(&self.client, &namespace, &reference.name, &reference.key)
+                    .await
+                    .map_err(|source| LocationProblem::Credentials {
+                        name: name.clone(),
+                        source,
+                    })?,
+            ),
+        };
+        let built = Built {
+            uid: location.uid().unwrap_or_default(),
+            generation: location.metadata.generation,
+            secret_version: credentials.as_ref().map(|c| c.resource_version.clone()),
+        };
+        let key = (namespace, name.clone());
+        if let Some((cached_built, cached)) = self.lock().get(&key)
+            && *cached_built == built
+        {
+            return Ok(cached.clone());
+        }
+        let data = credentials.map(|c| Arc::new(c.data));
+        let repo =
+            Repository::open_spec(&spec, data.as_deref().map(Vec::as_slice)).map_err(|source| {
+                LocationProblem::Open {
+                    name: name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        let resolved = ResolvedLocation {
+            name,
+            spec,
+            repo,
+            credentials: data,
+        };
+        self.lock().insert(key, (built, resolved.clone()));
+        Ok(resolved)
+    }
+
+    /// Drops the cached repository of a deleted location.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.lock()
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The location object a reference means: by name in the namespace, or its one default.
+pub fn pick(
+    store: &Store<StorageLocation>,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<Arc<StorageLocation>, LocationProblem> {
+    let in_namespace = store
+        .state()
+        .into_iter()
+        .filter(|l| l.namespace().as_deref() == Some(namespace));
+    match name {
+        Some(name) => in_namespace
+            .into_iter()
+            .find(|l| l.name_any() == name)
+            .ok_or_else(|| LocationProblem::NotFound {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            }),
+        None => {
+            let mut defaults: Vec<Arc<StorageLocation>> =
+                in_namespace.filter(|l| l.spec.default).collect();
+            defaults.sort_by_key(|l| l.name_any());
+            match defaults.len() {
+                0 => Err(LocationProblem::NoDefault {
+                    namespace: namespace.to_string(),
+                }),
+                1 => Ok(defaults.remove(0)),
+                _ => Err(LocationProblem::AmbiguousDefault {
+                    namespace: namespace.to_string(),
+                    names: defaults
+                        .iter()
+                        .map(|l| l.name_any())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
+            }
+        }
+    }
+}

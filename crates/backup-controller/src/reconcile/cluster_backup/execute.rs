@@ -1,0 +1,244 @@
+//! Running one firing of a ClusterBackup: a backup per cluster, `maxConcurrentClusters` at a
+//! time, each followed by retention on that cluster, each reported as it ends (status through
+//! a reconcile nudge, an Event, metrics).
+//!
+//! A run's failure is recorded as its status and never stops the other clusters' runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::retention::{RetentionCandidate, plan_deletions};
+use backup_core::{BackupSpec, BackupStatus, EngineError, Phase, RetentionPolicy};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::engines::{self, ClusterEngine};
+use crate::api::{ClusterBackup, EngineKind, ManagedCluster};
+use crate::context::Context;
+use crate::locations::ResolvedLocation;
+use crate::runs::RunKey;
+
+/// How often a Velero-driven backup is polled (each poll reads a Backup object in the cluster).
+const VELERO_POLL: Duration = Duration::from_secs(2);
+
+/// One firing to carry out.
+pub struct FleetJob {
+    /// The ClusterBackup, to nudge its reconcile.
+    pub backup: ObjectRef<ClusterBackup>,
+    /// The ClusterBackup, for Events.
+    pub reference: ObjectReference,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `(cluster, backup name)` per selected cluster.
+    pub targets: Vec<(Arc<ManagedCluster>, String)>,
+    /// Where runs are written.
+    pub location: ResolvedLocation,
+    /// What each run backs up.
+    pub template: BackupSpec,
+    /// Retention applied after each run.
+    pub retention: RetentionPolicy,
+    /// Clusters at once.
+    pub max_concurrent: usize,
+}
+
+/// Starts `job` in the background; [`crate::runs::Runs::abort`] stops it.
+pub fn start(ctx: Arc<Context>, job: FleetJob) {
+    let (namespace, name) = (job.namespace.clone(), job.name.clone());
+    let task = tokio::spawn(run_fleet(ctx.clone(), Arc::new(job)));
+    ctx.runs.track(&namespace, &name, task);
+}
+
+async fn run_fleet(ctx: Arc<Context>, job: Arc<FleetJob>) {
+    futures::stream::iter(job.targets.clone())
+        .map(|(cluster, run)| run_one(ctx.clone(), job.clone(), cluster, run))
+        .buffer_unordered(job.max_concurrent)
+        .collect::<Vec<()>>()
+        .await;
+    ctx.runs.nudge(job.backup.clone());
+}
+
+/// Stops a direct engine's background work when the run driving it is dropped (the firing was
+/// aborted because the lease was lost or the ClusterBackup deleted).
+struct AbortOnDrop(Option<backup_velero::direct::DirectEngine>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(engine) = &self.0 {
+            engine.abort_all();
+        }
+    }
+}
+
+fn failed(message: String) -> BackupStatus {
+    BackupStatus {
+        phase: Phase::Failed,
+        completed: Some(jiff::Timestamp::now()),
+        errors: vec![message],
+        ..BackupStatus::default()
+    }
+}
+
+async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedCluster>, run: String) {
+    let key = RunKey {
+        namespace: job.namespace.clone(),
+        backup: job.name.clone(),
+        cluster: cluster.name_any(),
+    };
+    let (kind, status) = match engines::engine_for(&ctx, &job.location, &cluster, true).await {
+        Err(reason) => (
+            None,
+            failed(format!("cannot back up cluster {}: {reason}", key.cluster)),
+        ),
+        Ok(engine) => {
+            let status = drive(&ctx, &job, &key, &engine, &run).await;
+            let kind = engine.kind();
+            if status.phase.is_terminal() {
+                retention(&ctx, &job, &key, &engine).await;
+            }
+            (Some(kind), status)
+        }
+    };
+    ctx.runs.update(&key, &run, status.clone());
+    ctx.metrics
+        .run_finished(status.phase, kind.map_or("none", |k| k.as_str()));
+    let items = status.progress.items_done;
+    let (warning, reason, note) = match status.phase {
+        Phase::Completed => (
+            false,
+            "BackupCompleted",
+            format!("{}: {run} completed, {items} items", key.cluster),
+        ),
+        phase => (
+            true,
+            if phase == Phase::PartiallyFailed {
+                "BackupPartiallyFailed"
+            } else {
+                "BackupFailed"
+            },
+            format!(
+                "{}: {run} {phase}, {items} items: {}",
+                key.cluster,
+                status.errors.join("; ")
+            ),
+        ),
+    };
+    ctx.event(&job.reference, warning, reason, "Backup", note)
+        .await;
+    // Storage changed (a run and maybe retention): list it again for the status.
+    let listed = engines::list_stored(&ctx, &job.location, &cluster, &job.name).await;
+    ctx.runs.set_listing(key, listed);
+    ctx.runs.nudge(job.backup.clone());
+}
+
+/// Starts the backup and follows it to a terminal phase, publishing progress.
+async fn drive(
+    ctx: &Context,
+    job: &FleetJob,
+    key: &RunKey,
+    engine: &ClusterEngine,
+    run: &str,
+) -> BackupStatus {
+    let _abort = AbortOnDrop(match engine {
+        ClusterEngine::Direct(e) => Some(e.clone()),
+        ClusterEngine::Velero(_) => None,
+    });
+    let mut spec = job.template.clone();
+    spec.storage_location = Some(job.location.name.clone());
+    spec.labels.extend(engines::run_labels(&job.name));
+    match engine.backups().start_backup(run, &spec).await {
+        Ok(()) => {}
+        // The name is taken in storage: this slot already ran (e.g. by an earlier leader).
+        Err(e @ EngineError::AlreadyExists { .. }) => {
+            return failed(format!(
+                "{e}; a backup of this slot already exists, so this run was skipped"
+            ));
+        }
+        Err(e) => return failed(e.to_string()),
+    }
+    let poll = match engine.kind() {
+        EngineKind::Direct => ctx.settings.poll_every,
+        EngineKind::Velero => VELERO_POLL,
+    };
+    let mut last = BackupStatus::default();
+    loop {
+        match engine.backups().observe_backup(run).await {
+            Ok(status) if status.phase.is_terminal() => return status,
+            Ok(status) => {
+                if status != last {
+                    ctx.runs.update(key, run, status.clone());
+                    ctx.runs.nudge(job.backup.clone());
+                    last = status;
+                }
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, cluster = %key.cluster, run, "observing the backup failed; retrying");
+            }
+            Err(e) => return failed(e.to_string()),
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Applies the ClusterBackup's retention on one cluster; problems become a warning Event.
+async fn retention(ctx: &Context, job: &FleetJob, key: &RunKey, engine: &ClusterEngine) {
+    if !job.location.repo.is_writable() {
+        return;
+    }
+    let now = ctx.clock.now();
+    let result: Result<Vec<String>, EngineError> = async {
+        let stored = engine
+            .backups()
+            .list_backups(&engines::selector(&job.name))
+            .await?;
+        let candidates: Vec<RetentionCandidate> = stored
+            .iter()
+            .filter_map(|b| {
+                Some(RetentionCandidate {
+                    name: b.name.clone(),
+                    created: b.taken_at()?,
+                    succeeded: b.phase.is_successful(),
+                    expires_at: b.expiration,
+                })
+            })
+            .collect();
+        let doomed = plan_deletions(&candidates, &job.retention, now);
+        for name in &doomed {
+            match engine.backups().delete_backup(name).await {
+                Ok(()) | Err(EngineError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(doomed)
+    }
+    .await;
+    match result {
+        Ok(deleted) if deleted.is_empty() => {}
+        Ok(deleted) => {
+            ctx.event(
+                &job.reference,
+                false,
+                "RetentionDeleted",
+                "Retention",
+                format!("{}: deleted {}", key.cluster, deleted.join(", ")),
+            )
+            .await;
+        }
+        Err(e) => {
+            ctx.event(
+                &job.reference,
+                true,
+                "RetentionFailed",
+                "Retention",
+                format!(
+                    "{}: retention could not delete expired runs: {e}",
+                    key.cluster
+                ),
+            )
+            .await;
+        }
+    }
+}

@@ -1,0 +1,557 @@
+use super::*;
+use crate::api::ClusterBackupSpec;
+use crate::api::status::find;
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn spec(json: serde_json::Value) -> ValidClusterBackup {
+    serde_json::from_value::<ClusterBackupSpec>(json)
+        .unwrap()
+        .validate()
+        .unwrap()
+}
+
+fn view(name: &str, stored: Vec<StoredBackup>) -> ClusterView {
+    ClusterView {
+        name: name.into(),
+        stored: Ok(stored),
+        live: None,
+    }
+}
+
+fn stored(name: &str, phase: Phase, started: &str) -> StoredBackup {
+    StoredBackup {
+        name: name.into(),
+        phase,
+        items_backed_up: 7,
+        total_items: 7,
+        started: Some(ts(started)),
+        completed: Some(ts(started)),
+        expiration: None,
+        errors: u64::from(phase == Phase::PartiallyFailed),
+        warnings: 0,
+        labels: Default::default(),
+    }
+}
+
+struct Case {
+    spec: ValidClusterBackup,
+    previous: ClusterBackupStatus,
+    created: Timestamp,
+    now: Timestamp,
+    generation: i64,
+    blocked: Option<Blocked>,
+    missing: Vec<String>,
+    clusters: Vec<ClusterView>,
+}
+
+impl Case {
+    fn new(spec_json: serde_json::Value, now: &str) -> Self {
+        Case {
+            spec: spec(spec_json),
+            previous: ClusterBackupStatus::default(),
+            created: ts("2026-11-30T00:00:00Z"),
+            now: ts(now),
+            generation: 1,
+            blocked: None,
+            missing: Vec::new(),
+            clusters: vec![view("c1", vec![]), view("c2", vec![])],
+        }
+    }
+
+    fn plan(&self) -> Plan {
+        plan(&PlanInput {
+            name: "nightly",
+            generation: Some(self.generation),
+            created: self.created,
+            now: self.now,
+            spec: &self.spec,
+            previous: &self.previous,
+            last_fired: self.previous.last_schedule_time,
+            blocked: self.blocked.clone(),
+            missing: self.missing.clone(),
+            clusters: self.clusters.clone(),
+        })
+    }
+}
+
+fn condition<'a>(plan: &'a Plan, type_: &str) -> &'a Condition {
+    find(&plan.status.conditions, type_).unwrap_or_else(|| panic!("no {type_} condition"))
+}
+
+#[test]
+fn a_one_time_backup_runs_once_on_every_cluster_under_its_own_name() {
+    let case = Case::new(serde_json::json!({}), "2026-11-30T09:00:00Z");
+    let plan = case.plan();
+    let fire = plan.fire.clone().expect("fires at once");
+    assert_eq!(fire.at, case.now);
+    assert_eq!(
+        fire.runs,
+        vec![
+            ("c1".to_string(), "nightly".to_string()),
+            ("c2".to_string(), "nightly".to_string())
+        ]
+    );
+    assert_eq!(plan.status.phase, Some(FleetPhase::InProgress));
+    assert_eq!(plan.status.last_schedule_time, Some(case.now));
+    assert_eq!(plan.status.next_schedule_time, None);
+    assert_eq!(plan.requeue_after, None);
+    assert_eq!(plan.status.last_run_generation, Some(1));
+    let c1 = &plan.status.clusters[0];
+    assert_eq!(c1.last_backup.as_ref().unwrap().name, "nightly");
+    assert_eq!(c1.last_backup.as_ref().unwrap().phase, Phase::New);
+    assert!(condition(&plan, READY).is_true());
+
+    // Ran: the next reconcile does not fire again.
+    let mut again = Case::new(serde_json::json!({}), "2026-11-30T09:05:00Z");
+    again.previous = plan.status.clone();
+    assert_eq!(again.plan().fire, None);
+}
+
+#[test]
+fn an_edited_one_time_backup_is_not_rerun_and_says_why() {
+    let first = Case::new(serde_json::json!({}), "2026-11-30T09:00:00Z").plan();
+    let mut edited = Case::new(
+        serde_json::json!({"template": {"includedNamespaces": ["shop"]}}),
+        "2026-11-30T10:00:00Z",
+    );
+    edited.previous = first.status;
+    edited.generation = 2;
+    let plan = edited.plan();
+    assert_eq!(plan.fire, None);
+    let c = condition(&plan, IMMUTABLE);
+    assert!(c.is_true());
+    assert_eq!(c.reason, "OneTimeBackupAlreadyRan");
+    assert!(
+        c.message.contains("create a new ClusterBackup"),
+        "{}",
+        c.message
+    );
+}
+
+#[test]
+fn a_schedule_waits_for_its_first_slot_and_asks_to_be_woken_then() {
+    let case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T00:10:00Z",
+    );
+    let plan = case.plan();
+    assert_eq!(plan.fire, None);
+    assert_eq!(
+        plan.status.next_schedule_time,
+        Some(ts("2026-11-30T00:20:00Z"))
+    );
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(600)));
+    assert_eq!(plan.status.phase, Some(FleetPhase::New));
+}
+
+#[test]
+fn a_due_slot_fires_named_after_the_slot_and_schedules_the_next() {
+    let case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T00:20:00.300Z",
+    );
+    let plan = case.plan();
+    let fire = plan.fire.expect("due");
+    assert_eq!(fire.at, ts("2026-11-30T00:20:00Z"));
+    assert_eq!(fire.runs[0].1, "nightly-20261130002000");
+    assert_eq!(
+        plan.status.next_schedule_time,
+        Some(ts("2026-11-30T00:40:00Z"))
+    );
+    assert_eq!(
+        plan.requeue_after,
+        Some(Duration::from_millis(19 * 60_000 + 59_700))
+    );
+}
+
+#[test]
+fn after_downtime_the_most_recent_missed_slot_runs_once() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T03:05:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T00:00:00Z"));
+    let plan = case.plan();
+    assert_eq!(plan.fire.unwrap().at, ts("2026-11-30T03:00:00Z"));
+    assert_eq!(
+        plan.status.next_schedule_time,
+        Some(ts("2026-11-30T03:20:00Z"))
+    );
+
+    let mut cron = Case::new(
+        serde_json::json!({"schedule": "0 2 * * *"}),
+        "2026-12-03T10:00:00Z",
+    );
+    cron.previous.last_schedule_time = Some(ts("2026-11-30T02:00:00Z"));
+    let plan = cron.plan();
+    assert_eq!(plan.fire.unwrap().at, ts("2026-12-03T02:00:00Z"));
+    assert_eq!(
+        plan.status.next_schedule_time,
+        Some(ts("2026-12-04T02:00:00Z"))
+    );
+}
+
+#[test]
+fn cron_fields_are_read_in_the_time_zone() {
+    let case = Case::new(
+        serde_json::json!({"schedule": "0 2 * * *", "timeZone": "Europe/Berlin"}),
+        "2026-11-30T00:30:00Z",
+    );
+    // 02:00 in Berlin in winter is 01:00 UTC.
+    assert_eq!(
+        case.plan().status.next_schedule_time,
+        Some(ts("2026-11-30T01:00:00Z"))
+    );
+}
+
+#[test]
+fn a_paused_schedule_starts_nothing_and_plans_nothing() {
+    let case = Case::new(
+        serde_json::json!({"schedule": "@every 20m", "paused": true}),
+        "2026-11-30T05:00:00Z",
+    );
+    let plan = case.plan();
+    assert_eq!(plan.fire, None);
+    assert_eq!(plan.status.next_schedule_time, None);
+    assert_eq!(plan.requeue_after, None);
+    assert!(condition(&plan, READY).message.contains("paused"));
+}
+
+#[test]
+fn a_blocked_backup_fires_nothing_and_keeps_its_slot_for_when_it_is_fixed() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T00:25:00Z",
+    );
+    case.blocked = Some(Blocked {
+        reason: "LocationNotFound".into(),
+        message: "StorageLocation \"main\" does not exist".into(),
+    });
+    let plan = case.plan();
+    assert_eq!(plan.fire, None);
+    assert_eq!(plan.status.last_schedule_time, None);
+    let ready = condition(&plan, READY);
+    assert!(!ready.is_true());
+    assert_eq!(ready.reason, "LocationNotFound");
+
+    case.blocked = None;
+    assert_eq!(case.plan().fire.unwrap().at, ts("2026-11-30T00:20:00Z"));
+}
+
+#[test]
+fn no_selected_cluster_is_a_condition_and_no_run() {
+    let mut case = Case::new(serde_json::json!({}), "2026-11-30T09:00:00Z");
+    case.clusters.clear();
+    let plan = case.plan();
+    assert_eq!(plan.fire, None);
+    let ready = condition(&plan, READY);
+    assert_eq!(ready.reason, "NoClustersSelected");
+    assert!(ready.message.contains("selector"), "{}", ready.message);
+}
+
+#[test]
+fn unknown_names_are_reported_while_the_known_clusters_are_backed_up() {
+    let mut case = Case::new(
+        serde_json::json!({"clusters": {"names": ["c1", "c2", "c9"]}}),
+        "2026-11-30T09:00:00Z",
+    );
+    case.missing = vec!["c9".into()];
+    let plan = case.plan();
+    assert_eq!(plan.fire.as_ref().unwrap().runs.len(), 2);
+    let ready = condition(&plan, READY);
+    assert_eq!(ready.reason, "ClustersNotFound");
+    assert!(ready.message.contains("c9"));
+}
+
+#[test]
+fn status_is_rebuilt_from_storage() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T01:10:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T01:00:00Z"));
+    case.clusters = vec![
+        view(
+            "c1",
+            vec![
+                stored(
+                    "nightly-20261130004000",
+                    Phase::Completed,
+                    "2026-11-30T00:40:00Z",
+                ),
+                stored(
+                    "nightly-20261130010000",
+                    Phase::PartiallyFailed,
+                    "2026-11-30T01:00:00Z",
+                ),
+            ],
+        ),
+        view(
+            "c2",
+            vec![stored(
+                "nightly-20261130010000",
+                Phase::Completed,
+                "2026-11-30T01:00:00Z",
+            )],
+        ),
+    ];
+    let plan = case.plan();
+    let c1 = &plan.status.clusters[0];
+    assert_eq!(
+        c1.backups,
+        vec!["nightly-20261130010000", "nightly-20261130004000"]
+    );
+    assert_eq!(
+        c1.last_successful_backup.as_deref(),
+        Some("nightly-20261130004000")
+    );
+    let last = c1.last_backup.as_ref().unwrap();
+    assert_eq!(last.phase, Phase::PartiallyFailed);
+    assert_eq!(last.errors, 1);
+    assert_eq!(plan.status.phase, Some(FleetPhase::PartiallyFailed));
+    let degraded = condition(&plan, DEGRADED);
+    assert!(degraded.is_true());
+    assert!(
+        degraded
+            .message
+            .contains("c1 (nightly-20261130010000 PartiallyFailed)")
+    );
+    assert!(!degraded.message.contains("c2"));
+}
+
+#[test]
+fn an_in_progress_record_nobody_runs_and_storage_lacks_was_interrupted() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T01:10:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T01:00:00Z"));
+    case.previous.clusters = vec![ClusterRuns {
+        cluster: "c1".into(),
+        last_backup: Some(RunStatus {
+            name: "nightly-20261130010000".into(),
+            phase: Phase::InProgress,
+            start_timestamp: Some(ts("2026-11-30T01:00:01Z")),
+            ..RunStatus::default()
+        }),
+        ..ClusterRuns::default()
+    }];
+    case.clusters = vec![view(
+        "c1",
+        vec![stored(
+            "nightly-20261130004000",
+            Phase::Completed,
+            "2026-11-30T00:40:00Z",
+        )],
+    )];
+    let plan = case.plan();
+    let last = plan.status.clusters[0].last_backup.clone().unwrap();
+    assert_eq!(last.name, "nightly-20261130010000");
+    assert_eq!(last.phase, Phase::Failed);
+    assert!(last.message.unwrap().starts_with("interrupted"));
+    assert_eq!(last.completion_timestamp, Some(case.now));
+    assert_eq!(
+        plan.status.clusters[0].backups,
+        vec!["nightly-20261130004000"],
+        "nothing interrupted is listed as stored"
+    );
+    assert_eq!(plan.status.phase, Some(FleetPhase::Failed));
+    assert!(condition(&plan, DEGRADED).is_true());
+}
+
+#[test]
+fn a_live_run_shows_its_progress_and_is_not_called_interrupted() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T01:00:05Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T01:00:00Z"));
+    let mut status = BackupStatus {
+        phase: Phase::InProgress,
+        started: Some(ts("2026-11-30T01:00:01Z")),
+        ..BackupStatus::default()
+    };
+    status.progress.items_done = 40;
+    status.progress.total_items = 100;
+    case.clusters[0].live = Some(LiveRun {
+        name: "nightly-20261130010000".into(),
+        firing: ts("2026-11-30T01:00:00Z"),
+        status,
+    });
+    let plan = case.plan();
+    let last = plan.status.clusters[0].last_backup.clone().unwrap();
+    assert_eq!(
+        (last.phase, last.items_backed_up, last.total_items),
+        (Phase::InProgress, 40, 100)
+    );
+    assert_eq!(plan.status.phase, Some(FleetPhase::InProgress));
+}
+
+#[test]
+fn a_run_deleted_from_storage_disappears_but_a_failure_that_stored_nothing_stays() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T01:10:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T01:00:00Z"));
+    let record = |name: &str, phase: Phase| ClusterRuns {
+        cluster: "c1".into(),
+        last_backup: Some(RunStatus {
+            name: name.into(),
+            phase,
+            start_timestamp: Some(ts("2026-11-30T01:00:01Z")),
+            completion_timestamp: Some(ts("2026-11-30T01:00:09Z")),
+            message: Some("cluster unreachable".into()),
+            ..RunStatus::default()
+        }),
+        backups: vec![name.into(), "nightly-20261130004000".into()],
+        ..ClusterRuns::default()
+    };
+    case.clusters = vec![view(
+        "c1",
+        vec![stored(
+            "nightly-20261130004000",
+            Phase::Completed,
+            "2026-11-30T00:40:00Z",
+        )],
+    )];
+
+    case.previous.clusters = vec![record("nightly-20261130010000", Phase::Completed)];
+    let plan = case.plan();
+    let c1 = &plan.status.clusters[0];
+    assert_eq!(c1.backups, vec!["nightly-20261130004000"]);
+    assert_eq!(
+        c1.last_backup.as_ref().unwrap().name,
+        "nightly-20261130004000"
+    );
+
+    case.previous.clusters = vec![record("nightly-20261130010000", Phase::Failed)];
+    let plan = case.plan();
+    let last = plan.status.clusters[0].last_backup.clone().unwrap();
+    assert_eq!(
+        (last.name.as_str(), last.phase),
+        ("nightly-20261130010000", Phase::Failed)
+    );
+    assert_eq!(last.message.as_deref(), Some("cluster unreachable"));
+}
+
+#[test]
+fn a_newer_backup_written_by_backupctl_under_the_schedule_label_shows_up() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T01:10:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T01:00:00Z"));
+    case.previous.clusters = vec![ClusterRuns {
+        cluster: "c1".into(),
+        last_backup: Some(RunStatus {
+            name: "nightly-20261130010000".into(),
+            phase: Phase::Completed,
+            ..RunStatus::default()
+        }),
+        ..ClusterRuns::default()
+    }];
+    case.clusters = vec![view(
+        "c1",
+        vec![
+            stored(
+                "nightly-20261130010000",
+                Phase::Completed,
+                "2026-11-30T01:00:00Z",
+            ),
+            stored(
+                "manual-by-backupctl",
+                Phase::Completed,
+                "2026-11-30T01:05:00Z",
+            ),
+        ],
+    )];
+    let plan = case.plan();
+    let c1 = &plan.status.clusters[0];
+    assert_eq!(c1.last_backup.as_ref().unwrap().name, "manual-by-backupctl");
+    assert_eq!(
+        c1.last_successful_backup.as_deref(),
+        Some("manual-by-backupctl")
+    );
+}
+
+#[test]
+fn a_listing_failure_keeps_what_was_known() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T01:10:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T01:00:00Z"));
+    case.previous.clusters = vec![ClusterRuns {
+        cluster: "c1".into(),
+        last_backup: Some(RunStatus {
+            name: "nightly-20261130010000".into(),
+            phase: Phase::Completed,
+            ..RunStatus::default()
+        }),
+        last_successful_backup: Some("nightly-20261130010000".into()),
+        backups: vec!["nightly-20261130010000".into()],
+    }];
+    case.clusters = vec![ClusterView {
+        name: "c1".into(),
+        stored: Err("storage unreachable".into()),
+        live: None,
+    }];
+    let plan = case.plan();
+    assert_eq!(plan.status.clusters, case.previous.clusters);
+}
+
+#[test]
+fn fleet_phase_aggregates_the_last_runs() {
+    let run = |phase| ClusterRuns {
+        cluster: "c".into(),
+        last_backup: Some(RunStatus {
+            name: "b".into(),
+            phase,
+            ..RunStatus::default()
+        }),
+        ..ClusterRuns::default()
+    };
+    let none = ClusterRuns::default();
+    use Phase::*;
+    assert_eq!(
+        fleet_phase(&[run(Completed), run(Completed)]),
+        FleetPhase::Completed
+    );
+    assert_eq!(
+        fleet_phase(&[run(Completed), none.clone()]),
+        FleetPhase::PartiallyFailed
+    );
+    assert_eq!(
+        fleet_phase(&[run(Completed), run(InProgress)]),
+        FleetPhase::InProgress
+    );
+    assert_eq!(
+        fleet_phase(&[run(Failed), run(FailedValidation)]),
+        FleetPhase::Failed
+    );
+    assert_eq!(
+        fleet_phase(&[run(Failed), run(Completed)]),
+        FleetPhase::PartiallyFailed
+    );
+    assert_eq!(fleet_phase(&[none]), FleetPhase::New);
+}
+
+#[test]
+fn conditions_keep_their_transition_time_while_their_status_holds() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T00:10:00Z",
+    );
+    let first = case.plan();
+    case.previous = first.status.clone();
+    case.now = ts("2026-11-30T00:15:00Z");
+    let second = case.plan();
+    assert_eq!(
+        condition(&second, READY).last_transition_time,
+        ts("2026-11-30T00:10:00Z")
+    );
+}

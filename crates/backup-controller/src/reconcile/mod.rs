@@ -1,0 +1,154 @@
+//! One reconciler per kind, each a small function over (object, context) run under kube's
+//! finalizer helper, with a pure decision (`plan`) and a thin layer of I/O around it.
+//!
+//! Shared here: the finalizer's name, the status write (server-side apply of the whole
+//! status), and the one `error_policy` every controller uses.
+
+pub mod cluster_backup;
+pub mod managed_cluster;
+pub mod storage_location;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+
+/// The finalizer our kinds carry while the controller has something to clean up.
+pub const FINALIZER: &str = "backupfleet.dev/cleanup";
+
+/// Writes `status` as the whole status of `object`, by server-side apply.
+pub async fn write_status<K>(ctx: &Context, object: &K, status: &impl Serialize) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| {
+        Error::kube(
+            format!("writing the status of {} {namespace}/{name}", K::kind(&())),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// Runs `reconcile` under the finalizer helper, with metrics. `cleanup` runs when the object
+/// is being deleted; the finalizer is removed after it succeeds.
+pub async fn with_finalizer<K, A, C, FA, FC>(
+    controller: &'static str,
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    apply: A,
+    cleanup: C,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+    A: FnOnce(Arc<K>, Arc<Context>) -> FA,
+    C: FnOnce(Arc<K>, Arc<Context>) -> FC,
+    FA: Future<Output = Result<Action>>,
+    FC: Future<Output = Result<Action>>,
+{
+    let started = std::time::Instant::now();
+    let namespace = object.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let c = ctx.clone();
+    let result = kube::runtime::finalizer(&api, FINALIZER, object, |event| async move {
+        match event {
+            kube::runtime::finalizer::Event::Apply(o) => apply(o, c).await,
+            kube::runtime::finalizer::Event::Cleanup(o) => cleanup(o, c).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled(controller, started.elapsed());
+    result
+}
+
+/// Consecutive failures per object, for exponential backoff.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// The wait after one more failure of `key`: 2 s, 4 s, ... capped at 5 minutes.
+    pub fn next(&self, key: String) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(2u64.saturating_pow((*n).min(9)).min(300))
+    }
+
+    /// Forgets the failures of `key` (it reconciled fine).
+    pub fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// The shared error policy: count the error, then back off exponentially on retryable errors;
+/// anything else is retried after five minutes (a change to the object reconciles it sooner).
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+    object: &K,
+    error: &Error,
+    ctx: &Context,
+    backoff: &Backoff,
+) -> Action {
+    ctx.metrics.failed(controller, error);
+    let key = ObjectRef::from_obj(object).to_string();
+    if error.is_retryable() {
+        let wait = backoff.next(key);
+        tracing::warn!(%error, controller, object = %ObjectRef::from_obj(object), ?wait, "reconcile failed; retrying");
+        Action::requeue(wait)
+    } else {
+        tracing::error!(%error, controller, object = %ObjectRef::from_obj(object), "reconcile failed");
+        Action::requeue(Duration::from_secs(300))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes_and_resets() {
+        let b = Backoff::default();
+        let waits: Vec<u64> = (0..10).map(|_| b.next("x".into()).as_secs()).collect();
+        assert_eq!(waits[..4], [2, 4, 8, 16]);
+        assert_eq!(*waits.last().unwrap(), 300);
+        b.reset("x");
+        assert_eq!(b.next("x".into()).as_secs(), 2);
+    }
+}

@@ -1,0 +1,221 @@
+//! StorageLocation: check the spec, open the location with its own credentials, probe it
+//! (write, read back, delete a sentinel; list only for ReadOnly) and report Available or
+//! Unavailable with the probe's reason, again every `validationFrequency`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_storage::Availability;
+use jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::{with_finalizer, write_status};
+use crate::api::status::{Condition, merge_conditions};
+use crate::api::storage_location::DEFAULT_VALIDATION_FREQUENCY;
+use crate::api::{LocationPhase, StorageLocation, StorageLocationStatus};
+use crate::context::Context;
+use crate::error::Result;
+use crate::locations::LocationProblem;
+use crate::metrics::LocationLabels;
+
+/// The controller's name in metrics.
+pub const CONTROLLER: &str = "storagelocation";
+
+/// Condition: the spec and credentials can be used.
+pub const READY: &str = "Ready";
+/// Condition: the last probe succeeded.
+pub const AVAILABLE: &str = "Available";
+
+/// What the I/O found.
+#[derive(Debug)]
+pub enum Finding {
+    /// The location cannot even be opened.
+    Unusable(LocationProblem),
+    /// It opened; this is what the probe said.
+    Probed(Availability),
+}
+
+/// The status for a finding (pure).
+pub fn status_for(
+    finding: &Finding,
+    previous: &StorageLocationStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> StorageLocationStatus {
+    let (phase, reason, message, conditions) = match finding {
+        Finding::Unusable(problem) => {
+            let reason = problem.reason();
+            let message = problem.to_string();
+            (
+                LocationPhase::Unavailable,
+                reason,
+                message.clone(),
+                vec![
+                    Condition::unmet(READY, reason, message.clone()),
+                    Condition::unmet(AVAILABLE, reason, message),
+                ],
+            )
+        }
+        Finding::Probed(availability) => {
+            let reason = availability.reason();
+            let message = if availability.is_available() {
+                "the location accepted a write, read it back and deleted it".to_string()
+            } else {
+                availability.to_string()
+            };
+            let ready = Condition::met(READY, "SpecValid", "the spec and credentials can be used");
+            let available = if availability.is_available() {
+                Condition::met(AVAILABLE, reason, message.clone())
+            } else {
+                Condition::unmet(AVAILABLE, reason, message.clone())
+            };
+            let phase = if availability.is_available() {
+                LocationPhase::Available
+            } else {
+                LocationPhase::Unavailable
+            };
+            (phase, reason, message, vec![ready, available])
+        }
+    };
+    let conditions = conditions
+        .into_iter()
+        .map(|c| c.at(now, generation))
+        .collect();
+    StorageLocationStatus {
+        phase: Some(phase),
+        reason: Some(reason.to_string()),
+        message: Some(message),
+        last_validation_time: Some(now),
+        observed_generation: generation,
+        conditions: merge_conditions(&previous.conditions, conditions),
+    }
+}
+
+/// When to probe again: the spec's `validationFrequency` (Velero's default 1 m; `0s` never).
+pub fn next_probe(location: &StorageLocation) -> Option<Duration> {
+    let frequency = location
+        .spec
+        .validation_frequency
+        .as_deref()
+        .and_then(|text| text.parse::<backup_core::GoDuration>().ok())
+        .map_or(DEFAULT_VALIDATION_FREQUENCY, |d| d.0);
+    (!frequency.is_zero()).then_some(frequency)
+}
+
+/// Reconciles one StorageLocation.
+pub async fn reconcile(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Action> {
+    with_finalizer(CONTROLLER, location, ctx, apply, cleanup).await
+}
+
+async fn apply(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Action> {
+    let finding = match ctx.locations.open(&location).await {
+        Ok(resolved) => Finding::Probed(resolved.repo.probe().await),
+        Err(problem) if problem.is_retryable() => return Err(problem.into()),
+        Err(problem) => Finding::Unusable(problem),
+    };
+    let previous = location.status.clone().unwrap_or_default();
+    let status = status_for(
+        &finding,
+        &previous,
+        location.metadata.generation,
+        ctx.clock.now(),
+    );
+    let available = status.phase == Some(LocationPhase::Available);
+    ctx.metrics.location_available(labels(&location), available);
+    if previous.phase != status.phase || previous.reason != status.reason {
+        let note = status.message.clone().unwrap_or_default();
+        let reason = if available {
+            "Available"
+        } else {
+            "Unavailable"
+        };
+        ctx.event(&location.object_ref(&()), !available, reason, "Probe", note)
+            .await;
+    }
+    write_status(&ctx, location.as_ref(), &status).await?;
+    Ok(match next_probe(&location) {
+        Some(every) => Action::requeue(every),
+        None => Action::await_change(),
+    })
+}
+
+async fn cleanup(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = location.namespace().unwrap_or_default();
+    ctx.locations.forget(&namespace, &location.name_any());
+    ctx.metrics.forget_location(&labels(&location));
+    Ok(Action::await_change())
+}
+
+fn labels(location: &StorageLocation) -> LocationLabels {
+    LocationLabels {
+        namespace: location.namespace().unwrap_or_default(),
+        name: location.name_any(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::InvalidField;
+    use crate::api::status::find;
+
+    fn now() -> Timestamp {
+        "2026-11-30T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn an_available_probe_is_phase_available_with_both_conditions_true() {
+        let s = status_for(
+            &Finding::Probed(Availability::Available),
+            &StorageLocationStatus::default(),
+            Some(3),
+            now(),
+        );
+        assert_eq!(s.phase, Some(LocationPhase::Available));
+        assert_eq!(s.reason.as_deref(), Some("Available"));
+        assert_eq!(s.last_validation_time, Some(now()));
+        assert!(find(&s.conditions, READY).unwrap().is_true());
+        assert!(find(&s.conditions, AVAILABLE).unwrap().is_true());
+        assert_eq!(s.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn a_failed_probe_carries_the_probes_reason_and_what_to_fix() {
+        let s = status_for(
+            &Finding::Probed(Availability::AccessDenied {
+                message: "InvalidAccessKeyId".into(),
+            }),
+            &StorageLocationStatus::default(),
+            Some(1),
+            now(),
+        );
+        assert_eq!(s.phase, Some(LocationPhase::Unavailable));
+        assert_eq!(s.reason.as_deref(), Some("AccessDenied"));
+        assert!(s.message.unwrap().contains("check the access key"));
+        assert!(find(&s.conditions, READY).unwrap().is_true());
+        assert!(!find(&s.conditions, AVAILABLE).unwrap().is_true());
+    }
+
+    #[test]
+    fn an_unusable_spec_is_unavailable_and_not_ready_naming_the_field() {
+        let problem = LocationProblem::Invalid {
+            name: "main".into(),
+            field: InvalidField::new("spec.validationFrequency", "not a duration"),
+        };
+        let s = status_for(
+            &Finding::Unusable(problem),
+            &StorageLocationStatus::default(),
+            Some(1),
+            now(),
+        );
+        assert_eq!(s.reason.as_deref(), Some("LocationInvalid"));
+        let ready = find(&s.conditions, READY).unwrap();
+        assert!(!ready.is_true());
+        assert!(
+            ready.message.contains("spec.validationFrequency"),
+            "{}",
+            ready.message
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! The backups this process is running, the stored runs as last listed, and the nudges that
+//! make a ClusterBackup's status follow its runs.
+//!
+//! A run is registered (as `New`) before the status that announces it is written, and started
+//! only after that write, so a run never exists without its status record: after a crash or a
+//! lost lease the next leader finds every run it did not finish recorded as in progress, and
+//! marks it Failed (Velero's rule for interrupted work).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backup_core::{BackupStatus, StoredBackup};
+use jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::NamespacedName;
+use crate::api::ClusterBackup;
+
+/// The smallest gap between two status refreshes a ClusterBackup's runs ask for.
+pub const NUDGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which run: project, ClusterBackup, cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunKey {
+    /// The namespace.
+    pub namespace: String,
+    /// The ClusterBackup.
+    pub backup: String,
+    /// The ManagedCluster.
+    pub cluster: String,
+}
+
+/// A run this process started (or is about to start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRun {
+    /// The backup's name.
+    pub name: String,
+    /// The firing it belongs to.
+    pub firing: Timestamp,
+    /// Its status as the engine reports it.
+    pub status: BackupStatus,
+}
+
+/// One cluster's stored runs of one ClusterBackup, and when they were listed.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// When it was read.
+    pub at: Instant,
+    /// The runs, oldest first; or why they could not be listed.
+    pub runs: Result<Vec<StoredBackup>, String>,
+}
+
+#[derive(Default)]
+struct Nudges {
+    last: HashMap<ObjectRef<ClusterBackup>, Instant>,
+    pending: std::collections::HashSet<ObjectRef<ClusterBackup>>,
+}
+
+/// A ClusterBackup by namespace, name and uid (a recreated object starts afresh).
+type FiredKey = (String, String, String);
+
+/// Live runs, listings and the reconcile trigger. Cheap to clone.
+#[derive(Clone)]
+pub struct Runs {
+    live: Arc<Mutex<HashMap<RunKey, LiveRun>>>,
+    listings: Arc<Mutex<HashMap<RunKey, Listing>>>,
+    tasks: Arc<Mutex<HashMap<NamespacedName, Vec<AbortHandle>>>>,
+    fired: Arc<Mutex<HashMap<FiredKey, Timestamp>>>,
+    nudges: Arc<Mutex<Nudges>>,
+    trigger: mpsc::UnboundedSender<ObjectRef<ClusterBackup>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Runs {
+    /// An empty table; reconcile requests for ClusterBackups come out of the receiver.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<ClusterBackup>>) {
+        let (trigger, receiver) = mpsc::unbounded_channel();
+        let runs = Runs {
+            live: Arc::default(),
+            listings: Arc::default(),
+            tasks: Arc::default(),
+            fired: Arc::default(),
+            nudges: Arc::default(),
+            trigger,
+        };
+        (runs, receiver)
+    }
+
+    /// The run of `key` this process knows, if any.
+    pub fn live(&self, key: &RunKey) -> Option<LiveRun> {
+        lock(&self.live).get(key).cloned()
+    }
+
+    /// Records runs about to start, each `New`.
+    pub fn register(&self, keys: &[(RunKey, String)], firing: Timestamp) {
+        let mut live = lock(&self.live);
+        for (key, name) in keys {
+            live.insert(
+                key.clone(),
+                LiveRun {
+                    name: name.clone(),
+                    firing,
+                    status: BackupStatus::default(),
+                },
+            );
+        }
+    }
+
+    /// Forgets runs registered by [`Runs::register`] that will not start after all.
+    pub fn unregister(&self, keys: &[(RunKey, String)]) {
+        let mut live = lock(&self.live);
+        for (key, name) in keys {
+            if live.get(key).is_some_and(|run| &run.name == name) {
+                live.remove(key);
+            }
+        }
+    }
+
+    /// Updates the status of a live run (ignored if another run replaced it).
+    pub fn update(&self, key: &RunKey, name: &str, status: BackupStatus) {
+        if let Some(run) = lock(&self.live).get_mut(key)
+            && run.name == name
+        {
+            run.status = status;
+        }
+    }
+
+    /// Whether any registered run of `backup` in `namespace` has not finished.
+    pub fn any_running(&self, namespace: &str, backup: &str) -> bool {
+        lock(&self.live).iter().any(|(k, run)| {
+            k.namespace == namespace && k.backup == backup && !run.status.phase.is_terminal()
+        })
+    }
+
+    /// The stored runs of `key` as last listed.
+    pub fn listing(&self, key: &RunKey) -> Option<Listing> {
+        lock(&self.listings).get(key).cloned()
+    }
+
+    /// Records a fresh listing.
+    pub fn set_listing(&self, key: RunKey, runs: Result<Vec<StoredBackup>, String>) {
+        lock(&self.listings).insert(
+            key,
+            Listing {
+                at: Instant::now(),
+                runs,
+            },
+        );
+    }
+
+    /// Forgets everything about a deleted ClusterBackup.
+    pub fn forget(&self, namespace: &str, backup: &str) {
+        let ours = |k: &RunKey| k.namespace == namespace && k.backup == backup;
+        lock(&self.live).retain(|k, _| !ours(k));
+        lock(&self.listings).retain(|k, _| !ours(k));
+        lock(&self.fired).retain(|(ns, name, _), _| !(ns == namespace && name == backup));
+    }
+
+    /// The newest firing of a ClusterBackup (by namespace, name and uid) this process started,
+    /// which its status may not show yet.
+    pub fn last_fired(&self, namespace: &str, backup: &str, uid: &str) -> Option<Timestamp> {
+        lock(&self.fired)
+            .get(&(namespace.into(), backup.into(), uid.into()))
+            .copied()
+    }
+
+    /// Records a firing whose status was written.
+    pub fn set_fired(&self, namespace: &str, backup: &str, uid: &str, at: Timestamp) {
+        lock(&self.fired).insert((namespace.into(), backup.into(), uid.into()), at);
+    }
+
+    /// Keeps the task running a firing of `backup` so it can be stopped.
+    pub fn track(&self, namespace: &str, backup: &str, task: tokio::task::JoinHandle<()>) {
+        let mut tasks = lock(&self.tasks);
+        for handles in tasks.values_mut() {
+            handles.retain(|t| !t.is_finished());
+        }
+        tasks.retain(|_, handles| !handles.is_empty());
+        tasks
+            .entry((namespace.into(), backup.into()))
+            .or_default()
+            .push(task.abort_handle());
+    }
+
+    /// Stops the runs of one ClusterBackup (it is being deleted).
+    pub fn abort(&self, namespace: &str, backup: &str) {
+        if let Some(handles) = lock(&self.tasks).remove(&(namespace.into(), backup.into())) {
+            for task in handles {
+                task.abort();
+            }
+        }
+    }
+
+    /// Stops every run at once (the lease was lost): nothing they write is committed. Their
+    /// records are dropped; the next leader marks them Failed.
+    pub fn abort_all(&self) {
+        for (_, handles) in lock(&self.tasks).drain() {
+            for task in handles {
+                task.abort();
+            }
+        }
+        lock(&self.live).clear();
+        lock(&self.fired).clear();
+    }
+
+    /// Asks for a reconcile of `backup`, at most once per [`NUDGE_INTERVAL`]: the first nudge
+    /// goes at once, later ones within the interval are folded into one at its end.
+    pub fn nudge(&self, backup: ObjectRef<ClusterBackup>) {
+        let now = Instant::now();
+        let wait = {
+            let mut nudges = lock(&self.nudges);
+            if nudges.pending.contains(&backup) {
+                return;
+            }
+            match nudges.last.get(&backup).copied() {
+                Some(last) if now.duration_since(last) < NUDGE_INTERVAL => {
+                    nudges.pending.insert(backup.clone());
+                    NUDGE_INTERVAL - now.duration_since(last)
+                }
+                _ => {
+                    nudges.last.insert(backup.clone(), now);
+                    let _ = self.trigger.send(backup);
+                    return;
+                }
+            }
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            {
+                let mut nudges = lock(&this.nudges);
+                nudges.pending.remove(&backup);
+                nudges.last.insert(backup.clone(), Instant::now());
+            }
+            let _ = this.trigger.send(backup);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::Phase;
+
+    fn key(cluster: &str) -> RunKey {
+        RunKey {
+            namespace: "p".into(),
+            backup: "nightly".into(),
+            cluster: cluster.into(),
+        }
+    }
+
+    #[test]
+    fn registered_runs_are_live_until_unregistered_and_updates_follow_the_name() {
+        let (runs, _rx) = Runs::new();
+        let firing = Timestamp::from_second(1_800_000_000).unwrap();
+        let keys = vec![(key("c1"), "nightly-a".to_string())];
+        runs.register(&keys, firing);
+        assert!(runs.any_running("p", "nightly"));
+        let done = BackupStatus {
+            phase: Phase::Completed,
+            ..BackupStatus::default()
+        };
+        runs.update(&key("c1"), "other-name", done.clone());
+        assert_eq!(runs.live(&key("c1")).unwrap().status.phase, Phase::New);
+        runs.update(&key("c1"), "nightly-a", done);
+        assert!(!runs.any_running("p", "nightly"));
+        runs.unregister(&keys);
+        assert!(runs.live(&key("c1")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nudges_are_folded_into_one_per_interval() {
+        let (runs, mut rx) = Runs::new();
+        let backup = ObjectRef::<ClusterBackup>::new("nightly").within("p");
+        runs.nudge(backup.clone());
+        runs.nudge(backup.clone());
+        runs.nudge(backup.clone());
+        assert_eq!(rx.recv().await, Some(backup.clone()));
+        assert!(rx.try_recv().is_err(), "the second and third nudge wait");
+        tokio::time::sleep(NUDGE_INTERVAL).await;
+        assert_eq!(rx.recv().await, Some(backup.clone()));
+        assert!(rx.try_recv().is_err(), "folded into one");
+    }
+}

@@ -1,0 +1,326 @@
+//! Wiring: the management client, the admin server, leader election, and one kube-runtime
+//! `Controller` per kind, run only while this replica holds the Lease.
+//!
+//! Reconciles are triggered by changes, never by a polling loop: a ClusterBackup is woken at
+//! its next firing (the reconcile's requeue), by its runs (progress and completion), by changes
+//! to the ManagedClusters and StorageLocations of its namespace, and by a slow storage resync;
+//! StorageLocations and ManagedClusters also when the Secrets they reference change.
+
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::api::{ClusterBackup, ManagedCluster, StorageLocation};
+use crate::clock::{Clock, SystemClock};
+use crate::context::{Context, Settings, Stores};
+use crate::lease::{self, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::reconcile::{self, Backoff, cluster_backup, managed_cluster, storage_location};
+use crate::runs::Runs;
+
+/// How `backup-controller run` was configured.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Kubeconfig of the management cluster; in-cluster config (or `$KUBECONFIG`) when `None`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig.
+    pub context: Option<String>,
+    /// Where `/livez`, `/readyz` and `/metrics` are served.
+    pub admin_addr: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// This replica's identity in the Lease and in Events.
+    pub identity: String,
+    /// Whether to elect a leader (off: this replica always reconciles; for a single replica).
+    pub leader_election: bool,
+    /// Tunables.
+    pub settings: Settings,
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    run_with_clock(config, Arc::new(SystemClock), shutdown).await
+}
+
+/// [`run`] with an injected clock.
+pub async fn run_with_clock(
+    config: RunConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let client = match &config.kubeconfig {
+        Some(path) => {
+            backup_velero::kubeconfig::client_from_file(path, config.context.as_deref()).await?
+        }
+        None => backup_velero::kubeconfig::client_from_default(config.context.as_deref()).await?,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.admin_addr)
+        .await
+        .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
+    tracing::info!(addr = %config.admin_addr, "admin server listening (/livez, /readyz, /metrics)");
+    let admin_stop = stopped(stop_rx.clone());
+    let admin = tokio::spawn(async move {
+        axum::serve(listener, admin::router(admin_state))
+            .with_graceful_shutdown(admin_stop)
+            .await
+    });
+
+    wait_for_api(&client, stopped(stop_rx.clone())).await;
+    ready.store(true, Ordering::Relaxed);
+
+    let (leading_tx, mut leading) = watch::channel(!config.leader_election);
+    let election = if config.leader_election {
+        let lease = LeaseConfig::new(&config.lease_namespace, &config.identity);
+        Some(tokio::spawn(lease::run(
+            client.clone(),
+            lease,
+            leading_tx,
+            stopped(stop_rx.clone()),
+        )))
+    } else {
+        None
+    };
+
+    let mut stop = stop_rx.clone();
+    loop {
+        // Wait to lead.
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
+        }
+        metrics.set_leader(true);
+        tracing::info!(identity = %config.identity, "reconciling as the leader");
+        let (runs, triggers) = Runs::new();
+        let term = controllers(
+            client.clone(),
+            clock.clone(),
+            metrics.clone(),
+            runs.clone(),
+            triggers,
+            config.settings.clone(),
+            &config.identity,
+        );
+        tokio::select! {
+            _ = term => {}
+            _ = stop.wait_for(|s| *s) => {}
+            _ = leading.wait_for(|l| !*l) => {
+                tracing::warn!("leadership lost: stopped reconciling and every running backup");
+            }
+        }
+        // Dropping the controllers stopped their reconciles; stop the runs they started.
+        runs.abort_all();
+        metrics.set_leader(false);
+        if *stop.borrow() {
+            break;
+        }
+    }
+    if let Some(election) = election {
+        let _ = election.await;
+    }
+    let _ = admin.await;
+    Ok(())
+}
+
+/// Waits until the management API answers (so `/readyz` means something).
+async fn wait_for_api(client: &kube::Client, stopped: impl Future<Output = ()>) {
+    tokio::pin!(stopped);
+    loop {
+        match client.apiserver_version().await {
+            Ok(v) => {
+                tracing::info!(version = %v.git_version, "management cluster reachable");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "management cluster not reachable yet"),
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// A hash of what matters to others about an object: its generation and labels (not its
+/// status), so status-only updates of hundreds of clusters do not wake every ClusterBackup.
+fn spec_and_labels<K: Resource>(object: &K) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    object.meta().generation.hash(&mut hasher);
+    object.meta().labels.hash(&mut hasher);
+    object.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// Every ClusterBackup of `namespace`.
+fn backups_in(
+    store: &Store<ClusterBackup>,
+    namespace: Option<String>,
+) -> Vec<ObjectRef<ClusterBackup>> {
+    store
+        .state()
+        .iter()
+        .filter(|b| b.namespace() == namespace)
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// The three controllers, run until one of them ends (they end only if their watches do).
+async fn controllers(
+    client: kube::Client,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    runs: Runs,
+    triggers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<ClusterBackup>>,
+    settings: Settings,
+    identity: &str,
+) {
+    let wc = watcher::Config::default();
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
+
+    let locations = Controller::new(Api::<StorageLocation>::all(client.clone()), wc.clone());
+    let location_store = locations.store();
+    let clusters = Controller::new(Api::<ManagedCluster>::all(client.clone()), wc.clone());
+    let cluster_store = clusters.store();
+    let backups = Controller::new(Api::<ClusterBackup>::all(client.clone()), wc.clone());
+    let backup_store = backups.store();
+
+    // A Secret changed: its locations and clusters look again (credentials, kubeconfigs).
+    let by_secret_locations = location_store.clone();
+    let locations = locations.watches(secrets.clone(), wc.clone(), move |secret| {
+        by_secret_locations
+            .state()
+            .iter()
+            .filter(|l| {
+                l.namespace() == secret.namespace()
+                    && l.spec.credential.as_ref().map(|c| c.name.as_str())
+                        == Some(secret.name_any().as_str())
+            })
+            .map(|l| ObjectRef::from_obj(l.as_ref()))
+            .collect::<Vec<_>>()
+    });
+    let by_secret_clusters = cluster_store.clone();
+    let clusters = clusters.watches(secrets, wc.clone(), move |secret| {
+        by_secret_clusters
+            .state()
+            .iter()
+            .filter(|c| {
+                c.namespace() == secret.namespace() && c.spec.kubeconfig.name == secret.name_any()
+            })
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect::<Vec<_>>()
+    });
+
+    // ClusterBackups look again when a cluster or location of their namespace changes its
+    // spec or labels, and when their runs progress or end.
+    let store = backup_store.clone();
+    let cluster_changes = watcher(Api::<ManagedCluster>::all(client.clone()), wc.clone())
+        .touched_objects()
+        .predicate_filter(spec_and_labels, PredicateConfig::default())
+        .filter_map(|c| future::ready(c.ok()))
+        .flat_map(move |c| futures::stream::iter(backups_in(&store, c.namespace())));
+    let store = backup_store.clone();
+    let location_changes = watcher(Api::<StorageLocation>::all(client.clone()), wc.clone())
+        .touched_objects()
+        .predicate_filter(spec_and_labels, PredicateConfig::default())
+        .filter_map(|l| future::ready(l.ok()))
+        .flat_map(move |l| futures::stream::iter(backups_in(&store, l.namespace())));
+    let backups = backups
+        .reconcile_on(tokio_stream_of(triggers))
+        .reconcile_on(cluster_changes)
+        .reconcile_on(location_changes);
+
+    let stores = Stores {
+        locations: location_store,
+        clusters: cluster_store,
+        backups: backup_store,
+    };
+    let ctx = Arc::new(Context::new(
+        client, clock, metrics, stores, runs, settings, identity,
+    ));
+
+    let run_locations = locations.run(
+        |o, c| with_backoff_reset(storage_location::reconcile(o.clone(), c.clone()), o, c),
+        error_policy(storage_location::CONTROLLER),
+        ctx.clone(),
+    );
+    let run_clusters = clusters.run(
+        |o, c| with_backoff_reset(managed_cluster::reconcile(o.clone(), c.clone()), o, c),
+        error_policy(managed_cluster::CONTROLLER),
+        ctx.clone(),
+    );
+    let run_backups = backups.run(
+        |o, c| with_backoff_reset(cluster_backup::reconcile(o.clone(), c.clone()), o, c),
+        error_policy(cluster_backup::CONTROLLER),
+        ctx.clone(),
+    );
+    let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| future::ready(()));
+    tokio::select! {
+        _ = drain(run_locations.map(|_| ()).boxed()) => {}
+        _ = drain(run_clusters.map(|_| ()).boxed()) => {}
+        _ = drain(run_backups.map(|_| ()).boxed()) => {}
+    }
+}
+
+/// The shared backoff of all controllers (keys are object references, unique across kinds).
+fn backoff() -> &'static Backoff {
+    static BACKOFF: std::sync::OnceLock<Backoff> = std::sync::OnceLock::new();
+    BACKOFF.get_or_init(Backoff::default)
+}
+
+/// Resets an object's backoff when its reconcile succeeds.
+async fn with_backoff_reset<K: Resource<DynamicType = ()>>(
+    reconcile: impl Future<Output = crate::error::Result<kube::runtime::controller::Action>>,
+    object: Arc<K>,
+    _ctx: Arc<Context>,
+) -> crate::error::Result<kube::runtime::controller::Action> {
+    let result = reconcile.await;
+    if result.is_ok() {
+        backoff().reset(&ObjectRef::from_obj(object.as_ref()).to_string());
+    }
+    result
+}
+
+/// The error policy of `controller`.
+fn error_policy<K: Resource<DynamicType = ()>>(
+    controller: &'static str,
+) -> impl Fn(Arc<K>, &crate::Error, Arc<Context>) -> kube::runtime::controller::Action {
+    move |object, error, ctx| {
+        reconcile::error_policy(controller, object.as_ref(), error, &ctx, backoff())
+    }
+}
+
+/// A stream of what arrives on `receiver`.
+fn tokio_stream_of<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
