@@ -1,4 +1,5 @@
-//! `cargo xtask crds velero [--out DIR]`: Velero's CRDs as generated from our Rust types.
+//! `cargo xtask crds [backupfleet|velero] [--out DIR]`: our CRDs (the same stream as
+//! `backup-controller crds`) or Velero's, as generated from the Rust types.
 //!
 //! Tests and local setups install exactly the schema the in-cluster engine reads and writes,
 //! so there is no hand-maintained YAML to drift from the types.
@@ -11,6 +12,8 @@ use clap::{Args, ValueEnum};
 /// Which set of CRDs to write.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum CrdSet {
+    /// Our `backupfleet.dev/v1alpha1` kinds, what the controller serves.
+    Backupfleet,
     /// Velero's `velero.io/v1` kinds the in-cluster engine uses.
     Velero,
 }
@@ -19,6 +22,7 @@ pub enum CrdSet {
 #[derive(Args, Debug)]
 pub struct CrdsArgs {
     /// Which CRDs.
+    #[arg(default_value = "backupfleet")]
     set: CrdSet,
     /// Write one `<crd-name>.yaml` per CRD into this directory instead of one YAML stream to stdout.
     #[arg(long)]
@@ -28,6 +32,7 @@ pub struct CrdsArgs {
 /// Writes the requested CRDs.
 pub fn run(args: CrdsArgs) -> Result<()> {
     let crds = match args.set {
+        CrdSet::Backupfleet => backup_controller::api::crds(),
         CrdSet::Velero => backup_velero::api::crds(),
     };
     match args.out {
@@ -43,10 +48,22 @@ pub fn run(args: CrdsArgs) -> Result<()> {
             }
         }
         None => {
+            let mut stream = String::new();
             for crd in &crds {
-                print!("---\n{}", serde_yaml_ng::to_string(crd)?);
+                stream.push_str("---\n");
+                stream.push_str(&serde_yaml_ng::to_string(crd)?);
             }
+            write_stdout(&stream)?;
         }
     }
     Ok(())
+}
+
+/// Writes `text` to stdout; a reader that stops early (`| head`) is not an error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
 }

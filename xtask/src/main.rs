@@ -31,7 +31,7 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Everything CI runs: install prerequisites, fmt, clippy, local control plane, all tests.
     Test(test_runner::TestArgs),
-    /// Write CustomResourceDefinition YAML (e.g. `crds velero --out DIR`) for tests and installs.
+    /// Write CustomResourceDefinition YAML: ours (default) or `velero`, to stdout or `--out DIR`.
     Crds(crds::CrdsArgs),
 }
 

@@ -100,3 +100,15 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Prints every CRD as one YAML stream; a reader that stops early (`| head`) is not an error.
+pub fn print_crds() -> Result<(), String> {
+    use std::io::Write;
+    let yaml = backup_controller::api::crds_yaml().map_err(|e| e.to_string())?;
+    match std::io::stdout().lock().write_all(yaml.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing to stdout: {e}"))
+        }
+        _ => Ok(()),
+    }
+}

@@ -82,9 +82,12 @@ impl Error {
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.is_retryable(),
+                // The helper patches finalizers with a JSON-patch `test` of the list it read;
+                // 422 means the object changed meanwhile, which a retry resolves.
                 kube::runtime::finalizer::Error::AddFinalizer(e)
                 | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
                     backup_velero::kube_errors::is_retryable(e)
+                        || backup_velero::kube_errors::status_code(e) == Some(422)
                 }
                 _ => false,
             },

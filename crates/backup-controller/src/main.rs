@@ -8,11 +8,8 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let cli = args::Cli::parse();
     match cli.command {
-        args::Command::Crds => match backup_controller::api::crds_yaml() {
-            Ok(yaml) => {
-                print!("{yaml}");
-                std::process::ExitCode::SUCCESS
-            }
+        args::Command::Crds => match args::print_crds() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
                 std::process::ExitCode::FAILURE
