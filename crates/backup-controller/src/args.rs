@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// Reconcile without electing a leader (only for a single replica).
     #[arg(long)]
     pub no_leader_election: bool,
+    /// Reconcile only the objects of this namespace (one project); every namespace by default.
+    #[arg(long)]
+    pub namespace: Option<String>,
     /// How often each ManagedCluster is checked for reachability (Go duration).
     #[arg(long, default_value = "10m", value_parser = duration)]
     pub cluster_probe_every: Duration,
@@ -82,6 +85,7 @@ impl RunArgs {
             lease_namespace: self.lease_namespace,
             identity,
             leader_election: !self.no_leader_election,
+            namespace: self.namespace,
             settings: Settings {
                 cluster_probe_every: self.cluster_probe_every,
                 storage_resync: self.storage_resync,

@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub identity: String,
     /// Whether to elect a leader (off: this replica always reconciles; for a single replica).
     pub leader_election: bool,
+    /// Reconcile only this namespace's objects (one project per controller); all when `None`.
+    pub namespace: Option<String>,
     /// Tunables.
     pub settings: Settings,
 }
@@ -124,6 +126,7 @@ pub async fn run_with_clock(
         let (runs, triggers) = Runs::new();
         let term = controllers(
             client.clone(),
+            config.namespace.as_deref(),
             clock.clone(),
             metrics.clone(),
             runs.clone(),
@@ -196,6 +199,7 @@ fn backups_in(
 /// The three controllers, run until one of them ends (they end only if their watches do).
 async fn controllers(
     client: kube::Client,
+    namespace: Option<&str>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     runs: Runs,
@@ -204,13 +208,13 @@ async fn controllers(
     identity: &str,
 ) {
     let wc = watcher::Config::default();
-    let secrets: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
+    let secrets: Api<PartialObjectMeta<Secret>> = api(&client, namespace);
 
-    let locations = Controller::new(Api::<StorageLocation>::all(client.clone()), wc.clone());
+    let locations = Controller::new(api::<StorageLocation>(&client, namespace), wc.clone());
     let location_store = locations.store();
-    let clusters = Controller::new(Api::<ManagedCluster>::all(client.clone()), wc.clone());
+    let clusters = Controller::new(api::<ManagedCluster>(&client, namespace), wc.clone());
     let cluster_store = clusters.store();
-    let backups = Controller::new(Api::<ClusterBackup>::all(client.clone()), wc.clone());
+    let backups = Controller::new(api::<ClusterBackup>(&client, namespace), wc.clone());
     let backup_store = backups.store();
 
     // A Secret changed: its locations and clusters look again (credentials, kubeconfigs).
@@ -242,13 +246,13 @@ async fn controllers(
     // ClusterBackups look again when a cluster or location of their namespace changes its
     // spec or labels, and when their runs progress or end.
     let store = backup_store.clone();
-    let cluster_changes = watcher(Api::<ManagedCluster>::all(client.clone()), wc.clone())
+    let cluster_changes = watcher(api::<ManagedCluster>(&client, namespace), wc.clone())
         .touched_objects()
         .predicate_filter(spec_and_labels, PredicateConfig::default())
         .filter_map(|c| future::ready(c.ok()))
         .flat_map(move |c| futures::stream::iter(backups_in(&store, c.namespace())));
     let store = backup_store.clone();
-    let location_changes = watcher(Api::<StorageLocation>::all(client.clone()), wc.clone())
+    let location_changes = watcher(api::<StorageLocation>(&client, namespace), wc.clone())
         .touched_objects()
         .predicate_filter(spec_and_labels, PredicateConfig::default())
         .filter_map(|l| future::ready(l.ok()))
@@ -287,6 +291,18 @@ async fn controllers(
         _ = drain(run_locations.map(|_| ()).boxed()) => {}
         _ = drain(run_clusters.map(|_| ()).boxed()) => {}
         _ = drain(run_backups.map(|_| ()).boxed()) => {}
+    }
+}
+
+/// The API of `K` in `namespace`, or in every namespace.
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
 

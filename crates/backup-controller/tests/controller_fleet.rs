@@ -1,0 +1,201 @@
+//! The fleet controller end to end on the local control plane: a real controller process,
+//! real apiservers (mgmt, c1, c2), a real S3 server. Each test is its own project namespace
+//! with its own controller process scoped to it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use backup_core::BackupKind;
+use backup_storage::BackupName;
+use serde_json::{Value, json};
+use tests::controller::{ControllerProcess, Project, has_condition};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
+}
+
+async fn project(test: &str) -> Result<Project> {
+    Project::create(test, &backup_controller::api::crds()).await
+}
+
+/// The names of a cluster's runs in storage, oldest first (what `backupctl backup list
+/// --project <ns> --cluster <cluster>` lists).
+async fn stored_runs(project: &Project, cluster: &str) -> Result<Vec<String>> {
+    let listing = project
+        .repository(cluster)?
+        .list(BackupKind::Resources)
+        .await?;
+    ensure!(listing.problems.is_empty(), "{:?}", listing.problems);
+    Ok(listing
+        .manifests
+        .iter()
+        .map(|m| m.name.to_string())
+        .collect())
+}
+
+fn runs_of(status: &Value, cluster: &str) -> Value {
+    status["status"]["clusters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["cluster"] == cluster))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn a_scheduled_fleet_backup_runs_on_the_selected_clusters_keeps_n_and_reports_from_storage()
+-> Result<()> {
+    let p = project("fleet_schedule").await?;
+    p.apply(p.s3_location("main", true)?).await?;
+    p.apply(p.cluster("c1", "c1", json!({"env": "prod"})))
+        .await?;
+    p.apply(p.cluster("c2", "c2", json!({"env": "prod"})))
+        .await?;
+    p.apply(p.cluster("dev", "c1", json!({"env": "dev"})))
+        .await?;
+    p.apply(json!({
+        "kind": "ClusterBackup",
+        "metadata": {"name": "nightly"},
+        "spec": {
+            "clusters": {"selector": {"matchLabels": {"env": "prod"}}},
+            "schedule": "@every 4s",
+            "template": {"includedNamespaces": ["kube-system"], "ttl": "1h"},
+            "retention": {"keep": 2}
+        }
+    }))
+    .await?;
+    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+
+    // Three firings: keep 2 leaves exactly the newest two of each selected cluster.
+    let done = p
+        .wait_for(
+            "ClusterBackup",
+            "nightly",
+            Duration::from_secs(60),
+            "three completed firings on both clusters",
+            |b| {
+                ["c1", "c2"].iter().all(|c| {
+                    let runs = runs_of(b, c);
+                    runs["lastBackup"]["phase"] == "Completed"
+                        && runs["backups"].as_array().is_some_and(|a| a.len() == 2)
+                        && runs["lastSuccessfulBackup"] == runs["lastBackup"]["name"]
+                }) && b["status"]["lastScheduleTime"].is_string()
+            },
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    // Wait until retention has caught up with the third firing in storage, then compare.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = p.get("ClusterBackup", "nightly").await?;
+    assert_eq!(status["status"]["phase"], "Completed", "{status:#}");
+    assert!(
+        has_condition(&status, "Ready", "True", "Ready"),
+        "{status:#}"
+    );
+    assert!(has_condition(&status, "Degraded", "False", "NoFailedRuns"));
+    let clusters: Vec<&str> = status["status"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cluster"].as_str().unwrap())
+        .collect();
+    assert_eq!(clusters, ["c1", "c2"], "the dev cluster is not selected");
+    assert!(stored_runs(&p, "dev").await?.is_empty());
+    for cluster in ["c1", "c2"] {
+        let stored = stored_runs(&p, cluster).await?;
+        assert!(stored.len() <= 3, "{cluster}: {stored:?}");
+        for name in &stored {
+            assert!(
+                name.starts_with("nightly-") && name.len() == "nightly-".len() + 14,
+                "run names are <clusterbackup>-<YYYYMMDDhhmmss>: {name}"
+            );
+            // Each stored run is complete and verifies.
+            let repo = p.repository(cluster)?;
+            repo.verify(BackupKind::Resources, &BackupName::new(name.as_str())?)
+                .await?;
+        }
+        let listed: Vec<String> = runs_of(&status, cluster)["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let mut newest_first = stored.clone();
+        newest_first.reverse();
+        assert_eq!(
+            listed,
+            newest_first[..listed.len()],
+            "{cluster}: status lists storage's runs"
+        );
+    }
+    drop(done);
+
+    // The metrics the issue names.
+    let (code, metrics) = controller.get("/metrics")?;
+    assert_eq!(code, 200);
+    for expected in [
+        "backupfleet_leader 1",
+        "backupfleet_backup_runs_total{phase=\"Completed\",engine=\"direct\"}",
+        &format!(
+            "backupfleet_last_successful_backup_timestamp_seconds{{namespace=\"{}\",clusterbackup=\"nightly\",cluster=\"c1\"}}",
+            p.name()
+        ),
+        &format!(
+            "backupfleet_storage_location_available{{namespace=\"{}\",name=\"main\"}} 1",
+            p.name()
+        ),
+        "backupfleet_reconcile_total{controller=\"clusterbackup\"}",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    assert_eq!(controller.get("/livez")?.0, 200);
+    p.delete().await
+}
+
+#[tokio::test]
+async fn a_one_time_backup_runs_once_and_an_edit_does_not_run_it_again() -> Result<()> {
+    let p = project("one_time").await?;
+    p.apply(p.s3_location("main", true)?).await?;
+    p.apply(p.cluster("c1", "c1", json!({}))).await?;
+    let backup = |namespaces: Value| {
+        json!({
+            "kind": "ClusterBackup",
+            "metadata": {"name": "before-upgrade"},
+            "spec": {"template": {"includedNamespaces": namespaces}}
+        })
+    };
+    p.apply(backup(json!(["kube-system"]))).await?;
+    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    p.wait_for(
+        "ClusterBackup",
+        "before-upgrade",
+        Duration::from_secs(60),
+        "the one-time run completed",
+        |b| runs_of(b, "c1")["lastBackup"]["phase"] == "Completed",
+    )
+    .await
+    .with_context(|| controller.log_text())?;
+    assert_eq!(stored_runs(&p, "c1").await?, ["before-upgrade"]);
+
+    p.apply(backup(json!(["default"]))).await?;
+    let edited = p
+        .wait_for(
+            "ClusterBackup",
+            "before-upgrade",
+            Duration::from_secs(30),
+            "the Immutable condition",
+            |b| has_condition(b, "Immutable", "True", "OneTimeBackupAlreadyRan"),
+        )
+        .await?;
+    assert_eq!(edited["status"]["lastRunGeneration"], 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stored_runs(&p, "c1").await?,
+        ["before-upgrade"],
+        "not run again"
+    );
+    p.delete().await
+}

@@ -1,0 +1,433 @@
+//! The fleet controller under test: a project namespace on `mgmt` with the secrets a test
+//! needs, the controller running as a real process scoped to that namespace, and waits on the
+//! objects it writes.
+//!
+//! Each test gets its own namespace (its project) and its own controller process started with
+//! `--namespace <ns> --lease-namespace <ns>`, so tests run in parallel without seeing each
+//! other's objects, and a test can `kill -9` its controller without disturbing the others.
+//! Objects are handled as JSON (`DynamicObject`) so this crate needs no controller types.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use backup_storage::Repository;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::{TestNamespace, shared, unique_name};
+
+/// Our API group and version.
+pub const API_VERSION: &str = "backupfleet.dev/v1alpha1";
+/// The field manager tests apply objects with.
+const MANAGER: &str = "controller-tests";
+/// The Secret holding the S3 credentials, in Velero's AWS format.
+pub const S3_SECRET: &str = "s3-creds";
+
+/// Applies `crds` and waits until each is Established. Idempotent.
+pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PatchParams::apply(MANAGER).force();
+    for crd in crds {
+        let name = crd.name_any();
+        api.patch(&name, &pp, &Patch::Apply(crd))
+            .await
+            .with_context(|| format!("applying CRD {name}"))?;
+    }
+    for crd in crds {
+        let name = crd.name_any();
+        wait_until(
+            Duration::from_secs(60),
+            &format!("CRD {name} Established"),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let c = api.get(&name).await?;
+                    Ok(c.status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True"))
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Polls `check` every 200 ms until it returns true; fails after `timeout` naming `what`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let start = Instant::now();
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if start.elapsed() > timeout {
+            match last_error {
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+                }
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One project: a namespace on `mgmt` holding the S3 credentials and a kubeconfig Secret per
+/// user cluster (`c1-kubeconfig`, `c2-kubeconfig`), plus a unique storage prefix.
+pub struct Project {
+    /// The namespace (the project's name).
+    pub ns: TestNamespace,
+    /// A client for `mgmt`.
+    pub mgmt: Client,
+    /// Prefix inside the S3 bucket, unique to this test.
+    pub prefix: String,
+}
+
+impl Project {
+    /// Installs `crds` and creates the project's namespace and Secrets.
+    pub async fn create(test: &str, crds: &[CustomResourceDefinition]) -> Result<Self> {
+        let env = shared()?;
+        let mgmt = env.client("mgmt").await?;
+        install_crds(&mgmt, crds).await?;
+        let ns = TestNamespace::create(&mgmt, test).await?;
+        let project = Project {
+            prefix: unique_name("p", test),
+            ns,
+            mgmt,
+        };
+        let s3 = env.s3();
+        project
+            .secret(
+                S3_SECRET,
+                "cloud",
+                format!(
+                    "[default]\naws_access_key_id={}\naws_secret_access_key={}\n",
+                    s3.access_key_id, s3.secret_access_key
+                )
+                .as_bytes(),
+            )
+            .await?;
+        for cluster in env.user_clusters() {
+            let kubeconfig = std::fs::read(&cluster.inline_kubeconfig)
+                .with_context(|| format!("reading {}", cluster.inline_kubeconfig.display()))?;
+            project
+                .secret(
+                    &format!("{}-kubeconfig", cluster.name),
+                    "kubeconfig",
+                    &kubeconfig,
+                )
+                .await?;
+        }
+        Ok(project)
+    }
+
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.ns.name
+    }
+
+    /// Creates or replaces Secret `name` with one `key`.
+    pub async fn secret(&self, name: &str, key: &str, value: &[u8]) -> Result<()> {
+        let api: Api<Secret> = Api::namespaced(self.mgmt.clone(), self.name());
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name},
+            "data": {key: k8s_openapi::ByteString(value.to_vec())},
+        }))?;
+        api.patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .with_context(|| format!("applying Secret {name}"))?;
+        Ok(())
+    }
+
+    /// The API of our `kind` (plural `plural`) in this namespace.
+    pub fn api(&self, kind: &str, plural: &str) -> Api<DynamicObject> {
+        let ar = ApiResource {
+            group: "backupfleet.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: API_VERSION.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        Api::namespaced_with(self.mgmt.clone(), self.name(), &ar)
+    }
+
+    /// Applies one of our objects (`{"kind": ..., "metadata": {"name": ...}, "spec": ...}`) by
+    /// server-side apply, in this namespace.
+    pub async fn apply(&self, object: Value) -> Result<()> {
+        let kind = object["kind"]
+            .as_str()
+            .context("object has no kind")?
+            .to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .context("object has no name")?
+            .to_string();
+        let mut object = object;
+        object["apiVersion"] = json!(API_VERSION);
+        let api = self.api(&kind, &plural(&kind));
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .with_context(|| format!("applying {kind} {name}"))?;
+        Ok(())
+    }
+
+    /// A StorageLocation `name` on the shared S3 server, under this test's prefix.
+    pub fn s3_location(&self, name: &str, default: bool) -> Result<Value> {
+        let s3 = &shared()?.s3();
+        Ok(json!({
+            "kind": "StorageLocation",
+            "metadata": {"name": name},
+            "spec": {
+                "provider": "aws",
+                "objectStorage": {"bucket": s3.bucket, "prefix": self.prefix},
+                "config": {"region": s3.region, "s3Url": s3.endpoint, "s3ForcePathStyle": "true"},
+                "credential": {"name": S3_SECRET, "key": "cloud"},
+                "default": default,
+                "validationFrequency": "1m",
+            }
+        }))
+    }
+
+    /// A ManagedCluster `name` reaching user cluster `target` (`c1` or `c2`).
+    pub fn cluster(&self, name: &str, target: &str, labels: Value) -> Value {
+        json!({
+            "kind": "ManagedCluster",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"kubeconfig": {"name": format!("{target}-kubeconfig"), "key": "kubeconfig"}}
+        })
+    }
+
+    /// The repository of cluster `cluster`'s runs: `<bucket>/<prefix>/<namespace>/<cluster>/`.
+    pub fn repository(&self, cluster: &str) -> Result<Repository> {
+        let s3 = shared()?.s3();
+        let options = [
+            ("region", s3.region.clone()),
+            ("s3Url", s3.endpoint.clone()),
+            ("access_key_id", s3.access_key_id.clone()),
+            ("secret_access_key", s3.secret_access_key.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Ok(
+            Repository::open(&format!("s3://{}/{}", s3.bucket, self.prefix), &options)?
+                .scoped_str(self.name(), cluster)?,
+        )
+    }
+
+    /// Reads object `name` of `kind` as JSON.
+    pub async fn get(&self, kind: &str, name: &str) -> Result<Value> {
+        let object = self.api(kind, &plural(kind)).get(name).await?;
+        Ok(serde_json::to_value(object)?)
+    }
+
+    /// Waits until object `name` of `kind` satisfies `check` (its JSON); returns that JSON.
+    pub async fn wait_for(
+        &self,
+        kind: &str,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let start = Instant::now();
+        loop {
+            let last = self.get(kind, name).await;
+            if let Ok(v) = &last
+                && check(v)
+            {
+                return Ok(v.clone());
+            }
+            if start.elapsed() > timeout {
+                let shown = match last {
+                    Ok(v) => serde_json::to_string_pretty(&v["status"])?,
+                    Err(e) => format!("{e:#}"),
+                };
+                bail!(
+                    "timed out after {timeout:?} waiting for {kind} {name}: {what}; status:\n{shown}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes the namespace (objects with our finalizer are cleaned up by the controller if it
+    /// still runs; otherwise the namespace is left for `env down`).
+    pub async fn delete(self) -> Result<()> {
+        self.ns.delete().await
+    }
+}
+
+/// The condition `type_` of an object's status, as JSON.
+pub fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// Whether condition `type_` has `status` (`"True"`, `"False"`) and `reason`.
+pub fn has_condition(object: &Value, type_: &str, status: &str, reason: &str) -> bool {
+    condition(object, type_).is_some_and(|c| c["status"] == status && c["reason"] == reason)
+}
+
+/// The plural of one of our kinds.
+pub fn plural(kind: &str) -> String {
+    format!("{}s", kind.to_ascii_lowercase())
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released at once).
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A controller process scoped to one project namespace. Dropping it kills the process.
+pub struct ControllerProcess {
+    child: Option<Child>,
+    /// Its admin address (`/livez`, `/readyz`, `/metrics`).
+    pub admin: SocketAddr,
+    /// Its identity in the Lease.
+    pub identity: String,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts `binary run` against `mgmt` for `project`, with `extra` arguments, and waits until
+    /// its `/readyz` answers.
+    pub async fn start(
+        binary: &Path,
+        project: &Project,
+        identity: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let env = shared()?;
+        let mgmt = env.management()?;
+        let port = free_port()?;
+        let admin: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let log_dir = env.state.dir.join("controller-logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let log = log_dir.join(format!("{}-{identity}.log", project.name()));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(binary)
+            .args(["run", "--kubeconfig"])
+            .arg(&mgmt.kubeconfig)
+            .args(["--context", &mgmt.context])
+            .args(["--namespace", project.name()])
+            .args(["--lease-namespace", project.name()])
+            .args(["--identity", identity])
+            .args(["--admin-addr", &admin.to_string()])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let process = ControllerProcess {
+            child: Some(child),
+            admin,
+            identity: identity.to_string(),
+            log,
+        };
+        wait_until(Duration::from_secs(30), "the controller's /readyz", || {
+            let ready = http_get(admin, "/readyz").map(|(code, _)| code == 200);
+            async move { Ok(ready.unwrap_or(false)) }
+        })
+        .await
+        .with_context(|| format!("controller log:\n{}", process.log_text()))?;
+        Ok(process)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9`: no cleanup, no lease release, runs cut off mid-way.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .context("the controller was already stopped")?;
+        #[allow(unsafe_code)]
+        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        Ok(child.wait()?)
+    }
+
+    /// GET `path` on the admin server: status code and body.
+    pub fn get(&self, path: &str) -> Result<(u16, String)> {
+        http_get(self.admin, path)
+    }
+
+    /// What the controller logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback (the admin server), returning status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status line")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
