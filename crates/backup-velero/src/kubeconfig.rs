@@ -38,7 +38,11 @@ impl fmt::Display for KubeconfigOrigin {
             Self::File(path) => write!(f, "kubeconfig {}", path.display()),
             Self::Files(paths) => {
                 let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                write!(f, "the kubeconfig files {} ($KUBECONFIG)", list.join(", "))
+                write!(
+                    f,
+                    "the kubeconfig merged from {} ($KUBECONFIG)",
+                    list.join(", ")
+                )
             }
             Self::InCluster => f.write_str("the in-cluster configuration"),
         }
