@@ -126,13 +126,11 @@ pub async fn run_with_clock(
         let (runs, triggers) = Runs::new();
         let term = controllers(
             client.clone(),
-            config.namespace.as_deref(),
+            &config,
             clock.clone(),
             metrics.clone(),
             runs.clone(),
             triggers,
-            config.settings.clone(),
-            &config.identity,
         );
         tokio::select! {
             _ = term => {}
@@ -199,14 +197,13 @@ fn backups_in(
 /// The three controllers, run until one of them ends (they end only if their watches do).
 async fn controllers(
     client: kube::Client,
-    namespace: Option<&str>,
+    config: &RunConfig,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     runs: Runs,
     triggers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<ClusterBackup>>,
-    settings: Settings,
-    identity: &str,
 ) {
+    let namespace = config.namespace.as_deref();
     let wc = watcher::Config::default();
     let secrets: Api<PartialObjectMeta<Secret>> = api(&client, namespace);
 
@@ -268,7 +265,13 @@ async fn controllers(
         backups: backup_store,
     };
     let ctx = Arc::new(Context::new(
-        client, clock, metrics, stores, runs, settings, identity,
+        client,
+        clock,
+        metrics,
+        stores,
+        runs,
+        config.settings.clone(),
+        &config.identity,
     ));
 
     let run_locations = locations.run(
