@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn another_holder_is_waited_for_until_its_record_stood_still_for_the_duration() {
         assert_eq!(
-            decide("a", Some("b"), Duration::from_secs(14), D),
+            decide("a", Some("b"), Duration::from_secs(11), D),
             Step::Wait
         );
         assert_eq!(decide("a", Some("b"), D, D), Step::Claim);
