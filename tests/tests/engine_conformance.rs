@@ -387,6 +387,48 @@ async fn check_delete(h: &impl EngineHarness) -> Result<()> {
     Ok(())
 }
 
+/// Listing: finished backups are listed with their recorded phase, counts and labels, oldest
+/// first; a selector keeps only the backups whose labels match; a deleted backup is gone.
+async fn check_list(h: &impl EngineHarness) -> Result<()> {
+    let e = h.engine();
+    let labelled = |schedule: &str| {
+        let mut spec = h.spec();
+        spec.labels
+            .insert("velero.io/schedule-name".into(), schedule.into());
+        spec
+    };
+    e.start_backup("listed-one", &labelled("nightly")).await?;
+    h.drive_to_completion("listed-one").await?;
+    e.start_backup("listed-two", &labelled("nightly")).await?;
+    h.drive_to_completion("listed-two").await?;
+    e.start_backup("other", &labelled("weekly")).await?;
+    h.drive_to_completion("other").await?;
+
+    let nightly = LabelSelector::parse("velero.io/schedule-name=nightly")?;
+    let listed = e.list_backups(&nightly).await?;
+    let names: Vec<&str> = listed.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["listed-one", "listed-two"], "{listed:#?}");
+    for b in &listed {
+        assert_eq!(b.phase, Phase::Completed, "{b:?}");
+        assert!(b.items_backed_up > 0 && b.items_backed_up == b.total_items, "{b:?}");
+        assert_eq!(b.labels["velero.io/schedule-name"], "nightly");
+        assert!(b.started.is_some() && b.completed.is_some(), "{b:?}");
+    }
+    let all = e.list_backups(&LabelSelector::default()).await?;
+    assert!(all.iter().any(|b| b.name == "other"), "{all:#?}");
+
+    e.delete_backup("listed-one").await?;
+    h.finish_deletion("listed-one").await?;
+    let after: Vec<String> = e
+        .list_backups(&nightly)
+        .await?
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(after, ["listed-two"]);
+    Ok(())
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod direct {
@@ -420,4 +462,5 @@ conformance!(
     check_lifecycle,
     check_unknown,
     check_delete,
+    check_list,
 );
