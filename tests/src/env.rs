@@ -6,8 +6,6 @@
 //! gone, run `cargo xtask env up --dir <dir>` (which repairs or starts it); the others wait and
 //! then reuse it. The directory is `$BACKUP_TEST_ENV_DIR` or `<workspace>/target/local-env`.
 
-use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -91,38 +89,14 @@ pub fn all_running(state: &EnvState) -> bool {
     state.processes().all(|p| pid_alive(p.pid))
 }
 
-/// An exclusive `flock` on `<dir>.harness.lock`, held until dropped.
-struct HarnessLock {
-    _file: std::fs::File,
-}
-
-fn lock(dir: &Path) -> Result<HarnessLock> {
+/// An exclusive lock on `<dir>.harness.lock`, so one test process at a time checks or starts
+/// the environment.
+fn lock(dir: &Path) -> Result<crate::lock::FileLock> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let path = dir.with_file_name(format!("{name}.harness.lock"));
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    flock_exclusive(&file).context("locking the test environment")?;
-    Ok(HarnessLock { _file: file })
-}
-
-/// Blocks until this process holds `flock(2)`'s exclusive lock on `file`.
-#[allow(unsafe_code)]
-fn flock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
-    // SAFETY: the descriptor is valid and owned by `file`, borrowed for the duration of the call.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::lock::FileLock::acquire(&dir.with_file_name(format!("{name}.harness.lock")), "")
 }
 
 impl TestEnv {

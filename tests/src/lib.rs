@@ -14,6 +14,7 @@
 pub mod controller;
 pub mod env;
 pub mod env_state;
+pub mod lock;
 pub mod namespace;
 pub mod velero;
 

@@ -410,7 +410,10 @@ async fn check_list(h: &impl EngineHarness) -> Result<()> {
     assert_eq!(names, ["listed-one", "listed-two"], "{listed:#?}");
     for b in &listed {
         assert_eq!(b.phase, Phase::Completed, "{b:?}");
-        assert!(b.items_backed_up > 0 && b.items_backed_up == b.total_items, "{b:?}");
+        assert!(
+            b.items_backed_up > 0 && b.items_backed_up == b.total_items,
+            "{b:?}"
+        );
         assert_eq!(b.labels["velero.io/schedule-name"], "nightly");
         assert!(b.started.is_some() && b.completed.is_some(), "{b:?}");
     }

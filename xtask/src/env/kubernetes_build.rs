@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::lock::FileLock;
 use super::packages;
 use super::process::tail_lines;
+use ::tests::lock::FileLock;
 
 /// The upstream Kubernetes version in Debian bookworm's `kubernetes` source package.
 pub const VERSION: &str = "1.20.2";

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::cluster::{self, Shared};
-use super::lock::FileLock;
 use super::ports::PortPicker;
 use super::process::{self, Liveness};
 use super::{certs, health, kubeconfig, kubernetes_build, packages, s3};
+use ::tests::lock::FileLock;
 use tests::env_state::{ClusterState, EnvState, ProcessState, STATE_FILE};
 
 /// File that marks a directory as an environment made by us (so `down` may delete it).

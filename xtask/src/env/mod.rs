@@ -18,7 +18,6 @@ mod health;
 mod kubeconfig;
 mod kubernetes_build;
 mod lifecycle;
-mod lock;
 pub mod packages;
 mod ports;
 mod process;
@@ -74,10 +73,7 @@ impl DirArg {
 /// The default environment directory: `$BACKUP_TEST_ENV_DIR` if set, else
 /// `<workspace>/target/local-env` (absolute).
 pub fn default_dir() -> Result<PathBuf> {
-    match std::env::var_os("BACKUP_TEST_ENV_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => absolute(Path::new(&dir)),
-        None => absolute(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/local-env")),
-    }
+    absolute(&::tests::env::env_dir())
 }
 
 /// `dir` made absolute with `.` and `..` removed (it need not exist yet).

@@ -14,7 +14,7 @@ pub struct FileLock {
 
 impl FileLock {
     /// Takes the lock on `path` (created if absent), printing `waiting` once if another process
-    /// holds it, then blocking until it is free.
+    /// holds it (unless it is empty), then blocking until it is free.
     pub fn acquire(path: &Path, waiting: &str) -> Result<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -27,7 +27,9 @@ impl FileLock {
             .open(path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
         if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
-            println!("{waiting}");
+            if !waiting.is_empty() {
+                println!("{waiting}");
+            }
             flock(&file, libc::LOCK_EX).with_context(|| format!("locking {}", path.display()))?;
         }
         Ok(Self { _file: file })
