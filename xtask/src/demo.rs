@@ -172,7 +172,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
     };
     let deleted = c1
         .sweep(BackupKind::Resources, &policy, Timestamp::now())
-        .await?;
+        .await?
+        .deleted;
     let remaining = c1.list(BackupKind::Resources).await?.manifests;
     for name in &deleted {
         println!("   deleted {name}");

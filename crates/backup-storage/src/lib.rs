@@ -28,6 +28,8 @@ mod repository;
 pub mod testing;
 mod upload;
 mod verify;
+#[cfg(feature = "testing")]
+pub mod write_once;
 mod writer;
 
 pub use backup_core::BackupKind;
@@ -37,7 +39,7 @@ pub use location::{Backend, Location};
 pub use manifest::{ArtifactRecord, FORMAT_VERSION, MANIFEST_FILE, Manifest, PHASE_ATTRIBUTE};
 pub use names::{ArtifactName, BackupName, NameKind, ScopeSegment};
 pub use probe::Availability;
-pub use repository::{BackupListing, Repository};
+pub use repository::{BackupListing, Repository, Sweep};
 pub use upload::UploadOptions;
 pub use verify::ArtifactStream;
 pub use writer::BackupWriter;

@@ -1,5 +1,5 @@
-//! The one conformance suite every backend passes: memory, local files, and a real S3 server
-//! (s3s-fs on 127.0.0.1). Each check is a generic async fn; the macro at the bottom instantiates
+//! The one conformance suite every backend passes: memory, local files, a real S3 server
+//! (s3s-fs on 127.0.0.1), and write-once storage (any second write of a key fails). Each check is a generic async fn; the macro at the bottom instantiates
 //! all of them per backend.
 
 mod support;
@@ -306,7 +306,7 @@ async fn checksums_are_verified(f: Fixture) {
 
     let mut flipped = big.clone();
     flipped[big.len() / 2] ^= 0x01;
-    f.store.put(&path, PutPayload::from(flipped)).await.unwrap();
+    f.raw.put(&path, PutPayload::from(flipped)).await.unwrap();
     let mut stream = repo
         .open_artifact(kind, &bname("b"), &aname("data.tar.gz"))
         .await
@@ -341,7 +341,7 @@ async fn checksums_are_verified(f: Fixture) {
         Err(StorageError::ChecksumMismatch { .. })
     ));
 
-    f.store
+    f.raw
         .put(&path, PutPayload::from(big[..1000].to_vec()))
         .await
         .unwrap();
@@ -352,11 +352,11 @@ async fn checksums_are_verified(f: Fixture) {
     );
     let mut longer = big.clone();
     longer.push(0);
-    f.store.put(&path, PutPayload::from(longer)).await.unwrap();
+    f.raw.put(&path, PutPayload::from(longer)).await.unwrap();
     let err = collect(&repo, kind, "b", "data.tar.gz").await.unwrap_err();
     assert!(matches!(err, StorageError::Oversized { .. }), "{err}");
 
-    f.store.delete(&path).await.unwrap();
+    f.raw.delete(&path).await.unwrap();
     let err = repo.verify(kind, &bname("b")).await.unwrap_err();
     match &err {
         StorageError::MissingArtifact { backup, artifact } => {
@@ -467,7 +467,9 @@ async fn sweep_applies_retention(f: Fixture) {
         gfs: None,
     };
     let later = jiff::Timestamp::now();
-    let deleted = repo.sweep(kind, &policy, later).await.unwrap();
+    let sweep = repo.sweep(kind, &policy, later).await.unwrap();
+    assert!(sweep.refused.is_empty());
+    let deleted = sweep.deleted;
     let deleted: Vec<_> = deleted.iter().map(|n| n.to_string()).collect();
     assert_eq!(deleted, vec!["s4-expired", "s1"]);
     let left: Vec<_> = repo
@@ -523,3 +525,4 @@ macro_rules! conformance {
 conformance!(Memory);
 conformance!(File);
 conformance!(S3);
+conformance!(WriteOnce);
