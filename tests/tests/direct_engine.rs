@@ -323,6 +323,9 @@ async fn backup_restore_and_deletion_on_write_once_storage_write_every_key_once(
     let source = DirectEngine::new(c1.clone(), repo.clone());
     backup(&source, "w1", &spec_for(&[&ns.name])).await?;
     backup(&source, "w2", &spec_for(&[&ns.name])).await?;
+    // The direct engine copies no volume data, and velero-backup.json says so.
+    let recorded = source.stored_backup("w2").await?;
+    assert!(!recorded.spec.snapshot_volumes && !recorded.spec.default_volumes_to_fs_backup);
     let target = unique_name("t", "worm");
     let engine2 = DirectEngine::new(c2.clone(), repo.clone());
     let mut spec = restore_spec("w2");

@@ -146,3 +146,49 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A committed backup whose `velero-backup.json` is intact (its checksum matches) but is not a
+/// Velero Backup: listing must not show it as "Unknown", describing must fail, deleting works.
+#[tokio::test]
+async fn an_unreadable_velero_backup_json_is_an_error_not_a_default() {
+    use backup_storage::{ArtifactName, BackupKind, BackupName, Repository};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let repo = Repository::open(&url, &Default::default())
+        .unwrap()
+        .scoped_str("default", "local")
+        .unwrap();
+    let name = BackupName::new("odd").unwrap();
+    let mut writer = repo
+        .begin_backup(BackupKind::Resources, &name)
+        .await
+        .unwrap();
+    writer
+        .put_artifact_bytes(
+            &ArtifactName::new("velero-backup.json").unwrap(),
+            b"{\"kind\": \"NotABackup\"}".to_vec().into(),
+        )
+        .await
+        .unwrap();
+    writer.commit(Default::default(), None).await.unwrap();
+
+    let list = backupctl(&["backup", "list", "--location", &url]);
+    assert_eq!(list.status.code(), Some(1), "{}", stderr(&list));
+    assert!(!stdout(&list).contains("Unknown"), "{}", stdout(&list));
+    assert!(
+        stderr(&list).contains("backup odd is unreadable"),
+        "{}",
+        stderr(&list)
+    );
+    let describe = backupctl(&["backup", "describe", "odd", "--location", &url]);
+    assert!(!describe.status.success());
+    let delete = backupctl(&["backup", "delete", "odd", "--location", &url]);
+    assert!(delete.status.success(), "{}", stderr(&delete));
+    assert!(
+        stderr(&delete).contains("unreadable"),
+        "{}",
+        stderr(&delete)
+    );
+    let after = backupctl(&["backup", "list", "--location", &url]);
+    assert!(after.status.success(), "{}", stderr(&after));
+}

@@ -145,13 +145,13 @@ fn ts(t: Option<jiff::Timestamp>) -> String {
     t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
 }
 
-fn row(manifest: &Manifest, object: Option<&BackupObject>) -> BackupRow {
+fn row(manifest: &Manifest, object: &BackupObject) -> BackupRow {
     BackupRow {
         name: manifest.name.to_string(),
-        phase: object.map_or("Unknown".into(), |o| o.phase.to_string()),
-        items: object.map_or(0, |o| o.items_backed_up),
-        errors: object.map_or(0, |o| o.errors),
-        warnings: object.map_or(0, |o| o.warnings),
+        phase: object.phase.to_string(),
+        items: object.items_backed_up,
+        errors: object.errors,
+        warnings: object.warnings,
         created: manifest.created.to_string(),
         expires: ts(manifest.expires_at),
         size: manifest.total_size(),
@@ -214,8 +214,10 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     }
     let name = BackupName::new(args.name.as_str())?;
     let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
-    let object = read_backup_object(&repo, &name).await.ok();
-    output::print(&[row(&manifest, object.as_ref())], args.output)?;
+    let object = read_backup_object(&repo, &name)
+        .await
+        .with_context(|| format!("backup {name} was written but cannot be read back"))?;
+    output::print(&[row(&manifest, &object)], args.output)?;
     for w in &status.warnings {
         eprintln!("warning: {w}");
     }
@@ -233,15 +235,25 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
     let repo = args.store.open()?;
     let listing = repo.list(BackupKind::Resources).await?;
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     for manifest in &listing.manifests {
-        let object = read_backup_object(&repo, &manifest.name).await.ok();
-        rows.push(row(manifest, object.as_ref()));
+        match read_backup_object(&repo, &manifest.name).await {
+            Ok(object) => rows.push(row(manifest, &object)),
+            Err(e) => unreadable.push((manifest.name.to_string(), e.to_string())),
+        }
     }
     output::print(&rows, args.output)?;
     for (name, problem) in &listing.problems {
-        eprintln!("warning: backup {name} is unreadable: {problem}");
+        unreadable.push((name.to_string(), problem.to_string()));
     }
-    Ok(ExitCode::SUCCESS)
+    for (name, problem) in &unreadable {
+        eprintln!("error: backup {name} is unreadable and not listed: {problem}");
+    }
+    Ok(if unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Everything `describe` shows.
@@ -286,12 +298,14 @@ async fn describe(args: NameArgs) -> Result<ExitCode> {
     let files = BackupFiles::new(&name)?;
     let object_json = read_all(&repo, &name, &files.backup_object).await?;
     let object = BackupObject::from_json(&object_json)?;
-    let results: OperationResults = match read_all(&repo, &name, &files.results).await {
-        Ok(bytes) => gunzip_json(&bytes).context("reading the backup's results")?,
-        Err(_) => OperationResults::default(),
-    };
+    let results: OperationResults = gunzip_json(
+        &read_all(&repo, &name, &files.results)
+            .await
+            .context("reading the backup's results")?,
+    )
+    .context("decoding the backup's results")?;
     let description = Description {
-        summary: row(&manifest, Some(&object)),
+        summary: row(&manifest, &object),
         velero_backup: serde_json::from_slice(&object_json)?,
         files: manifest.artifacts.clone(),
         results,
@@ -324,11 +338,21 @@ async fn delete(args: NameArgs) -> Result<ExitCode> {
     let repo = args.store.open()?;
     let name = BackupName::new(args.name.as_str())?;
     let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
-    let object = read_backup_object(&repo, &name).await.ok();
+    // A damaged backup must stay deletable: an unreadable velero-backup.json is reported, and
+    // the backup is deleted all the same.
+    let object = read_backup_object(&repo, &name).await;
     repo.delete(BackupKind::Resources, &name).await?;
-    let mut r = row(&manifest, object.as_ref());
-    r.phase = "Deleted".into();
-    output::print(&[r], args.output)?;
+    match object {
+        Ok(object) => {
+            let mut r = row(&manifest, &object);
+            r.phase = "Deleted".into();
+            output::print(&[r], args.output)?;
+        }
+        Err(e) => {
+            eprintln!("warning: its velero-backup.json was unreadable ({e})");
+            println!("deleted backup {name} ({} bytes)", manifest.total_size());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
