@@ -19,6 +19,7 @@
 
 mod credentials;
 mod error;
+mod gc;
 mod location;
 mod manifest;
 pub mod names;
@@ -35,6 +36,7 @@ mod writer;
 pub use backup_core::BackupKind;
 pub use credentials::{DEFAULT_AWS_PROFILE, credential_options};
 pub use error::{Result, StorageError};
+pub use gc::{Orphan, VELERO_BACKUP_FILE};
 pub use location::{Backend, Location};
 pub use manifest::{ArtifactRecord, FORMAT_VERSION, MANIFEST_FILE, Manifest, PHASE_ATTRIBUTE};
 pub use names::{ArtifactName, BackupName, NameKind, ScopeSegment};

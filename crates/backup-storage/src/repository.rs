@@ -95,7 +95,7 @@ impl Repository {
         self.writable
     }
 
-    fn check_writable(&self, operation: impl FnOnce() -> String) -> Result<()> {
+    pub(crate) fn check_writable(&self, operation: impl FnOnce() -> String) -> Result<()> {
         if self.writable {
             Ok(())
         } else {

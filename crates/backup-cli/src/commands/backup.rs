@@ -32,6 +32,49 @@ pub enum BackupCommand {
     Delete(NameArgs),
     /// Download a backup's tarball, verified against its manifest.
     Download(DownloadArgs),
+    /// Read every artifact of one backup (or all) and check its size and SHA-256 against the
+    /// manifest, restoring nothing. Exits 1 naming each corrupt backup.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Backup to verify (or --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Verify every backup in the location scope.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// One verified backup.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VerifyRow {
+    name: String,
+    ok: bool,
+    artifacts: usize,
+    bytes: u64,
+    problem: String,
+}
+
+impl Tabular for VerifyRow {
+    fn header() -> Vec<&'static str> {
+        vec!["NAME", "OK", "ARTIFACTS", "BYTES", "PROBLEM"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.ok.to_string(),
+            self.artifacts.to_string(),
+            self.bytes.to_string(),
+            self.problem.clone(),
+        ]
+    }
 }
 
 #[derive(Args)]
@@ -165,6 +208,7 @@ pub async fn run(command: BackupCommand) -> Result<ExitCode> {
         BackupCommand::Describe(args) => describe(args).await,
         BackupCommand::Delete(args) => delete(args).await,
         BackupCommand::Download(args) => download(args).await,
+        BackupCommand::Verify(args) => verify(args).await,
     }
 }
 
@@ -402,5 +446,59 @@ async fn download(args: DownloadArgs) -> Result<ExitCode> {
                 args.file.display()
             )))
         }
+    }
+}
+
+async fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let names: Vec<BackupName> = match &args.name {
+        Some(name) => vec![BackupName::new(name.as_str())?],
+        None => Vec::new(),
+    };
+    let repo = args.store.open()?;
+    let mut rows = Vec::new();
+    let names = if args.all {
+        let listing = repo.list(BackupKind::Resources).await?;
+        for (name, problem) in &listing.problems {
+            rows.push(VerifyRow {
+                name: name.to_string(),
+                ok: false,
+                artifacts: 0,
+                bytes: 0,
+                problem: problem.to_string(),
+            });
+        }
+        listing.manifests.into_iter().map(|m| m.name).collect()
+    } else {
+        names
+    };
+    for name in names {
+        rows.push(match repo.verify(BackupKind::Resources, &name).await {
+            Ok(manifest) => VerifyRow {
+                name: name.to_string(),
+                ok: true,
+                artifacts: manifest.artifacts.len(),
+                bytes: manifest.total_size(),
+                problem: String::new(),
+            },
+            Err(e) => VerifyRow {
+                name: name.to_string(),
+                ok: false,
+                artifacts: 0,
+                bytes: 0,
+                problem: e.to_string(),
+            },
+        });
+    }
+    output::print(&rows, args.output)?;
+    let corrupt: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.name.as_str())
+        .collect();
+    if corrupt.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: corrupt or unreadable: {}", corrupt.join(", "));
+        Ok(ExitCode::FAILURE)
     }
 }
