@@ -208,6 +208,15 @@ pub enum StorageError {
         expected: u64,
     },
 
+    /// A backup of this name written by Velero (no manifest of ours) is in the location.
+    #[error(
+        "a backup named `{name}` written by Velero is already in this location (velero-backup.json without our manifest); choose another name, it would be overwritten"
+    )]
+    VeleroBackupExists {
+        /// The name.
+        name: String,
+    },
+
     /// The store refused to delete a backup: an immutable (write-once, object-lock) bucket
     /// under retention, or credentials without delete permission.
     #[error(

@@ -163,20 +163,36 @@ impl Repository {
     }
 
     /// Starts a backup; fails with [`StorageError::AlreadyExists`] if one is committed under
-    /// this name. Nothing is visible to readers until [`BackupWriter::commit`].
+    /// this name, and with [`StorageError::VeleroBackupExists`] if Velero wrote one there (a
+    /// `velero-backup.json` without our manifest). Nothing is visible to readers until
+    /// [`BackupWriter::commit`].
     pub async fn begin_backup(&self, kind: BackupKind, name: &BackupName) -> Result<BackupWriter> {
         self.check_writable(|| format!("write backup {name}"))?;
-        let path = Self::manifest_path(kind, name);
-        match self.store.head(&path).await {
-            Ok(_) => Err(StorageError::AlreadyExists {
+        let exists = |path: &Path| {
+            let path = path.clone();
+            async move {
+                match self.store.head(&path).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(StorageError::store("head", &path, e)),
+                }
+            }
+        };
+        if exists(&Self::manifest_path(kind, name)).await? {
+            return Err(StorageError::AlreadyExists {
                 kind_dir: kind.dir(),
                 name: name.to_string(),
-            }),
-            Err(object_store::Error::NotFound { .. }) => {
-                Ok(BackupWriter::new(self.clone(), kind, name.clone()))
-            }
-            Err(e) => Err(StorageError::store("head", &path, e)),
+            });
         }
+        // A backup Velero wrote into a shared location has no manifest of ours; writing over it
+        // would destroy it.
+        let velero_file = ArtifactName::new(crate::gc::VELERO_BACKUP_FILE)?;
+        if exists(&Self::artifact_path(kind, name, &velero_file)).await? {
+            return Err(StorageError::VeleroBackupExists {
+                name: name.to_string(),
+            });
+        }
+        Ok(BackupWriter::new(self.clone(), kind, name.clone()))
     }
 
     /// Reads and checks a committed backup's manifest.

@@ -494,6 +494,26 @@ async fn sweep_applies_retention(f: Fixture) {
     );
 }
 
+async fn velero_backups_are_never_overwritten(f: Fixture) {
+    let repo = f.repo();
+    f.raw
+        .put(
+            &Path::from("backups/velero-made/velero-backup.json"),
+            PutPayload::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+    let err = repo
+        .begin_backup(BackupKind::Resources, &bname("velero-made"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::VeleroBackupExists { ref name } if name == "velero-made"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("choose another name"), "{err}");
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         #[allow(non_snake_case)]
@@ -509,6 +529,7 @@ macro_rules! conformance {
                 checksums_are_verified,
                 multipart_streams_large_artifacts,
                 sweep_applies_retention,
+                velero_backups_are_never_overwritten,
             );
         }
     };
