@@ -102,6 +102,11 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
             (Some(kind), status)
         }
     };
+    // Storage changed (a run and maybe retention): list it again, before the run is shown as
+    // ended, so no reconcile sees it ended beside a listing from before it was stored.
+    let started = tokio::time::Instant::now();
+    let listed = engines::list_stored(&ctx, &job.location, &cluster, &job.name).await;
+    ctx.runs.set_listing(key.clone(), listed, started);
     ctx.runs.update(&key, &run, status.clone());
     ctx.metrics
         .run_finished(status.phase, kind.map_or("none", |k| k.as_str()));
@@ -128,9 +133,6 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
     };
     ctx.event(&job.reference, warning, reason, "Backup", note)
         .await;
-    // Storage changed (a run and maybe retention): list it again for the status.
-    let listed = engines::list_stored(&ctx, &job.location, &cluster, &job.name).await;
-    ctx.runs.set_listing(key, listed);
     ctx.runs.nudge(job.backup.clone());
 }
 

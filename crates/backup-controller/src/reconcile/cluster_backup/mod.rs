@@ -252,9 +252,9 @@ async fn views(
             let stored = match (cached, location) {
                 (Some(listing), _) => listing.runs,
                 (None, Some(location)) => {
+                    let started = tokio::time::Instant::now();
                     let runs = engines::list_stored(ctx, location, &cluster, backup).await;
-                    ctx.runs.set_listing(key.clone(), runs.clone());
-                    runs
+                    ctx.runs.set_listing(key.clone(), runs, started).runs
                 }
                 (None, None) => Err("the storage location cannot be used".to_string()),
             };
