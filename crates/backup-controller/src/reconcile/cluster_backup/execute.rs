@@ -88,24 +88,33 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
         backup: job.name.clone(),
         cluster: cluster.name_any(),
     };
-    let (kind, status) = match engines::engine_for(&ctx, &job.location, &cluster, true).await {
+    let (engine, status) = match engines::engine_for(&ctx, &job.location, &cluster, true).await {
         Err(reason) => (
             None,
             failed(format!("cannot back up cluster {}: {reason}", key.cluster)),
         ),
         Ok(engine) => {
             let status = drive(&ctx, &job, &key, &engine, &run).await;
-            let kind = engine.kind();
             if status.phase.is_terminal() {
                 retention(&ctx, &job, &key, &engine).await;
             }
-            (Some(kind), status)
+            (Some(engine), status)
         }
     };
+    let kind = engine.as_ref().map(ClusterEngine::kind);
     // Storage changed (a run and maybe retention): list it again, before the run is shown as
-    // ended, so no reconcile sees it ended beside a listing from before it was stored.
+    // ended, so no reconcile sees it ended beside a listing from before it was stored. The
+    // engine that ran lists it: `cluster` is the object as it was at the firing, whose status
+    // may not name an engine yet, and a Velero cluster's runs are Velero's Backups.
     let started = tokio::time::Instant::now();
-    let listed = engines::list_stored(&ctx, &job.location, &cluster, &job.name).await;
+    let listed = match &engine {
+        Some(engine) => engine
+            .backups()
+            .list_backups(&engines::selector(&job.name))
+            .await
+            .map_err(|e| e.to_string()),
+        None => engines::list_stored(&ctx, &job.location, &cluster, &job.name).await,
+    };
     ctx.runs.set_listing(key.clone(), listed, started);
     ctx.runs.update(&key, &run, status.clone());
     ctx.metrics
