@@ -110,6 +110,23 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        self.event_related(object, None, warning, reason, action, note)
+            .await;
+    }
+
+    /// [`Context::event`] about `object` and the `related` one (e.g. the cluster of one run of
+    /// a fleet backup). kube's recorder folds Events with the same object, reason and related
+    /// object into one series keeping the first note, so per-cluster Events must name their
+    /// cluster here or all but the first cluster's are lost.
+    pub async fn event_related(
+        &self,
+        object: &ObjectReference,
+        related: Option<ObjectReference>,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -119,7 +136,7 @@ impl Context {
             reason: reason.into(),
             note: Some(truncate(note, 1000)),
             action: action.into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, object).await {
             tracing::debug!(error = %e, reason, "publishing an event failed");

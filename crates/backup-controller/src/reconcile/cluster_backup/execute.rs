@@ -11,8 +11,8 @@ use backup_core::retention::{RetentionCandidate, plan_deletions};
 use backup_core::{BackupSpec, BackupStatus, EngineError, Phase, RetentionPolicy};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 
 use super::engines::{self, ClusterEngine};
 use crate::api::{ClusterBackup, EngineKind, ManagedCluster};
@@ -88,6 +88,8 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
         backup: job.name.clone(),
         cluster: cluster.name_any(),
     };
+    // Each cluster's Events name it as their related object, so a fleet's are not folded.
+    let related = Some(cluster.object_ref(&()));
     let (engine, status) = match engines::engine_for(&ctx, &job.location, &cluster, true).await {
         Err(reason) => (
             None,
@@ -96,7 +98,7 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
         Ok(engine) => {
             let status = drive(&ctx, &job, &key, &engine, &run).await;
             if status.phase.is_terminal() {
-                retention(&ctx, &job, &key, &engine).await;
+                retention(&ctx, &job, &key, &engine, &related).await;
             }
             (Some(engine), status)
         }
@@ -140,7 +142,7 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
             ),
         ),
     };
-    ctx.event(&job.reference, warning, reason, "Backup", note)
+    ctx.event_related(&job.reference, related, warning, reason, "Backup", note)
         .await;
     ctx.runs.nudge(job.backup.clone());
 }
@@ -195,7 +197,13 @@ async fn drive(
 }
 
 /// Applies the ClusterBackup's retention on one cluster; problems become a warning Event.
-async fn retention(ctx: &Context, job: &FleetJob, key: &RunKey, engine: &ClusterEngine) {
+async fn retention(
+    ctx: &Context,
+    job: &FleetJob,
+    key: &RunKey,
+    engine: &ClusterEngine,
+    related: &Option<ObjectReference>,
+) {
     if !job.location.repo.is_writable() {
         return;
     }
@@ -229,8 +237,9 @@ async fn retention(ctx: &Context, job: &FleetJob, key: &RunKey, engine: &Cluster
     match result {
         Ok(deleted) if deleted.is_empty() => {}
         Ok(deleted) => {
-            ctx.event(
+            ctx.event_related(
                 &job.reference,
+                related.clone(),
                 false,
                 "RetentionDeleted",
                 "Retention",
@@ -239,8 +248,9 @@ async fn retention(ctx: &Context, job: &FleetJob, key: &RunKey, engine: &Cluster
             .await;
         }
         Err(e) => {
-            ctx.event(
+            ctx.event_related(
                 &job.reference,
+                related.clone(),
                 true,
                 "RetentionFailed",
                 "Retention",
