@@ -500,6 +500,17 @@ impl Project {
         let events = api.list(&Default::default()).await?;
         Ok(serde_json::to_string(&events.items)?)
     }
+
+    /// Waits until the namespace's Events mention every one of `texts` (Events are published
+    /// beside status writes, not before them); returns them as JSON text.
+    pub async fn wait_for_events(&self, timeout: Duration, texts: &[&str]) -> Result<String> {
+        wait_until(timeout, &format!("Events mentioning {texts:?}"), || async {
+            let events = self.events_json().await?;
+            Ok(texts.iter().all(|t| events.contains(t)))
+        })
+        .await?;
+        self.events_json().await
+    }
 }
 
 impl ControllerProcess {

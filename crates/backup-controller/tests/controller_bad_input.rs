@@ -429,11 +429,16 @@ async fn broken_kubeconfigs_are_conditions_failed_runs_and_never_leak_the_token(
         let status = p.get(kind, name).await?["status"].to_string();
         assert!(!status.contains(&token), "{kind} {name} leaks: {status}");
     }
-    let events = p.events_json().await?;
-    assert!(
-        events.contains("cannot back up cluster garbage"),
-        "{events}"
-    );
+    let events = p
+        .wait_for_events(
+            WAIT,
+            &[
+                "cannot back up cluster lost",
+                "cannot back up cluster garbage",
+                "cannot back up cluster pasted",
+            ],
+        )
+        .await?;
     assert!(!events.contains(&token), "Events leak the token: {events}");
     let log = controller.log_text();
     assert!(!log.contains(&token), "the log leaks the token:\n{log}");

@@ -239,8 +239,8 @@ async fn a_velero_cluster_gets_the_location_and_a_velero_backup_and_status_follo
     assert!(has_condition(&b, "Degraded", "False", "NoFailedRuns"));
     // Velero writes the bucket, not the controller.
     assert!(p.stored_runs("vc1").await?.is_empty());
-    let events = p.events_json().await?;
-    assert!(events.contains("vc1: snap completed, 41 items"), "{events}");
+    p.wait_for_events(WAIT, &["vc1: snap completed, 41 items"])
+        .await?;
 
     p.delete().await?;
     velero_ns.delete().await
