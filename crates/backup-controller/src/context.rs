@@ -49,6 +49,20 @@ pub struct Stores {
     pub clusters: Store<ManagedCluster>,
     /// Every ClusterBackup.
     pub backups: Store<ClusterBackup>,
+    /// True once the StorageLocation informer has listed once (its store is complete).
+    pub locations_listed: tokio::sync::watch::Receiver<bool>,
+    /// True once the ManagedCluster informer has listed once.
+    pub clusters_listed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Stores {
+    /// Waits until the location and cluster stores hold a complete first listing. (kube's
+    /// `Store::wait_until_ready` wakes only the last of several concurrent waiters, and the
+    /// controllers' own appliers already wait on it, so it cannot be used here.)
+    pub async fn listed(&self) {
+        let _ = self.locations_listed.clone().wait_for(|l| *l).await;
+        let _ = self.clusters_listed.clone().wait_for(|l| *l).await;
+    }
 }
 
 /// Shared by every reconcile of every controller.

@@ -33,6 +33,9 @@ const LIST_CONCURRENCY: usize = 16;
 
 /// Reconciles one ClusterBackup.
 pub async fn reconcile(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> {
+    // Decide on complete information: at start-up a ClusterBackup can be reconciled before the
+    // locations and clusters of its namespace were listed once, and would find none.
+    ctx.stores.listed().await;
     with_finalizer(CONTROLLER, backup, ctx, apply, cleanup).await
 }
 
