@@ -49,6 +49,20 @@ pub struct Stores {
     pub clusters: Store<ManagedCluster>,
     /// Every ClusterBackup.
     pub backups: Store<ClusterBackup>,
+    /// True once the StorageLocation informer has listed once (its store is complete).
+    pub locations_listed: tokio::sync::watch::Receiver<bool>,
+    /// True once the ManagedCluster informer has listed once.
+    pub clusters_listed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Stores {
+    /// Waits until the location and cluster stores hold a complete first listing. (kube's
+    /// `Store::wait_until_ready` wakes only the last of several concurrent waiters, and the
+    /// controllers' own appliers already wait on it, so it cannot be used here.)
+    pub async fn listed(&self) {
+        let _ = self.locations_listed.clone().wait_for(|l| *l).await;
+        let _ = self.clusters_listed.clone().wait_for(|l| *l).await;
+    }
 }
 
 /// Shared by every reconcile of every controller.
@@ -110,6 +124,23 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        self.event_related(object, None, warning, reason, action, note)
+            .await;
+    }
+
+    /// [`Context::event`] about `object` and the `related` one (e.g. the cluster of one run of
+    /// a fleet backup). kube's recorder folds Events with the same object, reason and related
+    /// object into one series keeping the first note, so per-cluster Events must name their
+    /// cluster here or all but the first cluster's are lost.
+    pub async fn event_related(
+        &self,
+        object: &ObjectReference,
+        related: Option<ObjectReference>,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -119,7 +150,7 @@ impl Context {
             reason: reason.into(),
             note: Some(truncate(note, 1000)),
             action: action.into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, object).await {
             tracing::debug!(error = %e, reason, "publishing an event failed");

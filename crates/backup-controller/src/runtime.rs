@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
@@ -181,6 +181,42 @@ fn spec_and_labels<K: Resource>(object: &K) -> Option<u64> {
     Some(hasher.finish())
 }
 
+/// [`spec_and_labels`] plus the finalizers: what a kind's own reconcile reacts to. The kube
+/// finalizer helper waits for the watch event of the finalizer it added, so that must pass.
+fn spec_labels_and_finalizers<K: Resource>(object: &K) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    spec_and_labels(object).hash(&mut hasher);
+    object.meta().finalizers.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// The objects of `api`, cached in `writer`'s store, as they change other than in status;
+/// `listed` turns true once the store holds a complete listing.
+fn own_changes<K>(
+    api: Api<K>,
+    wc: &watcher::Config,
+    writer: reflector::store::Writer<K>,
+    listed: watch::Sender<bool>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    reflector::reflector(writer, watcher(api, wc.clone()))
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                listed.send_replace(true);
+            }
+        })
+        .applied_objects()
+        .predicate_filter(spec_labels_and_finalizers, PredicateConfig::default())
+}
+
 /// Every ClusterBackup of `namespace`.
 fn backups_in(
     store: &Store<ClusterBackup>,
@@ -207,10 +243,30 @@ async fn controllers(
     let wc = watcher::Config::default();
     let secrets: Api<PartialObjectMeta<Secret>> = api(&client, namespace);
 
-    let locations = Controller::new(api::<StorageLocation>(&client, namespace), wc.clone());
-    let location_store = locations.store();
-    let clusters = Controller::new(api::<ManagedCluster>(&client, namespace), wc.clone());
-    let cluster_store = clusters.store();
+    // Locations and clusters write a probe time into their status on every reconcile, so they
+    // must not be woken by their own status writes (that would probe in a tight loop).
+    let (location_store, writer) = reflector::store();
+    let (listed, locations_listed) = watch::channel(false);
+    let locations = Controller::for_stream(
+        own_changes(
+            api::<StorageLocation>(&client, namespace),
+            &wc,
+            writer,
+            listed,
+        ),
+        location_store.clone(),
+    );
+    let (cluster_store, writer) = reflector::store();
+    let (listed, clusters_listed) = watch::channel(false);
+    let clusters = Controller::for_stream(
+        own_changes(
+            api::<ManagedCluster>(&client, namespace),
+            &wc,
+            writer,
+            listed,
+        ),
+        cluster_store.clone(),
+    );
     let backups = Controller::new(api::<ClusterBackup>(&client, namespace), wc.clone());
     let backup_store = backups.store();
 
@@ -263,6 +319,8 @@ async fn controllers(
         locations: location_store,
         clusters: cluster_store,
         backups: backup_store,
+        locations_listed,
+        clusters_listed,
     };
     let ctx = Arc::new(Context::new(
         client,
