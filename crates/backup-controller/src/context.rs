@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{ClusterBackup, ManagedCluster, StorageLocation};
 use crate::clock::Clock;
@@ -85,6 +86,8 @@ pub struct Context {
     pub stores: Stores,
     /// Tunables.
     pub settings: Settings,
+    /// The labels (hashed) each ManagedCluster had when last reconciled.
+    seen_labels: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Context {
@@ -112,7 +115,29 @@ impl Context {
             runs,
             stores,
             settings,
+            seen_labels: std::sync::Mutex::default(),
         }
+    }
+
+    /// Asks every ClusterBackup of `namespace` to look again: a location or cluster they may
+    /// use changed. Called by those kinds' reconcilers, which run after the informer stores
+    /// they read from were updated, so the ClusterBackups see the change (a separate watch
+    /// could wake them before the store holds it, and they would decide on the old state).
+    pub fn wake_backups_in(&self, namespace: &str) {
+        for backup in self.stores.backups.state() {
+            if backup.namespace().as_deref() == Some(namespace) {
+                self.runs.nudge(ObjectRef::from_obj(backup.as_ref()));
+            }
+        }
+    }
+
+    /// Whether `key`'s labels hash differs from the last one recorded (and records it).
+    pub fn labels_changed(&self, key: String, labels_hash: u64) -> bool {
+        self.seen_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, labels_hash)
+            != Some(labels_hash)
     }
 
     /// Publishes an Event about `object`; a failure to publish is logged, never fatal.

@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result};
 use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
@@ -217,19 +217,6 @@ where
         .predicate_filter(spec_labels_and_finalizers, PredicateConfig::default())
 }
 
-/// Every ClusterBackup of `namespace`.
-fn backups_in(
-    store: &Store<ClusterBackup>,
-    namespace: Option<String>,
-) -> Vec<ObjectRef<ClusterBackup>> {
-    store
-        .state()
-        .iter()
-        .filter(|b| b.namespace() == namespace)
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
-}
-
 /// The three controllers, run until one of them ends (they end only if their watches do).
 async fn controllers(
     client: kube::Client,
@@ -296,24 +283,10 @@ async fn controllers(
             .collect::<Vec<_>>()
     });
 
-    // ClusterBackups look again when a cluster or location of their namespace changes its
-    // spec or labels, and when their runs progress or end.
-    let store = backup_store.clone();
-    let cluster_changes = watcher(api::<ManagedCluster>(&client, namespace), wc.clone())
-        .touched_objects()
-        .predicate_filter(spec_and_labels, PredicateConfig::default())
-        .filter_map(|c| future::ready(c.ok()))
-        .flat_map(move |c| futures::stream::iter(backups_in(&store, c.namespace())));
-    let store = backup_store.clone();
-    let location_changes = watcher(api::<StorageLocation>(&client, namespace), wc.clone())
-        .touched_objects()
-        .predicate_filter(spec_and_labels, PredicateConfig::default())
-        .filter_map(|l| future::ready(l.ok()))
-        .flat_map(move |l| futures::stream::iter(backups_in(&store, l.namespace())));
-    let backups = backups
-        .reconcile_on(tokio_stream_of(triggers))
-        .reconcile_on(cluster_changes)
-        .reconcile_on(location_changes);
+    // ClusterBackups look again when their runs progress or end, and when a location or
+    // cluster of their namespace changed (their reconcilers wake them, see
+    // `Context::wake_backups_in`).
+    let backups = backups.reconcile_on(tokio_stream_of(triggers));
 
     let stores = Stores {
         locations: location_store,
