@@ -29,6 +29,9 @@ pub struct Settings {
     pub storage_resync: Duration,
     /// How often a running backup's progress is polled.
     pub poll_every: Duration,
+    /// How long an uncommitted upload must have stood still before it is removed as what an
+    /// interrupted run left behind (so a run still uploading into the scope is never touched).
+    pub orphan_grace: jiff::SignedDuration,
 }
 
 impl Default for Settings {
@@ -37,6 +40,7 @@ impl Default for Settings {
             cluster_probe_every: Duration::from_secs(300),
             storage_resync: Duration::from_secs(600),
             poll_every: Duration::from_millis(500),
+            orphan_grace: jiff::SignedDuration::from_hours(24),
         }
     }
 }

@@ -244,3 +244,39 @@ async fn delete_policy_delete_removes_the_runs_from_storage_and_retain_keeps_the
     );
     p.delete().await
 }
+
+/// What an interrupted run left in a cluster's scope (artifacts, no manifest) is removed after
+/// the next run once older than the grace period; committed runs and other clusters' scopes
+/// are untouched.
+#[tokio::test]
+async fn a_run_removes_what_interrupted_runs_left_in_its_cluster_scope() -> Result<()> {
+    use backup_storage::object_store::{ObjectStoreExt, PutPayload, path::Path};
+    let p = project("orphans").await?;
+    p.apply(p.s3_location("main", true)?).await?;
+    p.apply(p.cluster("c1", "c1", json!({}))).await?;
+    let leftover = Path::from("backups/cut-off/cut-off.tar.gz");
+    let c1 = p.repository("c1")?;
+    c1.store()
+        .put(&leftover, PutPayload::from_static(b"half an upload"))
+        .await?;
+    let c2_leftover = p.repository("c2")?;
+    c2_leftover
+        .store()
+        .put(&leftover, PutPayload::from_static(b"not c1's"))
+        .await?;
+    p.apply(one_time("snap", &["c1"], json!({}))).await?;
+    let controller =
+        ControllerProcess::start(binary(), &p, "only", &["--orphan-grace", "0s"]).await?;
+    completed(&p, "snap", &["c1"])
+        .await
+        .with_context(|| controller.log_text())?;
+    p.wait_for_events(WAIT, &["InterruptedUploadsRemoved", "cut-off (14 bytes)"])
+        .await?;
+    assert!(c1.store().head(&leftover).await.is_err(), "removed");
+    assert_eq!(p.stored_runs("c1").await?, ["snap"], "the run itself stays");
+    assert!(
+        c2_leftover.store().head(&leftover).await.is_ok(),
+        "another cluster's scope is not touched"
+    );
+    p.delete().await
+}

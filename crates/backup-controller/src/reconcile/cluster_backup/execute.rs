@@ -99,6 +99,7 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
             let status = drive(&ctx, &job, &key, &engine, &run).await;
             if status.phase.is_terminal() {
                 retention(&ctx, &job, &key, &engine, &related).await;
+                collect_orphans(&ctx, &job, &key, &engine, &related).await;
             }
             (Some(engine), status)
         }
@@ -262,4 +263,59 @@ async fn retention(
             .await;
         }
     }
+}
+
+/// Removes what interrupted runs left in the cluster's scope (direct engine only: Velero cleans
+/// up its own uploads); what it removed, or why it could not, becomes an Event.
+async fn collect_orphans(
+    ctx: &Context,
+    job: &FleetJob,
+    key: &RunKey,
+    engine: &ClusterEngine,
+    related: &Option<ObjectReference>,
+) {
+    let ClusterEngine::Direct(direct) = engine else {
+        return;
+    };
+    if !job.location.repo.is_writable() {
+        return;
+    }
+    let removed = direct
+        .repository()
+        .remove_orphans(
+            backup_core::BackupKind::Resources,
+            ctx.settings.orphan_grace,
+            ctx.clock.now(),
+        )
+        .await;
+    let (warning, reason, note) = match removed {
+        Ok(removed) if removed.is_empty() => return,
+        Ok(removed) => (
+            false,
+            "InterruptedUploadsRemoved",
+            format!(
+                "{}: removed what interrupted backups left behind: {}",
+                key.cluster,
+                removed
+                    .iter()
+                    .map(|o| format!("{} ({} bytes)", o.name, o.bytes))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(e) => (
+            true,
+            "InterruptedUploadsKept",
+            format!("{}: could not remove interrupted uploads: {e}", key.cluster),
+        ),
+    };
+    ctx.event_related(
+        &job.reference,
+        related.clone(),
+        warning,
+        reason,
+        "Retention",
+        note,
+    )
+    .await;
 }
