@@ -17,8 +17,8 @@ use anyhow::{Context, Result, bail};
 use backup_storage::Repository;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::{TestNamespace, shared, unique_name};
@@ -32,35 +32,7 @@ pub const S3_SECRET: &str = "s3-creds";
 
 /// Applies `crds` and waits until each is Established. Idempotent.
 pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply(MANAGER).force();
-    for crd in crds {
-        let name = crd.name_any();
-        api.patch(&name, &pp, &Patch::Apply(crd))
-            .await
-            .with_context(|| format!("applying CRD {name}"))?;
-    }
-    for crd in crds {
-        let name = crd.name_any();
-        wait_until(
-            Duration::from_secs(60),
-            &format!("CRD {name} Established"),
-            || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let c = api.get(&name).await?;
-                    Ok(c.status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True"))
-                }
-            },
-        )
-        .await?;
-    }
-    Ok(())
+    crate::crds::install(client, crds, MANAGER).await
 }
 
 /// Polls `check` every 200 ms until it returns true; fails after `timeout` naming `what`.

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod controller;
+pub mod crds;
 pub mod env;
 pub mod env_state;
 pub mod lock;
