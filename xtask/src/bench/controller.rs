@@ -58,6 +58,10 @@ pub struct ControllerBenchArgs {
     /// Firings of the `@every 15s` schedule whose lag is measured.
     #[arg(long, default_value_t = 5)]
     pub firings: usize,
+    /// Measure this backup-controller binary instead of building the workspace's (release), e.g.
+    /// to compare a change.
+    #[arg(long)]
+    pub controller_binary: Option<PathBuf>,
 }
 
 /// The namespace every run backs up, in c1 and c2.
@@ -82,7 +86,10 @@ pub fn run(args: ControllerBenchArgs) -> Result<()> {
     let env_dir = crate::env::default_dir()?;
     crate::env::up_default(&env_dir)?;
     let backupctl = build_backupctl()?;
-    let controller = fleet::build("backup-controller", "backup-controller", true)?;
+    let controller = match &args.controller_binary {
+        Some(path) => path.clone(),
+        None => fleet::build("backup-controller", "backup-controller", true)?,
+    };
     tokio::runtime::Runtime::new()?.block_on(bench(args, &env_dir, &backupctl, &controller))
 }
 
@@ -147,14 +154,8 @@ async fn bench(
     eprintln!("cleaning up");
     let cleaned = cleanup(&mut bench).await;
     match (result, cleaned) {
-        (Ok(report), Ok(())) => {
-            println!("{report}");
-            Ok(())
-        }
-        (Ok(report), Err(e)) => {
-            println!("{report}");
-            Err(e.context("the benchmark ran, but cleaning up after it failed"))
-        }
+        (Ok(()), Ok(())) => Ok(()),
+        (Ok(()), Err(e)) => Err(e.context("the benchmark ran, but cleaning up after it failed")),
         (Err(e), Ok(())) => Err(e),
         (Err(e), Err(c)) => {
             eprintln!("cleaning up after the failure failed too: {c:#}");
@@ -570,6 +571,8 @@ fn reconciles(metrics: &str) -> BTreeMap<String, u64> {
 struct Idle {
     cpu: Duration,
     reconciles: BTreeMap<String, u64>,
+    /// Clusters the far-away ClusterBackup's status listed when the window began.
+    listed: usize,
 }
 
 async fn idle(bench: &Bench, n: usize) -> Result<Idle> {
@@ -586,12 +589,23 @@ async fn idle(bench: &Bench, n: usize) -> Result<Idle> {
         }),
     )
     .await?;
-    watch_until(&api, "new-year", Duration::from_secs(600), |b| {
+    // Its first status: the schedule's next firing, and (normally) every cluster listed.
+    let (first, _) = watch_until(&api, "new-year", Duration::from_secs(600), |b| {
         Ok(b.status
             .as_ref()
-            .is_some_and(|s| s.next_schedule_time.is_some() && s.clusters.len() == n))
+            .is_some_and(|s| s.next_schedule_time.is_some()))
     })
     .await?;
+    let mut listed = first.status.map_or(0, |s| s.clusters.len());
+    if listed != n {
+        let waited = watch_until(&api, "new-year", Duration::from_secs(60), |b| {
+            Ok(b.status.as_ref().is_some_and(|s| s.clusters.len() == n))
+        })
+        .await;
+        if waited.is_ok() {
+            listed = n;
+        }
+    }
     // Let the reconciles that writing the status caused settle.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let controller = bench
@@ -611,7 +625,11 @@ async fn idle(bench: &Bench, n: usize) -> Result<Idle> {
             (k, d)
         })
         .collect();
-    Ok(Idle { cpu, reconciles })
+    Ok(Idle {
+        cpu,
+        reconciles,
+        listed,
+    })
 }
 
 /// One firing of the lag schedule: when it fired and how long until its first run started.
@@ -707,17 +725,49 @@ fn memory_kib(pid: u32) -> Result<(u64, u64)> {
     Ok((field("VmHWM:")?, field("VmRSS:")?))
 }
 
+/// How often the controller's log says it lost the lease.
+fn leadership_losses(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|text| text.matches("could not renew the lease in time").count())
+        .unwrap_or(0)
+}
+
+/// Prints one line of the report at once, so what was measured stays visible if a later step
+/// fails.
+fn report(line: String) {
+    use std::io::Write as _;
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
 async fn measure(
     args: &ControllerBenchArgs,
     bench: &mut Bench,
     backupctl: &Path,
     binary: &Path,
-) -> Result<String> {
+) -> Result<()> {
     let n = args.clusters;
+    let s = |d: Duration| d.as_secs_f64();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let log = bench
+        .state
+        .dir
+        .join("controller-logs")
+        .join(format!("{}.log", bench.project));
     eprintln!(
         "controller bench: project {} on mgmt, {n} clusters",
         bench.project
     );
+    report(format!(
+        "\ncontroller bench: {n} ManagedClusters (alternately c1 and c2, one kubeconfig Secret \
+         each), every run backs up namespace {DATA_NS} ({} ConfigMaps); Kubernetes 1.20 + s3s-fs \
+         on 127.0.0.1, {} cores shared by 3 apiservers, 3 etcds, S3, the controller and the tools\n  \
+         controller: {} (default flags), log: {}",
+        args.configmaps,
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+        binary.display(),
+        log.display()
+    ));
     for target in &bench.targets {
         populate(&target.client, args.configmaps).await?;
     }
@@ -729,78 +779,6 @@ async fn measure(
     );
     let peer = sequential(bench, backupctl, args.sequential)?;
     let peer_total = peer.wall.mul_f64(n as f64 / peer.runs as f64);
-
-    eprintln!("creating {n} ManagedClusters and their Secrets on mgmt");
-    create_project(bench, n).await?;
-    let log = bench
-        .state
-        .dir
-        .join("controller-logs")
-        .join(format!("{}.log", bench.project));
-    eprintln!("starting the controller (log: {})", log.display());
-    let onboarding_start = Instant::now();
-    bench.controller = Some(
-        ControllerProcess::start(binary, bench.state.cluster("mgmt")?, &bench.project, log).await?,
-    );
-    let pid = bench.controller.as_ref().map(|c| c.pid).unwrap_or_default();
-    wait_onboarded(bench, n, Duration::from_secs(1800)).await?;
-    let onboarding = onboarding_start.elapsed();
-    let onboarding_cpu = process_cpu(pid)?;
-
-    eprintln!(
-        "fleet run: one ClusterBackup over {n} clusters, maxConcurrentClusters {}",
-        args.max_concurrent
-    );
-    let cpu_before = process_cpu(pid)?;
-    let fleet = fleet_run(bench, n, args.max_concurrent).await?;
-    let fleet_cpu = process_cpu(pid)? - cpu_before;
-    let (fleet_hwm, _) = memory_kib(pid)?;
-
-    eprintln!("idle: a ClusterBackup over all {n} clusters due next New Year");
-    let idle = idle(bench, n).await?;
-
-    eprintln!(
-        "lag: {LAG_SCHEDULE} over {LAG_CLUSTERS} clusters, {} firings",
-        args.firings
-    );
-    let firings = lag(bench, args.firings).await?;
-    let (hwm, rss) = memory_kib(pid)?;
-    let log = bench
-        .controller
-        .as_ref()
-        .map(|c| c.log.display().to_string())
-        .unwrap_or_default();
-
-    // The report.
-    let s = |d: Duration| d.as_secs_f64();
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let mut out = String::new();
-    use std::fmt::Write as _;
-    writeln!(
-        out,
-        "\ncontroller bench: {n} ManagedClusters (alternately c1 and c2, one kubeconfig Secret \
-         each), every run backs up namespace {DATA_NS} ({} ConfigMaps); Kubernetes 1.20 + s3s-fs \
-         on 127.0.0.1, {} cores shared by 3 apiservers, 3 etcds, S3, the controller and the tools",
-        args.configmaps,
-        std::thread::available_parallelism().map_or(0, |p| p.get())
-    )?;
-    writeln!(
-        out,
-        "  onboarding: {n} clusters Reachable {:.1} s after the controller started (CPU {:.2} s)",
-        s(onboarding),
-        s(onboarding_cpu)
-    )?;
-    writeln!(
-        out,
-        "  fleet run ours (1 ClusterBackup, maxConcurrentClusters {}): {:7.1} s   (CPU {:.1} s; \
-         status: fired +{:.2} s, first run started +{:.2} s, last completed +{:.1} s after apply)",
-        args.max_concurrent,
-        s(fleet.makespan),
-        s(fleet_cpu),
-        fleet.scheduled,
-        fleet.first_start,
-        fleet.last_completion
-    )?;
     let peer_note = if peer.runs == n {
         format!("{} runs measured", peer.runs)
     } else {
@@ -811,34 +789,86 @@ async fn measure(
             n as f64 / peer.runs as f64
         )
     };
-    writeln!(
-        out,
+    report(format!(
         "  peer: {n} × backupctl backup create, one after another: {:7.1} s   ({peer_note}; \
          {:.2} s and {:.2} s CPU per backup, peak RSS {:.1} MiB)",
         s(peer_total),
         s(peer.wall) / peer.runs as f64,
         s(peer.cpu) / peer.runs as f64,
         peer.peak_rss_kib as f64 / 1024.0
-    )?;
-    writeln!(
-        out,
+    ));
+
+    eprintln!("creating {n} ManagedClusters and their Secrets on mgmt");
+    create_project(bench, n).await?;
+    eprintln!("starting the controller (log: {})", log.display());
+    let onboarding_start = Instant::now();
+    bench.controller = Some(
+        ControllerProcess::start(
+            binary,
+            bench.state.cluster("mgmt")?,
+            &bench.project,
+            log.clone(),
+        )
+        .await?,
+    );
+    let pid = bench.controller.as_ref().map(|c| c.pid).unwrap_or_default();
+    wait_onboarded(bench, n, Duration::from_secs(1800)).await?;
+    let onboarding = onboarding_start.elapsed();
+    let onboarding_cpu = process_cpu(pid)?;
+    let (onboarding_hwm, onboarding_rss) = memory_kib(pid)?;
+    report(format!(
+        "  onboarding: {n} clusters Reachable {:.1} s after the controller started (CPU {:.2} s, \
+         RSS {:.1} MiB, peak {:.1} MiB)",
+        s(onboarding),
+        s(onboarding_cpu),
+        mib(onboarding_rss),
+        mib(onboarding_hwm)
+    ));
+
+    eprintln!(
+        "fleet run: one ClusterBackup over {n} clusters, maxConcurrentClusters {}",
+        args.max_concurrent
+    );
+    let cpu_before = process_cpu(pid)?;
+    let fleet = fleet_run(bench, n, args.max_concurrent).await?;
+    let fleet_cpu = process_cpu(pid)? - cpu_before;
+    let (fleet_hwm, _) = memory_kib(pid)?;
+    report(format!(
+        "  fleet run ours (1 ClusterBackup, maxConcurrentClusters {}): {:7.1} s   (CPU {:.1} s; \
+         status: fired +{:.2} s, first run started +{:.2} s, last completed +{:.1} s after apply)",
+        args.max_concurrent,
+        s(fleet.makespan),
+        s(fleet_cpu),
+        fleet.scheduled,
+        fleet.first_start,
+        fleet.last_completion
+    ));
+    report(format!(
         "  fleet makespan ours vs peer: {:.1} s vs {:.1} s: {:.2} (goal ≤ 0.25)",
         s(fleet.makespan),
         s(peer_total),
         s(fleet.makespan) / s(peer_total)
-    )?;
-    writeln!(
-        out,
-        "  controller peak RSS (VmHWM) at {n} clusters: {:7.1} MiB (goal ≤ 200 MiB; {:.1} MiB \
-         after the fleet run, {:.1} MiB resident at the end)",
-        mib(hwm),
-        mib(fleet_hwm),
-        mib(rss)
-    )?;
-    writeln!(
-        out,
+    ));
+    report(format!(
+        "  maxConcurrentClusters {}: each run mostly waits on c1/c2 and S3, so a few runs per \
+         core keep the 2 cores busy; more would only queue on the same two apiservers and S3 \
+         (the API allows 1..=256; default 4)",
+        args.max_concurrent
+    ));
+
+    eprintln!("idle: a ClusterBackup over all {n} clusters due next New Year");
+    let idle = idle(bench, n).await?;
+    let listed = if idle.listed == n {
+        String::new()
+    } else {
+        format!(
+            "; NOTE its status listed {} of the {n} clusters when the window began",
+            idle.listed
+        )
+    };
+    report(format!(
         "  controller CPU over {} s, {n} clusters, nothing due: {:.2} s (goal ≤ 0.6 s); \
-         reconciles in that window: {}",
+         reconciles in that window: {}{listed}",
         IDLE_WINDOW.as_secs(),
         s(idle.cpu),
         idle.reconciles
@@ -846,7 +876,13 @@ async fn measure(
             .map(|(k, v)| format!("{k} {v}"))
             .collect::<Vec<_>>()
             .join(", ")
-    )?;
+    ));
+
+    eprintln!(
+        "lag: {LAG_SCHEDULE} over {LAG_CLUSTERS} clusters, {} firings",
+        args.firings
+    );
+    let firings = lag(bench, args.firings).await?;
     let lags: Vec<String> = firings
         .iter()
         .map(|f| match f.lag {
@@ -855,8 +891,7 @@ async fn measure(
         })
         .collect();
     let worst = firings.iter().filter_map(|f| f.lag).max();
-    writeln!(
-        out,
+    report(format!(
         "  firing → first run start ({LAG_SCHEDULE}, {LAG_CLUSTERS} clusters), {} firings: \
          {} s; p99 (= max of {}) {} (goal ≤ 1 s)",
         firings.len(),
@@ -866,14 +901,24 @@ async fn measure(
             (Some(w), true) => format!("{:.3} s", s(w)),
             _ => "not measured: a firing has no stored run".to_string(),
         }
-    )?;
-    writeln!(
-        out,
-        "  maxConcurrentClusters {}: each run is mostly waiting on c1/c2 and S3, so a few per \
-         core keep the 2 cores busy; more only queue on the same apiservers (the API allows \
-         1..=256)",
-        args.max_concurrent
-    )?;
-    write!(out, "  controller log: {log}")?;
-    Ok(out)
+    ));
+
+    let (hwm, rss) = memory_kib(pid)?;
+    report(format!(
+        "  controller peak RSS (VmHWM) at {n} clusters: {:7.1} MiB (goal ≤ 200 MiB; {:.1} MiB \
+         after onboarding, {:.1} MiB after the fleet run, {:.1} MiB resident at the end)",
+        mib(hwm),
+        mib(onboarding_hwm),
+        mib(fleet_hwm),
+        mib(rss)
+    ));
+    let losses = leadership_losses(&log);
+    if losses > 0 {
+        report(format!(
+            "  NOTE the controller lost its Lease {losses} time(s) during the run (\"could not \
+             renew the lease in time\" in its log): each loss stops every running backup and \
+             restarts its controllers"
+        ));
+    }
+    Ok(())
 }
