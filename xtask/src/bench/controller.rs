@@ -882,7 +882,27 @@ async fn measure(
         "lag: {LAG_SCHEDULE} over {LAG_CLUSTERS} clusters, {} firings",
         args.firings
     );
-    let firings = lag(bench, args.firings).await?;
+    let firings = lag(bench, args.firings).await;
+
+    // Memory and Lease losses are reported even when the lag could not be measured.
+    let (hwm, rss) = memory_kib(pid)?;
+    report(format!(
+        "  controller peak RSS (VmHWM) at {n} clusters: {:7.1} MiB (goal ≤ 200 MiB; {:.1} MiB \
+         after onboarding, {:.1} MiB after the fleet run, {:.1} MiB resident at the end)",
+        mib(hwm),
+        mib(onboarding_hwm),
+        mib(fleet_hwm),
+        mib(rss)
+    ));
+    let losses = leadership_losses(&log);
+    if losses > 0 {
+        report(format!(
+            "  NOTE the controller lost its Lease {losses} time(s) during the run (\"could not \
+             renew the lease in time\" in its log): each loss stops every running backup and \
+             restarts its controllers"
+        ));
+    }
+    let firings = firings?;
     let lags: Vec<String> = firings
         .iter()
         .map(|f| match f.lag {
@@ -902,23 +922,5 @@ async fn measure(
             _ => "not measured: a firing has no stored run".to_string(),
         }
     ));
-
-    let (hwm, rss) = memory_kib(pid)?;
-    report(format!(
-        "  controller peak RSS (VmHWM) at {n} clusters: {:7.1} MiB (goal ≤ 200 MiB; {:.1} MiB \
-         after onboarding, {:.1} MiB after the fleet run, {:.1} MiB resident at the end)",
-        mib(hwm),
-        mib(onboarding_hwm),
-        mib(fleet_hwm),
-        mib(rss)
-    ));
-    let losses = leadership_losses(&log);
-    if losses > 0 {
-        report(format!(
-            "  NOTE the controller lost its Lease {losses} time(s) during the run (\"could not \
-             renew the lease in time\" in its log): each loss stops every running backup and \
-             restarts its controllers"
-        ));
-    }
     Ok(())
 }
