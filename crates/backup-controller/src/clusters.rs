@@ -1,5 +1,12 @@
-//! ManagedCluster → a kube `Client` for the user cluster, cached until the cluster's spec or its
-//! kubeconfig Secret changes, with the cluster's discovery results shared between runs.
+//! ManagedCluster → a kube `Client` for the user cluster, with the cluster's discovery results
+//! shared between runs until its spec or kubeconfig Secret changes.
+//!
+//! The client itself is built for each use and dropped with it. A kube client keeps every
+//! connection it opened in its pool (a backup opens about ten, for its parallel LISTs) until
+//! it has been idle for 90 seconds, and kube does not let the pool be tuned: held for hundreds
+//! of clusters, idle TLS connections were most of the controller's memory. Building one costs
+//! a kubeconfig parse and a TLS configuration (the connection's handshake is paid either way,
+//! since a cluster is used minutes apart).
 //!
 //! Kubeconfig bytes become a client in one place, `backup_velero::kubeconfig`, shared with the
 //! CLI. Nothing here logs or returns a kubeconfig's content.
@@ -111,7 +118,7 @@ impl ClusterHandle {
     }
 }
 
-/// What a cached client was built from; any change rebuilds it.
+/// What a cluster's cached discovery belongs to; any change starts a new one.
 #[derive(Clone, PartialEq, Eq)]
 struct Built {
     uid: String,
@@ -119,10 +126,10 @@ struct Built {
     secret_version: String,
 }
 
-/// Cached handles by cluster, with what each was built from.
-type Cache = HashMap<NamespacedName, (Built, ClusterHandle)>;
+/// Discovery caches by cluster, with what each belongs to.
+type Cache = HashMap<NamespacedName, (Built, DiscoveryCache)>;
 
-/// The cache of user-cluster clients.
+/// Builds user-cluster clients and keeps their discovery results.
 #[derive(Clone)]
 pub struct Clusters {
     mgmt: kube::Client,
@@ -138,7 +145,8 @@ impl Clusters {
         }
     }
 
-    /// The handle of `cluster`, rebuilt when its spec or kubeconfig Secret changed.
+    /// A handle on `cluster` with a fresh client; its discovery results are kept until its spec
+    /// or kubeconfig Secret changes.
     pub async fn handle(&self, cluster: &ManagedCluster) -> Result<ClusterHandle, ClusterProblem> {
         let name = cluster.name_any();
         let namespace = cluster.namespace().unwrap_or_default();
@@ -156,34 +164,38 @@ impl Clusters {
             secret_version: secret.resource_version.clone(),
         };
         let key = (namespace.clone(), name.clone());
-        if let Some((cached_built, handle)) = self.lock().get(&key)
-            && *cached_built == built
-        {
-            return Ok(handle.clone());
-        }
+        let discovery = {
+            let mut cache = self.lock();
+            match cache.get(&key) {
+                Some((cached_built, discovery)) if *cached_built == built => discovery.clone(),
+                _ => {
+                    let discovery = DiscoveryCache::new(DISCOVERY_TTL);
+                    cache.insert(key, (built, discovery.clone()));
+                    discovery
+                }
+            }
+        };
         let client = client_from_bytes(&secret.data, cluster.spec.context.as_deref())
             .await
             .map_err(|source| ClusterProblem::Kubeconfig {
                 secret: reference.name.clone(),
                 source,
             })?;
-        let handle = ClusterHandle {
+        Ok(ClusterHandle {
             name,
             namespace,
             client,
-            discovery: DiscoveryCache::new(DISCOVERY_TTL),
+            discovery,
             choice: cluster.spec.engine,
             velero_namespace: cluster
                 .spec
                 .velero_namespace
                 .clone()
                 .unwrap_or_else(|| DEFAULT_VELERO_NAMESPACE.to_string()),
-        };
-        self.lock().insert(key, (built, handle.clone()));
-        Ok(handle)
+        })
     }
 
-    /// Drops a deleted cluster's client.
+    /// Forgets a deleted cluster's discovery results.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.lock()
             .remove(&(namespace.to_string(), name.to_string()));

@@ -115,7 +115,21 @@ pub async fn run(
             last_renewal = None;
             leading.send_replace(false);
         }
-        match try_once(&api, &config, &mut seen, now).await {
+        // No attempt may outlast the moment this replica must have stepped down.
+        let step_down_at = last_renewal.map(|r| r + config.duration.saturating_sub(config.margin));
+        let budget = step_down_at
+            .map_or(config.renew_every, |d| d.saturating_duration_since(now))
+            .min(config.renew_every);
+        let attempt =
+            match tokio::time::timeout(budget, try_once(&api, &config, &mut seen, now)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!("lease: the API did not answer within {budget:?}");
+                    tokio::time::sleep_until(now + budget).await;
+                    continue;
+                }
+            };
+        match attempt {
             Ok(true) => {
                 if last_renewal.is_none() {
                     tracing::info!(identity = %config.identity, lease = %config.name, "leading");

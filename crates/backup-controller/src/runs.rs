@@ -70,6 +70,7 @@ pub struct Runs {
     listings: Arc<Mutex<HashMap<RunKey, Listing>>>,
     tasks: Arc<Mutex<HashMap<NamespacedName, Vec<AbortHandle>>>>,
     fired: Arc<Mutex<HashMap<FiredKey, Timestamp>>>,
+    orphan_checks: Arc<Mutex<HashMap<RunKey, Instant>>>,
     nudges: Arc<Mutex<Nudges>>,
     trigger: mpsc::UnboundedSender<ObjectRef<ClusterBackup>>,
 }
@@ -87,6 +88,7 @@ impl Runs {
             listings: Arc::default(),
             tasks: Arc::default(),
             fired: Arc::default(),
+            orphan_checks: Arc::default(),
             nudges: Arc::default(),
             trigger,
         };
@@ -183,6 +185,20 @@ impl Runs {
     /// Records a firing whose status was written.
     pub fn set_fired(&self, namespace: &str, backup: &str, uid: &str, at: Timestamp) {
         lock(&self.fired).insert((namespace.into(), backup.into(), uid.into()), at);
+    }
+
+    /// Whether the scope of `key`'s cluster was last checked for interrupted uploads at least
+    /// `every` ago (or never); if so, records a check now.
+    pub fn due_for_orphan_check(&self, key: &RunKey, every: Duration) -> bool {
+        let mut checks = lock(&self.orphan_checks);
+        let now = Instant::now();
+        match checks.get(key) {
+            Some(last) if now.duration_since(*last) < every => false,
+            _ => {
+                checks.insert(key.clone(), now);
+                true
+            }
+        }
     }
 
     /// Keeps the task running a firing of `backup` so it can be stopped.

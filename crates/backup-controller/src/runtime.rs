@@ -66,12 +66,10 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let client = match &config.kubeconfig {
-        Some(path) => {
-            backup_velero::kubeconfig::client_from_file(path, config.context.as_deref()).await?
-        }
-        None => backup_velero::kubeconfig::client_from_default(config.context.as_deref()).await?,
-    };
+    let client = management_client(&config).await?;
+    // The Lease is renewed over connections of its own: a burst of reconciles (every cluster
+    // after an election) must not queue the renewal behind it and cost the lease.
+    let lease_client = management_client(&config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -105,7 +103,7 @@ pub async fn run_with_clock(
     let election = if config.leader_election {
         let lease = LeaseConfig::new(&config.lease_namespace, &config.identity);
         Some(tokio::spawn(lease::run(
-            client.clone(),
+            lease_client,
             lease,
             leading_tx,
             stopped(stop_rx.clone()),
@@ -152,6 +150,21 @@ pub async fn run_with_clock(
     let _ = admin.await;
     Ok(())
 }
+
+/// A client for the management cluster, from `--kubeconfig`/`--context` or the default
+/// kubeconfig / in-cluster service account.
+async fn management_client(config: &RunConfig) -> Result<kube::Client> {
+    Ok(match &config.kubeconfig {
+        Some(path) => {
+            backup_velero::kubeconfig::client_from_file(path, config.context.as_deref()).await?
+        }
+        None => backup_velero::kubeconfig::client_from_default(config.context.as_deref()).await?,
+    })
+}
+
+/// How many objects of one kind reconcile at once: enough to keep a fleet busy, few enough
+/// that hundreds of clusters probed after an election do not flood the management API.
+const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// Waits until the management API answers (so `/readyz` means something).
 async fn wait_for_api(client: &kube::Client, stopped: impl Future<Output = ()>) {
@@ -242,7 +255,8 @@ async fn controllers(
             listed,
         ),
         location_store.clone(),
-    );
+    )
+    .with_config(controller_config());
     let (cluster_store, writer) = reflector::store();
     let (listed, clusters_listed) = watch::channel(false);
     let clusters = Controller::for_stream(
@@ -253,8 +267,10 @@ async fn controllers(
             listed,
         ),
         cluster_store.clone(),
-    );
-    let backups = Controller::new(api::<ClusterBackup>(&client, namespace), wc.clone());
+    )
+    .with_config(controller_config());
+    let backups = Controller::new(api::<ClusterBackup>(&client, namespace), wc.clone())
+        .with_config(controller_config());
     let backup_store = backups.store();
 
     // A Secret changed: its locations and clusters look again (credentials, kubeconfigs).
@@ -326,6 +342,11 @@ async fn controllers(
         _ = drain(run_clusters.map(|_| ()).boxed()) => {}
         _ = drain(run_backups.map(|_| ()).boxed()) => {}
     }
+}
+
+/// Every controller's configuration: bounded concurrency.
+fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY)
 }
 
 /// The API of `K` in `namespace`, or in every namespace.

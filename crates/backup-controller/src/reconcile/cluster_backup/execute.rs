@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::retention::{RetentionCandidate, plan_deletions};
-use backup_core::{BackupSpec, BackupStatus, EngineError, Phase, RetentionPolicy};
+use backup_core::{BackupSpec, BackupStatus, EngineError, Phase, RetentionPolicy, StoredBackup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::reflector::ObjectRef;
@@ -97,25 +97,29 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
         ),
         Ok(engine) => {
             let status = drive(&ctx, &job, &key, &engine, &run).await;
-            if status.phase.is_terminal() {
-                retention(&ctx, &job, &key, &engine, &related).await;
-                collect_orphans(&ctx, &job, &key, &engine, &related).await;
-            }
             (Some(engine), status)
         }
     };
     let kind = engine.as_ref().map(ClusterEngine::kind);
-    // Storage changed (a run and maybe retention): list it again, before the run is shown as
-    // ended, so no reconcile sees it ended beside a listing from before it was stored. The
-    // engine that ran lists it: `cluster` is the object as it was at the firing, whose status
-    // may not name an engine yet, and a Velero cluster's runs are Velero's Backups.
+    // Storage changed (a run and maybe retention): its listing is taken again before the run
+    // is shown as ended, so no reconcile sees it ended beside a listing from before it was
+    // stored. Retention lists anyway; what it keeps is that listing. The engine that ran
+    // lists: `cluster` is the object as it was at the firing, whose status may not name an
+    // engine yet, and a Velero cluster's runs are Velero's Backups.
     let started = tokio::time::Instant::now();
     let listed = match &engine {
-        Some(engine) => engine
-            .backups()
-            .list_backups(&engines::selector(&job.name))
-            .await
-            .map_err(|e| e.to_string()),
+        Some(engine) => {
+            let kept = retention(&ctx, &job, &key, engine, &related).await;
+            collect_orphans(&ctx, &job, &key, engine, &related).await;
+            match kept {
+                Some(kept) => Ok(kept),
+                None => engine
+                    .backups()
+                    .list_backups(&engines::selector(&job.name))
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+        }
         None => engines::list_stored(&ctx, &job.location, &cluster, &job.name).await,
     };
     ctx.runs.set_listing(key.clone(), listed, started);
@@ -198,17 +202,19 @@ async fn drive(
 }
 
 /// Applies the ClusterBackup's retention on one cluster; problems become a warning Event.
+/// Returns the runs it found and kept, when it could list them.
 async fn retention(
     ctx: &Context,
     job: &FleetJob,
     key: &RunKey,
     engine: &ClusterEngine,
     related: &Option<ObjectReference>,
-) {
+) -> Option<Vec<StoredBackup>> {
     if !job.location.repo.is_writable() {
-        return;
+        return None;
     }
     let now = ctx.clock.now();
+    let mut kept = None;
     let result: Result<Vec<String>, EngineError> = async {
         let stored = engine
             .backups()
@@ -232,6 +238,12 @@ async fn retention(
                 Err(e) => return Err(e),
             }
         }
+        kept = Some(
+            stored
+                .into_iter()
+                .filter(|b| !doomed.contains(&b.name))
+                .collect(),
+        );
         Ok(doomed)
     }
     .await;
@@ -263,6 +275,7 @@ async fn retention(
             .await;
         }
     }
+    kept
 }
 
 /// Removes what interrupted runs left in the cluster's scope (direct engine only: Velero cleans
@@ -277,7 +290,12 @@ async fn collect_orphans(
     let ClusterEngine::Direct(direct) = engine else {
         return;
     };
-    if !job.location.repo.is_writable() {
+    // Looking costs a listing of the whole scope; leftovers only become removable after the
+    // grace period, so once an hour per cluster is plenty.
+    let every = Duration::try_from(ctx.settings.orphan_grace)
+        .unwrap_or(Duration::ZERO)
+        .min(Duration::from_secs(3600));
+    if !job.location.repo.is_writable() || !ctx.runs.due_for_orphan_check(key, every) {
         return;
     }
     let removed = direct

@@ -131,7 +131,6 @@ async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> 
         _ => Vec::new(),
     };
 
-    let views = views(&ctx, &namespace, &name, location.as_ref(), &selected).await;
     let last_fired = match (
         previous.last_schedule_time,
         ctx.runs.last_fired(&namespace, &name, &uid),
@@ -144,7 +143,7 @@ async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> 
         .creation_timestamp
         .as_ref()
         .map_or(now, |t| t.0);
-    let decided = plan::plan(&PlanInput {
+    let input = |clusters| PlanInput {
         name: &name,
         generation,
         created,
@@ -152,10 +151,19 @@ async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> 
         spec: &spec,
         previous: &previous,
         last_fired,
-        blocked,
-        missing,
-        clusters: views,
-    });
+        blocked: blocked.clone(),
+        missing: missing.clone(),
+        clusters,
+    };
+    // Decide first from what is already known: whether a run is due never depends on
+    // storage, and a firing must not wait for hundreds of clusters to be listed (each run
+    // lists its cluster when it ends). Storage is read when nothing fires.
+    let known = views(&ctx, &namespace, &name, None, &selected).await;
+    let mut decided = plan::plan(&input(known));
+    if decided.fire.is_none() {
+        let listed = views(&ctx, &namespace, &name, location.as_ref(), &selected).await;
+        decided = plan::plan(&input(listed));
+    }
 
     match (&decided.fire, location) {
         (Some(fire), Some(location)) => {
@@ -236,8 +244,9 @@ fn run_key(namespace: &str, backup: &str, cluster: &str) -> RunKey {
     }
 }
 
-/// Each selected cluster's stored runs (listed again when the cached listing is older than the
-/// resync period) and its live run.
+/// Each selected cluster's stored runs and its live run. With a `location`, a cluster whose
+/// listing is missing or older than the resync period is listed again; without, what is
+/// cached is used as is (or "not listed yet").
 async fn views(
     ctx: &Context,
     namespace: &str,
@@ -259,7 +268,7 @@ async fn views(
                     let runs = engines::list_stored(ctx, location, &cluster, backup).await;
                     ctx.runs.set_listing(key.clone(), runs, started).runs
                 }
-                (None, None) => Err("the storage location cannot be used".to_string()),
+                (None, None) => Err("not listed yet".to_string()),
             };
             ClusterView {
                 name: cluster.name_any(),
