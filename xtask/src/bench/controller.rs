@@ -131,8 +131,16 @@ async fn bench(
     backupctl: &Path,
     controller: &Path,
 ) -> Result<()> {
-    let state = EnvState::load(env_dir)?
+    let mut state = EnvState::load(env_dir)?
         .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
+    // A bucket of its own, for both sides: the S3 server here (s3s-fs) walks the whole bucket
+    // on every LIST, so the objects other tests left in the shared bucket would be measured too.
+    let project = tests::unique_name("bench", "controller");
+    state.s3.bucket = project.clone();
+    state.s3.location = format!("s3://{project}");
+    let bucket_dir = state.s3.root.join(&state.s3.bucket);
+    std::fs::create_dir_all(&bucket_dir)
+        .with_context(|| format!("creating bucket {}", bucket_dir.display()))?;
     let mgmt = tests::env::client_for(state.cluster("mgmt")?).await?;
     let mut targets = Vec::new();
     for name in ["c1", "c2"] {
@@ -144,7 +152,7 @@ async fn bench(
         });
     }
     let mut bench = Bench {
-        project: tests::unique_name("bench", "controller"),
+        project,
         state,
         mgmt,
         targets,
@@ -194,6 +202,10 @@ async fn cleanup(bench: &mut Bench) -> Result<()> {
         if let Err(e) = remove_s3_prefix(&bench.state.s3, &prefix) {
             problems.push(format!("removing storage prefix {prefix}: {e:#}"));
         }
+    }
+    let bucket_dir = bench.state.s3.root.join(&bench.state.s3.bucket);
+    if let Err(e) = std::fs::remove_dir_all(&bucket_dir) {
+        problems.push(format!("removing bucket {}: {e}", bucket_dir.display()));
     }
     match problems.is_empty() {
         true => Ok(()),
