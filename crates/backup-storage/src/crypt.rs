@@ -402,6 +402,12 @@ impl Identities {
         Ok(Self::new(keys))
     }
 
+    /// Adds the identities of `other` (e.g. from a second identity file).
+    pub fn extend(&mut self, other: Identities) {
+        self.keys.extend(other.keys);
+        self.fingerprints.extend(other.fingerprints);
+    }
+
     /// One new random X25519 identity (for tests, benchmarks and key rotation tooling).
     pub fn generate() -> Self {
         Self::new(vec![age::x25519::Identity::generate()])
