@@ -372,7 +372,9 @@ impl RestoreEngine for DirectEngine {
             .map_err(storage_error)?;
         // An encrypted backup without a matching identity is refused here, before the run
         // starts: nothing is created in the cluster and nothing is written to storage.
-        self.repo.ensure_readable(&manifest).map_err(storage_error)?;
+        self.repo
+            .ensure_readable(&manifest)
+            .map_err(storage_error)?;
         if lookup::restore_stored(&self.repo, &name_ok).await? {
             return Err(EngineError::AlreadyExists {
                 what: "restore",
