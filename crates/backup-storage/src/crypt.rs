@@ -33,9 +33,10 @@ use crate::error::{Result, StorageError};
 use crate::manifest::{ArtifactEncryption, EncryptionScheme};
 use crate::upload::Source;
 
-/// Plaintext is read and encrypted in slices of this size: large enough that per-slice
-/// overhead vanishes, small enough to stay far below one upload part.
-pub const ENCRYPT_SLICE: usize = 1024 * 1024;
+/// Plaintext is read and encrypted in slices of this size (four age chunks): large enough that
+/// per-slice overhead vanishes, small enough that encryption adds well under 1 MiB to an
+/// upload's memory.
+pub const ENCRYPT_SLICE: usize = 256 * 1024;
 
 /// Plaintext is read back from the decryptor in pieces of this size (age's chunk size).
 const DECRYPT_READ: usize = 64 * 1024;

@@ -140,7 +140,7 @@ fn a_large_artifact_is_encrypted_and_decrypted_in_bounded_memory() {
         assert_eq!(read, SIZE);
         assert_eq!(hasher.finalize(), source.hasher.finalize(), "round trip");
 
-        // Uploads hold (in flight + 1) parts; encryption adds two 1 MiB slices.
+        // Uploads hold (in flight + 1) parts; encryption adds a plaintext and a ciphertext slice.
         eprintln!(
             "128 MiB artifact: peak heap {:.1} MiB writing, {:.1} MiB reading",
             written_peak as f64 / MIB as f64,
