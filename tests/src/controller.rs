@@ -17,8 +17,8 @@ use anyhow::{Context, Result, bail};
 use backup_storage::Repository;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::{TestNamespace, shared, unique_name};
@@ -32,35 +32,7 @@ pub const S3_SECRET: &str = "s3-creds";
 
 /// Applies `crds` and waits until each is Established. Idempotent.
 pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<()> {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply(MANAGER).force();
-    for crd in crds {
-        let name = crd.name_any();
-        api.patch(&name, &pp, &Patch::Apply(crd))
-            .await
-            .with_context(|| format!("applying CRD {name}"))?;
-    }
-    for crd in crds {
-        let name = crd.name_any();
-        wait_until(
-            Duration::from_secs(60),
-            &format!("CRD {name} Established"),
-            || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let c = api.get(&name).await?;
-                    Ok(c.status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True"))
-                }
-            },
-        )
-        .await?;
-    }
-    Ok(())
+    crate::crds::install(client, crds, MANAGER).await
 }
 
 /// Polls `check` every 200 ms until it returns true; fails after `timeout` naming `what`.
@@ -328,6 +300,17 @@ impl ControllerProcess {
         identity: &str,
         extra: &[&str],
     ) -> Result<Self> {
+        Self::start_with_env(binary, project, identity, extra, &[]).await
+    }
+
+    /// [`ControllerProcess::start`] with extra environment variables (e.g. `RUST_LOG`).
+    pub async fn start_with_env(
+        binary: &Path,
+        project: &Project,
+        identity: &str,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<Self> {
         let env = shared()?;
         let mgmt = env.management()?;
         let port = free_port()?;
@@ -349,6 +332,7 @@ impl ControllerProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -430,4 +414,82 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((code, body))
+}
+
+/// One cluster's entry in a ClusterBackup's `status.clusters` (`Null` when it has none).
+pub fn runs_of(object: &Value, cluster: &str) -> Value {
+    object["status"]["clusters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["cluster"] == cluster))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The names in a cluster's `backups` list of a ClusterBackup's status, newest first.
+pub fn listed_runs(object: &Value, cluster: &str) -> Vec<String> {
+    runs_of(object, cluster)["backups"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed) in Prometheus text format.
+pub fn metric_value(exposition: &str, sample: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(sample)?;
+        rest.strip_prefix(' ')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+impl Project {
+    /// The names of cluster `cluster`'s resource backups in storage, oldest first (what
+    /// `backupctl backup list --project <ns> --cluster <cluster>` lists).
+    pub async fn stored_runs(&self, cluster: &str) -> Result<Vec<String>> {
+        let listing = self
+            .repository(cluster)?
+            .list(backup_core::BackupKind::Resources)
+            .await?;
+        anyhow::ensure!(listing.problems.is_empty(), "{:?}", listing.problems);
+        Ok(listing
+            .manifests
+            .iter()
+            .map(|m| m.name.to_string())
+            .collect())
+    }
+
+    /// Every Event of the namespace, as JSON text (to search for what must not be there).
+    pub async fn events_json(&self) -> Result<String> {
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.mgmt.clone(), self.name());
+        let events = api.list(&Default::default()).await?;
+        Ok(serde_json::to_string(&events.items)?)
+    }
+
+    /// Waits until the namespace's Events mention every one of `texts` (Events are published
+    /// beside status writes, not before them); returns them as JSON text.
+    pub async fn wait_for_events(&self, timeout: Duration, texts: &[&str]) -> Result<String> {
+        wait_until(timeout, &format!("Events mentioning {texts:?}"), || async {
+            let events = self.events_json().await?;
+            Ok(texts.iter().all(|t| events.contains(t)))
+        })
+        .await?;
+        self.events_json().await
+    }
+}
+
+impl ControllerProcess {
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
 }

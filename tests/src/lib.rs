@@ -13,6 +13,7 @@
 
 pub mod age;
 pub mod controller;
+pub mod crds;
 pub mod env;
 pub mod env_state;
 pub mod lock;

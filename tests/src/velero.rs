@@ -5,8 +5,6 @@
 //! where a test needs Velero to have acted, it writes `status` by patching the whole object,
 //! exactly as Velero does.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{Context, Result, bail};
 use backup_core::StorageLocationSpec;
 use backup_velero::api::{self, BackupStorageLocation};
@@ -23,42 +21,24 @@ use crate::{TestNamespace, shared};
 pub const PROJECT: &str = "proj";
 /// The name (in our terms) of the storage location [`setup`]'s engine sends backups to.
 pub const LOCATION: &str = "main";
-/// How long Velero's CRDs may take to become Established after being applied.
-const CRDS_ESTABLISHED_WITHIN: Duration = Duration::from_secs(60);
-
 /// Applies Velero's CRDs (generated from our types) to the cluster with server-side apply and
 /// waits until each is Established. Idempotent, so every test may call it.
 pub async fn install_crds(client: &Client) -> Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply("velero-in-cluster-tests").force();
-    for crd in api::crds() {
+    let crds = api::crds();
+    crate::crds::install(client, &crds, "velero-in-cluster-tests").await?;
+    let stored: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in &crds {
         let name = crd.name_any();
-        crds.patch(&name, &pp, &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("applying CRD {name}"))?;
-    }
-    let deadline = Instant::now() + CRDS_ESTABLISHED_WITHIN;
-    for crd in api::crds() {
-        let name = crd.name_any();
-        loop {
-            let c = crds.get(&name).await?;
-            // As in Velero's manifests: status is written through the main resource.
-            if c.spec.versions.iter().any(|v| v.subresources.is_some()) {
-                bail!("CRD {name} still has a subresource; Velero's CRDs have none");
-            }
-            let established = c
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if established {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("CRD {name} not Established within {CRDS_ESTABLISHED_WITHIN:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        // As in Velero's manifests: status is written through the main resource.
+        if stored
+            .get(&name)
+            .await?
+            .spec
+            .versions
+            .iter()
+            .any(|v| v.subresources.is_some())
+        {
+            bail!("CRD {name} still has a subresource; Velero's CRDs have none");
         }
     }
     Ok(())

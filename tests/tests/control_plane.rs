@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use backup_velero::kubeconfig::client_from_bytes;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -83,7 +83,7 @@ async fn a_crd_on_mgmt_becomes_established_and_serves_custom_objects() -> Result
     }))?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(&PostParams::default(), &crd).await?;
-    wait_established(&crds, &crd_name, Duration::from_secs(30)).await?;
+    tests::crds::wait_established(&client, &crd_name, Duration::from_secs(30)).await?;
 
     let ns = TestNamespace::create(&client, "crd_objects").await?;
     let resource = ApiResource {
@@ -122,31 +122,6 @@ async fn a_crd_on_mgmt_becomes_established_and_serves_custom_objects() -> Result
     ns.delete().await?;
     crds.delete(&crd_name, &DeleteParams::default()).await?;
     Ok(())
-}
-
-/// Waits until the CRD's `Established` condition is `True`.
-async fn wait_established(
-    crds: &Api<CustomResourceDefinition>,
-    name: &str,
-    timeout: Duration,
-) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let crd = crds.get(name).await?;
-        let established = crd
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            bail!("CRD {name} not Established after {} s", timeout.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[test]

@@ -306,6 +306,50 @@ async fn migration_to_c2_with_namespace_mapping() -> Result<()> {
     Ok(())
 }
 
+/// Backups, restores and their records on write-once storage (as in an object-lock bucket):
+/// every key is written once, so a second write of any key would fail the run.
+#[tokio::test]
+async fn backup_restore_and_deletion_on_write_once_storage_write_every_key_once() -> Result<()> {
+    use backup_storage::object_store::memory::InMemory;
+    use backup_storage::write_once::WriteOnceStore;
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let c2 = env.client("c2").await?;
+    let ns = TestNamespace::create(&c1, "worm").await?;
+    sample_app(&c1, &ns.name).await?;
+    let before = app_state(&c1, &ns.name).await?;
+    let store = std::sync::Arc::new(WriteOnceStore::new(std::sync::Arc::new(InMemory::new())));
+    let repo = Repository::new(store.clone());
+    let source = DirectEngine::new(c1.clone(), repo.clone());
+    backup(&source, "w1", &spec_for(&[&ns.name])).await?;
+    backup(&source, "w2", &spec_for(&[&ns.name])).await?;
+    // The direct engine copies no volume data, and velero-backup.json says so.
+    let recorded = source.stored_backup("w2").await?;
+    assert!(!recorded.spec.snapshot_volumes && !recorded.spec.default_volumes_to_fs_backup);
+    let target = unique_name("t", "worm");
+    let engine2 = DirectEngine::new(c2.clone(), repo.clone());
+    let mut spec = restore_spec("w2");
+    spec.namespace_mapping
+        .insert(ns.name.clone(), target.clone());
+    assert_eq!(
+        restore(&engine2, "worm-restore", &spec).await?,
+        Phase::Completed
+    );
+    assert_eq!(app_state(&c2, &target).await?, before);
+    // Observing the finished restore from a fresh engine reads, never writes.
+    let written = store.keys_written();
+    let fresh = DirectEngine::new(c2.clone(), repo.clone());
+    assert_eq!(
+        fresh.observe_restore("worm-restore").await?.phase,
+        Phase::Completed
+    );
+    source.delete_backup("w1").await?;
+    assert_eq!(store.keys_written(), written);
+    delete_namespace(&c2, &target).await?;
+    ns.delete().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn existing_objects_policy_none_keeps_and_update_overwrites() -> Result<()> {
     let env = shared()?;

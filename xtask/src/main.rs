@@ -5,6 +5,7 @@ mod bench;
 mod crds;
 mod demo;
 mod env;
+mod fleet;
 mod test_runner;
 
 use clap::{Parser, Subcommand};

@@ -48,6 +48,32 @@ pub enum LocationCommand {
     ///
     /// Exits 0 when the location is available and 1 otherwise, so scripts can gate on it.
     Check(LocationCheckArgs),
+    /// Delete what interrupted backups left behind: directories with artifacts but no manifest
+    /// (never listed, never restorable), untouched for the grace period.
+    ///
+    /// Backups Velero wrote into a shared location (a velero-backup.json without our manifest)
+    /// are never touched. Exits 0 when nothing was refused.
+    Gc(LocationGcArgs),
+}
+
+#[derive(Args)]
+pub struct LocationGcArgs {
+    /// Location URL, e.g. file:///var/lib/backups or s3://bucket/prefix.
+    pub location: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Location option overriding the environment, e.g. --option region=eu-west-1 (repeatable).
+    #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+    /// Only leftovers untouched for this long (Go duration) are removed, so uploads still in
+    /// progress are safe.
+    #[arg(long, default_value = "24h")]
+    pub grace: String,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Args)]

@@ -146,3 +146,158 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A committed backup whose `velero-backup.json` is intact (its checksum matches) but is not a
+/// Velero Backup: listing must not show it as "Unknown", describing must fail, deleting works.
+#[tokio::test]
+async fn an_unreadable_velero_backup_json_is_an_error_not_a_default() {
+    use backup_storage::{ArtifactName, BackupKind, BackupName, Repository};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let repo = Repository::open(&url, &Default::default())
+        .unwrap()
+        .scoped_str("default", "local")
+        .unwrap();
+    let name = BackupName::new("odd").unwrap();
+    let mut writer = repo
+        .begin_backup(BackupKind::Resources, &name)
+        .await
+        .unwrap();
+    writer
+        .put_artifact_bytes(
+            &ArtifactName::new("velero-backup.json").unwrap(),
+            b"{\"kind\": \"NotABackup\"}".to_vec().into(),
+        )
+        .await
+        .unwrap();
+    writer.commit(Default::default(), None).await.unwrap();
+
+    let list = backupctl(&["backup", "list", "--location", &url]);
+    assert_eq!(list.status.code(), Some(1), "{}", stderr(&list));
+    assert!(!stdout(&list).contains("Unknown"), "{}", stdout(&list));
+    assert!(
+        stderr(&list).contains("backup odd is unreadable"),
+        "{}",
+        stderr(&list)
+    );
+    let describe = backupctl(&["backup", "describe", "odd", "--location", &url]);
+    assert!(!describe.status.success());
+    let delete = backupctl(&["backup", "delete", "odd", "--location", &url]);
+    assert!(delete.status.success(), "{}", stderr(&delete));
+    assert!(
+        stderr(&delete).contains("unreadable"),
+        "{}",
+        stderr(&delete)
+    );
+    let after = backupctl(&["backup", "list", "--location", &url]);
+    assert!(after.status.success(), "{}", stderr(&after));
+}
+
+/// A file location with a committed backup `name` holding one artifact.
+async fn committed(url: &str, name: &str, content: &'static [u8]) {
+    use backup_storage::{ArtifactName, BackupKind, BackupName, Repository};
+    let repo = Repository::open(url, &Default::default())
+        .unwrap()
+        .scoped_str("default", "local")
+        .unwrap();
+    let mut writer = repo
+        .begin_backup(BackupKind::Resources, &BackupName::new(name).unwrap())
+        .await
+        .unwrap();
+    writer
+        .put_artifact_bytes(
+            &ArtifactName::new(format!("{name}.tar.gz")).unwrap(),
+            content.to_vec().into(),
+        )
+        .await
+        .unwrap();
+    writer.commit(Default::default(), None).await.unwrap();
+}
+
+#[tokio::test]
+async fn backup_verify_names_each_corrupt_backup_and_exits_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    committed(&url, "good", b"intact bytes").await;
+    committed(&url, "rotten", b"bytes that will rot").await;
+    let file = dir
+        .path()
+        .join("default/local/backups/rotten/rotten.tar.gz");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+
+    let one = backupctl(&["backup", "verify", "good", "--location", &url]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let all = backupctl(&[
+        "backup",
+        "verify",
+        "--all",
+        "--location",
+        &url,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(all.status.code(), Some(1), "{}", stderr(&all));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&all)).unwrap();
+    let bad: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ok"] == false)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(bad, ["rotten"]);
+    assert!(
+        stderr(&all).contains("corrupt or unreadable: rotten"),
+        "{}",
+        stderr(&all)
+    );
+    let neither = backupctl(&["backup", "verify", "--location", &url]);
+    assert!(!neither.status.success());
+}
+
+#[tokio::test]
+async fn location_gc_removes_interrupted_uploads_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    committed(&url, "kept", b"a committed backup").await;
+    let orphan = dir.path().join("default/local/backups/cut-off");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("cut-off.tar.gz"), b"half an upload").unwrap();
+
+    let young = backupctl(&["location", "gc", &url, "-o", "json"]);
+    assert!(young.status.success(), "{}", stderr(&young));
+    assert_eq!(stdout(&young).trim(), "[]", "inside the default 24h grace");
+    let dry = backupctl(&[
+        "location",
+        "gc",
+        &url,
+        "--grace",
+        "0s",
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(stdout(&dry).contains("cut-off"), "{}", stdout(&dry));
+    assert!(
+        orphan.join("cut-off.tar.gz").exists(),
+        "a dry run removes nothing"
+    );
+    let gc = backupctl(&["location", "gc", &url, "--grace", "0s"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    assert!(!orphan.join("cut-off.tar.gz").exists());
+    let list = backupctl(&["backup", "verify", "kept", "--location", &url]);
+    assert!(
+        list.status.success(),
+        "the committed backup is untouched: {}",
+        stderr(&list)
+    );
+    let bad = backupctl(&["location", "gc", &url, "--grace", "soon"]);
+    assert!(
+        stderr(&bad).contains("--grace \"soon\""),
+        "{}",
+        stderr(&bad)
+    );
+}

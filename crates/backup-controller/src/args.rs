@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// How often each ManagedCluster is checked for reachability (Go duration).
     #[arg(long, default_value = "10m", value_parser = duration)]
     pub cluster_probe_every: Duration,
+    /// After each run, uploads that interrupted runs left in the cluster's scope (never
+    /// committed, never listed) are removed once untouched for this long (Go duration).
+    #[arg(long, default_value = "24h", value_parser = signed_duration)]
+    pub orphan_grace: jiff::SignedDuration,
     /// How long a cluster's list of stored runs is trusted before storage is read again
     /// (it is also read after every run).
     #[arg(long, default_value = "10m", value_parser = duration)]
@@ -67,6 +71,10 @@ pub struct RunArgs {
 
 fn duration(text: &str) -> Result<Duration, String> {
     backup_core::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn signed_duration(text: &str) -> Result<jiff::SignedDuration, String> {
+    jiff::SignedDuration::try_from(duration(text)?).map_err(|e| e.to_string())
 }
 
 impl RunArgs {
@@ -89,6 +97,7 @@ impl RunArgs {
             settings: Settings {
                 cluster_probe_every: self.cluster_probe_every,
                 storage_resync: self.storage_resync,
+                orphan_grace: self.orphan_grace,
                 ..Settings::default()
             },
         }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::{ClusterBackup, ManagedCluster, StorageLocation};
 use crate::clock::Clock;
@@ -28,6 +29,9 @@ pub struct Settings {
     pub storage_resync: Duration,
     /// How often a running backup's progress is polled.
     pub poll_every: Duration,
+    /// How long an uncommitted upload must have stood still before it is removed as what an
+    /// interrupted run left behind (so a run still uploading into the scope is never touched).
+    pub orphan_grace: jiff::SignedDuration,
 }
 
 impl Default for Settings {
@@ -36,6 +40,7 @@ impl Default for Settings {
             cluster_probe_every: Duration::from_secs(300),
             storage_resync: Duration::from_secs(600),
             poll_every: Duration::from_millis(500),
+            orphan_grace: jiff::SignedDuration::from_hours(24),
         }
     }
 }
@@ -49,6 +54,20 @@ pub struct Stores {
     pub clusters: Store<ManagedCluster>,
     /// Every ClusterBackup.
     pub backups: Store<ClusterBackup>,
+    /// True once the StorageLocation informer has listed once (its store is complete).
+    pub locations_listed: tokio::sync::watch::Receiver<bool>,
+    /// True once the ManagedCluster informer has listed once.
+    pub clusters_listed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Stores {
+    /// Waits until the location and cluster stores hold a complete first listing. (kube's
+    /// `Store::wait_until_ready` wakes only the last of several concurrent waiters, and the
+    /// controllers' own appliers already wait on it, so it cannot be used here.)
+    pub async fn listed(&self) {
+        let _ = self.locations_listed.clone().wait_for(|l| *l).await;
+        let _ = self.clusters_listed.clone().wait_for(|l| *l).await;
+    }
 }
 
 /// Shared by every reconcile of every controller.
@@ -71,6 +90,8 @@ pub struct Context {
     pub stores: Stores,
     /// Tunables.
     pub settings: Settings,
+    /// The labels (hashed) each ManagedCluster had when last reconciled.
+    seen_labels: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Context {
@@ -98,13 +119,52 @@ impl Context {
             runs,
             stores,
             settings,
+            seen_labels: std::sync::Mutex::default(),
         }
+    }
+
+    /// Asks every ClusterBackup of `namespace` to look again: a location or cluster they may
+    /// use changed. Called by those kinds' reconcilers, which run after the informer stores
+    /// they read from were updated, so the ClusterBackups see the change (a separate watch
+    /// could wake them before the store holds it, and they would decide on the old state).
+    pub fn wake_backups_in(&self, namespace: &str) {
+        for backup in self.stores.backups.state() {
+            if backup.namespace().as_deref() == Some(namespace) {
+                self.runs.nudge(ObjectRef::from_obj(backup.as_ref()));
+            }
+        }
+    }
+
+    /// Whether `key`'s labels hash differs from the last one recorded (and records it).
+    pub fn labels_changed(&self, key: String, labels_hash: u64) -> bool {
+        self.seen_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, labels_hash)
+            != Some(labels_hash)
     }
 
     /// Publishes an Event about `object`; a failure to publish is logged, never fatal.
     pub async fn event(
         &self,
         object: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.event_related(object, None, warning, reason, action, note)
+            .await;
+    }
+
+    /// [`Context::event`] about `object` and the `related` one (e.g. the cluster of one run of
+    /// a fleet backup). kube's recorder folds Events with the same object, reason and related
+    /// object into one series keeping the first note, so per-cluster Events must name their
+    /// cluster here or all but the first cluster's are lost.
+    pub async fn event_related(
+        &self,
+        object: &ObjectReference,
+        related: Option<ObjectReference>,
         warning: bool,
         reason: &str,
         action: &str,
@@ -119,7 +179,7 @@ impl Context {
             reason: reason.into(),
             note: Some(truncate(note, 1000)),
             action: action.into(),
-            secondary: None,
+            secondary: related,
         };
         if let Err(e) = self.recorder.publish(&event, object).await {
             tracing::debug!(error = %e, reason, "publishing an event failed");

@@ -48,7 +48,7 @@ pub struct LiveRun {
 /// One cluster's stored runs of one ClusterBackup, and when they were listed.
 #[derive(Debug, Clone)]
 pub struct Listing {
-    /// When it was read.
+    /// When reading it started.
     pub at: Instant,
     /// The runs, oldest first; or why they could not be listed.
     pub runs: Result<Vec<StoredBackup>, String>,
@@ -144,15 +144,24 @@ impl Runs {
         lock(&self.listings).get(key).cloned()
     }
 
-    /// Records a fresh listing.
-    pub fn set_listing(&self, key: RunKey, runs: Result<Vec<StoredBackup>, String>) {
-        lock(&self.listings).insert(
-            key,
-            Listing {
-                at: Instant::now(),
-                runs,
-            },
-        );
+    /// Records a listing whose reading started at `started`, unless one started later is
+    /// recorded already: a slow listing must not replace a newer one that holds a run which
+    /// ended meanwhile. Returns the listing recorded now.
+    pub fn set_listing(
+        &self,
+        key: RunKey,
+        runs: Result<Vec<StoredBackup>, String>,
+        started: Instant,
+    ) -> Listing {
+        let mut listings = lock(&self.listings);
+        match listings.get(&key) {
+            Some(newer) if newer.at > started => newer.clone(),
+            _ => {
+                let listing = Listing { at: started, runs };
+                listings.insert(key, listing.clone());
+                listing
+            }
+        }
     }
 
     /// Forgets everything about a deleted ClusterBackup.
@@ -274,6 +283,23 @@ mod tests {
         assert!(!runs.any_running("p", "nightly"));
         runs.unregister(&keys);
         assert!(runs.live(&key("c1")).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_listing_does_not_replace_one_started_after_it() {
+        let (runs, _rx) = Runs::new();
+        let slow = Instant::now();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let fresh = Instant::now();
+        let kept = runs.set_listing(key("c1"), Ok(vec![]), fresh);
+        assert_eq!(kept.at, fresh);
+        let kept = runs.set_listing(key("c1"), Err("stale".into()), slow);
+        assert_eq!(kept.at, fresh, "the newer listing stays");
+        assert!(runs.listing(&key("c1")).unwrap().runs.is_ok());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let newer = Instant::now();
+        let kept = runs.set_listing(key("c1"), Err("newer".into()), newer);
+        assert_eq!(kept.at, newer);
     }
 
     #[tokio::test(start_paused = true)]

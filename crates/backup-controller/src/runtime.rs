@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
@@ -181,17 +181,40 @@ fn spec_and_labels<K: Resource>(object: &K) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// Every ClusterBackup of `namespace`.
-fn backups_in(
-    store: &Store<ClusterBackup>,
-    namespace: Option<String>,
-) -> Vec<ObjectRef<ClusterBackup>> {
-    store
-        .state()
-        .iter()
-        .filter(|b| b.namespace() == namespace)
-        .map(|b| ObjectRef::from_obj(b.as_ref()))
-        .collect()
+/// [`spec_and_labels`] plus the finalizers: what a kind's own reconcile reacts to. The kube
+/// finalizer helper waits for the watch event of the finalizer it added, so that must pass.
+fn spec_labels_and_finalizers<K: Resource>(object: &K) -> Option<u64> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    spec_and_labels(object).hash(&mut hasher);
+    object.meta().finalizers.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// The objects of `api`, cached in `writer`'s store, as they change other than in status;
+/// `listed` turns true once the store holds a complete listing.
+fn own_changes<K>(
+    api: Api<K>,
+    wc: &watcher::Config,
+    writer: reflector::store::Writer<K>,
+    listed: watch::Sender<bool>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    reflector::reflector(writer, watcher(api, wc.clone()))
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                listed.send_replace(true);
+            }
+        })
+        .applied_objects()
+        .predicate_filter(spec_labels_and_finalizers, PredicateConfig::default())
 }
 
 /// The three controllers, run until one of them ends (they end only if their watches do).
@@ -207,10 +230,30 @@ async fn controllers(
     let wc = watcher::Config::default();
     let secrets: Api<PartialObjectMeta<Secret>> = api(&client, namespace);
 
-    let locations = Controller::new(api::<StorageLocation>(&client, namespace), wc.clone());
-    let location_store = locations.store();
-    let clusters = Controller::new(api::<ManagedCluster>(&client, namespace), wc.clone());
-    let cluster_store = clusters.store();
+    // Locations and clusters write a probe time into their status on every reconcile, so they
+    // must not be woken by their own status writes (that would probe in a tight loop).
+    let (location_store, writer) = reflector::store();
+    let (listed, locations_listed) = watch::channel(false);
+    let locations = Controller::for_stream(
+        own_changes(
+            api::<StorageLocation>(&client, namespace),
+            &wc,
+            writer,
+            listed,
+        ),
+        location_store.clone(),
+    );
+    let (cluster_store, writer) = reflector::store();
+    let (listed, clusters_listed) = watch::channel(false);
+    let clusters = Controller::for_stream(
+        own_changes(
+            api::<ManagedCluster>(&client, namespace),
+            &wc,
+            writer,
+            listed,
+        ),
+        cluster_store.clone(),
+    );
     let backups = Controller::new(api::<ClusterBackup>(&client, namespace), wc.clone());
     let backup_store = backups.store();
 
@@ -240,29 +283,17 @@ async fn controllers(
             .collect::<Vec<_>>()
     });
 
-    // ClusterBackups look again when a cluster or location of their namespace changes its
-    // spec or labels, and when their runs progress or end.
-    let store = backup_store.clone();
-    let cluster_changes = watcher(api::<ManagedCluster>(&client, namespace), wc.clone())
-        .touched_objects()
-        .predicate_filter(spec_and_labels, PredicateConfig::default())
-        .filter_map(|c| future::ready(c.ok()))
-        .flat_map(move |c| futures::stream::iter(backups_in(&store, c.namespace())));
-    let store = backup_store.clone();
-    let location_changes = watcher(api::<StorageLocation>(&client, namespace), wc.clone())
-        .touched_objects()
-        .predicate_filter(spec_and_labels, PredicateConfig::default())
-        .filter_map(|l| future::ready(l.ok()))
-        .flat_map(move |l| futures::stream::iter(backups_in(&store, l.namespace())));
-    let backups = backups
-        .reconcile_on(tokio_stream_of(triggers))
-        .reconcile_on(cluster_changes)
-        .reconcile_on(location_changes);
+    // ClusterBackups look again when their runs progress or end, and when a location or
+    // cluster of their namespace changed (their reconcilers wake them, see
+    // `Context::wake_backups_in`).
+    let backups = backups.reconcile_on(tokio_stream_of(triggers));
 
     let stores = Stores {
         locations: location_store,
         clusters: cluster_store,
         backups: backup_store,
+        locations_listed,
+        clusters_listed,
     };
     let ctx = Arc::new(Context::new(
         client,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use backup_core::naming::{scheduled_backup_name, validate_dns1123_label};
 use backup_core::retention::KeepCount;
-use backup_storage::{ArtifactName, BackupKind, BackupName, Manifest, Repository};
+use backup_storage::{ArtifactName, BackupKind, BackupName, Manifest, Repository, Sweep};
 use bytes::Bytes;
 use etcd_client::SnapshotStreaming;
 use jiff::Timestamp;
@@ -97,14 +97,15 @@ impl SnapshotRequest {
 }
 
 /// The result of a stored snapshot.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SnapshotOutcome {
     /// The committed manifest (its name is the stored backup's name).
     pub manifest: Manifest,
     /// The member the snapshot came from.
     pub member: MemberStatus,
-    /// Backups of the same configuration deleted by rotation.
-    pub pruned: Vec<BackupName>,
+    /// What rotation deleted among the configuration's snapshots, and what the store refused
+    /// to delete.
+    pub pruned: Sweep,
 }
 
 /// Takes a snapshot from the first reachable endpoint and stores it in `repo` as a backup of
@@ -199,7 +200,7 @@ pub async fn take_snapshot(
         .await?;
     let pruned = match request.keep {
         Some(keep) => prune(repo, &request.config, keep).await?,
-        None => Vec::new(),
+        None => Sweep::default(),
     };
     Ok(SnapshotOutcome {
         manifest,

@@ -207,7 +207,12 @@ async fn scheduled_names_and_keep_n_rotation_per_configuration() {
             .await
             .unwrap();
         names.push(outcome.manifest.name.to_string());
-        assert_eq!(outcome.pruned.len(), usize::from(i == 3), "round {i}");
+        assert_eq!(
+            outcome.pruned.deleted.len(),
+            usize::from(i == 3),
+            "round {i}"
+        );
+        assert!(outcome.pruned.refused.is_empty());
     }
     assert_eq!(names[0], "nightly-20260101000000");
 
@@ -218,7 +223,7 @@ async fn scheduled_names_and_keep_n_rotation_per_configuration() {
     )
     .await
     .unwrap();
-    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted.deleted.len(), 1);
     let mut remaining: Vec<String> = list_snapshots(&repo, false)
         .await
         .unwrap()

@@ -208,6 +208,28 @@ pub enum StorageError {
         expected: u64,
     },
 
+    /// A backup of this name written by Velero (no manifest of ours) is in the location.
+    #[error(
+        "a backup named `{name}` written by Velero is already in this location (velero-backup.json without our manifest); choose another name, it would be overwritten"
+    )]
+    VeleroBackupExists {
+        /// The name.
+        name: String,
+    },
+
+    /// The store refused to delete a backup: an immutable (write-once, object-lock) bucket
+    /// under retention, or credentials without delete permission.
+    #[error(
+        "storage refused to delete backup `{backup}` ({source}); if the bucket is immutable (object lock / WORM), the backup can be deleted once its retention period ends, otherwise grant delete permission"
+    )]
+    DeletionRefused {
+        /// The backup.
+        backup: String,
+        /// The store's refusal.
+        #[source]
+        source: object_store::Error,
+    },
+
     /// A manifest exists but cannot be used.
     #[error(
         "manifest of backup `{backup}` is unreadable: {reason}; the backup cannot be trusted — delete it or restore the manifest"

@@ -24,6 +24,7 @@
 mod credentials;
 pub mod crypt;
 mod error;
+mod gc;
 mod location;
 mod manifest;
 pub mod names;
@@ -33,12 +34,15 @@ mod repository;
 pub mod testing;
 mod upload;
 mod verify;
+#[cfg(feature = "testing")]
+pub mod write_once;
 mod writer;
 
 pub use backup_core::BackupKind;
 pub use credentials::{DEFAULT_AWS_PROFILE, credential_options};
 pub use crypt::{Encryption, Fingerprint, Identities, Recipient};
 pub use error::{Result, StorageError};
+pub use gc::{Orphan, VELERO_BACKUP_FILE};
 pub use location::{Backend, Location};
 pub use manifest::{
     ArtifactEncryption, ArtifactRecord, ENCRYPTED_FORMAT_VERSION, EncryptionScheme, FORMAT_VERSION,
@@ -46,7 +50,7 @@ pub use manifest::{
 };
 pub use names::{ArtifactName, BackupName, NameKind, ScopeSegment};
 pub use probe::Availability;
-pub use repository::{BackupListing, Repository};
+pub use repository::{BackupListing, Repository, Sweep};
 pub use upload::UploadOptions;
 pub use verify::ArtifactStream;
 pub use writer::BackupWriter;

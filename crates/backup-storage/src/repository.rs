@@ -41,6 +41,16 @@ pub struct Repository {
     identities: Option<Arc<Identities>>,
 }
 
+/// What a retention sweep did: the backups it deleted, and those the store refused to delete
+/// (an immutable bucket under retention), reported instead of pretended away.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Deleted, oldest first.
+    pub deleted: Vec<BackupName>,
+    /// Planned for deletion but refused by the store, with the refusal.
+    pub refused: Vec<(BackupName, StorageError)>,
+}
+
 /// The result of listing: committed backups plus the ones whose manifest could not be used.
 #[derive(Debug, Default)]
 pub struct BackupListing {
@@ -90,7 +100,7 @@ impl Repository {
         self.writable
     }
 
-    fn check_writable(&self, operation: impl FnOnce() -> String) -> Result<()> {
+    pub(crate) fn check_writable(&self, operation: impl FnOnce() -> String) -> Result<()> {
         if self.writable {
             Ok(())
         } else {
@@ -203,20 +213,36 @@ impl Repository {
     }
 
     /// Starts a backup; fails with [`StorageError::AlreadyExists`] if one is committed under
-    /// this name. Nothing is visible to readers until [`BackupWriter::commit`].
+    /// this name, and with [`StorageError::VeleroBackupExists`] if Velero wrote one there (a
+    /// `velero-backup.json` without our manifest). Nothing is visible to readers until
+    /// [`BackupWriter::commit`].
     pub async fn begin_backup(&self, kind: BackupKind, name: &BackupName) -> Result<BackupWriter> {
         self.check_writable(|| format!("write backup {name}"))?;
-        let path = Self::manifest_path(kind, name);
-        match self.store.head(&path).await {
-            Ok(_) => Err(StorageError::AlreadyExists {
+        let exists = |path: &Path| {
+            let path = path.clone();
+            async move {
+                match self.store.head(&path).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(StorageError::store("head", &path, e)),
+                }
+            }
+        };
+        if exists(&Self::manifest_path(kind, name)).await? {
+            return Err(StorageError::AlreadyExists {
                 kind_dir: kind.dir(),
                 name: name.to_string(),
-            }),
-            Err(object_store::Error::NotFound { .. }) => {
-                Ok(BackupWriter::new(self.clone(), kind, name.clone()))
-            }
-            Err(e) => Err(StorageError::store("head", &path, e)),
+            });
         }
+        // A backup Velero wrote into a shared location has no manifest of ours; writing over it
+        // would destroy it.
+        let velero_file = ArtifactName::new(crate::gc::VELERO_BACKUP_FILE)?;
+        if exists(&Self::artifact_path(kind, name, &velero_file)).await? {
+            return Err(StorageError::VeleroBackupExists {
+                name: name.to_string(),
+            });
+        }
+        Ok(BackupWriter::new(self.clone(), kind, name.clone()))
     }
 
     /// Reads and checks a committed backup's manifest.
@@ -418,12 +444,18 @@ impl Repository {
     }
 
     /// Deletes a backup: manifest first (so it stops being listed at once), then everything
-    /// in its directory. Idempotent; also cleans up uncommitted leftovers of that name.
+    /// in its directory. Idempotent; also cleans up uncommitted leftovers of that name. A store
+    /// that refuses deletion is [`StorageError::DeletionRefused`].
     pub async fn delete(&self, kind: BackupKind, name: &BackupName) -> Result<()> {
         self.check_writable(|| format!("delete backup {name}"))?;
+        let refused = |source| StorageError::DeletionRefused {
+            backup: name.to_string(),
+            source,
+        };
         let manifest = Self::manifest_path(kind, name);
         match self.store.delete(&manifest).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e @ object_store::Error::PermissionDenied { .. }) => return Err(refused(e)),
             Err(e) => return Err(StorageError::store("delete", &manifest, e)),
         }
         let dir = Self::backup_dir(kind, name);
@@ -438,22 +470,38 @@ impl Repository {
             .await
             .or_else(|e| match e {
                 object_store::Error::NotFound { .. } => Ok(()),
+                e @ object_store::Error::PermissionDenied { .. } => Err(refused(e)),
                 e => Err(StorageError::store("delete", &dir, e)),
             })
     }
 
-    /// Applies a retention policy: lists committed backups, asks backup-core which to delete,
-    /// deletes them and returns their names. Unreadable manifests are never swept; a manifest
-    /// whose recorded phase cannot be read stops the sweep with an error.
+    /// Applies a retention policy to every committed backup of `kind`; see
+    /// [`Repository::sweep_where`].
     pub async fn sweep(
         &self,
         kind: BackupKind,
         policy: &RetentionPolicy,
         now: Timestamp,
-    ) -> Result<Vec<BackupName>> {
+    ) -> Result<Sweep> {
+        self.sweep_where(kind, policy, now, |_| true).await
+    }
+
+    /// Applies a retention policy to the committed backups of `kind` that `candidate` selects
+    /// (e.g. one schedule's): asks backup-core which to delete and deletes them. Unreadable
+    /// manifests are never swept; a manifest whose recorded phase cannot be read stops the
+    /// sweep with an error. A deletion the store refuses is reported in [`Sweep::refused`]
+    /// and the sweep goes on; any other failure stops it.
+    pub async fn sweep_where(
+        &self,
+        kind: BackupKind,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+        candidate: impl Fn(&Manifest) -> bool,
+    ) -> Result<Sweep> {
         let listing = self.list(kind).await?;
-        let mut candidates = Vec::with_capacity(listing.manifests.len());
-        for m in &listing.manifests {
+        let ours: Vec<&Manifest> = listing.manifests.iter().filter(|m| candidate(m)).collect();
+        let mut candidates = Vec::with_capacity(ours.len());
+        for m in &ours {
             candidates.push(RetentionCandidate {
                 name: m.name.to_string(),
                 created: m.created,
@@ -463,17 +511,21 @@ impl Repository {
                 expires_at: m.expires_at,
             });
         }
-        let mut deleted = Vec::new();
+        let mut sweep = Sweep::default();
         for doomed in plan_deletions(&candidates, policy, now) {
             // Only names we offered can come back; anything else is ignored, never deleted.
-            let Some(manifest) = listing.manifests.iter().find(|m| m.name.as_str() == doomed)
-            else {
+            let Some(manifest) = ours.iter().find(|m| m.name.as_str() == doomed) else {
                 tracing::warn!(name = %doomed, "retention planned a backup that was not offered; ignored");
                 continue;
             };
-            self.delete(kind, &manifest.name).await?;
-            deleted.push(manifest.name.clone());
+            match self.delete(kind, &manifest.name).await {
+                Ok(()) => sweep.deleted.push(manifest.name.clone()),
+                Err(e @ StorageError::DeletionRefused { .. }) => {
+                    sweep.refused.push((manifest.name.clone(), e));
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(deleted)
+        Ok(sweep)
     }
 }

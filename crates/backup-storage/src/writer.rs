@@ -135,9 +135,29 @@ impl BackupWriter {
     }
 
     /// Writes the manifest, making the backup visible. Create-only where the store supports
-    /// it, so of two writers racing on one name exactly one commits.
+    /// it, so of two writers racing on one name exactly one commits. If the manifest cannot be
+    /// written for any other reason, the artifacts are removed (best effort), so no artifact
+    /// (in particular no `velero-backup.json`, which Velero would import) outlives a failed
+    /// commit.
     pub async fn commit(
         self,
+        attributes: BTreeMap<String, String>,
+        expires_at: Option<Timestamp>,
+    ) -> Result<Manifest> {
+        match self.write_manifest(attributes, expires_at).await {
+            Ok(manifest) => Ok(manifest),
+            Err(e @ StorageError::AlreadyExists { .. }) => Err(e),
+            Err(e) => {
+                if let Err(cleanup) = self.abort().await {
+                    tracing::warn!(error = %cleanup, "removing the artifacts of a failed commit failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_manifest(
+        &self,
         attributes: BTreeMap<String, String>,
         expires_at: Option<Timestamp>,
     ) -> Result<Manifest> {

@@ -1,5 +1,5 @@
-//! The one conformance suite every backend passes: memory, local files, and a real S3 server
-//! (s3s-fs on 127.0.0.1). Each check is a generic async fn; the macro at the bottom instantiates
+//! The one conformance suite every backend passes: memory, local files, a real S3 server
+//! (s3s-fs on 127.0.0.1), and write-once storage (any second write of a key fails). Each check is a generic async fn; the macro at the bottom instantiates
 //! all of them per backend.
 
 mod support;
@@ -307,7 +307,7 @@ async fn checksums_are_verified(f: Fixture) {
 
     let mut flipped = big.clone();
     flipped[big.len() / 2] ^= 0x01;
-    f.store.put(&path, PutPayload::from(flipped)).await.unwrap();
+    f.raw.put(&path, PutPayload::from(flipped)).await.unwrap();
     let mut stream = repo
         .open_artifact(kind, &bname("b"), &aname("data.tar.gz"))
         .await
@@ -342,7 +342,7 @@ async fn checksums_are_verified(f: Fixture) {
         Err(StorageError::ChecksumMismatch { .. })
     ));
 
-    f.store
+    f.raw
         .put(&path, PutPayload::from(big[..1000].to_vec()))
         .await
         .unwrap();
@@ -353,11 +353,11 @@ async fn checksums_are_verified(f: Fixture) {
     );
     let mut longer = big.clone();
     longer.push(0);
-    f.store.put(&path, PutPayload::from(longer)).await.unwrap();
+    f.raw.put(&path, PutPayload::from(longer)).await.unwrap();
     let err = collect(&repo, kind, "b", "data.tar.gz").await.unwrap_err();
     assert!(matches!(err, StorageError::Oversized { .. }), "{err}");
 
-    f.store.delete(&path).await.unwrap();
+    f.raw.delete(&path).await.unwrap();
     let err = repo.verify(kind, &bname("b")).await.unwrap_err();
     match &err {
         StorageError::MissingArtifact { backup, artifact } => {
@@ -468,7 +468,9 @@ async fn sweep_applies_retention(f: Fixture) {
         gfs: None,
     };
     let later = jiff::Timestamp::now();
-    let deleted = repo.sweep(kind, &policy, later).await.unwrap();
+    let sweep = repo.sweep(kind, &policy, later).await.unwrap();
+    assert!(sweep.refused.is_empty());
+    let deleted = sweep.deleted;
     let deleted: Vec<_> = deleted.iter().map(|n| n.to_string()).collect();
     assert_eq!(deleted, vec!["s4-expired", "s1"]);
     let left: Vec<_> = repo
@@ -708,7 +710,7 @@ async fn encrypted_artifacts_refuse_tampering(f: Fixture) {
     // Writes `bytes` as the artifact; with `consistent`, also rewrites the manifest's size and
     // checksum to match, as an attacker with write access to the bucket could.
     let tamper = |bytes: Vec<u8>, consistent: bool| {
-        let store = Arc::clone(&f.store);
+        let store = Arc::clone(&f.raw);
         let (path, manifest_path) = (path.clone(), manifest_path.clone());
         let original_manifest = original_manifest.clone();
         async move {
@@ -781,6 +783,26 @@ async fn encrypted_artifacts_refuse_tampering(f: Fixture) {
     assert!(collect(&reader, kind, "t", "snap").await.unwrap() == data);
 }
 
+async fn velero_backups_are_never_overwritten(f: Fixture) {
+    let repo = f.repo();
+    f.raw
+        .put(
+            &Path::from("backups/velero-made/velero-backup.json"),
+            PutPayload::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+    let err = repo
+        .begin_backup(BackupKind::Resources, &bname("velero-made"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::VeleroBackupExists { ref name } if name == "velero-made"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("choose another name"), "{err}");
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         #[allow(non_snake_case)]
@@ -798,6 +820,7 @@ macro_rules! conformance {
                 sweep_applies_retention,
                 encrypted_round_trip_and_verify_without_keys,
                 encrypted_artifacts_refuse_tampering,
+                velero_backups_are_never_overwritten,
             );
         }
     };
@@ -814,3 +837,4 @@ macro_rules! conformance {
 conformance!(Memory);
 conformance!(File);
 conformance!(S3);
+conformance!(WriteOnce);

@@ -1,37 +1,15 @@
 //! What every benchmark needs to measure our binary as a user runs it: a release `backupctl`,
 //! and a child run that reports wall time and peak memory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 
 /// Builds `backupctl` in release mode and returns its path.
 pub fn build_backupctl() -> Result<PathBuf> {
-    eprintln!("building backupctl (release)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "backup-cli",
-            "--bin",
-            "backupctl",
-        ])
-        .status()?;
-    ensure!(
-        status.success(),
-        "cargo build --release -p backup-cli failed"
-    );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/backupctl"))
+    crate::fleet::build("backup-cli", "backupctl", true)
 }
 
 /// What the kernel measured of one finished child.
@@ -101,7 +79,6 @@ pub fn run_measured(cmd: &Command, stdout: Stdio, what: &str) -> Result<Measured
 }
 
 /// CPU time (user plus system) a running process has used so far, from `/proc/<pid>/stat`.
-#[cfg_attr(not(feature = "etcd-bench"), allow(dead_code))]
 pub fn process_cpu(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;

@@ -2,6 +2,7 @@
 //! both figures and their ratio.
 
 mod child;
+mod controller;
 #[cfg(feature = "etcd-bench")]
 mod etcd;
 mod resources;
@@ -26,6 +27,9 @@ pub enum BenchCommand {
     },
     /// Back up and restore 10k small objects: backupctl vs kubectl and the raw paged LIST.
     Resources(resources::ResourcesBenchArgs),
+    /// The fleet controller at 500 clusters: one ClusterBackup vs the same backups run one after
+    /// another with backupctl, plus its peak RSS, idle CPU and firing lag.
+    Controller(controller::ControllerBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -54,6 +58,11 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             // GNU time measures each child's own peak RSS (see bench::child::run_measured).
             crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
             resources::run(args)
+        }
+        BenchCommand::Controller(args) => {
+            // The peer's runs are measured under GNU time (see bench::child::run_measured).
+            crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
+            controller::run(args)
         }
     }
 }

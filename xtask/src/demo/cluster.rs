@@ -1,30 +1,44 @@
-//! The cluster half of the demo: a sample app on `c1`, an agentless backup in Velero's format to
-//! the embedded file:// location, a namespace deleted and restored, and a migration of
-//! everything to `c2` under new namespace names, each checked object by object.
+//! The cluster half of the demo: a sample app on `c1`; the fleet controller, given a
+//! StorageLocation on the embedded file:// location, ManagedClusters `c1` and `c2` and a fleet
+//! ClusterBackup on `mgmt`, backs both clusters up agentlessly in Velero's format while its
+//! status table fills; then a namespace is deleted and restored from the controller's backup,
+//! and everything migrated to `c2` under new namespace names, each checked object by object.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use backup_core::{BackupEngine, BackupKind, BackupSpec, Phase, RestoreEngine, RestoreSpec};
+use backup_controller::api::{
+    ClusterBackup, ClusterBackupStatus, FleetPhase, ManagedCluster, StorageLocation,
+};
+use backup_core::{BackupKind, Phase, RestoreEngine, RestoreSpec};
 use backup_storage::{BackupName, Repository};
 use backup_velero::direct::{Action, DirectEngine};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use tests::env_state::EnvState;
+
+use crate::fleet;
 
 const NAMESPACES: [&str; 2] = ["demo-shop", "demo-blog"];
 const MIGRATED: [&str; 2] = ["shop-migrated", "blog-migrated"];
 const GROUP: &str = "demo.backup-fleet.dev";
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// The project (namespace on mgmt) the demo's controller objects live in.
+const PROJECT: &str = "demo-fleet";
+/// The prefix of the controller's location inside the demo's storage directory.
+const PREFIX: &str = "fleet";
+/// The one-time fleet backup that the restore and the migration read.
+const BACKUP: &str = "shop-and-blog";
 
 /// What the cluster half did, for the final report.
 pub struct ClusterReport {
-    pub backed_up: u64,
+    /// Items the controller's run backed up, per cluster.
+    pub backed_up: BTreeMap<String, u64>,
     pub restored: usize,
     pub migrated: usize,
     pub verified: usize,
@@ -243,12 +257,93 @@ async fn restore(engine: &DirectEngine, name: &str, spec: &RestoreSpec) -> Resul
     Ok(report.count(Action::Created))
 }
 
-/// Runs the cluster half against the local control plane in `env_dir`.
+/// One ClusterBackup as a row of `kubectl get clusterbackups`-like output.
+fn table_row(backup: &ClusterBackup) -> [String; 5] {
+    let status = backup.status.clone().unwrap_or_default();
+    let done = status
+        .clusters
+        .iter()
+        .filter(|c| {
+            c.last_backup
+                .as_ref()
+                .is_some_and(|r| r.phase.is_terminal())
+        })
+        .count();
+    [
+        backup.name_any(),
+        backup
+            .spec
+            .schedule
+            .clone()
+            .unwrap_or_else(|| "<once>".into()),
+        status.phase.map_or("-".to_string(), |p| format!("{p:?}")),
+        format!("{done}/{}", status.clusters.len()),
+        status
+            .last_schedule_time
+            .map_or("-".to_string(), |t| t.strftime("%H:%M:%SZ").to_string()),
+    ]
+}
+
+/// Prints the project's ClusterBackups as a table, a row each time one changes (as
+/// `kubectl get -w` does), until the one-time backup's runs have all ended; returns its status.
+async fn watch_table(backups: &Api<ClusterBackup>) -> Result<ClusterBackupStatus> {
+    let print = |row: &[String; 5]| {
+        println!(
+            "   {:<15} {:<12} {:<16} {:<9} {}",
+            row[0], row[1], row[2], row[3], row[4]
+        );
+    };
+    print(&["NAME", "SCHEDULE", "PHASE", "CLUSTERS", "LAST RUN"].map(String::from));
+    let mut shown: BTreeMap<String, [String; 5]> = BTreeMap::new();
+    let start = Instant::now();
+    loop {
+        for backup in backups.list(&ListParams::default()).await? {
+            let row = table_row(&backup);
+            if shown.get(&row[0]) != Some(&row) {
+                print(&row);
+                shown.insert(row[0].clone(), row);
+            }
+            let status = backup.status.clone().unwrap_or_default();
+            let finished = matches!(
+                status.phase,
+                Some(FleetPhase::Completed | FleetPhase::PartiallyFailed | FleetPhase::Failed)
+            );
+            if backup.name_any() == BACKUP && finished {
+                ensure!(
+                    status.phase == Some(FleetPhase::Completed),
+                    "the fleet backup ended {:?}: {:?}",
+                    status.phase,
+                    status.conditions
+                );
+                return Ok(status);
+            }
+        }
+        ensure!(
+            start.elapsed() < TIMEOUT,
+            "the fleet backup did not finish within {} s",
+            TIMEOUT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Builds the controller binary the cluster half runs (debug, like `cargo run` would).
+pub fn build_controller() -> Result<PathBuf> {
+    fleet::build("backup-controller", "backup-controller", false)
+}
+
+/// Runs the cluster half against the local control plane in `env_dir` with the controller
+/// `binary`; the controller's StorageLocation is the directory `storage` (provider `file`),
+/// under prefix [`PREFIX`].
 pub async fn run(
-    location: &Repository,
+    binary: &Path,
+    storage: &Path,
     env_dir: &Path,
     step: impl Fn(&str),
 ) -> Result<ClusterReport> {
+    let state = EnvState::load(env_dir)?
+        .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
+    let mgmt = client(env_dir, "mgmt").await?;
     let c1 = client(env_dir, "c1").await?;
     let c2 = client(env_dir, "c2").await?;
     step(
@@ -271,39 +366,115 @@ pub async fn run(
         originals.insert(ns, c);
     }
 
-    step("11. agentless backup of c1 in Velero's format");
-    let repo = location.scoped_str("fleet", "c1")?;
-    let name = format!(
-        "shop-and-blog-{}",
-        jiff::Timestamp::now().strftime("%Y%m%d%H%M%S")
-    );
-    let engine = DirectEngine::new(c1.clone(), repo.clone());
-    let mut spec = BackupSpec::default();
-    spec.filter.included_namespaces = NAMESPACES.iter().map(|s| s.to_string()).collect();
-    let started = Instant::now();
-    engine.start_backup(&name, &spec).await?;
-    let status = tokio::time::timeout(TIMEOUT, engine.wait_backup(&name)).await??;
-    ensure!(
-        status.phase == Phase::Completed,
-        "backup ended {}: {:?}",
-        status.phase,
-        status.errors
-    );
-    let manifest = repo
-        .verify(BackupKind::Resources, &BackupName::new(name.as_str())?)
+    step("11. the fleet controller backs up c1 and c2 (objects on mgmt, the controller binary)");
+    // A project left by an earlier run goes first (its objects' finalizers are released, since
+    // no controller runs for it any more).
+    fleet::delete_project(&mgmt, PROJECT, TIMEOUT).await?;
+    tests::controller::install_crds(&mgmt, &backup_controller::api::crds()).await?;
+    fleet::create_namespace(&mgmt, PROJECT).await?;
+    let locations: Api<StorageLocation> = Api::namespaced(mgmt.clone(), PROJECT);
+    fleet::apply(
+        &locations,
+        &json!({
+            "apiVersion": "backupfleet.dev/v1alpha1", "kind": "StorageLocation",
+            "metadata": {"name": "local"},
+            "spec": {
+                "provider": "file",
+                "objectStorage": {"bucket": storage.display().to_string(), "prefix": PREFIX},
+                "default": true,
+            }
+        }),
+    )
+    .await?;
+    let clusters: Api<ManagedCluster> = Api::namespaced(mgmt.clone(), PROJECT);
+    for name in ["c1", "c2"] {
+        let kubeconfig = &state.cluster(name)?.inline_kubeconfig;
+        let bytes = std::fs::read(kubeconfig)
+            .with_context(|| format!("reading {}", kubeconfig.display()))?;
+        let secret = format!("{name}-kubeconfig");
+        fleet::secret(&mgmt, PROJECT, &secret, "kubeconfig", &bytes).await?;
+        fleet::apply(
+            &clusters,
+            &fleet::managed_cluster(name, &secret, json!({"env": "demo"})),
+        )
         .await?;
+    }
+    let backups: Api<ClusterBackup> = Api::namespaced(mgmt.clone(), PROJECT);
+    for (name, schedule) in [(BACKUP, None), ("nightly", Some("0 2 * * *"))] {
+        let mut spec = json!({
+            "clusters": {"selector": {"matchLabels": {"env": "demo"}}},
+            "template": {"includedNamespaces": NAMESPACES},
+        });
+        if let Some(schedule) = schedule {
+            spec["schedule"] = json!(schedule);
+            spec["retention"] = json!({"keep": 7});
+        }
+        fleet::apply(
+            &backups,
+            &json!({
+                "apiVersion": "backupfleet.dev/v1alpha1", "kind": "ClusterBackup",
+                "metadata": {"name": name}, "spec": spec,
+            }),
+        )
+        .await?;
+    }
     println!(
-        "   {name}: {} items in {:.2} s, {} bytes, files: {}",
-        status.progress.items_done,
-        started.elapsed().as_secs_f64(),
-        manifest.total_size(),
-        manifest
-            .artifacts
-            .iter()
-            .map(|a| a.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        "   applied to mgmt, namespace {PROJECT}: StorageLocation local (file://{}/{PREFIX}), \
+         ManagedClusters c1 and c2 (kubeconfig Secrets), ClusterBackups {BACKUP} (one-time) and \
+         nightly (0 2 * * *, keep 7), both over env=demo",
+        storage.display()
     );
+    let log = state
+        .dir
+        .join("controller-logs")
+        .join(format!("{PROJECT}.log"));
+    let mut controller =
+        fleet::ControllerProcess::start(binary, state.cluster("mgmt")?, PROJECT, log).await?;
+    println!(
+        "   backup-controller running (pid {}, log {})\n",
+        controller.pid,
+        controller.log.display()
+    );
+    let started = Instant::now();
+    let fleet_status = watch_table(&backups)
+        .await
+        .with_context(|| format!("controller log:\n{}", controller.log_tail(20)))?;
+    let repo_of = |cluster: &str| -> Result<Repository> {
+        let url = format!("file://{}/{PREFIX}", storage.display());
+        Ok(Repository::open(&url, &BTreeMap::new())?.scoped_str(PROJECT, cluster)?)
+    };
+    let mut items = BTreeMap::new();
+    for entry in &fleet_status.clusters {
+        let run = entry
+            .last_backup
+            .as_ref()
+            .with_context(|| format!("{}: no run in the status", entry.cluster))?;
+        let manifest = repo_of(&entry.cluster)?
+            .verify(BackupKind::Resources, &BackupName::new(run.name.as_str())?)
+            .await?;
+        println!(
+            "   {}/{}: {} {} items, {} bytes, every artifact verified against its SHA-256 ({})",
+            entry.cluster,
+            run.name,
+            run.phase,
+            run.items_backed_up,
+            manifest.total_size(),
+            manifest
+                .artifacts
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        items.insert(entry.cluster.clone(), run.items_backed_up);
+    }
+    println!(
+        "   the fleet run took {:.1} s from the controller's start",
+        started.elapsed().as_secs_f64()
+    );
+    let repo = repo_of("c1")?;
+    let name = BACKUP.to_string();
+    let engine = DirectEngine::new(c1.clone(), repo.clone());
 
     step("12. delete namespace demo-blog, then restore it");
     delete_namespace(&c1, NAMESPACES[1]).await?;
@@ -339,8 +510,13 @@ pub async fn run(
             &content(&c2, to).await?,
         )?;
     }
+    controller.stop()?;
+    println!(
+        "\n   controller stopped; its objects stay for a look: \
+         kubectl --context mgmt -n {PROJECT} get clusterbackups,managedclusters,storagelocations"
+    );
     Ok(ClusterReport {
-        backed_up: status.progress.items_done,
+        backed_up: items,
         restored,
         migrated,
         verified,

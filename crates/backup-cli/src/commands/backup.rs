@@ -43,6 +43,49 @@ pub enum BackupCommand {
     /// An encrypted backup is written decrypted (the Velero tarball) with --identity-file;
     /// --raw writes the stored bytes as they are (still encrypted, `age -d -i KEY` reads them).
     Download(DownloadArgs),
+    /// Read every artifact of one backup (or all) and check its size and SHA-256 against the
+    /// manifest, restoring nothing. Exits 1 naming each corrupt backup.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Backup to verify (or --all).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Verify every backup in the location scope.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// One verified backup.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VerifyRow {
+    name: String,
+    ok: bool,
+    artifacts: usize,
+    bytes: u64,
+    problem: String,
+}
+
+impl Tabular for VerifyRow {
+    fn header() -> Vec<&'static str> {
+        vec!["NAME", "OK", "ARTIFACTS", "BYTES", "PROBLEM"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.ok.to_string(),
+            self.artifacts.to_string(),
+            self.bytes.to_string(),
+            self.problem.clone(),
+        ]
+    }
 }
 
 #[derive(Args)]
@@ -176,13 +219,13 @@ fn ts(t: Option<jiff::Timestamp>) -> String {
     t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
 }
 
-fn row(manifest: &Manifest, backup: Option<&StoredBackup>) -> BackupRow {
+fn row(manifest: &Manifest, backup: &StoredBackup) -> BackupRow {
     BackupRow {
         name: manifest.name.to_string(),
-        phase: backup.map_or("Unknown".into(), |b| b.phase.to_string()),
-        items: backup.map_or(0, |b| b.items_backed_up),
-        errors: backup.map_or(0, |b| b.errors),
-        warnings: backup.map_or(0, |b| b.warnings),
+        phase: backup.phase.to_string(),
+        items: backup.items_backed_up,
+        errors: backup.errors,
+        warnings: backup.warnings,
         created: manifest.created.to_string(),
         expires: ts(manifest.expires_at),
         size: manifest.total_size(),
@@ -191,14 +234,13 @@ fn row(manifest: &Manifest, backup: Option<&StoredBackup>) -> BackupRow {
 
 /// What a backup records about itself: from its manifest, which needs no key (also for an
 /// encrypted backup), else from its `velero-backup.json` (manifests that predate the facts).
-async fn facts(repo: &Repository, manifest: &Manifest) -> Option<StoredBackup> {
-    match stored::from_attributes(manifest) {
-        Ok(Some(facts)) => Some(facts),
-        _ => read_backup_object(repo, &manifest.name)
-            .await
-            .ok()
-            .map(|object| stored::from_object(&object)),
+/// Either being unreadable is an error.
+async fn facts(repo: &Repository, manifest: &Manifest) -> Result<StoredBackup> {
+    if let Some(facts) = stored::from_attributes(manifest)? {
+        return Ok(facts);
     }
+    let object = read_backup_object(repo, &manifest.name).await?;
+    Ok(stored::from_object(&object))
 }
 
 pub async fn run(command: BackupCommand) -> Result<ExitCode> {
@@ -208,6 +250,7 @@ pub async fn run(command: BackupCommand) -> Result<ExitCode> {
         BackupCommand::Describe(args) => describe(args).await,
         BackupCommand::Delete(args) => delete(args).await,
         BackupCommand::Download(args) => download(args).await,
+        BackupCommand::Verify(args) => verify(args).await,
     }
 }
 
@@ -257,8 +300,10 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     }
     let name = BackupName::new(args.name.as_str())?;
     let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
-    let facts = facts(&repo, &manifest).await;
-    output::print(&[row(&manifest, facts.as_ref())], args.output)?;
+    let facts = facts(&repo, &manifest)
+        .await
+        .with_context(|| format!("backup {name} was written but cannot be read back"))?;
+    output::print(&[row(&manifest, &facts)], args.output)?;
     if manifest.is_encrypted() {
         eprintln!(
             "encrypted with age to recipient fingerprint(s) {}",
@@ -282,14 +327,25 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
     let repo = args.store.open()?;
     let listing = repo.list(BackupKind::Resources).await?;
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     for manifest in &listing.manifests {
-        rows.push(row(manifest, facts(&repo, manifest).await.as_ref()));
+        match facts(&repo, manifest).await {
+            Ok(facts) => rows.push(row(manifest, &facts)),
+            Err(e) => unreadable.push((manifest.name.to_string(), format!("{e:#}"))),
+        }
     }
     output::print(&rows, args.output)?;
     for (name, problem) in &listing.problems {
-        eprintln!("warning: backup {name} is unreadable: {problem}");
+        unreadable.push((name.to_string(), problem.to_string()));
     }
-    Ok(ExitCode::SUCCESS)
+    for (name, problem) in &unreadable {
+        eprintln!("error: backup {name} is unreadable and not listed: {problem}");
+    }
+    Ok(if unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Everything `describe` shows.
@@ -352,19 +408,20 @@ async fn describe(args: DescribeArgs) -> Result<ExitCode> {
     let (summary, velero_backup, results) = if readable {
         let object_json = read_all(&repo, &name, &files.backup_object).await?;
         let object = BackupObject::from_json(&object_json)?;
-        let results: OperationResults = match read_all(&repo, &name, &files.results).await {
-            Ok(bytes) => gunzip_json(&bytes).context("reading the backup's results")?,
-            Err(_) => OperationResults::default(),
-        };
+        let results: OperationResults = gunzip_json(
+            &read_all(&repo, &name, &files.results)
+                .await
+                .context("reading the backup's results")?,
+        )
+        .context("decoding the backup's results")?;
         (
-            row(&manifest, Some(&stored::from_object(&object))),
+            row(&manifest, &stored::from_object(&object)),
             Some(serde_json::from_slice(&object_json)?),
             results,
         )
     } else {
-        let facts = facts(&repo, &manifest).await;
         (
-            row(&manifest, facts.as_ref()),
+            row(&manifest, &facts(&repo, &manifest).await?),
             None,
             OperationResults::default(),
         )
@@ -420,11 +477,21 @@ async fn delete(args: NameArgs) -> Result<ExitCode> {
     let repo = args.store.open()?;
     let name = BackupName::new(args.name.as_str())?;
     let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
+    // A damaged backup must stay deletable: unreadable facts are reported, and the backup is
+    // deleted all the same.
     let facts = facts(&repo, &manifest).await;
     repo.delete(BackupKind::Resources, &name).await?;
-    let mut r = row(&manifest, facts.as_ref());
-    r.phase = "Deleted".into();
-    output::print(&[r], args.output)?;
+    match facts {
+        Ok(facts) => {
+            let mut r = row(&manifest, &facts);
+            r.phase = "Deleted".into();
+            output::print(&[r], args.output)?;
+        }
+        Err(e) => {
+            eprintln!("warning: its velero-backup.json was unreadable ({e:#})");
+            println!("deleted backup {name} ({} bytes)", manifest.total_size());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -500,5 +567,59 @@ async fn download(args: DownloadArgs) -> Result<ExitCode> {
                 args.file.display()
             )))
         }
+    }
+}
+
+async fn verify(args: VerifyArgs) -> Result<ExitCode> {
+    let names: Vec<BackupName> = match &args.name {
+        Some(name) => vec![BackupName::new(name.as_str())?],
+        None => Vec::new(),
+    };
+    let repo = args.store.open()?;
+    let mut rows = Vec::new();
+    let names = if args.all {
+        let listing = repo.list(BackupKind::Resources).await?;
+        for (name, problem) in &listing.problems {
+            rows.push(VerifyRow {
+                name: name.to_string(),
+                ok: false,
+                artifacts: 0,
+                bytes: 0,
+                problem: problem.to_string(),
+            });
+        }
+        listing.manifests.into_iter().map(|m| m.name).collect()
+    } else {
+        names
+    };
+    for name in names {
+        rows.push(match repo.verify(BackupKind::Resources, &name).await {
+            Ok(manifest) => VerifyRow {
+                name: name.to_string(),
+                ok: true,
+                artifacts: manifest.artifacts.len(),
+                bytes: manifest.total_size(),
+                problem: String::new(),
+            },
+            Err(e) => VerifyRow {
+                name: name.to_string(),
+                ok: false,
+                artifacts: 0,
+                bytes: 0,
+                problem: e.to_string(),
+            },
+        });
+    }
+    output::print(&rows, args.output)?;
+    let corrupt: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.name.as_str())
+        .collect();
+    if corrupt.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: corrupt or unreadable: {}", corrupt.join(", "));
+        Ok(ExitCode::FAILURE)
     }
 }

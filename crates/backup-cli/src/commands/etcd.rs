@@ -235,7 +235,10 @@ async fn snapshot(args: SnapshotArgs) -> Result<ExitCode> {
             fingerprints(&m.recipients())
         );
     }
-    for pruned in &outcome.pruned {
+    for (name, refusal) in &outcome.pruned.refused {
+        eprintln!("warning: rotation could not delete {name}: {refusal}");
+    }
+    for pruned in &outcome.pruned.deleted {
         eprintln!("pruned {pruned}");
     }
     println!("{}", m.name);
@@ -354,13 +357,21 @@ impl Tabular for Pruned {
 async fn prune(args: PruneArgs) -> Result<ExitCode> {
     let keep = KeepCount::new(args.keep)?;
     let repo = args.location.open()?;
-    let deleted = backup_etcd::prune(&repo, &args.name, keep).await?;
-    let rows: Vec<Pruned> = deleted
+    let sweep = backup_etcd::prune(&repo, &args.name, keep).await?;
+    let rows: Vec<Pruned> = sweep
+        .deleted
         .into_iter()
         .map(|d| Pruned {
             deleted: d.to_string(),
         })
         .collect();
     output::print(&rows, args.output)?;
-    Ok(ExitCode::SUCCESS)
+    for (name, refusal) in &sweep.refused {
+        eprintln!("error: could not delete {name}: {refusal}");
+    }
+    Ok(if sweep.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

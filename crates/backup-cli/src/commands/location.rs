@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use backup_storage::{Availability, Repository};
 use serde::Serialize;
 
-use crate::cli::LocationCheckArgs;
+use crate::cli::{LocationCheckArgs, LocationGcArgs};
 use crate::output::{self, Tabular};
 
 #[derive(Serialize)]
@@ -52,4 +52,77 @@ pub async fn check(args: LocationCheckArgs) -> Result<ExitCode> {
         Availability::Available => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
+}
+
+/// One interrupted upload found (and removed unless `--dry-run`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OrphanRow {
+    kind: &'static str,
+    name: String,
+    objects: usize,
+    bytes: u64,
+    last_modified: String,
+    removed: bool,
+}
+
+impl Tabular for OrphanRow {
+    fn header() -> Vec<&'static str> {
+        vec![
+            "KIND",
+            "NAME",
+            "OBJECTS",
+            "BYTES",
+            "LAST MODIFIED",
+            "REMOVED",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.kind.into(),
+            self.name.clone(),
+            self.objects.to_string(),
+            self.bytes.to_string(),
+            self.last_modified.clone(),
+            self.removed.to_string(),
+        ]
+    }
+}
+
+pub async fn gc(args: LocationGcArgs) -> Result<ExitCode> {
+    let grace = backup_core::parse_duration(&args.grace)
+        .ok()
+        .and_then(|d| jiff::SignedDuration::try_from(d).ok())
+        .with_context(|| {
+            format!(
+                "--grace {:?} is not a duration: use a Go duration such as 24h or 90m",
+                args.grace
+            )
+        })?;
+    let options: BTreeMap<String, String> = args.options.into_iter().collect();
+    let repository = Repository::open(&args.location, &options)
+        .and_then(|repo| repo.scoped_str(&args.scope.project, &args.scope.cluster))
+        .with_context(|| format!("cannot use location {}", args.location))?;
+    let now = jiff::Timestamp::now();
+    let mut rows = Vec::new();
+    for kind in [
+        backup_storage::BackupKind::Resources,
+        backup_storage::BackupKind::EtcdSnapshot,
+    ] {
+        let found = if args.dry_run {
+            repository.orphans(kind, grace, now).await?
+        } else {
+            repository.remove_orphans(kind, grace, now).await?
+        };
+        rows.extend(found.into_iter().map(|o| OrphanRow {
+            kind: kind.dir(),
+            name: o.name,
+            objects: o.objects,
+            bytes: o.bytes,
+            last_modified: o.last_modified.to_string(),
+            removed: !args.dry_run,
+        }));
+    }
+    output::print(&rows, args.output)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ use crate::cli::{Cli, Group, LocationCommand, ScheduleCommand};
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Group::Location(LocationCommand::Check(args)) => location::check(args).await,
+        Group::Location(LocationCommand::Gc(args)) => location::gc(args).await,
         Group::Schedule(ScheduleCommand::Next(args)) => schedule::next(args),
         Group::Etcd(command) => etcd::run(command).await,
         Group::Backup(command) => backup::run(command).await,

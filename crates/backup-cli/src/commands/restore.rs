@@ -214,7 +214,12 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     if status.phase == Phase::Failed {
         bail!("restore {} failed: {}", args.name, status.errors.join("; "));
     }
-    let report = engine.restore_report(&args.name).unwrap_or_default();
+    let report = engine.restore_report(&args.name).with_context(|| {
+        format!(
+            "restore {} finished but its report is gone from this process",
+            args.name
+        )
+    })?;
     let summary = Summary {
         name: args.name.clone(),
         backup: report.backup.clone(),

@@ -142,6 +142,20 @@ pub async fn reconcile(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Resul
 }
 
 async fn apply(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action> {
+    // A new cluster, a changed spec or new labels may change which ClusterBackups select it
+    // and how it is backed up.
+    let namespace = cluster.namespace().unwrap_or_default();
+    let observed = cluster.status.as_ref().and_then(|s| s.observed_generation);
+    let labels = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        cluster.labels().hash(&mut hasher);
+        hasher.finish()
+    };
+    let key = format!("{namespace}/{}", cluster.name_any());
+    if ctx.labels_changed(key, labels) || observed != cluster.metadata.generation {
+        ctx.wake_backups_in(&namespace);
+    }
     let (reachability, engine) = match ctx.clusters.handle(&cluster).await {
         Err(problem) if problem.is_retryable() => return Err(problem.into()),
         Err(problem) => (

@@ -109,6 +109,12 @@ pub async fn reconcile(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Res
 }
 
 async fn apply(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Action> {
+    // A new or changed spec (the default flag, the bucket, the credentials) may change what
+    // the project's ClusterBackups can do.
+    let observed = location.status.as_ref().and_then(|s| s.observed_generation);
+    if observed != location.metadata.generation {
+        ctx.wake_backups_in(&location.namespace().unwrap_or_default());
+    }
     let finding = match ctx.locations.open(&location).await {
         Ok(resolved) => Finding::Probed(resolved.repo.probe().await),
         Err(problem) if problem.is_retryable() => return Err(problem.into()),
@@ -142,6 +148,7 @@ async fn apply(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Acti
 
 async fn cleanup(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = location.namespace().unwrap_or_default();
+    ctx.wake_backups_in(&namespace);
     ctx.locations.forget(&namespace, &location.name_any());
     ctx.metrics.forget_location(&labels(&location));
     Ok(Action::await_change())

@@ -23,11 +23,17 @@ pub enum Backend {
     Memory,
     File,
     S3,
+    /// Memory behind [`backup_storage::write_once::WriteOnceStore`]: any second write of a
+    /// key fails, so every check also proves nothing it stores is ever rewritten.
+    WriteOnce,
 }
 
 /// A base store (already confined to a base prefix) plus whatever keeps it alive.
 pub struct Fixture {
     pub store: Arc<dyn ObjectStore>,
+    /// The same objects without any wrapper: what a test uses to damage them as bit rot or an
+    /// attacker with direct bucket access would.
+    pub raw: Arc<dyn ObjectStore>,
     pub backend: Backend,
     _tempdir: Option<tempfile::TempDir>,
     pub s3: Option<S3sFs>,
@@ -42,20 +48,39 @@ impl Fixture {
 pub fn fixture(backend: Backend) -> Fixture {
     let none = BTreeMap::new();
     match backend {
-        Backend::Memory => Fixture {
-            store: Location::parse("memory:///base")
+        Backend::Memory => {
+            let store = Location::parse("memory:///base")
                 .unwrap()
                 .open(&none)
-                .unwrap(),
-            backend,
-            _tempdir: None,
-            s3: None,
-        },
+                .unwrap();
+            Fixture {
+                raw: store.clone(),
+                store,
+                backend,
+                _tempdir: None,
+                s3: None,
+            }
+        }
+        Backend::WriteOnce => {
+            let raw = Location::parse("memory:///base")
+                .unwrap()
+                .open(&none)
+                .unwrap();
+            Fixture {
+                store: Arc::new(backup_storage::write_once::WriteOnceStore::new(raw.clone())),
+                raw,
+                backend,
+                _tempdir: None,
+                s3: None,
+            }
+        }
         Backend::File => {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("file://{}", dir.path().join("store").display());
+            let store = Location::parse(&url).unwrap().open(&none).unwrap();
             Fixture {
-                store: Location::parse(&url).unwrap().open(&none).unwrap(),
+                raw: store.clone(),
+                store,
                 backend,
                 _tempdir: Some(dir),
                 s3: None,
@@ -71,6 +96,7 @@ pub fn fixture(backend: Backend) -> Fixture {
                 .open_with_env(&server.options(), |_| None)
                 .unwrap();
             Fixture {
+                raw: store.clone(),
                 store,
                 backend,
                 _tempdir: None,

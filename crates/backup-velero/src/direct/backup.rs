@@ -443,40 +443,36 @@ impl BackupRun {
                 journal.results.errors.len()
             ),
         );
-        let expiration = started
-            .checked_add(
-                jiff::SignedDuration::try_from(self.spec.ttl.as_duration()).unwrap_or_default(),
-            )
-            .ok();
-        let object = BackupObject {
-            name: self.name.to_string(),
-            spec: self.spec.clone(),
-            storage_location: self.storage_location.clone(),
-            phase,
-            started: Some(started),
-            completed: Some(completed),
-            expiration,
-            total_items: status.progress.items_done,
-            items_backed_up: status.progress.items_done,
-            errors: journal.results.errors.len() as u64,
-            warnings: journal.results.warnings.len() as u64,
+        let metadata = self.finished_object(started, completed, phase, &status, &mut journal);
+        let side_files = match metadata.and_then(|object| {
+            let io =
+                |e: std::io::Error| EngineError::Other(format!("encoding backup metadata: {e}"));
+            let object_json = serde_json::to_vec_pretty(&object.to_json())
+                .map_err(|e| EngineError::Other(format!("encoding velero-backup.json: {e}")))?;
+            Ok((
+                object,
+                [
+                    (
+                        &files.resource_list,
+                        gzip_json(&journal.resource_list).map_err(io)?,
+                    ),
+                    (&files.results, gzip_json(&journal.results).map_err(io)?),
+                    (
+                        &files.logs,
+                        gzip_bytes(journal.log_text().as_bytes()).map_err(io)?,
+                    ),
+                    (&files.backup_object, object_json),
+                ],
+            ))
+        }) {
+            Ok(files) => files,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(e);
+            }
         };
-        let io = |e: std::io::Error| EngineError::Other(format!("encoding backup metadata: {e}"));
-        let side_files = [
-            (
-                &files.resource_list,
-                gzip_json(&journal.resource_list).map_err(io)?,
-            ),
-            (&files.results, gzip_json(&journal.results).map_err(io)?),
-            (
-                &files.logs,
-                gzip_bytes(journal.log_text().as_bytes()).map_err(io)?,
-            ),
-            (
-                &files.backup_object,
-                serde_json::to_vec_pretty(&object.to_json()).unwrap_or_default(),
-            ),
-        ];
+        let (object, side_files) = side_files;
+        let expiration = object.expiration;
         for (name, data) in side_files {
             if let Err(e) = writer.put_artifact_bytes(name, Bytes::from(data)).await {
                 let _ = writer.abort().await;
@@ -495,6 +491,56 @@ impl BackupRun {
             s.warnings = journal.results.warnings.flatten();
         });
         Ok(self.status.get())
+    }
+}
+
+impl BackupRun {
+    /// The `velero-backup.json` of the finished backup, recording what actually happened: the
+    /// direct engine copies no volume data, so volume snapshots and file-system backup are
+    /// recorded as off whatever the spec asked, and a spec that asked says so in the log.
+    fn finished_object(
+        &self,
+        started: Timestamp,
+        completed: Timestamp,
+        phase: Phase,
+        status: &BackupStatus,
+        journal: &mut Journal,
+    ) -> Result<BackupObject, EngineError> {
+        let ttl = jiff::SignedDuration::try_from(self.spec.ttl.as_duration()).map_err(|_| {
+            EngineError::Invalid(format!(
+                "ttl {} is too long to compute an expiration time; use a shorter ttl",
+                self.spec.ttl
+            ))
+        })?;
+        let expiration = started.checked_add(ttl).map_err(|_| {
+            EngineError::Invalid(format!(
+                "ttl {} runs past the last representable time; use a shorter ttl",
+                self.spec.ttl
+            ))
+        })?;
+        let mut spec = self.spec.clone();
+        if spec.snapshot_volumes || spec.default_volumes_to_fs_backup {
+            journal.log(
+                "info",
+                "the direct engine copies no volume data: volume snapshots and file-system \
+                 backup are recorded as off (use the velero engine for volume data)",
+            );
+        }
+        spec.snapshot_volumes = false;
+        spec.default_volumes_to_fs_backup = false;
+        Ok(BackupObject {
+            name: self.name.to_string(),
+            spec,
+            storage_location: self.storage_location.clone(),
+            phase,
+            started: Some(started),
+            completed: Some(completed),
+            expiration: Some(expiration),
+            total_items: status.progress.items_done,
+            items_backed_up: status.progress.items_done,
+            errors: journal.results.errors.len() as u64,
+            warnings: journal.results.warnings.len() as u64,
+        })
     }
 }
 

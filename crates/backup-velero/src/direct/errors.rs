@@ -12,10 +12,12 @@ pub fn engine_error(context: &str, e: kube::Error) -> EngineError {
 /// Classifies a storage error.
 pub fn storage_error(e: StorageError) -> EngineError {
     match e {
-        StorageError::AlreadyExists { name, .. } => EngineError::AlreadyExists {
-            what: "backup",
-            name,
-        },
+        StorageError::AlreadyExists { name, .. } | StorageError::VeleroBackupExists { name } => {
+            EngineError::AlreadyExists {
+                what: "backup",
+                name,
+            }
+        }
         StorageError::BackupNotFound { name, .. } => EngineError::NotFound {
             what: "backup",
             name,

@@ -49,6 +49,20 @@ pub struct BackupObject {
     pub warnings: u64,
 }
 
+/// A label value as Velero makes one from a longer name (its `label.GetValidName`): names of
+/// at most 63 characters are kept; longer ones become their first 57 characters followed by
+/// the first 6 hex digits of their SHA-256, so Velero finds our backups by the same value.
+pub fn label_value(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name.to_string();
+    }
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    let head: String = name.chars().take(MAX - 6).collect();
+    format!("{head}{}", &digest[..6])
+}
+
 /// metav1.Time's format: RFC 3339 with whole seconds.
 fn time(ts: Option<Timestamp>) -> Value {
     match ts.and_then(|t| Timestamp::from_second(t.as_second()).ok()) {
@@ -81,7 +95,7 @@ impl BackupObject {
         let mut labels: BTreeMap<String, String> = self.spec.labels.clone();
         labels.insert(
             "velero.io/storage-location".into(),
-            self.storage_location.clone(),
+            label_value(&self.storage_location),
         );
         json!({
             "apiVersion": "velero.io/v1",
@@ -175,6 +189,18 @@ impl BackupObject {
 mod tests {
     use super::*;
     use backup_core::LabelSelector;
+
+    #[test]
+    fn label_values_are_shortened_as_velero_shortens_them() {
+        assert_eq!(label_value("main"), "main");
+        let long = "a-very-long-storage-location-name-that-velero-would-have-to-shorten-for-labels";
+        // First 57 characters, then the first 6 hex digits of SHA-256 (computed independently).
+        assert_eq!(
+            label_value(long),
+            "a-very-long-storage-location-name-that-velero-would-have-ee1339"
+        );
+        assert_eq!(label_value(long).len(), 63);
+    }
 
     fn sample() -> BackupObject {
         let mut spec = BackupSpec::default();

@@ -61,7 +61,8 @@ impl<W: Write> TarballWriter<W> {
             mtime,
             items: 0,
         };
-        w.append(VERSION_FILE, FORMAT_VERSION.as_bytes())?;
+        // Velero writes the version followed by a newline.
+        w.append(VERSION_FILE, format!("{FORMAT_VERSION}\n").as_bytes())?;
         Ok(w)
     }
 
@@ -198,6 +199,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_file_is_written_as_velero_writes_it() {
+        let bytes = TarballWriter::new(Vec::new()).unwrap().finish().unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(entry.path().unwrap().to_string_lossy(), VERSION_FILE);
+        let mut content = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut content).unwrap();
+        assert_eq!(content, "1.1.0\n");
+    }
 
     fn item(resource: &str, group: &str, ns: Option<&str>, name: &str) -> ItemPath {
         ItemPath {

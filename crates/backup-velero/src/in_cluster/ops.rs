@@ -102,8 +102,11 @@ impl InClusterEngine {
             Ok(_) => Ok(()),
             Err(e) if api_code(&e) == Some(409) => {
                 let existing: K = self.get(what, &name).await?;
-                let ours = serde_json::to_value(obj).unwrap_or_default();
-                let theirs = serde_json::to_value(&existing).unwrap_or_default();
+                let encode = |e: serde_json::Error| {
+                    VeleroError::Invalid(format!("encoding {what} {name} to compare it: {e}"))
+                };
+                let ours = serde_json::to_value(obj).map_err(encode)?;
+                let theirs = serde_json::to_value(&existing).map_err(encode)?;
                 if is_subset(&ours["spec"], &theirs["spec"]) {
                     Ok(())
                 } else {

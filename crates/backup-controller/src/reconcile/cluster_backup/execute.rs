@@ -11,8 +11,8 @@ use backup_core::retention::{RetentionCandidate, plan_deletions};
 use backup_core::{BackupSpec, BackupStatus, EngineError, Phase, RetentionPolicy};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 
 use super::engines::{self, ClusterEngine};
 use crate::api::{ClusterBackup, EngineKind, ManagedCluster};
@@ -88,20 +88,37 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
         backup: job.name.clone(),
         cluster: cluster.name_any(),
     };
-    let (kind, status) = match engines::engine_for(&ctx, &job.location, &cluster, true).await {
+    // Each cluster's Events name it as their related object, so a fleet's are not folded.
+    let related = Some(cluster.object_ref(&()));
+    let (engine, status) = match engines::engine_for(&ctx, &job.location, &cluster, true).await {
         Err(reason) => (
             None,
             failed(format!("cannot back up cluster {}: {reason}", key.cluster)),
         ),
         Ok(engine) => {
             let status = drive(&ctx, &job, &key, &engine, &run).await;
-            let kind = engine.kind();
             if status.phase.is_terminal() {
-                retention(&ctx, &job, &key, &engine).await;
+                retention(&ctx, &job, &key, &engine, &related).await;
+                collect_orphans(&ctx, &job, &key, &engine, &related).await;
             }
-            (Some(kind), status)
+            (Some(engine), status)
         }
     };
+    let kind = engine.as_ref().map(ClusterEngine::kind);
+    // Storage changed (a run and maybe retention): list it again, before the run is shown as
+    // ended, so no reconcile sees it ended beside a listing from before it was stored. The
+    // engine that ran lists it: `cluster` is the object as it was at the firing, whose status
+    // may not name an engine yet, and a Velero cluster's runs are Velero's Backups.
+    let started = tokio::time::Instant::now();
+    let listed = match &engine {
+        Some(engine) => engine
+            .backups()
+            .list_backups(&engines::selector(&job.name))
+            .await
+            .map_err(|e| e.to_string()),
+        None => engines::list_stored(&ctx, &job.location, &cluster, &job.name).await,
+    };
+    ctx.runs.set_listing(key.clone(), listed, started);
     ctx.runs.update(&key, &run, status.clone());
     ctx.metrics
         .run_finished(status.phase, kind.map_or("none", |k| k.as_str()));
@@ -126,11 +143,8 @@ async fn run_one(ctx: Arc<Context>, job: Arc<FleetJob>, cluster: Arc<ManagedClus
             ),
         ),
     };
-    ctx.event(&job.reference, warning, reason, "Backup", note)
+    ctx.event_related(&job.reference, related, warning, reason, "Backup", note)
         .await;
-    // Storage changed (a run and maybe retention): list it again for the status.
-    let listed = engines::list_stored(&ctx, &job.location, &cluster, &job.name).await;
-    ctx.runs.set_listing(key, listed);
     ctx.runs.nudge(job.backup.clone());
 }
 
@@ -184,7 +198,13 @@ async fn drive(
 }
 
 /// Applies the ClusterBackup's retention on one cluster; problems become a warning Event.
-async fn retention(ctx: &Context, job: &FleetJob, key: &RunKey, engine: &ClusterEngine) {
+async fn retention(
+    ctx: &Context,
+    job: &FleetJob,
+    key: &RunKey,
+    engine: &ClusterEngine,
+    related: &Option<ObjectReference>,
+) {
     if !job.location.repo.is_writable() {
         return;
     }
@@ -218,8 +238,9 @@ async fn retention(ctx: &Context, job: &FleetJob, key: &RunKey, engine: &Cluster
     match result {
         Ok(deleted) if deleted.is_empty() => {}
         Ok(deleted) => {
-            ctx.event(
+            ctx.event_related(
                 &job.reference,
+                related.clone(),
                 false,
                 "RetentionDeleted",
                 "Retention",
@@ -228,8 +249,9 @@ async fn retention(ctx: &Context, job: &FleetJob, key: &RunKey, engine: &Cluster
             .await;
         }
         Err(e) => {
-            ctx.event(
+            ctx.event_related(
                 &job.reference,
+                related.clone(),
                 true,
                 "RetentionFailed",
                 "Retention",
@@ -241,4 +263,59 @@ async fn retention(ctx: &Context, job: &FleetJob, key: &RunKey, engine: &Cluster
             .await;
         }
     }
+}
+
+/// Removes what interrupted runs left in the cluster's scope (direct engine only: Velero cleans
+/// up its own uploads); what it removed, or why it could not, becomes an Event.
+async fn collect_orphans(
+    ctx: &Context,
+    job: &FleetJob,
+    key: &RunKey,
+    engine: &ClusterEngine,
+    related: &Option<ObjectReference>,
+) {
+    let ClusterEngine::Direct(direct) = engine else {
+        return;
+    };
+    if !job.location.repo.is_writable() {
+        return;
+    }
+    let removed = direct
+        .repository()
+        .remove_orphans(
+            backup_core::BackupKind::Resources,
+            ctx.settings.orphan_grace,
+            ctx.clock.now(),
+        )
+        .await;
+    let (warning, reason, note) = match removed {
+        Ok(removed) if removed.is_empty() => return,
+        Ok(removed) => (
+            false,
+            "InterruptedUploadsRemoved",
+            format!(
+                "{}: removed what interrupted backups left behind: {}",
+                key.cluster,
+                removed
+                    .iter()
+                    .map(|o| format!("{} ({} bytes)", o.name, o.bytes))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(e) => (
+            true,
+            "InterruptedUploadsKept",
+            format!("{}: could not remove interrupted uploads: {e}", key.cluster),
+        ),
+    };
+    ctx.event_related(
+        &job.reference,
+        related.clone(),
+        warning,
+        reason,
+        "Retention",
+        note,
+    )
+    .await;
 }

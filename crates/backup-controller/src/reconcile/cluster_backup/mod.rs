@@ -33,6 +33,9 @@ const LIST_CONCURRENCY: usize = 16;
 
 /// Reconciles one ClusterBackup.
 pub async fn reconcile(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> {
+    // Decide on complete information: at start-up a ClusterBackup can be reconciled before the
+    // locations and clusters of its namespace were listed once, and would find none.
+    ctx.stores.listed().await;
     with_finalizer(CONTROLLER, backup, ctx, apply, cleanup).await
 }
 
@@ -252,9 +255,9 @@ async fn views(
             let stored = match (cached, location) {
                 (Some(listing), _) => listing.runs,
                 (None, Some(location)) => {
+                    let started = tokio::time::Instant::now();
                     let runs = engines::list_stored(ctx, location, &cluster, backup).await;
-                    ctx.runs.set_listing(key.clone(), runs.clone());
-                    runs
+                    ctx.runs.set_listing(key.clone(), runs, started).runs
                 }
                 (None, None) => Err("the storage location cannot be used".to_string()),
             };

@@ -11,9 +11,10 @@
 //! - Nothing fires while the location or the clusters are unusable; the firing then happens
 //!   once they are fixed (the missed slot, once).
 //! - Status is rebuilt from storage: `backups` are the stored runs, `lastSuccessfulBackup` the
-//!   newest stored `Completed` one. `lastBackup` is the live run, else the newest of the stored
-//!   runs and the previous status's record, so a run that failed before storing anything stays
-//!   visible. A run recorded as in progress that this process is not running and storage does
+//!   newest stored `Completed` one. `lastBackup` is the running run, else the newest of the
+//!   stored runs and the record of the last run (this process's, else the previous status's),
+//!   so a run that failed before storing anything stays visible while a run deleted from
+//!   storage does not. A run recorded as in progress that this process is not running and storage does
 //!   not hold was interrupted (a crash, a lost lease): it is `Failed`.
 
 use std::time::Duration;
@@ -201,8 +202,19 @@ fn cluster_runs(view: &ClusterView, previous: Option<&ClusterRuns>, now: Timesta
         Err(_) => previous.and_then(|p| p.last_successful_backup.clone()),
     };
     let newest_stored = stored.last();
-    let recorded = previous.and_then(|p| p.last_backup.as_ref());
-    let last_backup = match (&view.live, recorded) {
+    // A live run is shown as such while it runs. Once it ended it is a record like the
+    // previous status's, and storage has the last word over it as over any record: a run that
+    // storage no longer holds was deleted, a newer stored backup is the last one.
+    let running = view.live.as_ref().filter(|l| !l.status.phase.is_terminal());
+    let ended = view
+        .live
+        .as_ref()
+        .filter(|l| l.status.phase.is_terminal())
+        .map(live_status);
+    let recorded = ended
+        .as_ref()
+        .or_else(|| previous.and_then(|p| p.last_backup.as_ref()));
+    let last_backup = match (running, recorded) {
         (Some(live), _) => match stored.iter().find(|b| b.name == live.name) {
             Some(b) => Some(stored_status(b)),
             None => Some(live_status(live)),

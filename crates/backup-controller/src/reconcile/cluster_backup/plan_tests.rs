@@ -555,3 +555,85 @@ fn conditions_keep_their_transition_time_while_their_status_holds() {
         ts("2026-11-30T00:10:00Z")
     );
 }
+
+/// A run this process finished with `phase`, started at `started`.
+fn ended(name: &str, phase: Phase, started: &str) -> LiveRun {
+    LiveRun {
+        name: name.into(),
+        firing: ts(started),
+        status: BackupStatus {
+            phase,
+            started: Some(ts(started)),
+            completed: Some(ts(started)),
+            errors: match phase {
+                Phase::Failed => vec!["cluster unreachable".into()],
+                _ => Vec::new(),
+            },
+            ..BackupStatus::default()
+        },
+    }
+}
+
+#[test]
+fn a_finished_run_of_this_process_deleted_from_storage_disappears_from_status() {
+    let mut case = Case::new(serde_json::json!({}), "2026-11-30T09:10:00Z");
+    case.previous.last_schedule_time = Some(ts("2026-11-30T09:00:00Z"));
+    case.clusters = vec![ClusterView {
+        name: "c1".into(),
+        stored: Ok(vec![]),
+        live: Some(ended("nightly", Phase::Completed, "2026-11-30T09:00:00Z")),
+    }];
+    let plan = case.plan();
+    let c1 = &plan.status.clusters[0];
+    assert_eq!(c1.last_backup, None);
+    assert_eq!(c1.last_successful_backup, None);
+    assert!(c1.backups.is_empty());
+}
+
+#[test]
+fn a_newer_stored_backup_is_last_even_beside_a_finished_run_of_this_process() {
+    let mut case = Case::new(serde_json::json!({}), "2026-11-30T09:10:00Z");
+    case.previous.last_schedule_time = Some(ts("2026-11-30T09:00:00Z"));
+    case.clusters = vec![ClusterView {
+        name: "c1".into(),
+        stored: Ok(vec![
+            stored("nightly", Phase::Completed, "2026-11-30T09:00:00Z"),
+            stored("by-hand", Phase::Completed, "2026-11-30T09:05:00Z"),
+        ]),
+        live: Some(ended("nightly", Phase::Completed, "2026-11-30T09:00:00Z")),
+    }];
+    let c1 = case.plan().status.clusters[0].clone();
+    assert_eq!(c1.last_backup.unwrap().name, "by-hand");
+    assert_eq!(c1.last_successful_backup.as_deref(), Some("by-hand"));
+    assert_eq!(c1.backups, vec!["by-hand", "nightly"]);
+}
+
+#[test]
+fn a_finished_run_of_this_process_that_stored_nothing_stays_with_its_reason() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T01:10:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T01:00:00Z"));
+    case.clusters = vec![ClusterView {
+        name: "c1".into(),
+        stored: Ok(vec![stored(
+            "nightly-20261130004000",
+            Phase::Completed,
+            "2026-11-30T00:40:00Z",
+        )]),
+        live: Some(ended(
+            "nightly-20261130010000",
+            Phase::Failed,
+            "2026-11-30T01:00:00Z",
+        )),
+    }];
+    let plan = case.plan();
+    let last = plan.status.clusters[0].last_backup.clone().unwrap();
+    assert_eq!(
+        (last.name.as_str(), last.phase),
+        ("nightly-20261130010000", Phase::Failed)
+    );
+    assert_eq!(last.message.as_deref(), Some("cluster unreachable"));
+    assert!(condition(&plan, DEGRADED).is_true());
+}
