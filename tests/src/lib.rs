@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod age;
 pub mod controller;
 pub mod crds;
 pub mod env;

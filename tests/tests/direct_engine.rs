@@ -10,7 +10,7 @@ use backup_core::{
     BackupEngine, BackupKind, BackupSpec, EngineError, ExistingResourcePolicy, Phase,
     RestoreEngine, RestoreSpec,
 };
-use backup_storage::{BackupName, Repository};
+use backup_storage::{BackupName, Encryption, Identities, Repository};
 use backup_velero::direct::{Action, DirectEngine};
 use backup_velero::format::{BackupObject, ResourceList, gunzip_json};
 use k8s_openapi::ByteString;
@@ -554,6 +554,122 @@ async fn altered_or_truncated_tarball_is_refused() -> Result<()> {
         "nothing may be restored"
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn encrypted_backup_restores_only_with_its_identity_and_never_when_altered() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "encrypted").await?;
+    sample_app(&c1, &ns.name).await?;
+    let before = app_state(&c1, &ns.name).await?;
+    let scope = unique_name("s", "encrypted");
+    let key = Identities::generate();
+    let writer = repository_in(&scope)?.with_encryption(Encryption::new(key.recipients())?);
+    backup(
+        &DirectEngine::new(c1.clone(), writer),
+        "e1",
+        &spec_for(&[&ns.name]),
+    )
+    .await?;
+
+    // Every file of the backup is stored encrypted; the manifest says so, and to whom.
+    let plain = repository_in(&scope)?;
+    let manifest = plain
+        .verify(BackupKind::Resources, &BackupName::new("e1")?)
+        .await?;
+    assert_eq!(manifest.artifacts.len(), 5);
+    assert!(manifest.artifacts.iter().all(|a| a.encryption.is_some()));
+    assert_eq!(manifest.recipients(), key.fingerprints());
+    let file = tarball_file(&scope, "e1")?;
+    for a in &manifest.artifacts {
+        let stored = std::fs::read(file.with_file_name(a.name.as_str()))?;
+        assert!(stored.starts_with(b"age-encryption.org/v1\n"), "{}", a.name);
+    }
+
+    // Without keys, another engine still lists and observes it.
+    let keyless = DirectEngine::new(c1.clone(), plain.clone());
+    let listed = keyless.list_backups(&Default::default()).await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].phase, Phase::Completed);
+    assert_eq!(keyless.observe_backup("e1").await?.phase, Phase::Completed);
+
+    let name = ns.name.clone();
+    delete_namespace(&c1, &name).await?;
+    let namespace_absent = || async {
+        Ok::<_, anyhow::Error>(
+            Api::<Namespace>::all(c1.clone())
+                .get_opt(&name)
+                .await?
+                .is_none(),
+        )
+    };
+
+    // No identity, or the wrong one: refused at start, naming the fingerprint needed.
+    let fingerprint = key.fingerprints()[0].to_string();
+    for engine in [
+        keyless,
+        DirectEngine::new(
+            c1.clone(),
+            plain.clone().with_identities(Identities::generate()),
+        ),
+    ] {
+        let err = engine
+            .start_restore("refused", &restore_spec("e1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EngineError::Invalid(_)), "{err}");
+        assert!(err.to_string().contains(&fingerprint), "{err}");
+    }
+    assert!(namespace_absent().await?, "nothing may be restored");
+
+    // A flipped byte behind a forged manifest checksum: age refuses it while the tarball is
+    // spooled, before anything is created.
+    let with_key = DirectEngine::new(c1.clone(), plain.clone().with_identities(key.clone()));
+    let original = std::fs::read(&file)?;
+    let manifest_file = file.with_file_name("backup-manifest.json");
+    let original_manifest = std::fs::read(&manifest_file)?;
+    let mut altered = original.clone();
+    let mid = altered.len() / 2;
+    altered[mid] ^= 0x01;
+    let mut forged: serde_json::Value = serde_json::from_slice(&original_manifest)?;
+    for a in forged["artifacts"].as_array_mut().context("artifacts")? {
+        if a["name"] == "e1.tar.gz" {
+            a["sha256"] = hex_sha256(&altered).into();
+        }
+    }
+    std::fs::write(&file, &altered)?;
+    std::fs::write(&manifest_file, forged.to_string())?;
+    assert_eq!(
+        restore(&with_key, "forged", &restore_spec("e1")).await?,
+        Phase::Failed
+    );
+    let status = with_key.observe_restore("forged").await?;
+    assert!(
+        status
+            .errors
+            .iter()
+            .any(|e| e.contains("failed to decrypt")),
+        "{:?}",
+        status.errors
+    );
+    assert!(namespace_absent().await?, "nothing may be restored");
+
+    // Intact again: the identity restores equal objects.
+    std::fs::write(&file, &original)?;
+    std::fs::write(&manifest_file, &original_manifest)?;
+    assert_eq!(
+        restore(&with_key, "r1", &restore_spec("e1")).await?,
+        Phase::Completed
+    );
+    assert_eq!(app_state(&c1, &name).await?, before);
+    delete_namespace(&c1, &name).await?;
+    Ok(())
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 #[tokio::test]

@@ -563,6 +563,308 @@ async fn bad_input_fails_with_a_message_naming_the_problem() -> Result<()> {
     result
 }
 
+/// The backup's stored files (all but the manifest), by name.
+fn stored_files(loc: &Location, name: &str) -> Result<BTreeMap<String, PathBuf>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(loc.backup_dir(name))? {
+        let entry = entry?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if file != "backup-manifest.json" {
+            files.insert(file.replace(name, "NAME"), entry.path());
+        }
+    }
+    Ok(files)
+}
+
+/// What a Velero file holds, comparable between two backups of the same objects: the tarball's
+/// item paths and the `settings` ConfigMap's data, velero-backup.json's spec and phase, the
+/// resource list; logs and results only decompress.
+fn contents(file: &str, path: &Path) -> Result<serde_json::Value> {
+    use backup_velero::format::{BackupObject, ResourceList, gunzip_json, read_tarball};
+    let bytes = std::fs::read(path)?;
+    Ok(match file {
+        "NAME.tar.gz" => {
+            let items = read_tarball(&bytes[..]).context("our tarball reader refuses it")?;
+            let settings = items
+                .iter()
+                .find(|i| i.path.resource == "configmaps" && i.path.name == "settings")
+                .context("no settings ConfigMap")?;
+            let settings: serde_json::Value = serde_json::from_slice(&settings.data)?;
+            let mut paths: Vec<String> = items.iter().map(|i| i.path.to_string()).collect();
+            paths.sort();
+            serde_json::json!({"paths": paths, "settings": settings["data"]})
+        }
+        "velero-backup.json" => {
+            let object = BackupObject::from_json(&bytes)?;
+            serde_json::json!({"phase": object.phase.to_string(), "namespaces": object.spec.filter.included_namespaces})
+        }
+        "NAME-resource-list.json.gz" => serde_json::to_value(gunzip_json::<ResourceList>(&bytes)?)?,
+        _ => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut flate2::read::GzDecoder::new(&bytes[..]),
+                &mut text,
+            )?;
+            serde_json::Value::Null
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encrypted_backups_interoperate_with_age_and_restore_only_with_their_key() -> Result<()> {
+    tests::age::ensure_installed()?;
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let loc = Location::new()?;
+    let keys = tempfile::tempdir()?;
+    let key = keys.path().join("key.txt");
+    let recipient = tests::age::keygen(&key)?;
+    let stranger = keys.path().join("stranger.txt");
+    tests::age::keygen(&stranger)?;
+    let (key_arg, stranger_arg) = (key.display().to_string(), stranger.display().to_string());
+    let ns = populated_namespace(&c1, "bk-encrypted").await?;
+    let ns_name = ns.name.clone();
+    let name = unique_name("bk", "encrypted");
+    let plain = unique_name("bk", "plain");
+    let kc = kubeconfig("c1")?;
+
+    // Keys made by age-keygen: the recipient as --encrypt-to.
+    let created = create_backup_with(&loc, &name, &ns_name, &["--encrypt-to", &recipient])?;
+    assert_eq!(created["phase"], "Completed", "{created}");
+    create_backup(&loc, &plain, &ns_name)?;
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        loc.backup_dir(&name).join("backup-manifest.json"),
+    )?)?;
+    let fingerprint = manifest["artifacts"][0]["encryption"]["recipients"][0]
+        .as_str()
+        .context("recipient fingerprint in the manifest")?
+        .to_string();
+
+    // Every stored file is an age file that the real age CLI decrypts into what the
+    // unencrypted backup of the same objects holds.
+    let encrypted = stored_files(&loc, &name)?;
+    let unencrypted = stored_files(&loc, &plain)?;
+    assert_eq!(
+        encrypted.keys().collect::<Vec<_>>(),
+        unencrypted.keys().collect::<Vec<_>>()
+    );
+    for (file, path) in &encrypted {
+        assert!(
+            std::fs::read(path)?.starts_with(b"age-encryption.org/v1\n"),
+            "{file} is not stored as age"
+        );
+        let decrypted = tests::age::decrypt_beside(&key, path)?;
+        let expected = contents(file, &unencrypted[file])?;
+        assert_eq!(contents(file, &decrypted)?, expected, "{file}");
+        std::fs::remove_file(decrypted)?;
+    }
+
+    // Listing needs no key; describe shows the manifest's facts without one, everything with.
+    let rows = list(&loc)?;
+    let row = listed(&rows, &name).context("not listed")?;
+    assert_eq!(row["phase"], "Completed", "{row}");
+    assert_eq!(row["items"], created["items"], "{row}");
+    let describe = |extra: &[&str]| {
+        run(&[
+            &[
+                "backup",
+                "describe",
+                &name,
+                "--location",
+                &loc.url,
+                "-o",
+                "json",
+            ][..],
+            extra,
+        ]
+        .concat())
+    };
+    let out = describe(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let described: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(described[0]["phase"], "Completed");
+    assert_eq!(described[0]["veleroBackup"], serde_json::Value::Null);
+    assert_eq!(
+        described[0]["encryptedTo"],
+        serde_json::json!([fingerprint])
+    );
+    let out = describe(&["--identity-file", &key_arg]);
+    let described: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(
+        described[0]["veleroBackup"]["kind"], "Backup",
+        "{described}"
+    );
+    let out = describe(&["--identity-file", &stranger_arg]);
+    assert!(!out.status.success() && stderr(&out).contains(&fingerprint));
+
+    // Download: refused without a key (naming it, writing nothing); --raw is the stored
+    // ciphertext; with the key, what age -d gives.
+    let target = keys.path().join("download.tgz");
+    let target_arg = target.display().to_string();
+    let download = |extra: &[&str]| {
+        run(&[
+            &[
+                "backup",
+                "download",
+                &name,
+                "--location",
+                &loc.url,
+                "-o",
+                &target_arg,
+            ][..],
+            extra,
+        ]
+        .concat())
+    };
+    let out = download(&[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&fingerprint) && err.contains("--identity-file") && err.contains("--raw"),
+        "{err}"
+    );
+    assert!(!target.exists());
+    let tarball = &encrypted["NAME.tar.gz"];
+    run_ok(&[
+        "backup",
+        "download",
+        &name,
+        "--location",
+        &loc.url,
+        "-o",
+        &target_arg,
+        "--raw",
+    ])?;
+    assert!(std::fs::read(&target)? == std::fs::read(tarball)?);
+    let out = download(&["--identity-file", &key_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("decrypted"), "{}", stdout(&out));
+    let by_age = tests::age::decrypt_beside(&key, tarball)?;
+    assert!(std::fs::read(&target)? == std::fs::read(&by_age)?);
+
+    // Restore: without the key or with another, refused before anything is created.
+    ns.delete_and_wait(Duration::from_secs(120)).await?;
+    let restore = |restore_name: &str, backup: &str, extra: &[&str]| {
+        run(&[
+            &["restore", "create", restore_name, "--from-backup", backup][..],
+            &["--kubeconfig", &kc, "--location", &loc.url, "-o", "json"][..],
+            extra,
+        ]
+        .concat())
+    };
+    for extra in [&[][..], &["--identity-file", &stranger_arg][..]] {
+        let out = restore(&unique_name("rs", "encrypted"), &name, extra);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(&fingerprint), "{}", stderr(&out));
+    }
+    let absent = Api::<Namespace>::all(c1.clone()).get_opt(&ns_name).await?;
+    assert!(absent.is_none(), "a refused restore created the namespace");
+    let out = restore(
+        &unique_name("rs", "encrypted"),
+        &name,
+        &["--identity-file", &key_arg],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = assert_restored(&c1, &ns_name).await;
+
+    // Key rotation: the next backup goes to a new key (a recipients file this time); the old
+    // key cannot read it, the identity files of both read both (dry runs: nothing written).
+    let rotated_key = keys.path().join("rotated.txt");
+    let recipients = keys.path().join("recipients.txt");
+    std::fs::write(
+        &recipients,
+        format!("# after rotation\n{}\n", tests::age::keygen(&rotated_key)?),
+    )?;
+    let rotated = unique_name("bk", "rotated");
+    create_backup_with(
+        &loc,
+        &rotated,
+        &ns_name,
+        &["--encrypt-to-file", &recipients.display().to_string()],
+    )?;
+    let rotated_arg = rotated_key.display().to_string();
+    let out = restore(
+        &unique_name("rs", "rotated"),
+        &rotated,
+        &["--dry-run", "--identity-file", &key_arg],
+    );
+    assert!(!out.status.success(), "the old key reads the new backup");
+    for backup in [&name, &rotated] {
+        let both = [
+            "--dry-run",
+            "--identity-file",
+            &key_arg,
+            "--identity-file",
+            &rotated_arg,
+        ];
+        let out = restore(&unique_name("rs", "rotated"), backup, &both);
+        assert!(out.status.success(), "{backup}: {}", stderr(&out));
+    }
+    delete_namespace(&c1, &ns_name).await?;
+    result
+}
+
+#[test]
+fn encryption_flags_are_checked_before_connecting() -> Result<()> {
+    let loc = Location::new()?;
+    let missing_kubeconfig = loc.dir.path().join("no-such-kubeconfig");
+    let missing_kubeconfig = missing_kubeconfig.display().to_string();
+    let err = run_fails(&[
+        "backup",
+        "create",
+        "b",
+        "--kubeconfig",
+        &missing_kubeconfig,
+        "--location",
+        &loc.url,
+        "--encrypt-to",
+        "age1notakey",
+    ])?;
+    assert!(err.contains("invalid age recipient `age1notakey`"), "{err}");
+    assert!(
+        !err.contains("kubeconfig"),
+        "checked before connecting: {err}"
+    );
+    let not_identity = loc.dir.path().join("not-an-identity.txt");
+    std::fs::write(&not_identity, "hello\n")?;
+    let not_identity = not_identity.display().to_string();
+    let err = run_fails(&[
+        "restore",
+        "create",
+        "r",
+        "--from-backup",
+        "b",
+        "--kubeconfig",
+        &missing_kubeconfig,
+        "--location",
+        &loc.url,
+        "--identity-file",
+        &not_identity,
+    ])?;
+    assert!(err.contains("invalid age identity file: line 1"), "{err}");
+    assert!(
+        !err.contains("hello"),
+        "never echoes an identity file: {err}"
+    );
+    let err = run_fails(&[
+        "backup",
+        "download",
+        "b",
+        "--location",
+        &loc.url,
+        "-o",
+        "/tmp/never",
+        "--raw",
+        "--identity-file",
+        &not_identity,
+    ])?;
+    assert!(
+        err.contains("--raw") && err.contains("--identity-file"),
+        "{err}"
+    );
+    Ok(())
+}
+
 /// Whether `dir` holds any file (at any depth).
 fn has_any_file(dir: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -405,3 +405,225 @@ fn unreachable_etcd_and_missing_backups_are_named() {
         stderr(&out)
     );
 }
+
+/// Decompresses a zstd file (what `zstd -d` does).
+fn unzstd(input: &Path, output: &Path) {
+    let mut decoder =
+        zstd::stream::read::Decoder::new(std::fs::File::open(input).unwrap()).unwrap();
+    let mut out = std::fs::File::create(output).unwrap();
+    std::io::copy(&mut decoder, &mut out).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_snapshots_use_age_keygen_keys_and_decrypt_with_the_age_cli() {
+    tests::age::ensure_installed().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("key.txt");
+    let recipient = tests::age::keygen(&key).unwrap();
+    let recipients = keys.path().join("recipients.txt");
+    std::fs::write(&recipients, format!("# etcd backups\n\n{recipient}\n")).unwrap();
+    let stranger = keys.path().join("stranger.txt");
+    tests::age::keygen(&stranger).unwrap();
+
+    let server = seeded_etcd(300).await;
+    let storage = tempfile::tempdir().unwrap();
+    let location = file_url(storage.path());
+    let out = backupctl(&[
+        "etcd",
+        "snapshot",
+        "--endpoints",
+        server.endpoint(),
+        "--location",
+        &location,
+        "--name",
+        "enc",
+        "--encrypt-to-file",
+        recipients.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "enc\n");
+    let backup_dir = storage.path().join("default/local/etcd-snapshots/enc");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(backup_dir.join("backup-manifest.json")).unwrap())
+            .unwrap();
+    let fingerprint = manifest["artifacts"][0]["encryption"]["recipients"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stderr(&out).contains(&fingerprint), "{}", stderr(&out));
+    let stored = backup_dir.join("snapshot.db.zst");
+    assert!(
+        std::fs::read(&stored)
+            .unwrap()
+            .starts_with(b"age-encryption.org/v1\n")
+    );
+
+    // The real age CLI decrypts it into exactly the zstd stream of etcd's snapshot: its trailer
+    // verifies, its hash is the one recorded, and etcd's own tool restores it.
+    let decrypted = tests::age::decrypt_beside(&key, &stored).unwrap();
+    let db = keys.path().join("snapshot.db");
+    unzstd(&decrypted, &db);
+    let mut verifier = backup_etcd::TrailingHashVerifier::new();
+    verifier.push(&std::fs::read(&db).unwrap(), |_| {});
+    let verified = verifier.finish().unwrap();
+    assert_eq!(
+        manifest["attributes"]["etcd.snapshot-sha256"],
+        verified.sha256_hex()
+    );
+    let by_etcdctl = keys.path().join("by-etcdctl");
+    let peer_port = free_port().unwrap();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let tool = backup_etcd::find_restore_tool().unwrap();
+    let restored = std::process::Command::new(&tool)
+        .args(["snapshot", "restore"])
+        .arg(&db)
+        .arg("--data-dir")
+        .arg(&by_etcdctl)
+        .args(["--name", "m1", "--initial-cluster", &format!("m1={peer}")])
+        .args(["--initial-advertise-peer-urls", &peer])
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    drop(server);
+    {
+        let etcd = EtcdServer::start_with(EtcdConfig {
+            name: Some("m1".into()),
+            data_dir: Some(by_etcdctl),
+            peer_port: Some(peer_port),
+            tls: None,
+        })
+        .await
+        .unwrap();
+        let mut client = etcd.client().await.unwrap();
+        let value = client.get("/cli/0123", None).await.unwrap();
+        assert_eq!(value.kvs()[0].value(), "value-123".repeat(24).as_bytes());
+    }
+
+    // Listing verifies the stored checksum without a key.
+    let out = backupctl(&["etcd", "list", "--location", &location, "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\"checksum_ok\": true"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Our restore: refused without the key and with another one, naming the fingerprint and
+    // creating nothing; with the age-keygen identity file it restores.
+    let target = tempfile::tempdir().unwrap();
+    let data_dir = target.path().join("restored");
+    let restore = |extra: &[&str]| {
+        backupctl(
+            &[
+                &[
+                    "etcd",
+                    "restore",
+                    "--location",
+                    &location,
+                    "--backup",
+                    "enc",
+                ][..],
+                &["--data-dir", data_dir.to_str().unwrap()][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    for extra in [
+        &[][..],
+        &["--identity-file", stranger.to_str().unwrap()][..],
+    ] {
+        let out = restore(extra);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(&fingerprint), "{}", stderr(&out));
+        assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
+    }
+    let out = restore(&["--identity-file", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(data_dir.join("member/snap").is_dir());
+}
+
+#[test]
+fn bad_keys_are_refused_before_connecting_or_writing() {
+    let keys = tempfile::tempdir().unwrap();
+    let storage = tempfile::tempdir().unwrap();
+    let location = file_url(storage.path());
+    let unreachable = "http://127.0.0.1:1";
+    let snapshot = |extra: &[&str]| {
+        backupctl(
+            &[
+                &["etcd", "snapshot", "--endpoints", unreachable][..],
+                &["--location", &location, "--name", "n"][..],
+                extra,
+            ]
+            .concat(),
+        )
+    };
+    let secret = keys.path().join("secret.txt");
+    std::fs::write(
+        &secret,
+        backup_storage::Identities::generate().to_identity_file(),
+    )
+    .unwrap();
+    for (extra, expected) in [
+        (
+            vec!["--encrypt-to", "age1bogus"],
+            "invalid age recipient `age1bogus`",
+        ),
+        (
+            vec!["--encrypt-to", "ssh-ed25519 AAAA"],
+            "SSH keys are not supported",
+        ),
+        (
+            vec!["--encrypt-to-file", "/nonexistent/recipients.txt"],
+            "cannot read recipients file /nonexistent/recipients.txt",
+        ),
+        // A secret key given where a public one belongs: named on its line, never echoed.
+        (
+            vec!["--encrypt-to-file", secret.to_str().unwrap()],
+            "on line 2: this is a secret key",
+        ),
+    ] {
+        let out = snapshot(&extra);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{extra:?}: {err}");
+        assert!(
+            !err.contains("unreachable"),
+            "validated before connecting: {err}"
+        );
+        assert!(!err.contains("AGE-SECRET-KEY-1"), "{err}");
+    }
+
+    // An identity file that holds a recipient, or garbage: refused before the data dir.
+    let wrong = keys.path().join("recipient.txt");
+    std::fs::write(
+        &wrong,
+        format!(
+            "{}\n",
+            backup_storage::Identities::generate().recipients()[0]
+        ),
+    )
+    .unwrap();
+    let data_dir = keys.path().join("data");
+    let out = backupctl(&[
+        "etcd",
+        "restore",
+        "--location",
+        &location,
+        "--backup",
+        "ghost",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--identity-file",
+        wrong.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("invalid age identity file: line 1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!data_dir.exists());
+}

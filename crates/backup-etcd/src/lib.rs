@@ -10,6 +10,11 @@
 //! - [`list_snapshots`], [`prune`]: what is stored, and KKP-style `keep` rotation.
 //! - [`restore`]: download, verify twice (storage SHA-256 and etcd's trailer), and build a new
 //!   member data directory with etcd's own tool.
+//!
+//! Encryption at rest is the repository's (`backup_storage::crypt`): with recipients set, the
+//! compressed stream is encrypted with age before upload (`age -d` then `zstd -d` gives exactly
+//! `etcdctl snapshot save`'s file); with identities set, restore decrypts, and refuses an
+//! encrypted snapshot it cannot decrypt before touching the data directory's parent.
 
 mod connect;
 mod error;

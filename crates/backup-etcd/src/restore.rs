@@ -1,6 +1,7 @@
 //! Restoring a snapshot into a fresh member data directory.
 //!
-//! The stored stream is downloaded (storage checks its SHA-256), decompressed to a staging file
+//! The stored stream is downloaded (storage checks its SHA-256, and decrypts it when it is
+//! encrypted and the repository has a matching identity), decompressed to a staging file
 //! next to the target while etcd's own trailer is checked again, and compared with the hash
 //! recorded at snapshot time. Only then does etcd's tool (`etcdutl`, or `etcdctl` with
 //! `ETCDCTL_API=3` on etcd 3.4) build the member directory, in staging; a final rename puts it in
@@ -123,6 +124,9 @@ pub async fn restore(repo: &Repository, request: &RestoreRequest) -> Result<Rest
             reason: format!("its manifest lists no `{SNAPSHOT_ARTIFACT}`"),
         });
     }
+    // An encrypted snapshot without a matching identity: refused before anything is created
+    // next to the data directory.
+    repo.ensure_readable(&manifest)?;
     let parent = match data_dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -5,52 +5,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use backup_etcd::testing::{EtcdConfig, EtcdServer, TestPki, free_port};
+use backup_etcd::testing::{EtcdConfig, EtcdServer, TestPki};
 use backup_etcd::{
-    ChecksumState, EtcdError, MemberOptions, Naming, RestoreRequest, SnapshotRequest, attributes,
-    list_snapshots, restore, take_snapshot,
+    ChecksumState, EtcdError, Naming, SnapshotRequest, attributes, list_snapshots, take_snapshot,
 };
 use backup_storage::testing::S3sFs;
-use backup_storage::{BackupKind, BackupName, Repository};
-
-/// Restores `backup` into a new data dir, starts etcd on it and returns its keys and revision.
-async fn restore_and_read(
-    repo: &Repository,
-    backup: &BackupName,
-) -> (BTreeMap<Vec<u8>, Vec<u8>>, i64) {
-    let target = tempfile::tempdir().unwrap();
-    let data_dir = target.path().join("member");
-    let peer_port = free_port().unwrap();
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let request = RestoreRequest {
-        backup: backup.clone(),
-        data_dir: data_dir.clone(),
-        member: MemberOptions {
-            name: Some("restored".into()),
-            initial_cluster: Some(format!("restored={peer}")),
-            initial_cluster_token: Some("restored-token".into()),
-            initial_advertise_peer_urls: Some(peer),
-        },
-        tool: None,
-    };
-    let outcome = restore(repo, &request).await.unwrap();
-    assert!(
-        data_dir.join("member").join("snap").is_dir(),
-        "no member dir"
-    );
-    let server = EtcdServer::start_with(EtcdConfig {
-        name: Some("restored".into()),
-        data_dir: Some(data_dir),
-        peer_port: Some(peer_port),
-        tls: None,
-    })
-    .await
-    .unwrap();
-    let mut client = server.client().await.unwrap();
-    let (data, revision) = common::read_all(&mut client).await;
-    assert_eq!(outcome.revision, Some(revision));
-    (data, revision)
-}
+use backup_storage::{BackupKind, Repository};
 
 async fn round_trip(repo: &Repository) {
     let source = EtcdServer::start().await.unwrap();
@@ -97,7 +57,7 @@ async fn round_trip(repo: &Repository) {
     assert_eq!(listed[0].revision, Some(revision));
 
     drop(source);
-    let (restored, restored_revision) = restore_and_read(repo, &manifest.name).await;
+    let (restored, restored_revision) = common::restore_and_read(repo, &manifest.name).await;
     assert_eq!(restored_revision, revision);
     assert_eq!(restored.len(), data.len());
     assert!(restored == data, "restored keys or values differ");

@@ -241,6 +241,84 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// A string given as an age recipient is not an X25519 recipient (`age1…`).
+    #[error(
+        "invalid age recipient `{value}`{}: {reason}",
+        line.map(|l| format!(" on line {l}")).unwrap_or_default()
+    )]
+    InvalidRecipient {
+        /// The rejected text (shortened; a secret key is never echoed).
+        value: String,
+        /// Its line in a recipients file, if it came from one.
+        line: Option<usize>,
+        /// What is wrong and what is expected.
+        reason: String,
+    },
+
+    /// Encryption was asked for without a single recipient.
+    #[error(
+        "encryption needs at least one age recipient (`age1…`); the recipients given are empty"
+    )]
+    NoRecipients,
+
+    /// An age identity file cannot be used. The reason never quotes the file.
+    #[error("invalid age identity file: {reason}")]
+    InvalidIdentity {
+        /// What is wrong (with a line number, not the line).
+        reason: String,
+    },
+
+    /// An encrypted artifact was read without any identity.
+    #[error(
+        "backup `{backup}` is encrypted with age: artifact `{artifact}` needs the identity (secret key) of recipient fingerprint(s) {recipients}; give an identity file holding one of them"
+    )]
+    IdentityRequired {
+        /// The backup.
+        backup: String,
+        /// The artifact.
+        artifact: String,
+        /// Fingerprints of the recipients that can read it, comma-separated.
+        recipients: String,
+    },
+
+    /// An encrypted artifact was read with identities none of which is one of its recipients.
+    #[error(
+        "backup `{backup}` is encrypted with age to recipient fingerprint(s) {recipients}, but the identities given have fingerprint(s) {offered}: artifact `{artifact}` cannot be read; give an identity file holding the key of one of its recipients"
+    )]
+    NoMatchingIdentity {
+        /// The backup.
+        backup: String,
+        /// The artifact.
+        artifact: String,
+        /// Fingerprints of the recipients that can read it, comma-separated.
+        recipients: String,
+        /// Fingerprints of the identities given, comma-separated.
+        offered: String,
+    },
+
+    /// An encrypted artifact failed age's authentication or is not an age file: it was altered
+    /// or truncated after it was written.
+    #[error(
+        "backup `{backup}` is corrupt: artifact `{artifact}` failed to decrypt: {reason}; it was altered or truncated after it was written, do not restore from it"
+    )]
+    Decrypt {
+        /// The backup.
+        backup: String,
+        /// The artifact.
+        artifact: String,
+        /// What age reported.
+        reason: String,
+    },
+
+    /// Setting up encryption failed (age refused the recipients).
+    #[error("cannot encrypt {what}: {reason}")]
+    Encrypt {
+        /// The artifact being written.
+        what: String,
+        /// What age reported.
+        reason: String,
+    },
+
     /// A storage operation failed.
     #[error("storage {operation} of `{path}` failed: {source}")]
     Store {

@@ -12,12 +12,17 @@
 //!   yielding the last chunk when they do not match.
 //! - **Bounded memory**: uploads stream in parts ([`UploadOptions`]), never buffering an artifact.
 //! - **Actionable availability**: [`Repository::probe`] says *why* a location is unusable.
+//! - **Encryption at rest** (optional, [`crypt`]): with [`Repository::with_encryption`] every
+//!   artifact is encrypted with age while it streams, before upload; with
+//!   [`Repository::with_identities`] it reads back as plaintext. Manifests stay plaintext and
+//!   record which artifacts are encrypted and to which recipient [`Fingerprint`]s.
 //!
 //! Storage layout under a scope: `<kind dir>/<backup>/<artifact>` and
 //! `<kind dir>/<backup>/backup-manifest.json`, where the kind dir is `backups` or
 //! `etcd-snapshots`, so Velero's own files can live beside ours.
 
 mod credentials;
+pub mod crypt;
 mod error;
 mod gc;
 mod location;
@@ -35,10 +40,14 @@ mod writer;
 
 pub use backup_core::BackupKind;
 pub use credentials::{DEFAULT_AWS_PROFILE, credential_options};
+pub use crypt::{Encryption, Fingerprint, Identities, Recipient};
 pub use error::{Result, StorageError};
 pub use gc::{Orphan, VELERO_BACKUP_FILE};
 pub use location::{Backend, Location};
-pub use manifest::{ArtifactRecord, FORMAT_VERSION, MANIFEST_FILE, Manifest, PHASE_ATTRIBUTE};
+pub use manifest::{
+    ArtifactEncryption, ArtifactRecord, ENCRYPTED_FORMAT_VERSION, EncryptionScheme, FORMAT_VERSION,
+    MANIFEST_FILE, Manifest, PHASE_ATTRIBUTE,
+};
 pub use names::{ArtifactName, BackupName, NameKind, ScopeSegment};
 pub use probe::Availability;
 pub use repository::{BackupListing, Repository, Sweep};

@@ -14,12 +14,13 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::crypt::{Encryption, Identities};
 use crate::error::{Result, StorageError};
 use crate::location::Location;
 use crate::manifest::{ArtifactRecord, MANIFEST_FILE, Manifest};
 use crate::names::{ArtifactName, BackupName, ScopeSegment};
 use crate::upload::UploadOptions;
-use crate::verify::ArtifactStream;
+use crate::verify::{ArtifactStream, Verified};
 use crate::writer::BackupWriter;
 use backup_core::BackupKind;
 use backup_core::StorageLocationSpec;
@@ -36,6 +37,8 @@ pub struct Repository {
     store: Arc<dyn ObjectStore>,
     upload: UploadOptions,
     writable: bool,
+    encryption: Option<Arc<Encryption>>,
+    identities: Option<Arc<Identities>>,
 }
 
 /// What a retention sweep did: the backups it deleted, and those the store refused to delete
@@ -64,6 +67,8 @@ impl Repository {
             store,
             upload: UploadOptions::default(),
             writable: true,
+            encryption: None,
+            identities: None,
         }
     }
 
@@ -122,14 +127,59 @@ impl Repository {
         self.upload
     }
 
+    /// Encrypts every artifact written from now on (by any [`BackupWriter`] this repository
+    /// or its scoped clones start) to these age recipients, while it streams. Manifests stay
+    /// readable: they record which artifacts are encrypted, and to which recipients'
+    /// fingerprints. See [`crate::crypt`].
+    pub fn with_encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = Some(Arc::new(encryption));
+        self
+    }
+
+    /// Decrypts encrypted artifacts with these age identities when they are read
+    /// ([`Repository::open_artifact`], [`Repository::download_artifact_to`]). Unencrypted
+    /// artifacts read as before.
+    pub fn with_identities(mut self, identities: Identities) -> Self {
+        self.identities = Some(Arc::new(identities));
+        self
+    }
+
+    /// The encryption new artifacts get, if any.
+    pub fn encryption(&self) -> Option<&Encryption> {
+        self.encryption.as_deref()
+    }
+
+    /// The identities encrypted artifacts are read with, if any.
+    pub fn identities(&self) -> Option<&Identities> {
+        self.identities.as_deref()
+    }
+
+    /// Fails unless every encrypted artifact of `manifest` can be decrypted with this
+    /// repository's identities ([`StorageError::IdentityRequired`] or
+    /// [`StorageError::NoMatchingIdentity`], naming the recipients' fingerprints). Reads
+    /// nothing: call it before any work whose result would be wasted, e.g. before a restore
+    /// writes to a cluster or a data directory.
+    pub fn ensure_readable(&self, manifest: &Manifest) -> Result<()> {
+        for record in &manifest.artifacts {
+            if let Some(encryption) = &record.encryption {
+                Identities::check(
+                    self.identities(),
+                    encryption,
+                    manifest.name.as_str(),
+                    record.name.as_str(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// A repository confined to `<this scope>/<project>/<cluster>/`; it can neither list, read
     /// nor delete anything outside it.
     pub fn scoped(&self, project: &ScopeSegment, cluster: &ScopeSegment) -> Self {
         let prefix = Path::from_iter([project.as_str(), cluster.as_str()]);
         Self {
             store: Arc::new(PrefixStore::new(Arc::clone(&self.store), prefix)),
-            upload: self.upload,
-            writable: self.writable,
+            ..self.clone()
         }
     }
 
@@ -260,7 +310,10 @@ impl Repository {
         Ok(listing)
     }
 
-    /// Opens an artifact of a committed backup as a stream that verifies size and SHA-256.
+    /// Opens an artifact of a committed backup as a stream that verifies size and SHA-256 and,
+    /// when the artifact is encrypted, decrypts it with this repository's identities. Without
+    /// a matching identity it fails before fetching anything; a wrong key or an altered file
+    /// fails before the first plaintext byte (see [`crate::crypt`]).
     pub async fn open_artifact(
         &self,
         kind: BackupKind,
@@ -268,14 +321,28 @@ impl Repository {
         artifact: &ArtifactName,
     ) -> Result<ArtifactStream> {
         let manifest = self.get_manifest(kind, name).await?;
-        self.open_recorded(kind, &manifest, artifact).await
+        self.open_stored(kind, &manifest, artifact, true).await
     }
 
-    async fn open_recorded(
+    /// Opens an artifact's stored bytes exactly as stored (ciphertext when encrypted),
+    /// verified against the manifest's size and SHA-256. Needs no keys.
+    pub async fn open_stored_artifact(
+        &self,
+        kind: BackupKind,
+        name: &BackupName,
+        artifact: &ArtifactName,
+    ) -> Result<ArtifactStream> {
+        let manifest = self.get_manifest(kind, name).await?;
+        self.open_stored(kind, &manifest, artifact, false).await
+    }
+
+    /// The verified stored bytes, decrypted when `decrypt` and the artifact is encrypted.
+    async fn open_stored(
         &self,
         kind: BackupKind,
         manifest: &Manifest,
         artifact: &ArtifactName,
+        decrypt: bool,
     ) -> Result<ArtifactStream> {
         let record =
             manifest
@@ -291,24 +358,54 @@ impl Repository {
                         .collect::<Vec<_>>()
                         .join(", "),
                 })?;
+        let decrypt_with = match (&record.encryption, decrypt) {
+            (Some(encryption), true) => {
+                // Before the GET: a missing key is known without reading a byte.
+                Identities::check(
+                    self.identities(),
+                    encryption,
+                    manifest.name.as_str(),
+                    artifact.as_str(),
+                )?;
+                Some((encryption.clone(), self.identities.clone()))
+            }
+            _ => None,
+        };
         let path = Self::artifact_path(kind, &manifest.name, artifact);
-        match self.store.get(&path).await {
-            Ok(result) => Ok(ArtifactStream::new(
+        let verified = match self.store.get(&path).await {
+            Ok(result) => Verified::new(
                 result.into_stream(),
                 manifest.name.to_string(),
-                record,
+                record.clone(),
                 path.to_string(),
-            )),
-            Err(object_store::Error::NotFound { .. }) => Err(StorageError::MissingArtifact {
-                backup: manifest.name.to_string(),
-                artifact: artifact.to_string(),
-            }),
-            Err(e) => Err(StorageError::store("get", &path, e)),
+            ),
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::MissingArtifact {
+                    backup: manifest.name.to_string(),
+                    artifact: artifact.to_string(),
+                });
+            }
+            Err(e) => return Err(StorageError::store("get", &path, e)),
+        };
+        match decrypt_with {
+            Some((encryption, Some(identities))) => {
+                let plain = identities
+                    .decrypt(
+                        Box::pin(verified),
+                        &encryption,
+                        manifest.name.as_str(),
+                        artifact.as_str(),
+                    )
+                    .await?;
+                Ok(ArtifactStream::decrypted(record, plain))
+            }
+            _ => Ok(ArtifactStream::stored(verified)),
         }
     }
 
-    /// Streams a verified artifact into `out`. On error, what was written so far must be
-    /// discarded by the caller (write to a temporary file and rename on success).
+    /// Streams a verified (and, when encrypted, decrypted) artifact into `out`. On error, what
+    /// was written so far must be discarded by the caller (write to a temporary file and rename
+    /// on success).
     pub async fn download_artifact_to<W: AsyncWrite + Unpin + ?Sized>(
         &self,
         kind: BackupKind,
@@ -329,12 +426,16 @@ impl Repository {
         Ok(record)
     }
 
-    /// Reads every artifact of a backup and checks size and SHA-256; the first problem is
-    /// returned ([`StorageError::MissingArtifact`], [`StorageError::ChecksumMismatch`], ...).
+    /// Reads every artifact of a backup and checks size and SHA-256 of the stored bytes; the
+    /// first problem is returned ([`StorageError::MissingArtifact`],
+    /// [`StorageError::ChecksumMismatch`], ...). Encrypted artifacts are checked as stored, so
+    /// no keys are needed.
     pub async fn verify(&self, kind: BackupKind, name: &BackupName) -> Result<Manifest> {
         let manifest = self.get_manifest(kind, name).await?;
         for record in &manifest.artifacts {
-            let mut stream = self.open_recorded(kind, &manifest, &record.name).await?;
+            let mut stream = self
+                .open_stored(kind, &manifest, &record.name, false)
+                .await?;
             while let Some(chunk) = stream.next().await {
                 chunk?;
             }

@@ -58,7 +58,7 @@ pub(crate) enum Source<'a> {
 
 impl Source<'_> {
     /// Reads up to `limit` bytes into `buf` (which may already hold some); returns false at EOF.
-    async fn fill(
+    pub(crate) async fn fill(
         &mut self,
         buf: &mut BytesMut,
         limit: usize,

@@ -2,7 +2,9 @@
 //!
 //! The stream holds back the most recent chunk until the end of the object, so a wrong checksum
 //! or size is delivered as an error *instead of* the final chunk: a consumer that stops at the
-//! first error never sees a complete-looking but wrong artifact.
+//! first error never sees a complete-looking but wrong artifact. An encrypted artifact is
+//! decrypted on top of that check ([`crate::crypt`]): age's last chunk is only ever decrypted
+//! after the stored bytes matched, so the same holds for its plaintext.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,9 +18,68 @@ use crate::error::StorageError;
 use crate::manifest::ArtifactRecord;
 
 /// A stream of an artifact's bytes that fails with [`StorageError::ChecksumMismatch`],
-/// [`StorageError::Truncated`] or [`StorageError::Oversized`] when the content does not match
-/// its manifest record.
+/// [`StorageError::Truncated`] or [`StorageError::Oversized`] when the stored content does not
+/// match its manifest record, and, when it is decrypted, with [`StorageError::Decrypt`] when
+/// age's authentication fails.
 pub struct ArtifactStream {
+    record: ArtifactRecord,
+    decrypted: bool,
+    inner: BoxStream<'static, Result<Bytes, StorageError>>,
+}
+
+impl std::fmt::Debug for ArtifactStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArtifactStream")
+            .field("record", &self.record)
+            .field("decrypted", &self.decrypted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ArtifactStream {
+    /// The stored bytes, verified.
+    pub(crate) fn stored(verified: Verified) -> Self {
+        Self {
+            record: verified.record.clone(),
+            decrypted: false,
+            inner: Box::pin(verified),
+        }
+    }
+
+    /// Plaintext decrypted from verified stored bytes.
+    pub(crate) fn decrypted(
+        record: ArtifactRecord,
+        inner: BoxStream<'static, Result<Bytes, StorageError>>,
+    ) -> Self {
+        Self {
+            record,
+            decrypted: true,
+            inner,
+        }
+    }
+
+    /// The manifest record this stream is checked against (size and SHA-256 of the stored
+    /// bytes, which are ciphertext when the artifact is encrypted).
+    pub fn record(&self) -> &ArtifactRecord {
+        &self.record
+    }
+
+    /// Whether this stream yields plaintext decrypted from an encrypted artifact.
+    pub fn is_decrypted(&self) -> bool {
+        self.decrypted
+    }
+}
+
+impl Stream for ArtifactStream {
+    type Item = Result<Bytes, StorageError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().inner.as_mut().poll_next(cx)
+    }
+}
+
+/// The stored bytes of an artifact, checked against its record (see the module docs).
+pub(crate) struct Verified {
     inner: Option<BoxStream<'static, object_store::Result<Bytes>>>,
     held: Option<Bytes>,
     hasher: Sha256,
@@ -28,17 +89,7 @@ pub struct ArtifactStream {
     path: String,
 }
 
-impl std::fmt::Debug for ArtifactStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactStream")
-            .field("backup", &self.backup)
-            .field("record", &self.record)
-            .field("read", &self.read)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ArtifactStream {
+impl Verified {
     pub(crate) fn new(
         inner: BoxStream<'static, object_store::Result<Bytes>>,
         backup: String,
@@ -54,11 +105,6 @@ impl ArtifactStream {
             record,
             path,
         }
-    }
-
-    /// The manifest record this stream is checked against.
-    pub fn record(&self) -> &ArtifactRecord {
-        &self.record
     }
 
     fn finish(&mut self) -> Result<(), StorageError> {
@@ -85,7 +131,7 @@ impl ArtifactStream {
     }
 }
 
-impl Stream for ArtifactStream {
+impl Stream for Verified {
     type Item = Result<Bytes, StorageError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {

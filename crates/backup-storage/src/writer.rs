@@ -14,7 +14,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use tokio::io::AsyncRead;
 
 use crate::error::{Result, StorageError};
-use crate::manifest::{ArtifactRecord, FORMAT_VERSION, MANIFEST_FILE, Manifest};
+use crate::manifest::{ArtifactRecord, MANIFEST_FILE, Manifest};
 use crate::names::{ArtifactName, BackupName};
 use crate::repository::Repository;
 use crate::upload::{self, Source};
@@ -71,24 +71,39 @@ impl BackupWriter {
         self.claim(artifact)?;
         let path = Repository::artifact_path(self.kind, &self.name, artifact);
         let what = format!("artifact `{artifact}` of backup `{}`", self.name);
-        let uploaded = upload::upload(
-            self.repo.store().as_ref(),
-            &path,
-            source,
-            self.repo.upload_options(),
-            &what,
-        )
-        .await?;
+        let store = self.repo.store().as_ref();
+        let options = self.repo.upload_options();
+        // With encryption, what is uploaded, sized and hashed is the age ciphertext.
+        let (uploaded, encryption) = match self.repo.encryption() {
+            None => (
+                upload::upload(store, &path, source, options, &what).await?,
+                None,
+            ),
+            Some(encryption) => {
+                let mut ciphertext = encryption.encrypt(source, &what)?;
+                let uploaded = upload::upload(
+                    store,
+                    &path,
+                    Source::Stream(&mut ciphertext),
+                    options,
+                    &what,
+                )
+                .await?;
+                (uploaded, Some(encryption.record()))
+            }
+        };
         let record = ArtifactRecord {
             name: artifact.clone(),
             size: uploaded.size,
             sha256: uploaded.sha256,
+            encryption,
         };
         self.artifacts.push(record.clone());
         Ok(record)
     }
 
-    /// Streams an artifact from a reader, in parts, hashing as it goes.
+    /// Streams an artifact from a reader, in parts, hashing as it goes (and encrypting first
+    /// when the repository has [`Repository::with_encryption`]; so do the other `put_*`).
     pub async fn put_artifact<R: AsyncRead + Unpin + Send>(
         &mut self,
         artifact: &ArtifactName,
@@ -147,7 +162,7 @@ impl BackupWriter {
         expires_at: Option<Timestamp>,
     ) -> Result<Manifest> {
         let manifest = Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: Manifest::format_for(&self.artifacts),
             name: self.name.clone(),
             kind: self.kind,
             created: Timestamp::now(),

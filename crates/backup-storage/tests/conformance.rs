@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use backup_storage::object_store::path::Path;
 use backup_storage::object_store::{ObjectStoreExt, PutPayload};
 use backup_storage::{
-    ArtifactName, Availability, BackupKind, BackupName, MANIFEST_FILE, Repository, ScopeSegment,
+    ArtifactName, Availability, BackupKind, BackupName, ENCRYPTED_FORMAT_VERSION, Encryption,
+    EncryptionScheme, FORMAT_VERSION, Identities, MANIFEST_FILE, Repository, ScopeSegment,
     StorageError, UploadOptions,
 };
 use bytes::Bytes;
@@ -494,6 +495,294 @@ async fn sweep_applies_retention(f: Fixture) {
     );
 }
 
+/// Encryption to one recipient (plus the identity that reads it).
+fn keypair() -> (Encryption, Identities) {
+    let identities = Identities::generate();
+    (
+        Encryption::new(identities.recipients()).unwrap(),
+        identities,
+    )
+}
+
+async fn encrypted_round_trip_and_verify_without_keys(f: Fixture) {
+    let (encryption, identities) = keypair();
+    let kind = BackupKind::Resources;
+    let writer_repo = f
+        .repo()
+        .with_encryption(encryption.clone())
+        .with_upload_options(UploadOptions {
+            part_size: 5 * 1024 * 1024,
+            max_parts_in_flight: 2,
+        });
+    // Spans several parts and many age chunks, and one tiny artifact (a single age chunk).
+    let (small, big) = {
+        let big = pseudo_random(12 * 1024 * 1024 + 4321, 3);
+        let mut w = writer_repo.begin_backup(kind, &bname("enc")).await.unwrap();
+        let rec = w
+            .put_artifact(&aname("data.tar.gz"), &big[..])
+            .await
+            .unwrap();
+        // Stored size and checksum are the ciphertext's: age adds a header and 16 bytes per
+        // 64 KiB chunk.
+        assert!(rec.size > big.len() as u64, "{rec:?}");
+        assert_ne!(rec.sha256, sha_hex(&big));
+        let enc = rec.encryption.clone().expect("recorded as encrypted");
+        assert_eq!(enc.scheme, EncryptionScheme::Age);
+        assert_eq!(enc.recipients, encryption.fingerprints());
+        w.put_artifact_bytes(&aname("meta.json"), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        w.put_artifact_stream(&aname("empty"), futures::stream::empty())
+            .await
+            .unwrap();
+        let m = w.commit(BTreeMap::new(), None).await.unwrap();
+        assert_eq!(m.format_version, ENCRYPTED_FORMAT_VERSION);
+        assert!(m.artifacts.iter().all(|a| a.encryption.is_some()));
+        (b"{}".to_vec(), big)
+    };
+
+    // Stored bytes are an age file, and the stored checksum verifies without any key.
+    let stored = f
+        .store
+        .get(&Path::from("backups/enc/data.tar.gz"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(stored.starts_with(b"age-encryption.org/v1\n"));
+    let manifest = f.repo().verify(kind, &bname("enc")).await.unwrap();
+    assert_eq!(manifest.recipients(), encryption.fingerprints());
+    let raw = {
+        let mut s = f
+            .repo()
+            .open_stored_artifact(kind, &bname("enc"), &aname("data.tar.gz"))
+            .await
+            .unwrap();
+        assert!(!s.is_decrypted());
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    };
+    assert!(raw == stored, "the raw stream is the stored bytes");
+
+    // With the identity: the plaintext, in full.
+    let reader = f.repo().with_identities(identities.clone());
+    assert_eq!(
+        collect(&reader, kind, "enc", "data.tar.gz")
+            .await
+            .unwrap()
+            .len(),
+        big.len()
+    );
+    assert!(collect(&reader, kind, "enc", "data.tar.gz").await.unwrap() == big);
+    assert_eq!(
+        collect(&reader, kind, "enc", "meta.json").await.unwrap(),
+        small
+    );
+    assert!(
+        collect(&reader, kind, "enc", "empty")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut out = Vec::new();
+    reader
+        .download_artifact_to(kind, &bname("enc"), &aname("meta.json"), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(out, small);
+    reader.ensure_readable(&manifest).unwrap();
+
+    // Without an identity, or with the wrong one: refused before anything is read, naming
+    // the recipient's fingerprint.
+    let fingerprint = encryption.fingerprints()[0].to_string();
+    let err = collect(&f.repo(), kind, "enc", "data.tar.gz")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::IdentityRequired { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&fingerprint), "{err}");
+    assert!(f.repo().ensure_readable(&manifest).is_err());
+    let stranger = Identities::generate();
+    let wrong = f.repo().with_identities(stranger.clone());
+    let err = collect(&wrong, kind, "enc", "data.tar.gz")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::NoMatchingIdentity { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&fingerprint), "{text}");
+    assert!(text.contains(stranger.fingerprints()[0].as_str()), "{text}");
+    assert!(matches!(
+        wrong.ensure_readable(&manifest),
+        Err(StorageError::NoMatchingIdentity { .. })
+    ));
+
+    // Key rotation: new backups to a new recipient; an identity file with both keys reads
+    // both, the old key alone still reads the old backup and not the new one.
+    let (new_encryption, new_identities) = keypair();
+    write_with(
+        &f.repo().with_encryption(new_encryption),
+        kind,
+        "rotated",
+        b"new",
+    )
+    .await;
+    let both = Identities::parse(&format!(
+        "{}{}",
+        identities.to_identity_file(),
+        new_identities.to_identity_file()
+    ))
+    .unwrap();
+    let both = f.repo().with_identities(both);
+    assert_eq!(collect(&both, kind, "rotated", "a").await.unwrap(), b"new");
+    assert!(collect(&both, kind, "enc", "meta.json").await.is_ok());
+    assert!(collect(&reader, kind, "enc", "meta.json").await.is_ok());
+    assert!(matches!(
+        collect(&reader, kind, "rotated", "a").await,
+        Err(StorageError::NoMatchingIdentity { .. })
+    ));
+
+    // Unencrypted backups in the same repository read as before, with or without keys.
+    write_with(&f.repo(), kind, "plain", b"plain").await;
+    let plain = f.repo().get_manifest(kind, &bname("plain")).await.unwrap();
+    assert_eq!(plain.format_version, FORMAT_VERSION);
+    assert!(!plain.is_encrypted());
+    assert_eq!(
+        collect(&reader, kind, "plain", "a").await.unwrap(),
+        b"plain"
+    );
+    assert_eq!(
+        collect(&f.repo(), kind, "plain", "a").await.unwrap(),
+        b"plain"
+    );
+}
+
+/// Writes and commits one artifact `a`.
+async fn write_with(repo: &Repository, kind: BackupKind, name: &str, data: &'static [u8]) {
+    let mut w = repo.begin_backup(kind, &bname(name)).await.unwrap();
+    w.put_artifact_bytes(&aname("a"), Bytes::from_static(data))
+        .await
+        .unwrap();
+    w.commit(BTreeMap::new(), None).await.unwrap();
+}
+
+async fn encrypted_artifacts_refuse_tampering(f: Fixture) {
+    let (encryption, identities) = keypair();
+    let kind = BackupKind::EtcdSnapshot;
+    let data = pseudo_random(300_000, 11);
+    let mut w = f
+        .repo()
+        .with_encryption(encryption)
+        .begin_backup(kind, &bname("t"))
+        .await
+        .unwrap();
+    w.put_artifact(&aname("snap"), &data[..]).await.unwrap();
+    w.commit(BTreeMap::new(), None).await.unwrap();
+    let reader = f.repo().with_identities(identities);
+    let path = Path::from("etcd-snapshots/t/snap");
+    let manifest_path = Path::from(format!("etcd-snapshots/t/{MANIFEST_FILE}"));
+    let stored = f
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    let original_manifest = f
+        .store
+        .get(&manifest_path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+
+    // Writes `bytes` as the artifact; with `consistent`, also rewrites the manifest's size and
+    // checksum to match, as an attacker with write access to the bucket could.
+    let tamper = |bytes: Vec<u8>, consistent: bool| {
+        let store = Arc::clone(&f.raw);
+        let (path, manifest_path) = (path.clone(), manifest_path.clone());
+        let original_manifest = original_manifest.clone();
+        async move {
+            let mut manifest: serde_json::Value =
+                serde_json::from_slice(&original_manifest).unwrap();
+            if consistent {
+                manifest["artifacts"][0]["size"] = bytes.len().into();
+                manifest["artifacts"][0]["sha256"] = sha_hex(&bytes).into();
+            }
+            store
+                .put(
+                    &manifest_path,
+                    PutPayload::from(manifest.to_string().into_bytes()),
+                )
+                .await
+                .unwrap();
+            store.put(&path, PutPayload::from(bytes)).await.unwrap();
+        }
+    };
+    let mut flipped = stored.clone();
+    flipped[stored.len() / 2] ^= 0x01;
+
+    // A flipped byte: the stored checksum says so first, or, with a forged manifest, age.
+    tamper(flipped.clone(), false).await;
+    let err = collect(&reader, kind, "t", "snap").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::ChecksumMismatch { .. } | StorageError::Decrypt { .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("do not restore"), "{err}");
+    tamper(flipped, true).await;
+    let err = collect(&reader, kind, "t", "snap").await.unwrap_err();
+    assert!(matches!(err, StorageError::Decrypt { .. }), "{err}");
+    assert!(err.to_string().contains("altered or truncated"), "{err}");
+    // Truncated ciphertext: storage notices, and age notices behind a forged manifest too.
+    tamper(stored[..stored.len() - 1000].to_vec(), false).await;
+    let err = collect(&reader, kind, "t", "snap").await.unwrap_err();
+    assert!(matches!(err, StorageError::Truncated { .. }), "{err}");
+    tamper(stored[..stored.len() - 1000].to_vec(), true).await;
+    let err = collect(&reader, kind, "t", "snap").await.unwrap_err();
+    assert!(matches!(err, StorageError::Decrypt { .. }), "{err}");
+    // Cut at a chunk boundary, so every chunk left authenticates: age knows the last is missing.
+    let header_and_one_chunk = stored.len() - (300_000 - 65_536) - 16 * 4;
+    tamper(stored[..header_and_one_chunk].to_vec(), true).await;
+    let err = collect(&reader, kind, "t", "snap").await.unwrap_err();
+    assert!(matches!(err, StorageError::Decrypt { .. }), "{err}");
+    // Not an age file at all (the plaintext put in its place).
+    tamper(data.clone(), true).await;
+    let err = collect(&reader, kind, "t", "snap").await.unwrap_err();
+    assert!(matches!(err, StorageError::Decrypt { .. }), "{err}");
+    assert!(err.to_string().contains("not an age"), "{err}");
+    // A header altered to another recipient: the key no longer unwraps.
+    let mut header = stored.clone();
+    let at = header.iter().position(|&b| b == b'X').unwrap() + 10;
+    header[at] = if header[at] == b'A' { b'B' } else { b'A' };
+    tamper(header, true).await;
+    let err = collect(&reader, kind, "t", "snap").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Decrypt { .. } | StorageError::NoMatchingIdentity { .. }
+        ),
+        "{err}"
+    );
+    // Intact again: reads.
+    tamper(stored, true).await;
+    assert!(collect(&reader, kind, "t", "snap").await.unwrap() == data);
+}
+
 async fn velero_backups_are_never_overwritten(f: Fixture) {
     let repo = f.repo();
     f.raw
@@ -529,6 +818,8 @@ macro_rules! conformance {
                 checksums_are_verified,
                 multipart_streams_large_artifacts,
                 sweep_applies_retention,
+                encrypted_round_trip_and_verify_without_keys,
+                encrypted_artifacts_refuse_tampering,
                 velero_backups_are_never_overwritten,
             );
         }

@@ -4,6 +4,7 @@
 //! reused by later runs). Measured in one run:
 //! - `backupctl backup create` to the S3 server vs `kubectl get configmaps -A -o json > file`
 //!   and vs the raw paged LIST (limit 500, body read and discarded) — the physical limit;
+//! - the same backup encrypted with age (`--encrypt-to`) vs unencrypted, alternating;
 //! - `backupctl restore create` into `c2` vs `kubectl create -f` of the same objects;
 //! - our peak RSS (GNU time) of backup and restore at N and, optionally, at a larger count.
 
@@ -32,6 +33,10 @@ pub struct ResourcesBenchArgs {
     /// Also measure peak RSS with this many objects (0 = skip).
     #[arg(long, default_value_t = 50_000)]
     pub rss_objects: usize,
+    /// Encrypted backups (`--encrypt-to`), each followed by an unencrypted one; the best of
+    /// each kind (the first unencrypted backup included) gives the ratio (0 = skip).
+    #[arg(long, default_value_t = 2)]
+    pub encrypted_runs: u32,
 }
 
 const LABEL: &str = "backup-fleet.bench/resources";
@@ -184,7 +189,18 @@ fn backupctl_cmd(backupctl: &Path, state: &EnvState, c: &Cluster, args: &[&str])
 
 /// Our backup of the bench's ConfigMaps on `c`, measured.
 fn our_backup(backupctl: &Path, state: &EnvState, c: &Cluster, name: &str) -> Result<Measured> {
-    let args = [
+    our_backup_with(backupctl, state, c, name, &[])
+}
+
+/// [`our_backup`] with more arguments (e.g. `--encrypt-to`).
+fn our_backup_with(
+    backupctl: &Path,
+    state: &EnvState,
+    c: &Cluster,
+    name: &str,
+    extra: &[&str],
+) -> Result<Measured> {
+    let mut args = vec![
         "backup",
         "create",
         name,
@@ -193,6 +209,7 @@ fn our_backup(backupctl: &Path, state: &EnvState, c: &Cluster, name: &str) -> Re
         "--include-resources",
         "configmaps",
     ];
+    args.extend_from_slice(extra);
     let what = format!("backupctl backup create {name}");
     run_measured(
         &backupctl_cmd(backupctl, state, c, &args),
@@ -242,6 +259,33 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     // Backup: ours, kubectl, raw LIST.
     let name = format!("res-{}-{stamp}", args.objects);
     let ours = our_backup(backupctl, &state, &c1, &name)?;
+    // Encrypted (age, one X25519 recipient) vs unencrypted, alternating; best of each.
+    let recipient = backup_storage::Identities::generate().recipients()[0].to_string();
+    let mut plain_best = ours.elapsed;
+    let mut encrypted_best: Option<Measured> = None;
+    for run in 0..args.encrypted_runs {
+        let encrypt = ["--encrypt-to", recipient.as_str()];
+        let enc_name = format!("{name}-enc{run}");
+        let enc = our_backup_with(backupctl, &state, &c1, &enc_name, &encrypt)?;
+        eprintln!(
+            "encrypted backup {run}: {:.2} s (CPU {:.2} s)",
+            enc.elapsed.as_secs_f64(),
+            enc.cpu.as_secs_f64()
+        );
+        if encrypted_best.is_none_or(|b| enc.elapsed < b.elapsed) {
+            encrypted_best = Some(enc);
+        }
+        if run + 1 < args.encrypted_runs {
+            let again = our_backup(backupctl, &state, &c1, &format!("{name}-plain{run}"))?;
+            eprintln!(
+                "unencrypted backup {}: {:.2} s (CPU {:.2} s)",
+                run + 1,
+                again.elapsed.as_secs_f64(),
+                again.cpu.as_secs_f64()
+            );
+            plain_best = plain_best.min(again.elapsed);
+        }
+    }
     let dump = work.join("kubectl-get.json");
     let kubectl = run_measured(
         Command::new("kubectl").args([
@@ -315,6 +359,16 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
         s(ours.elapsed),
         s(ours.cpu)
     );
+    if let Some(enc) = encrypted_best {
+        println!(
+            "  backup  ours encrypted (--encrypt-to): {:7.2} s   (CPU {:.2} s) encrypted/unencrypted = {:.2} (goal ≤ 1.15; best of {} vs {})",
+            s(enc.elapsed),
+            s(enc.cpu),
+            s(enc.elapsed) / s(plain_best),
+            args.encrypted_runs,
+            args.encrypted_runs,
+        );
+    }
     println!(
         "  backup  kubectl get -A -o json:        {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
         s(kubectl.elapsed),

@@ -1,6 +1,7 @@
 //! `cargo xtask bench storage`: upload one large incompressible file to a local S3 server
-//! (s3s-fs on 127.0.0.1) with our repository and with `rclone copyto`, alternately, and print
-//! best times, throughput, the ratio ours/rclone and our peak RSS.
+//! (s3s-fs on 127.0.0.1) with our repository, with our repository encrypting it with age (one
+//! X25519 recipient), and with `rclone copyto`, alternately, and print best times,
+//! throughput, the ratios ours/rclone and encrypted/unencrypted, and our peak RSS.
 //!
 //! Our upload runs in a child process (this binary re-executed with a hidden flag) so its peak
 //! RSS (VmHWM) is measured alone, not mixed with the benchmark driver's.
@@ -12,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use backup_storage::testing::{ACCESS_KEY, S3sFs, SECRET_KEY};
-use backup_storage::{ArtifactName, BackupKind, BackupName, Location, Repository, UploadOptions};
+use backup_storage::{
+    ArtifactName, BackupKind, BackupName, Encryption, Identities, Location, Repository,
+    UploadOptions,
+};
 
 const BUCKET: &str = "bench";
 
@@ -40,6 +44,9 @@ pub struct StorageBenchArgs {
     /// Internal: backup name for the child upload.
     #[arg(long, hide = true)]
     name: Option<String>,
+    /// Internal: the child encrypts the upload with age to a fresh recipient.
+    #[arg(long, hide = true)]
+    encrypt: bool,
 }
 
 pub fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
@@ -61,13 +68,24 @@ pub fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
     eprintln!("s3s-fs listening on {}", server.endpoint());
 
     let mut ours = Vec::new();
+    let mut encrypted = Vec::new();
     let mut rclone = Vec::new();
     let mut peak_rss_kib = 0u64;
+    let mut encrypted_rss_kib = 0u64;
     for run in 0..args.runs {
-        let (secs, rss) = run_ours(&args, &server, &file, run)?;
+        let (secs, rss) = run_ours(&args, &server, &file, run, false)?;
         eprintln!("run {run}: ours   {secs:.2} s, peak RSS {} MiB", rss / 1024);
         ours.push(secs);
         peak_rss_kib = peak_rss_kib.max(rss);
+        clear_bucket(&server)?;
+
+        let (secs, rss) = run_ours(&args, &server, &file, run, true)?;
+        eprintln!(
+            "run {run}: ours encrypted {secs:.2} s, peak RSS {} MiB",
+            rss / 1024
+        );
+        encrypted.push(secs);
+        encrypted_rss_kib = encrypted_rss_kib.max(rss);
         clear_bucket(&server)?;
 
         let secs = run_rclone(&args, &server, &file, run)?;
@@ -79,6 +97,7 @@ pub fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
 
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let (best_ours, best_rclone) = (best(&ours), best(&rclone));
+    let best_encrypted = best(&encrypted);
     let mib = args.size_mib as f64;
     println!(
         "storage bench: {} MiB to s3s-fs on 127.0.0.1, {} MiB parts × {} in flight, best of {}",
@@ -89,6 +108,10 @@ pub fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
         mib / best_ours
     );
     println!(
+        "  ours encrypted (age):    {best_encrypted:7.2} s  {:8.1} MiB/s",
+        mib / best_encrypted
+    );
+    println!(
         "  rclone copyto:           {best_rclone:7.2} s  {:8.1} MiB/s",
         mib / best_rclone
     );
@@ -97,8 +120,13 @@ pub fn run(args: StorageBenchArgs) -> anyhow::Result<()> {
         best_ours / best_rclone
     );
     println!(
-        "  our peak RSS (VmHWM):    {:7.1} MiB (goal ≤ 64 MiB)",
-        peak_rss_kib as f64 / 1024.0
+        "  ratio encrypted/unencr.: {:7.2}×  (goal ≤ 1.15×)",
+        best_encrypted / best_ours
+    );
+    println!(
+        "  our peak RSS (VmHWM):    {:7.1} MiB (goal ≤ 64 MiB), encrypted {:.1} MiB",
+        peak_rss_kib as f64 / 1024.0,
+        encrypted_rss_kib as f64 / 1024.0
     );
     Ok(())
 }
@@ -151,9 +179,11 @@ fn run_ours(
     server: &S3sFs,
     file: &Path,
     run: u32,
+    encrypt: bool,
 ) -> anyhow::Result<(f64, u64)> {
     let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(["bench", "storage", "--child-upload"])
         .arg(file)
         .args([
@@ -163,7 +193,11 @@ fn run_ours(
             &format!("ours-{run}"),
         ])
         .args(["--part-mib", &args.part_mib.to_string()])
-        .args(["--concurrency", &args.concurrency.to_string()])
+        .args(["--concurrency", &args.concurrency.to_string()]);
+    if encrypt {
+        command.arg("--encrypt");
+    }
+    let output = command
         .output()
         .context("running our upload in a child process")?;
     if !output.status.success() {
@@ -236,10 +270,14 @@ fn child_upload(args: &StorageBenchArgs, file: &Path) -> anyhow::Result<()> {
         ]);
         let store =
             Location::parse(&format!("s3://{BUCKET}/ours"))?.open_with_env(&options, |_| None)?;
-        let repo = Repository::new(store).with_upload_options(UploadOptions {
+        let mut repo = Repository::new(store).with_upload_options(UploadOptions {
             part_size: args.part_mib * 1024 * 1024,
             max_parts_in_flight: args.concurrency,
         });
+        if args.encrypt {
+            let key = Identities::generate();
+            repo = repo.with_encryption(Encryption::new(key.recipients())?);
+        }
         let started = Instant::now();
         let reader = tokio::fs::File::open(file).await?;
         let mut writer = repo.begin_backup(BackupKind::EtcdSnapshot, &name).await?;

@@ -50,6 +50,9 @@ pub enum EnvCommand {
     },
     /// Only build (or find in the cache) kube-apiserver and kube-controller-manager.
     Build,
+    /// Only install the Debian packages the control plane, the build and the tests need (what
+    /// `cargo xtask test` installs, e.g. the `age` CLI the interoperability tests run).
+    Install,
 }
 
 /// The environment directory option shared by the subcommands.
@@ -111,6 +114,7 @@ pub fn run(cmd: EnvCommand) -> Result<()> {
         EnvCommand::Up { clusters, dir } => lifecycle::up(&dir.resolve()?, usize::from(clusters)),
         EnvCommand::Down { dir } => lifecycle::down(&dir.resolve()?),
         EnvCommand::Status { dir } => lifecycle::status(&dir.resolve()?),
+        EnvCommand::Install => packages::ensure_test_prerequisites(),
         EnvCommand::Build => {
             let bins = kubernetes_build::ensure_built()?;
             println!(

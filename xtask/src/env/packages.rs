@@ -38,6 +38,13 @@ pub const PROTOC: &[Requirement] = &[
     ),
 ];
 
+/// Real peers the test suites interoperate with: the `age` CLI and `age-keygen` (Debian's
+/// `age`), which must decrypt every encrypted artifact we store and make keys we accept.
+pub const TEST_TOOLS: &[Requirement] = &[
+    req("age", "/usr/bin/age"),
+    req("age", "/usr/bin/age-keygen"),
+];
+
 /// GNU time, which the benchmarks use to measure each child's peak RSS.
 pub const GNU_TIME: Requirement = req("time", "/usr/bin/time");
 
@@ -88,6 +95,12 @@ pub fn missing(required: &[Requirement]) -> Vec<Requirement> {
 /// [`CONTROL_PLANE`], in one apt run.
 pub fn ensure_installed() -> Result<()> {
     ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE].concat())
+}
+
+/// Installs everything `cargo xtask test` needs: [`ensure_installed`]'s packages and
+/// [`TEST_TOOLS`], in one apt run.
+pub fn ensure_test_prerequisites() -> Result<()> {
+    ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE, TEST_TOOLS].concat())
 }
 
 /// Installs the package of every requirement whose file is missing, with `apt-get install -y`,

@@ -3,20 +3,25 @@
 //!
 //! The backup runs inside this process (the direct engine reads the cluster's API from here),
 //! so `create` always returns when the backup is finished; `--wait` adds a progress bar.
+//!
+//! With `--encrypt-to`, every file of the backup is stored encrypted with age; `list` and
+//! `delete` need no key (they read manifests), `describe` shows the spec and results and
+//! `download` the tarball only with `--identity-file` (or `download --raw`, the ciphertext).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use backup_core::naming::validate_dns1123_label;
-use backup_core::{BackupEngine, BackupKind, BackupSpec, LabelSelector, Phase, Ttl};
-use backup_storage::{BackupName, Manifest, Repository};
-use backup_velero::direct::{DirectEngine, SCHEDULE_LABEL, read_backup_object};
+use backup_core::{BackupEngine, BackupKind, BackupSpec, LabelSelector, Phase, StoredBackup, Ttl};
+use backup_storage::{BackupName, Fingerprint, Manifest, Repository};
+use backup_velero::direct::{DirectEngine, SCHEDULE_LABEL, read_backup_object, stored};
 use backup_velero::format::{BackupFiles, BackupObject, OperationResults, gunzip_json};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::crypt_args::{EncryptArgs, IdentityArgs, fingerprints};
 use super::direct_args::{ClusterArgs, StoreArgs, follow};
 use crate::output::{self, OutputFormat, Tabular};
 
@@ -27,10 +32,16 @@ pub enum BackupCommand {
     /// List the backups stored in a location scope.
     List(ListArgs),
     /// Show one backup: spec, status, files and the warnings/errors it recorded.
-    Describe(NameArgs),
+    ///
+    /// An encrypted backup shows its spec and results only with --identity-file; without one,
+    /// what its manifest records (status, files, the recipients' fingerprints).
+    Describe(DescribeArgs),
     /// Delete a backup and all its files.
     Delete(NameArgs),
     /// Download a backup's tarball, verified against its manifest.
+    ///
+    /// An encrypted backup is written decrypted (the Velero tarball) with --identity-file;
+    /// --raw writes the stored bytes as they are (still encrypted, `age -d -i KEY` reads them).
     Download(DownloadArgs),
     /// Read every artifact of one backup (or all) and check its size and SHA-256 against the
     /// manifest, restoring nothing. Exits 1 naming each corrupt backup.
@@ -114,6 +125,8 @@ pub struct CreateArgs {
     /// Name of the storage location recorded in velero-backup.json.
     #[arg(long, default_value = "default")]
     pub storage_location: String,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
     /// Show progress while the backup runs.
     #[arg(long)]
     pub wait: bool,
@@ -140,11 +153,29 @@ pub struct NameArgs {
 }
 
 #[derive(Args)]
+pub struct DescribeArgs {
+    /// Backup name.
+    pub name: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args)]
 pub struct DownloadArgs {
     /// Backup name.
     pub name: String,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+    /// Write the tarball exactly as stored: for an encrypted backup the age ciphertext, which
+    /// `age -d -i KEY` decrypts. Verified against the manifest's checksum; needs no key.
+    #[arg(long, conflicts_with = "identity_files")]
+    pub raw: bool,
     /// File to write the tarball (<name>.tar.gz) to; replaced only once fully verified.
     #[arg(short = 'o', long = "output-file", value_name = "FILE")]
     pub file: PathBuf,
@@ -188,17 +219,28 @@ fn ts(t: Option<jiff::Timestamp>) -> String {
     t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
 }
 
-fn row(manifest: &Manifest, object: &BackupObject) -> BackupRow {
+fn row(manifest: &Manifest, backup: &StoredBackup) -> BackupRow {
     BackupRow {
         name: manifest.name.to_string(),
-        phase: object.phase.to_string(),
-        items: object.items_backed_up,
-        errors: object.errors,
-        warnings: object.warnings,
+        phase: backup.phase.to_string(),
+        items: backup.items_backed_up,
+        errors: backup.errors,
+        warnings: backup.warnings,
         created: manifest.created.to_string(),
         expires: ts(manifest.expires_at),
         size: manifest.total_size(),
     }
+}
+
+/// What a backup records about itself: from its manifest, which needs no key (also for an
+/// encrypted backup), else from its `velero-backup.json` (manifests that predate the facts).
+/// Either being unreadable is an error.
+async fn facts(repo: &Repository, manifest: &Manifest) -> Result<StoredBackup> {
+    if let Some(facts) = stored::from_attributes(manifest)? {
+        return Ok(facts);
+    }
+    let object = read_backup_object(repo, &manifest.name).await?;
+    Ok(stored::from_object(&object))
 }
 
 pub async fn run(command: BackupCommand) -> Result<ExitCode> {
@@ -239,7 +281,7 @@ fn spec(args: &CreateArgs) -> Result<BackupSpec> {
 
 async fn create(args: CreateArgs) -> Result<ExitCode> {
     let spec = spec(&args)?;
-    let repo = args.store.open()?;
+    let repo = args.encrypt.apply(args.store.open()?)?;
     let client = args.cluster.client().await?;
     let engine =
         DirectEngine::new(client, repo.clone()).with_storage_location(&args.storage_location);
@@ -258,10 +300,16 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     }
     let name = BackupName::new(args.name.as_str())?;
     let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
-    let object = read_backup_object(&repo, &name)
+    let facts = facts(&repo, &manifest)
         .await
         .with_context(|| format!("backup {name} was written but cannot be read back"))?;
-    output::print(&[row(&manifest, &object)], args.output)?;
+    output::print(&[row(&manifest, &facts)], args.output)?;
+    if manifest.is_encrypted() {
+        eprintln!(
+            "encrypted with age to recipient fingerprint(s) {}",
+            fingerprints(&manifest.recipients())
+        );
+    }
     for w in &status.warnings {
         eprintln!("warning: {w}");
     }
@@ -281,9 +329,9 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut unreadable = Vec::new();
     for manifest in &listing.manifests {
-        match read_backup_object(&repo, &manifest.name).await {
-            Ok(object) => rows.push(row(manifest, &object)),
-            Err(e) => unreadable.push((manifest.name.to_string(), e.to_string())),
+        match facts(&repo, manifest).await {
+            Ok(facts) => rows.push(row(manifest, &facts)),
+            Err(e) => unreadable.push((manifest.name.to_string(), format!("{e:#}"))),
         }
     }
     output::print(&rows, args.output)?;
@@ -306,8 +354,12 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
 struct Description {
     #[serde(flatten)]
     summary: BackupRow,
-    velero_backup: serde_json::Value,
+    /// `null` for an encrypted backup described without its identity.
+    velero_backup: Option<serde_json::Value>,
     files: Vec<backup_storage::ArtifactRecord>,
+    /// Fingerprints of the age recipients the backup is encrypted to (absent: not encrypted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    encrypted_to: Vec<Fingerprint>,
     results: OperationResults,
 }
 
@@ -335,32 +387,75 @@ async fn read_all(
     Ok(out)
 }
 
-async fn describe(args: NameArgs) -> Result<ExitCode> {
-    let repo = args.store.open()?;
+async fn describe(args: DescribeArgs) -> Result<ExitCode> {
+    let identities = args.identity.identities()?;
     let name = BackupName::new(args.name.as_str())?;
+    let mut repo = args.store.open()?;
+    let given = identities.is_some();
+    if let Some(identities) = identities {
+        repo = repo.with_identities(identities);
+    }
     let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
+    let encrypted_to = manifest.recipients();
+    // Without a key, an encrypted backup shows what its manifest records; a key that does not
+    // fit is an error (it was meant to work).
+    let readable = match repo.ensure_readable(&manifest) {
+        Ok(()) => true,
+        Err(e) if given => return Err(e.into()),
+        Err(_) => false,
+    };
     let files = BackupFiles::new(&name)?;
-    let object_json = read_all(&repo, &name, &files.backup_object).await?;
-    let object = BackupObject::from_json(&object_json)?;
-    let results: OperationResults = gunzip_json(
-        &read_all(&repo, &name, &files.results)
-            .await
-            .context("reading the backup's results")?,
-    )
-    .context("decoding the backup's results")?;
+    let (summary, velero_backup, results) = if readable {
+        let object_json = read_all(&repo, &name, &files.backup_object).await?;
+        let object = BackupObject::from_json(&object_json)?;
+        let results: OperationResults = gunzip_json(
+            &read_all(&repo, &name, &files.results)
+                .await
+                .context("reading the backup's results")?,
+        )
+        .context("decoding the backup's results")?;
+        (
+            row(&manifest, &stored::from_object(&object)),
+            Some(serde_json::from_slice(&object_json)?),
+            results,
+        )
+    } else {
+        (
+            row(&manifest, &facts(&repo, &manifest).await?),
+            None,
+            OperationResults::default(),
+        )
+    };
     let description = Description {
-        summary: row(&manifest, &object),
-        velero_backup: serde_json::from_slice(&object_json)?,
+        summary,
+        velero_backup,
         files: manifest.artifacts.clone(),
+        encrypted_to,
         results,
     };
     output::print(std::slice::from_ref(&description), args.output)?;
     if args.output == OutputFormat::Table {
-        let spec = &description.velero_backup["spec"];
-        println!("\nSpec:\n{}", serde_json::to_string_pretty(spec)?);
+        match &description.velero_backup {
+            Some(object) => {
+                println!(
+                    "\nSpec:\n{}",
+                    serde_json::to_string_pretty(&object["spec"])?
+                );
+            }
+            None => println!(
+                "\nSpec: encrypted; give --identity-file with the key of recipient fingerprint(s) {} to show it and the results",
+                fingerprints(&description.encrypted_to)
+            ),
+        }
         println!("\nFiles:");
         for f in &description.files {
-            println!("  {}  {} bytes  sha256 {}", f.name, f.size, f.sha256);
+            let encrypted = f.encryption.as_ref().map_or(String::new(), |e| {
+                format!("  encrypted (age) to {}", fingerprints(&e.recipients))
+            });
+            println!(
+                "  {}  {} bytes  sha256 {}{encrypted}",
+                f.name, f.size, f.sha256
+            );
         }
         for (what, r) in [
             ("Warnings", &description.results.warnings),
@@ -382,18 +477,18 @@ async fn delete(args: NameArgs) -> Result<ExitCode> {
     let repo = args.store.open()?;
     let name = BackupName::new(args.name.as_str())?;
     let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
-    // A damaged backup must stay deletable: an unreadable velero-backup.json is reported, and
-    // the backup is deleted all the same.
-    let object = read_backup_object(&repo, &name).await;
+    // A damaged backup must stay deletable: unreadable facts are reported, and the backup is
+    // deleted all the same.
+    let facts = facts(&repo, &manifest).await;
     repo.delete(BackupKind::Resources, &name).await?;
-    match object {
-        Ok(object) => {
-            let mut r = row(&manifest, &object);
+    match facts {
+        Ok(facts) => {
+            let mut r = row(&manifest, &facts);
             r.phase = "Deleted".into();
             output::print(&[r], args.output)?;
         }
         Err(e) => {
-            eprintln!("warning: its velero-backup.json was unreadable ({e})");
+            eprintln!("warning: its velero-backup.json was unreadable ({e:#})");
             println!("deleted backup {name} ({} bytes)", manifest.total_size());
         }
     }
@@ -401,9 +496,19 @@ async fn delete(args: NameArgs) -> Result<ExitCode> {
 }
 
 async fn download(args: DownloadArgs) -> Result<ExitCode> {
-    let repo = args.store.open()?;
     let name = BackupName::new(args.name.as_str())?;
+    let repo = args.identity.apply(args.store.open()?)?;
     let files = BackupFiles::new(&name)?;
+    let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
+    if !args.raw {
+        // Before the output file is touched: without the key, say which key and what else works.
+        repo.ensure_readable(&manifest).with_context(|| {
+            format!(
+                "cannot download backup {name} decrypted: pass --identity-file with the key of one of its recipients, or --raw for the encrypted tarball"
+            )
+        })?;
+    }
+    let decrypted = manifest.is_encrypted() && !args.raw;
     let file_name = args
         .file
         .file_name()
@@ -417,9 +522,18 @@ async fn download(args: DownloadArgs) -> Result<ExitCode> {
         let mut out = tokio::fs::File::create(&temp)
             .await
             .with_context(|| format!("cannot create {}", temp.display()))?;
-        let record = repo
-            .download_artifact_to(BackupKind::Resources, &name, &files.tarball, &mut out)
-            .await?;
+        let record = if args.raw {
+            let mut stream = repo
+                .open_stored_artifact(BackupKind::Resources, &name, &files.tarball)
+                .await?;
+            while let Some(chunk) = stream.next().await {
+                tokio::io::AsyncWriteExt::write_all(&mut out, &chunk?).await?;
+            }
+            stream.record().clone()
+        } else {
+            repo.download_artifact_to(BackupKind::Resources, &name, &files.tarball, &mut out)
+                .await?
+        };
         out.sync_all().await?;
         tokio::fs::rename(&temp, &args.file)
             .await
@@ -429,8 +543,15 @@ async fn download(args: DownloadArgs) -> Result<ExitCode> {
     .await;
     match result {
         Ok(record) => {
+            let how = match (&record.encryption, decrypted) {
+                (None, _) => String::new(),
+                (Some(_), true) => " as stored, then decrypted".into(),
+                (Some(e), false) => {
+                    format!(", still encrypted (age) to {}", fingerprints(&e.recipients))
+                }
+            };
             println!(
-                "downloaded {} ({} bytes, sha256 {} verified) to {}",
+                "downloaded {} ({} bytes, sha256 {} verified{how}) to {}",
                 record.name,
                 record.size,
                 record.sha256,

@@ -20,6 +20,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use super::crypt_args::{EncryptArgs, IdentityArgs, fingerprints};
 use crate::cli::ScopeArgs;
 use crate::output::{self, OutputFormat, Tabular};
 
@@ -88,6 +89,8 @@ pub struct SnapshotArgs {
     /// zstd level: 1 is fastest, 19 smallest.
     #[arg(long, default_value_t = backup_etcd::DEFAULT_COMPRESSION_LEVEL)]
     pub compression_level: i32,
+    #[command(flatten)]
+    pub encrypt: EncryptArgs,
 }
 
 #[derive(Args)]
@@ -126,6 +129,9 @@ pub struct RestoreArgs {
     /// Path of etcdutl or etcdctl (default: etcdutl, then etcdctl, from PATH).
     #[arg(long)]
     pub restore_tool: Option<PathBuf>,
+    // Needed for an encrypted snapshot; checked before anything is written.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 #[derive(Args)]
@@ -175,11 +181,16 @@ fn progress_bar() -> ProgressBar {
 
 async fn snapshot(args: SnapshotArgs) -> Result<ExitCode> {
     let keep = args.keep.map(KeepCount::new).transpose()?;
+    let encryption = args.encrypt.encryption()?;
     let repo = args.location.open()?.with_upload_options(UploadOptions {
         // Two 8 MiB parts in flight keep a local disk or S3 busy at ~24 MiB of buffers.
         part_size: 8 * 1024 * 1024,
         max_parts_in_flight: 2,
     });
+    let repo = match encryption {
+        Some(encryption) => repo.with_encryption(encryption),
+        None => repo,
+    };
     let connection = EtcdConnection {
         endpoints: args.endpoints,
         tls: TlsFiles {
@@ -218,6 +229,12 @@ async fn snapshot(args: SnapshotArgs) -> Result<ExitCode> {
         attr(backup_etcd::attributes::SNAPSHOT_SIZE),
         m.total_size(),
     );
+    if m.is_encrypted() {
+        eprintln!(
+            "encrypted with age to recipient fingerprint(s) {}",
+            fingerprints(&m.recipients())
+        );
+    }
     for (name, refusal) in &outcome.pruned.refused {
         eprintln!("warning: rotation could not delete {name}: {refusal}");
     }
@@ -297,7 +314,7 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
 }
 
 async fn restore(args: RestoreArgs) -> Result<ExitCode> {
-    let repo = args.location.open()?;
+    let repo = args.identity.apply(args.location.open()?)?;
     let request = RestoreRequest {
         backup: BackupName::new(&args.backup)?,
         data_dir: args.data_dir,

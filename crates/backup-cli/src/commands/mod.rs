@@ -1,6 +1,7 @@
 //! One module per command group; each turns parsed arguments into library calls and output.
 
 pub(crate) mod backup;
+mod crypt_args;
 mod direct_args;
 pub(crate) mod etcd;
 mod location;

@@ -11,6 +11,7 @@ use backup_velero::direct::{Action, DirectEngine, ItemOutcome, RestoreReport};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use super::crypt_args::IdentityArgs;
 use super::direct_args::{ClusterArgs, StoreArgs, follow};
 use crate::output::{self, OutputFormat, Tabular};
 
@@ -49,6 +50,9 @@ pub struct CreateArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+    // Needed for an encrypted backup; checked before anything is created in the cluster.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// Namespaces to restore (globs allowed), comma-separated; default all in the backup.
     #[arg(long, value_delimiter = ',')]
     pub include_namespaces: Vec<String>,
@@ -196,7 +200,7 @@ fn spec(args: &CreateArgs) -> Result<RestoreSpec> {
 
 async fn create(args: CreateArgs) -> Result<ExitCode> {
     let spec = spec(&args)?;
-    let repo = args.store.open()?;
+    let repo = args.identity.apply(args.store.open()?)?;
     let client = args.cluster.client().await?;
     let engine = DirectEngine::new(client, repo);
     engine

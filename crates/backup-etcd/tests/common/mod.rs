@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use backup_etcd::testing::{EtcdConfig, EtcdServer, free_port};
+use backup_etcd::{MemberOptions, RestoreRequest, restore};
+use backup_storage::{BackupName, Repository};
 use etcd_client::{Client, GetOptions, Txn, TxnOp};
 
 /// A small xorshift generator: deterministic data without a dependency.
@@ -88,5 +91,44 @@ pub async fn read_all(client: &mut Client) -> (BTreeMap<Vec<u8>, Vec<u8>>, i64) 
             _ => break,
         }
     }
+    (data, revision)
+}
+
+/// Restores `backup` into a new data dir, starts etcd on it and returns its keys and revision.
+pub async fn restore_and_read(
+    repo: &Repository,
+    backup: &BackupName,
+) -> (BTreeMap<Vec<u8>, Vec<u8>>, i64) {
+    let target = tempfile::tempdir().unwrap();
+    let data_dir = target.path().join("member");
+    let peer_port = free_port().unwrap();
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let request = RestoreRequest {
+        backup: backup.clone(),
+        data_dir: data_dir.clone(),
+        member: MemberOptions {
+            name: Some("restored".into()),
+            initial_cluster: Some(format!("restored={peer}")),
+            initial_cluster_token: Some("restored-token".into()),
+            initial_advertise_peer_urls: Some(peer),
+        },
+        tool: None,
+    };
+    let outcome = restore(repo, &request).await.unwrap();
+    assert!(
+        data_dir.join("member").join("snap").is_dir(),
+        "no member dir"
+    );
+    let server = EtcdServer::start_with(EtcdConfig {
+        name: Some("restored".into()),
+        data_dir: Some(data_dir),
+        peer_port: Some(peer_port),
+        tls: None,
+    })
+    .await
+    .unwrap();
+    let mut client = server.client().await.unwrap();
+    let (data, revision) = read_all(&mut client).await;
+    assert_eq!(outcome.revision, Some(revision));
     (data, revision)
 }

@@ -22,7 +22,13 @@ pub fn storage_error(e: StorageError) -> EngineError {
             what: "backup",
             name,
         },
-        StorageError::InvalidName { .. } => EngineError::Invalid(e.to_string()),
+        // Fixed by the caller, not by retrying: a bad name, or keys that do not fit.
+        StorageError::InvalidName { .. }
+        | StorageError::IdentityRequired { .. }
+        | StorageError::NoMatchingIdentity { .. }
+        | StorageError::InvalidIdentity { .. }
+        | StorageError::InvalidRecipient { .. }
+        | StorageError::NoRecipients => EngineError::Invalid(e.to_string()),
         StorageError::Store { .. } => EngineError::Unavailable {
             reason: e.to_string(),
         },

@@ -14,25 +14,21 @@
 
 use std::io::Read;
 
-use backup_core::{BackupKind, EngineError, Phase, Progress, RestoreStatus};
+use backup_core::{EngineError, LabelSelector, Phase, Progress, RestoreStatus, StoredBackup};
 use backup_storage::object_store::{self, ObjectStoreExt, path::Path};
 use backup_storage::{BackupName, Repository};
 use bytes::Bytes;
-use futures::StreamExt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::errors::storage_error;
-use super::read_backup_object;
-use crate::format::{BackupObject, OperationResults, ResourceList, RestoreFiles, gunzip_json};
+use crate::format::{OperationResults, ResourceList, RestoreFiles, gunzip_json};
 
 /// Velero's label naming the schedule that created a backup. The direct engine writes a
 /// backup's spec labels into `velero-backup.json`, so a scheduler puts this label in the
 /// [`backup_core::BackupSpec::labels`] of each backup it starts.
 pub use crate::in_cluster::translate::VELERO_SCHEDULE_LABEL as SCHEDULE_LABEL;
 
-/// Backups whose `velero-backup.json` is read at once while resolving a schedule.
-const READ_CONCURRENCY: usize = 8;
 /// How much of a restore log is fetched to find its first line's time.
 const LOG_HEAD_BYTES: u64 = 16 * 1024;
 
@@ -214,55 +210,35 @@ pub async fn stored_restore(
 /// The newest `Completed` backup labelled as made by `schedule`, as Velero chooses it: by start
 /// time, then completion time, then name (scheduled names end in their time).
 pub fn newest_completed<'a>(
-    backups: impl IntoIterator<Item = &'a BackupObject>,
+    backups: impl IntoIterator<Item = &'a StoredBackup>,
     schedule: &str,
-) -> Option<&'a BackupObject> {
+) -> Option<&'a StoredBackup> {
     backups
         .into_iter()
         .filter(|b| {
             b.phase == Phase::Completed
-                && b.spec.labels.get(SCHEDULE_LABEL).map(String::as_str) == Some(schedule)
+                && b.labels.get(SCHEDULE_LABEL).map(String::as_str) == Some(schedule)
         })
         .max_by(|a, b| {
-            let key = |o: &'a BackupObject| (o.started.or(o.completed), o.completed, &o.name);
+            let key = |o: &'a StoredBackup| (o.taken_at(), o.completed, &o.name);
             key(a).cmp(&key(b))
         })
 }
 
-/// Resolves `schedule` to its newest completed backup in `repo`.
+/// Resolves `schedule` to its newest completed backup in `repo`. The facts come from the
+/// manifests (or, for manifests that predate them, from `velero-backup.json`), so encrypted
+/// backups are considered without keys, and an unreadable backup is an error rather than
+/// silently passed over for an older one.
 pub async fn resolve_schedule(
     repo: &Repository,
     schedule: &str,
 ) -> Result<BackupName, EngineError> {
-    let listing = repo
-        .list(BackupKind::Resources)
-        .await
-        .map_err(storage_error)?;
-    let read: Vec<_> = futures::stream::iter(listing.manifests)
-        .map(|m| async move {
-            let object = read_backup_object(repo, &m.name).await;
-            (m.name, object)
-        })
-        .buffer_unordered(READ_CONCURRENCY)
-        .collect()
-        .await;
-    let mut objects = Vec::with_capacity(read.len());
-    for (name, object) in read {
-        match object {
-            Ok(mut object) => {
-                // The directory is what the repository knows the backup by.
-                object.name = name.to_string();
-                objects.push(object);
-            }
-            Err(e @ (EngineError::Unavailable { .. } | EngineError::Forbidden(_))) => {
-                return Err(e);
-            }
-            Err(e) => {
-                tracing::warn!(backup = %name, error = %e, "skipping an unreadable backup while resolving schedule {schedule}");
-            }
-        }
-    }
-    let chosen = newest_completed(&objects, schedule).ok_or_else(|| EngineError::NotFound {
+    let selector = LabelSelector {
+        match_labels: [(SCHEDULE_LABEL.to_string(), schedule.to_string())].into(),
+        ..LabelSelector::default()
+    };
+    let backups = super::stored::list(repo, &selector).await?;
+    let chosen = newest_completed(&backups, schedule).ok_or_else(|| EngineError::NotFound {
         what: "completed backup of schedule",
         name: schedule.to_string(),
     })?;
@@ -273,26 +249,22 @@ pub async fn resolve_schedule(
 mod tests {
     use super::*;
     use crate::format::gzip_bytes;
-    use backup_core::BackupSpec;
 
-    fn object(name: &str, schedule: Option<&str>, phase: Phase, started: &str) -> BackupObject {
-        let mut spec = BackupSpec::default();
-        if let Some(s) = schedule {
-            spec.labels.insert(SCHEDULE_LABEL.into(), s.into());
-        }
+    fn object(name: &str, schedule: Option<&str>, phase: Phase, started: &str) -> StoredBackup {
         let started: Timestamp = started.parse().unwrap();
-        BackupObject {
+        StoredBackup {
             name: name.into(),
-            spec,
-            storage_location: "default".into(),
             phase,
+            items_backed_up: 1,
+            total_items: 1,
             started: Some(started),
             completed: Some(started),
             expiration: None,
-            total_items: 1,
-            items_backed_up: 1,
             errors: 0,
             warnings: 0,
+            labels: schedule
+                .map(|s| [(SCHEDULE_LABEL.to_string(), s.to_string())].into())
+                .unwrap_or_default(),
         }
     }
 

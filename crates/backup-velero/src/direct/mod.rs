@@ -7,6 +7,12 @@
 //! keeps of a finished restore (see `lookup.rs`). A process that dies mid-backup leaves no
 //! manifest, so the backup is never listed.
 //!
+//! Encryption at rest belongs to the repository (see `backup_storage::crypt`): an engine whose
+//! repository has recipients writes every artifact (tarball and side files) encrypted, one with
+//! identities decrypts while restoring. Listing and observing read manifests only, so they need
+//! no keys; a restore of an encrypted backup without a matching identity is refused by
+//! `start_restore`, before anything is created or stored.
+//!
 //! A restore may name a schedule instead of a backup: like Velero, the engine restores that
 //! schedule's newest `Completed` backup in the repository, found by the
 //! [`SCHEDULE_LABEL`] (`velero.io/schedule-name`) in its `velero-backup.json` (written from the
@@ -179,7 +185,7 @@ pub async fn read_backup_object(
     BackupObject::from_json(&bytes).map_err(|e| EngineError::Other(format!("backup {name}: {e}")))
 }
 
-fn status_from_object(b: &BackupObject) -> BackupStatus {
+fn status_from_stored(b: &StoredBackup) -> BackupStatus {
     BackupStatus {
         phase: b.phase,
         progress: Progress {
@@ -280,12 +286,23 @@ impl BackupEngine for DirectEngine {
         Ok(())
     }
 
+    /// The live status of a backup this engine runs; otherwise what its manifest records
+    /// (readable without keys, also for encrypted backups), or for manifests that predate
+    /// those attributes its `velero-backup.json`.
     async fn observe_backup(&self, name: &str) -> Result<BackupStatus, EngineError> {
         if let Some(op) = locked(&self.backups).get(name) {
             return Ok(op.status.get());
         }
+        let manifest = self
+            .repo
+            .get_manifest(BackupKind::Resources, &backup_name(name)?)
+            .await
+            .map_err(storage_error)?;
+        if let Some(stored) = stored::from_attributes(&manifest)? {
+            return Ok(status_from_stored(&stored));
+        }
         let object = self.stored_backup(name).await?;
-        Ok(status_from_object(&object))
+        Ok(status_from_stored(&stored::from_object(&object)))
     }
 
     async fn delete_backup(&self, name: &str) -> Result<(), EngineError> {
@@ -348,9 +365,15 @@ impl RestoreEngine for DirectEngine {
                 ));
             }
         };
-        self.repo
+        let manifest = self
+            .repo
             .get_manifest(BackupKind::Resources, &backup_ok)
             .await
+            .map_err(storage_error)?;
+        // An encrypted backup without a matching identity is refused here, before the run
+        // starts: nothing is created in the cluster and nothing is written to storage.
+        self.repo
+            .ensure_readable(&manifest)
             .map_err(storage_error)?;
         if lookup::restore_stored(&self.repo, &name_ok).await? {
             return Err(EngineError::AlreadyExists {
