@@ -1,4 +1,4 @@
-//! The backups this process is running, the stored runs as last listed, and the nudges that
+//! The backups and restores this process is running, the stored runs as last listed, and the nudges that
 //! make a ClusterBackup's status follow its runs.
 //!
 //! A run is registered (as `New`) before the status that announces it is written, and started
@@ -63,6 +63,9 @@ struct Nudges {
 /// A ClusterBackup by namespace, name and uid (a recreated object starts afresh).
 type FiredKey = (String, String, String);
 
+/// A ClusterRestore by namespace, name and uid.
+pub type RestoreKey = (String, String, String);
+
 /// Live runs, listings and the reconcile trigger. Cheap to clone.
 #[derive(Clone)]
 pub struct Runs {
@@ -72,6 +75,7 @@ pub struct Runs {
     fired: Arc<Mutex<HashMap<FiredKey, Timestamp>>>,
     orphan_checks: Arc<Mutex<HashMap<RunKey, Instant>>>,
     nudges: Arc<Mutex<Nudges>>,
+    restores: Arc<Mutex<HashMap<RestoreKey, Option<AbortHandle>>>>,
     trigger: mpsc::UnboundedSender<ObjectRef<ClusterBackup>>,
 }
 
@@ -90,6 +94,7 @@ impl Runs {
             fired: Arc::default(),
             orphan_checks: Arc::default(),
             nudges: Arc::default(),
+            restores: Arc::default(),
             trigger,
         };
         (runs, receiver)
@@ -223,11 +228,51 @@ impl Runs {
         }
     }
 
+    /// Claims `key` for a restore about to start in this process; false when one runs already.
+    /// Claimed before the status announcing the restore is written, like [`Runs::register`].
+    pub fn claim_restore(&self, key: &RestoreKey) -> bool {
+        let mut restores = lock(&self.restores);
+        if restores.contains_key(key) {
+            return false;
+        }
+        restores.insert(key.clone(), None);
+        true
+    }
+
+    /// Keeps the task of a claimed restore so it can be stopped (unless it already ended).
+    pub fn track_restore(&self, key: &RestoreKey, task: &tokio::task::JoinHandle<()>) {
+        if let Some(slot) = lock(&self.restores).get_mut(key) {
+            *slot = Some(task.abort_handle());
+        }
+    }
+
+    /// Whether a restore of `key` runs in this process.
+    pub fn restore_running(&self, key: &RestoreKey) -> bool {
+        lock(&self.restores).contains_key(key)
+    }
+
+    /// Releases `key`: its restore ended (its final status is written) or never started.
+    pub fn end_restore(&self, key: &RestoreKey) {
+        lock(&self.restores).remove(key);
+    }
+
+    /// Stops the restore of `key` (its ClusterRestore is being deleted).
+    pub fn abort_restore(&self, key: &RestoreKey) {
+        if let Some(Some(task)) = lock(&self.restores).remove(key) {
+            task.abort();
+        }
+    }
+
     /// Stops every run at once (the lease was lost): nothing they write is committed. Their
     /// records are dropped; the next leader marks them Failed.
     pub fn abort_all(&self) {
         for (_, handles) in lock(&self.tasks).drain() {
             for task in handles {
+                task.abort();
+            }
+        }
+        for (_, task) in lock(&self.restores).drain() {
+            if let Some(task) = task {
                 task.abort();
             }
         }

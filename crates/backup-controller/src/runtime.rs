@@ -23,12 +23,14 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::api::{ClusterBackup, ManagedCluster, StorageLocation};
+use crate::api::{ClusterBackup, ClusterRestore, ManagedCluster, StorageLocation};
 use crate::clock::{Clock, SystemClock};
 use crate::context::{Context, Settings, Stores};
 use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
-use crate::reconcile::{self, Backoff, cluster_backup, managed_cluster, storage_location};
+use crate::reconcile::{
+    self, Backoff, cluster_backup, cluster_restore, managed_cluster, storage_location,
+};
 use crate::runs::Runs;
 
 /// How `backup-controller run` was configured.
@@ -230,7 +232,7 @@ where
         .predicate_filter(spec_labels_and_finalizers, PredicateConfig::default())
 }
 
-/// The three controllers, run until one of them ends (they end only if their watches do).
+/// The four controllers, run until one of them ends (they end only if their watches do).
 async fn controllers(
     client: kube::Client,
     config: &RunConfig,
@@ -272,6 +274,19 @@ async fn controllers(
     let backups = Controller::new(api::<ClusterBackup>(&client, namespace), wc.clone())
         .with_config(controller_config());
     let backup_store = backups.store();
+    // Restores write their progress into their status; those writes must not wake them.
+    let (restore_store, writer) = reflector::store();
+    let (listed, _) = watch::channel(false);
+    let restores = Controller::for_stream(
+        own_changes(
+            api::<ClusterRestore>(&client, namespace),
+            &wc,
+            writer,
+            listed,
+        ),
+        restore_store,
+    )
+    .with_config(controller_config());
 
     // A Secret changed: its locations and clusters look again (credentials, kubeconfigs).
     let by_secret_locations = location_store.clone();
@@ -336,11 +351,17 @@ async fn controllers(
         error_policy(cluster_backup::CONTROLLER),
         ctx.clone(),
     );
+    let run_restores = restores.run(
+        |o, c| with_backoff_reset(cluster_restore::reconcile(o.clone(), c.clone()), o, c),
+        error_policy(cluster_restore::CONTROLLER),
+        ctx.clone(),
+    );
     let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| future::ready(()));
     tokio::select! {
         _ = drain(run_locations.map(|_| ()).boxed()) => {}
         _ = drain(run_clusters.map(|_| ()).boxed()) => {}
         _ = drain(run_backups.map(|_| ()).boxed()) => {}
+        _ = drain(run_restores.map(|_| ()).boxed()) => {}
     }
 }
 

@@ -6,6 +6,7 @@
 //! `<location prefix>/<namespace>/<cluster>/` in storage.
 
 pub mod cluster_backup;
+pub mod cluster_restore;
 pub mod invalid;
 pub mod managed_cluster;
 mod schema;
@@ -16,6 +17,10 @@ pub use cluster_backup::{
     BackupTemplate, ClusterBackup, ClusterBackupSpec, ClusterBackupStatus, ClusterRuns,
     ClusterSelection, DeletePolicy, FleetPhase, Retention, RunStatus, Selection,
     ValidClusterBackup,
+};
+pub use cluster_restore::{
+    ClusterRestore, ClusterRestoreResult, ClusterRestoreSpec, ClusterRestoreStatus, RestorePlan,
+    RestoreSource,
 };
 pub use invalid::InvalidField;
 pub use managed_cluster::{
@@ -40,6 +45,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         StorageLocation::crd(),
         ManagedCluster::crd(),
         ClusterBackup::crd(),
+        ClusterRestore::crd(),
     ]
 }
 
@@ -60,7 +66,7 @@ mod tests {
     #[test]
     fn every_crd_is_namespaced_in_our_group_with_a_status_subresource_and_columns() {
         let crds = crds();
-        assert_eq!(crds.len(), 3);
+        assert_eq!(crds.len(), 4);
         for crd in &crds {
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(crd.spec.scope, "Namespaced");

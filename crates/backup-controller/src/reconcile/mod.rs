@@ -5,6 +5,7 @@
 //! status), and the one `error_policy` every controller uses.
 
 pub mod cluster_backup;
+pub mod cluster_restore;
 pub mod managed_cluster;
 pub mod storage_location;
 
@@ -91,6 +92,19 @@ where
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.reconciled(controller, started.elapsed());
     result
+}
+
+/// Stops a direct engine's background work when the task driving it is dropped (aborted
+/// because the lease was lost or its object deleted): the engine's own tasks would otherwise
+/// run on unobserved.
+pub struct AbortOnDrop(pub Option<backup_velero::direct::DirectEngine>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(engine) = &self.0 {
+            engine.abort_all();
+        }
+    }
 }
 
 /// Consecutive failures per object, for exponential backoff.

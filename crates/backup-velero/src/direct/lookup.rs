@@ -18,6 +18,7 @@ use backup_core::{EngineError, LabelSelector, Phase, Progress, RestoreStatus, St
 use backup_storage::object_store::{self, ObjectStoreExt, path::Path};
 use backup_storage::{BackupName, Repository};
 use bytes::Bytes;
+use futures::TryStreamExt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +117,36 @@ pub async fn write_failure_record(
             reason: format!("writing {path}: {e}"),
         })?;
     Ok(())
+}
+
+/// Deletes every object under `restores/<name>/` (see [`delete_restore`](super::delete_restore)).
+pub async fn delete_restore_files(
+    repo: &Repository,
+    name: &BackupName,
+) -> Result<usize, EngineError> {
+    if !repo.is_writable() {
+        return Err(EngineError::Forbidden(format!(
+            "the location is ReadOnly, so the files of restore {name} stay in it"
+        )));
+    }
+    let prefix = Path::from(format!("restores/{name}"));
+    let listed: Vec<object_store::ObjectMeta> = repo
+        .store()
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| unavailable(prefix.as_ref(), e))?;
+    for object in &listed {
+        match repo.store().delete(&object.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(EngineError::Unavailable {
+                    reason: format!("deleting {}: {e}", object.location),
+                });
+            }
+        }
+    }
+    Ok(listed.len())
 }
 
 /// The time on the first line of a (possibly truncated) gzipped restore log, whose lines start

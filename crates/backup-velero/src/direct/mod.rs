@@ -168,6 +168,37 @@ impl DirectEngine {
     }
 }
 
+/// The backup a restore reads, with its manifest: the one `spec` names, or the newest
+/// completed backup of the schedule it names (as Velero's `--from-schedule`). `NotFound` when
+/// the scope holds no such backup; nothing is created or written.
+pub async fn resolve_restore_source(
+    repo: &Repository,
+    spec: &RestoreSpec,
+) -> Result<(BackupName, backup_storage::Manifest), EngineError> {
+    let backup = match (&spec.backup_name, &spec.schedule_name) {
+        (Some(backup), _) => backup_name(backup)?,
+        (None, Some(schedule)) => lookup::resolve_schedule(repo, schedule).await?,
+        (None, None) => {
+            return Err(EngineError::Invalid(
+                "a restore needs backupName or scheduleName".into(),
+            ));
+        }
+    };
+    let manifest = repo
+        .get_manifest(BackupKind::Resources, &backup)
+        .await
+        .map_err(storage_error)?;
+    Ok((backup, manifest))
+}
+
+/// Deletes a restore's files (`restores/<name>/`: Velero's results, logs and resource list,
+/// and our failure record) from `repo`; returns how many objects were deleted. Deleting a
+/// restore that left nothing is not an error. A ReadOnly location refuses.
+pub async fn delete_restore(repo: &Repository, name: &str) -> Result<usize, EngineError> {
+    let name = backup_name(name)?;
+    lookup::delete_restore_files(repo, &name).await
+}
+
 /// Reads the Velero Backup object of a committed backup (verified against the manifest).
 pub async fn read_backup_object(
     repo: &Repository,
@@ -356,20 +387,7 @@ impl RestoreEngine for DirectEngine {
                 })
             };
         }
-        let backup_ok = match (&spec.backup_name, &spec.schedule_name) {
-            (Some(backup), _) => backup_name(backup)?,
-            (None, Some(schedule)) => lookup::resolve_schedule(&self.repo, schedule).await?,
-            (None, None) => {
-                return Err(EngineError::Invalid(
-                    "a restore needs backupName or scheduleName".into(),
-                ));
-            }
-        };
-        let manifest = self
-            .repo
-            .get_manifest(BackupKind::Resources, &backup_ok)
-            .await
-            .map_err(storage_error)?;
+        let (backup_ok, manifest) = resolve_restore_source(&self.repo, spec).await?;
         // An encrypted backup without a matching identity is refused here, before the run
         // starts: nothing is created in the cluster and nothing is written to storage.
         self.repo

@@ -61,18 +61,6 @@ async fn run_fleet(ctx: Arc<Context>, job: Arc<FleetJob>) {
     ctx.runs.nudge(job.backup.clone());
 }
 
-/// Stops a direct engine's background work when the run driving it is dropped (the firing was
-/// aborted because the lease was lost or the ClusterBackup deleted).
-struct AbortOnDrop(Option<backup_velero::direct::DirectEngine>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(engine) = &self.0 {
-            engine.abort_all();
-        }
-    }
-}
-
 fn failed(message: String) -> BackupStatus {
     BackupStatus {
         phase: Phase::Failed,
@@ -160,7 +148,7 @@ async fn drive(
     engine: &ClusterEngine,
     run: &str,
 ) -> BackupStatus {
-    let _abort = AbortOnDrop(match engine {
+    let _abort = crate::reconcile::AbortOnDrop(match engine {
         ClusterEngine::Direct(e) => Some(e.clone()),
         ClusterEngine::Velero(_) => None,
     });

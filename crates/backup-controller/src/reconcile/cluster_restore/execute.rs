@@ -1,0 +1,348 @@
+//! Running a started ClusterRestore: one direct-engine restore per target cluster, all at
+//! once, with the object's status following their progress (written at most once a second,
+//! and once more at the end) and an Event per finished cluster.
+//!
+//! The reconcile claims the restore in [`Runs`](crate::runs::Runs) before it writes the
+//! status announcing it, and this task releases the claim after the final status is written:
+//! while claimed, reconciles leave the status to this task; after a crash, the next leader
+//! finds the restore unfinished and unclaimed, and marks it interrupted.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backup_core::{Phase, RestoreEngine, RestoreSpec, RestoreStatus};
+use backup_storage::Repository;
+use backup_velero::direct::{Action, DirectEngine, RestoreReport};
+use kube::{Resource, ResourceExt};
+
+use super::super::{AbortOnDrop, write_status};
+use crate::api::cluster_restore::{
+    ClusterRestoreResult, ClusterRestoreStatus, PLAN_ITEMS_SHOWN, PlannedItem, RestorePlan,
+    aggregate_phase,
+};
+use crate::api::{ClusterRestore, FleetPhase, ManagedCluster};
+use crate::context::Context;
+use crate::runs::RestoreKey;
+
+/// The smallest gap between two progress writes of the status.
+const WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// Attempts at the final status write before the outcome is left to the Events and logs.
+const FINAL_WRITE_ATTEMPTS: u32 = 6;
+/// Item errors quoted in a cluster's message.
+const ERRORS_QUOTED: usize = 3;
+
+/// A restore to run.
+pub struct RestoreJob {
+    /// Its claim.
+    pub key: RestoreKey,
+    /// The ClusterRestore.
+    pub object: Arc<ClusterRestore>,
+    /// What every target restores (source resolved).
+    pub spec: RestoreSpec,
+    /// The location, scoped to the source cluster.
+    pub repo: Repository,
+    /// The location's name (recorded in the restore).
+    pub location: String,
+    /// The targets.
+    pub targets: Vec<Arc<ManagedCluster>>,
+    /// The status announcing it (every target `New`).
+    pub status: ClusterRestoreStatus,
+}
+
+/// The status shared by the targets' tasks and the writer.
+#[derive(Clone)]
+struct Shared {
+    status: Arc<Mutex<ClusterRestoreStatus>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Shared {
+    fn update(&self, cluster: &str, f: impl FnOnce(&mut ClusterRestoreResult)) {
+        {
+            let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = status.clusters.iter_mut().find(|c| c.cluster == cluster) {
+                f(entry);
+            }
+            status.phase = aggregate_phase(&status.clusters);
+        }
+        self.changed.notify_one();
+    }
+
+    fn get(&self) -> ClusterRestoreStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Starts `job` in the background.
+pub fn start(ctx: Arc<Context>, job: RestoreJob) {
+    let key = job.key.clone();
+    let task = tokio::spawn(run(ctx.clone(), job));
+    ctx.runs.track_restore(&key, &task);
+}
+
+async fn run(ctx: Arc<Context>, job: RestoreJob) {
+    let shared = Shared {
+        status: Arc::new(Mutex::new(job.status.clone())),
+        changed: Arc::default(),
+    };
+    let work = futures::future::join_all(
+        job.targets
+            .iter()
+            .map(|cluster| restore_one(&ctx, &job, cluster, &shared)),
+    );
+    let progress = async {
+        loop {
+            shared.changed.notified().await;
+            tokio::time::sleep(WRITE_INTERVAL).await;
+            if let Err(e) = write_status(&ctx, job.object.as_ref(), &shared.get()).await {
+                tracing::warn!(error = %e, "writing a restore's progress failed; retrying with the next change");
+            }
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = progress => {}
+    }
+
+    let mut status = shared.get();
+    status.phase = aggregate_phase(&status.clusters);
+    status.completion_timestamp = Some(ctx.clock.now());
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=FINAL_WRITE_ATTEMPTS {
+        match write_status(&ctx, job.object.as_ref(), &status).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "writing a restore's final status failed");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+    }
+    let phase = status.phase.unwrap_or(FleetPhase::Failed);
+    ctx.event(
+        &job.object.object_ref(&()),
+        phase != FleetPhase::Completed,
+        match phase {
+            FleetPhase::Completed => "RestoreCompleted",
+            FleetPhase::Failed => "RestoreFailed",
+            _ => "RestorePartiallyFailed",
+        },
+        "Restore",
+        format!(
+            "restore of {} {phase:?}: {}",
+            status.backup_name.as_deref().unwrap_or("?"),
+            status
+                .clusters
+                .iter()
+                .map(|c| format!("{} {}", c.cluster, c.phase))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .await;
+    ctx.runs.end_restore(&job.key);
+}
+
+/// Restores into one target; every outcome ends in its entry of the status.
+async fn restore_one(ctx: &Context, job: &RestoreJob, cluster: &ManagedCluster, shared: &Shared) {
+    let target = cluster.name_any();
+    let Some(name) = job
+        .status
+        .clusters
+        .iter()
+        .find(|c| c.cluster == target)
+        .map(|c| c.restore_name.clone())
+    else {
+        return;
+    };
+    shared.update(&target, |r| {
+        r.phase = Phase::InProgress;
+        r.start_timestamp = Some(ctx.clock.now());
+    });
+    let fail = |message: String| {
+        shared.update(&target, |r| {
+            r.phase = Phase::Failed;
+            r.completion_timestamp = Some(ctx.clock.now());
+            r.message = Some(message);
+        });
+    };
+    let handle = match ctx.clusters.handle(cluster).await {
+        Ok(handle) => handle,
+        Err(problem) => return fail(format!("cluster {target} cannot be reached: {problem}")),
+    };
+    let engine = DirectEngine::new(handle.client.clone(), job.repo.clone())
+        .with_storage_location(&job.location)
+        .with_discovery_cache(handle.discovery.clone());
+    let _abort = AbortOnDrop(Some(engine.clone()));
+    if let Err(e) = engine.start_restore(&name, &job.spec).await {
+        return fail(format!("the restore could not start: {e}"));
+    }
+    let status = loop {
+        tokio::time::sleep(ctx.settings.poll_every).await;
+        match engine.observe_restore(&name).await {
+            Ok(status) if status.phase.is_terminal() => break status,
+            Ok(status) => shared.update(&target, |r| apply(r, &status)),
+            // The restore runs in this process; observing it does not fail.
+            Err(e) => return fail(format!("the restore's progress was lost: {e}")),
+        }
+    };
+    let plan = engine
+        .restore_report(&name)
+        .map(|report| plan_of(&report, job.spec.dry_run));
+    shared.update(&target, |r| {
+        apply(r, &status);
+        r.completion_timestamp = status.completed.or(Some(ctx.clock.now()));
+        r.plan = plan;
+        r.message = summary(&status);
+    });
+    let done = shared.get();
+    if let Some(result) = done.clusters.iter().find(|c| c.cluster == target) {
+        ctx.event_related(
+            &job.object.object_ref(&()),
+            Some(cluster.object_ref(&())),
+            result.phase != Phase::Completed,
+            if result.phase == Phase::Completed {
+                "ClusterRestored"
+            } else {
+                "ClusterRestoreFailed"
+            },
+            "Restore",
+            format!(
+                "{target}: {} ({} of {} items, {} warnings, {} errors){}",
+                result.phase,
+                result.items_restored,
+                result.total_items,
+                result.warnings,
+                result.errors,
+                result
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+}
+
+/// Copies the engine's view of one restore into its status entry.
+fn apply(result: &mut ClusterRestoreResult, status: &RestoreStatus) {
+    result.phase = status.phase;
+    result.items_restored = status.progress.items_done;
+    result.total_items = status.progress.total_items;
+    result.warnings = status.warnings.len() as u64;
+    result.errors = status.errors.len() as u64;
+    if let Some(started) = status.started {
+        result.start_timestamp = Some(started);
+    }
+}
+
+/// The first errors of a restore that did not complete, for its status message.
+fn summary(status: &RestoreStatus) -> Option<String> {
+    let quoted: Vec<&str> = status
+        .validation_errors
+        .iter()
+        .chain(&status.errors)
+        .take(ERRORS_QUOTED)
+        .map(String::as_str)
+        .collect();
+    if quoted.is_empty() {
+        return None;
+    }
+    let more = status.errors.len() + status.validation_errors.len() - quoted.len();
+    Some(if more > 0 {
+        format!("{} (and {more} more)", quoted.join("; "))
+    } else {
+        quoted.join("; ")
+    })
+}
+
+/// The counts of a restore report, and for a dry run its first objects.
+pub fn plan_of(report: &RestoreReport, dry_run: bool) -> RestorePlan {
+    let count = |action| report.count(action) as u64;
+    let items: Vec<PlannedItem> = if dry_run {
+        report
+            .items
+            .iter()
+            .take(PLAN_ITEMS_SHOWN)
+            .map(|item| PlannedItem {
+                resource: item.resource.clone(),
+                namespace: item.namespace.clone(),
+                name: item.name.clone(),
+                action: format!("{:?}", item.action),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    RestorePlan {
+        create: count(Action::Created),
+        update: count(Action::Updated),
+        skip: count(Action::Skipped),
+        failed: count(Action::Failed),
+        truncated: dry_run && report.items.len() > items.len(),
+        items,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use backup_velero::direct::ItemOutcome;
+
+    use super::*;
+
+    fn report(n: usize) -> RestoreReport {
+        RestoreReport {
+            backup: "b".into(),
+            dry_run: true,
+            items: (0..n)
+                .map(|i| ItemOutcome {
+                    resource: "configmaps".into(),
+                    namespace: Some("shop".into()),
+                    name: format!("cm-{i}"),
+                    action: if i % 4 == 0 {
+                        Action::Skipped
+                    } else {
+                        Action::Created
+                    },
+                })
+                .collect(),
+            ..RestoreReport::default()
+        }
+    }
+
+    #[test]
+    fn a_dry_run_plan_counts_everything_and_lists_the_first_objects() {
+        let plan = plan_of(&report(PLAN_ITEMS_SHOWN + 20), true);
+        assert_eq!(plan.create, 90);
+        assert_eq!(plan.skip, 30);
+        assert_eq!(plan.items.len(), PLAN_ITEMS_SHOWN);
+        assert!(plan.truncated);
+        assert_eq!(plan.items[1].name, "cm-1");
+        assert_eq!(plan.items[1].action, "Created");
+        assert_eq!(plan.items[1].namespace.as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn a_real_restore_keeps_only_the_counts() {
+        let plan = plan_of(&report(8), false);
+        assert_eq!(
+            (plan.create, plan.skip, plan.update, plan.failed),
+            (6, 2, 0, 0)
+        );
+        assert!(plan.items.is_empty() && !plan.truncated);
+    }
+
+    #[test]
+    fn a_summary_quotes_the_first_errors_and_counts_the_rest() {
+        let status = RestoreStatus {
+            errors: (0..5).map(|i| format!("e{i}")).collect(),
+            ..RestoreStatus::default()
+        };
+        assert_eq!(summary(&status).unwrap(), "e0; e1; e2 (and 2 more)");
+        assert_eq!(summary(&RestoreStatus::default()), None);
+    }
+}
