@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
 use jiff::{SignedDuration, Timestamp};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -97,10 +96,7 @@ impl Repository {
     ) -> Result<BTreeMap<String, Dir>> {
         let root = Path::from(kind.dir());
         let mut dirs: BTreeMap<String, Dir> = BTreeMap::new();
-        let objects: Vec<_> = self
-            .store()
-            .list(Some(&root))
-            .try_collect()
+        let objects = crate::listing::tree(self.store().as_ref(), &root)
             .await
             .map_err(|e| StorageError::store("list", &root, e))?;
         for meta in objects {

@@ -25,6 +25,7 @@ mod credentials;
 pub mod crypt;
 mod error;
 mod gc;
+pub mod listing;
 mod location;
 mod manifest;
 pub mod names;

@@ -269,20 +269,15 @@ impl Repository {
     /// [`BackupListing::problems`].
     pub async fn list(&self, kind: BackupKind) -> Result<BackupListing> {
         let root = Path::from(kind.dir());
-        let names: Vec<BackupName> = self
-            .store
-            .list(Some(&root))
-            .map_err(|e| StorageError::store("list", &root, e))
-            .try_filter_map(|meta| async move {
-                let parts: Vec<_> = meta.location.parts().collect();
-                if parts.len() == 3 && parts[2].as_ref() == MANIFEST_FILE {
-                    // Directories that are not valid names were not written by us: skip them.
-                    return Ok(BackupName::new(parts[1].as_ref()).ok());
-                }
-                Ok(None)
-            })
-            .try_collect()
-            .await?;
+        // Directories whose name is not a valid backup name were not written by us: skipped.
+        // A directory without a manifest (an upload in progress or abandoned, or Velero's) is
+        // found missing by the manifest read below and skipped there.
+        let names: Vec<BackupName> = crate::listing::subdirectories(self.store.as_ref(), &root)
+            .await
+            .map_err(|e| StorageError::store("list", &root, e))?
+            .iter()
+            .filter_map(|dir| BackupName::new(dir.filename()?).ok())
+            .collect();
 
         let results: Vec<(BackupName, Result<Manifest>)> = futures::stream::iter(names)
             .map(|name| async move {
@@ -459,10 +454,10 @@ impl Repository {
             Err(e) => return Err(StorageError::store("delete", &manifest, e)),
         }
         let dir = Self::backup_dir(kind, name);
-        let locations = self
-            .store
-            .list(Some(&dir))
-            .map_ok(|meta| meta.location)
+        let objects = crate::listing::tree(self.store.as_ref(), &dir)
+            .await
+            .map_err(|e| StorageError::store("list", &dir, e))?;
+        let locations = futures::stream::iter(objects.into_iter().map(|meta| Ok(meta.location)))
             .boxed();
         self.store
             .delete_stream(locations)

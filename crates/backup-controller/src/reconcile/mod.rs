@@ -107,6 +107,41 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The waits between looks at work running in this process (a direct engine's backup or
+/// restore, observed in memory): short at first, doubling up to `max`, so small work is seen
+/// finished within tens of milliseconds of its end and long work costs few looks.
+pub struct Poll {
+    next: Duration,
+    max: Duration,
+}
+
+impl Poll {
+    /// The first wait.
+    pub const FIRST: Duration = Duration::from_millis(20);
+
+    /// Waits of [`Poll::FIRST`], doubling up to `max`.
+    pub fn doubling_to(max: Duration) -> Self {
+        Poll {
+            next: Self::FIRST.min(max),
+            max,
+        }
+    }
+
+    /// Waits of `every`, always.
+    pub fn every(every: Duration) -> Self {
+        Poll {
+            next: every,
+            max: every,
+        }
+    }
+
+    /// Sleeps for the next wait.
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(self.max);
+    }
+}
+
 /// Consecutive failures per object, for exponential backoff.
 #[derive(Default)]
 pub struct Backoff {
@@ -164,5 +199,17 @@ mod tests {
         assert_eq!(*waits.last().unwrap(), 300);
         b.reset("x");
         assert_eq!(b.next("x".into()).as_secs(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_double_up_to_the_period() {
+        let mut poll = Poll::doubling_to(Duration::from_millis(100));
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            let start = tokio::time::Instant::now();
+            poll.wait().await;
+            waits.push(start.elapsed().as_millis());
+        }
+        assert_eq!(waits, [20, 40, 80, 100, 100]);
     }
 }

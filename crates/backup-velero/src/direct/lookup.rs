@@ -18,7 +18,6 @@ use backup_core::{EngineError, LabelSelector, Phase, Progress, RestoreStatus, St
 use backup_storage::object_store::{self, ObjectStoreExt, path::Path};
 use backup_storage::{BackupName, Repository};
 use bytes::Bytes;
-use futures::TryStreamExt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -130,10 +129,7 @@ pub async fn delete_restore_files(
         )));
     }
     let prefix = Path::from(format!("restores/{name}"));
-    let listed: Vec<object_store::ObjectMeta> = repo
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
+    let listed = backup_storage::listing::tree(repo.store().as_ref(), &prefix)
         .await
         .map_err(|e| unavailable(prefix.as_ref(), e))?;
     for object in &listed {

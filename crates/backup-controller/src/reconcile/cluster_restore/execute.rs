@@ -180,8 +180,9 @@ async fn restore_one(ctx: &Context, job: &RestoreJob, cluster: &ManagedCluster, 
     if let Err(e) = engine.start_restore(&name, &job.spec).await {
         return fail(format!("the restore could not start: {e}"));
     }
+    let mut poll = crate::reconcile::Poll::doubling_to(ctx.settings.poll_every);
     let status = loop {
-        tokio::time::sleep(ctx.settings.poll_every).await;
+        poll.wait().await;
         match engine.observe_restore(&name).await {
             Ok(status) if status.phase.is_terminal() => break status,
             Ok(status) => shared.update(&target, |r| apply(r, &status)),
