@@ -76,6 +76,7 @@ pub struct Runs {
     orphan_checks: Arc<Mutex<HashMap<RunKey, Instant>>>,
     nudges: Arc<Mutex<Nudges>>,
     restores: Arc<Mutex<HashMap<RestoreKey, Option<AbortHandle>>>>,
+    run_now: Arc<Mutex<HashMap<FiredKey, String>>>,
     trigger: mpsc::UnboundedSender<ObjectRef<ClusterBackup>>,
 }
 
@@ -95,6 +96,7 @@ impl Runs {
             orphan_checks: Arc::default(),
             nudges: Arc::default(),
             restores: Arc::default(),
+            run_now: Arc::default(),
             trigger,
         };
         (runs, receiver)
@@ -177,6 +179,7 @@ impl Runs {
         lock(&self.live).retain(|k, _| !ours(k));
         lock(&self.listings).retain(|k, _| !ours(k));
         lock(&self.fired).retain(|(ns, name, _), _| !(ns == namespace && name == backup));
+        lock(&self.run_now).retain(|(ns, name, _), _| !(ns == namespace && name == backup));
     }
 
     /// The newest firing of a ClusterBackup (by namespace, name and uid) this process started,
@@ -190,6 +193,19 @@ impl Runs {
     /// Records a firing whose status was written.
     pub fn set_fired(&self, namespace: &str, backup: &str, uid: &str, at: Timestamp) {
         lock(&self.fired).insert((namespace.into(), backup.into(), uid.into()), at);
+    }
+
+    /// The last run-now token this process served for a ClusterBackup (its status may not
+    /// show it yet).
+    pub fn run_now_served(&self, namespace: &str, backup: &str, uid: &str) -> Option<String> {
+        lock(&self.run_now)
+            .get(&(namespace.into(), backup.into(), uid.into()))
+            .cloned()
+    }
+
+    /// Records a run-now token whose firing's status was written.
+    pub fn set_run_now_served(&self, namespace: &str, backup: &str, uid: &str, token: &str) {
+        lock(&self.run_now).insert((namespace.into(), backup.into(), uid.into()), token.into());
     }
 
     /// Whether the scope of `key`'s cluster was last checked for interrupted uploads at least
@@ -278,6 +294,7 @@ impl Runs {
         }
         lock(&self.live).clear();
         lock(&self.fired).clear();
+        lock(&self.run_now).clear();
     }
 
     /// Asks for a reconcile of `backup`, at most once per [`NUDGE_INTERVAL`]: the first nudge

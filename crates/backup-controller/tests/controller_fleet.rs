@@ -156,7 +156,8 @@ async fn a_scheduled_fleet_backup_runs_on_the_selected_clusters_keeps_n_and_repo
 }
 
 #[tokio::test]
-async fn a_one_time_backup_runs_once_and_an_edit_does_not_run_it_again() -> Result<()> {
+async fn a_one_time_backup_runs_once_an_edit_does_not_run_it_again_and_run_now_does() -> Result<()>
+{
     let p = project("one_time").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
@@ -197,5 +198,38 @@ async fn a_one_time_backup_runs_once_and_an_edit_does_not_run_it_again() -> Resu
         ["before-upgrade"],
         "not run again"
     );
+
+    // Run-now: a new token runs it once more, now, under a name of its own.
+    let mut with_token = backup(json!(["default"]));
+    with_token["metadata"]["annotations"] = json!({"backupfleet.dev/run-now": "t1"});
+    p.apply(with_token.clone()).await?;
+    let ran = p
+        .wait_for(
+            "ClusterBackup",
+            "before-upgrade",
+            Duration::from_secs(60),
+            "run-now t1 served and completed",
+            |b| {
+                let last = &runs_of(b, "c1")["lastBackup"];
+                b["status"]["lastRunNowToken"] == "t1"
+                    && last["phase"] == "Completed"
+                    && last["name"] != "before-upgrade"
+            },
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    let stored = stored_runs(&p, "c1").await?;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(
+        stored[1],
+        runs_of(&ran, "c1")["lastBackup"]["name"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    assert!(stored[1].starts_with("before-upgrade-"), "{stored:?}");
+    // The same token again (re-applied) does not run again.
+    p.apply(with_token).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stored_runs(&p, "c1").await?.len(), 2);
     p.delete().await
 }

@@ -457,8 +457,8 @@ impl Repository {
         let objects = crate::listing::tree(self.store.as_ref(), &dir)
             .await
             .map_err(|e| StorageError::store("list", &dir, e))?;
-        let locations = futures::stream::iter(objects.into_iter().map(|meta| Ok(meta.location)))
-            .boxed();
+        let locations =
+            futures::stream::iter(objects.into_iter().map(|meta| Ok(meta.location))).boxed();
         self.store
             .delete_stream(locations)
             .try_for_each(|_| async { Ok(()) })

@@ -21,6 +21,10 @@ use super::invalid::InvalidField;
 use super::schema::optional_date_time;
 use super::status::Condition;
 
+/// The annotation that runs a ClusterBackup once, now, outside its schedule: each new value
+/// (a token) runs once, and the last one served is recorded in `status.lastRunNowToken`.
+pub const RUN_NOW_ANNOTATION: &str = "backupfleet.dev/run-now";
+
 /// Clusters backed up at once by one ClusterBackup when the spec does not say.
 pub const DEFAULT_MAX_CONCURRENT_CLUSTERS: u32 = 4;
 /// The most clusters one ClusterBackup may back up at once.
@@ -171,6 +175,9 @@ pub struct ClusterBackupStatus {
     /// The generation the last run was started from (a one-time backup is never re-run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_generation: Option<i64>,
+    /// The last `backupfleet.dev/run-now` token served (each new token runs once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_now_token: Option<String>,
     /// One entry per selected cluster, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<ClusterRuns>,

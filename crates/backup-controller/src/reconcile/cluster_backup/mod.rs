@@ -17,6 +17,7 @@ use kube::{Resource, ResourceExt};
 
 use self::plan::{Blocked, ClusterView, PlanInput, READY};
 use super::{with_finalizer, write_status};
+use crate::api::cluster_backup::RUN_NOW_ANNOTATION;
 use crate::api::status::{Condition, merge_conditions};
 use crate::api::{ClusterBackup, DeletePolicy, ManagedCluster, Selection};
 use crate::context::Context;
@@ -143,6 +144,17 @@ async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> 
         .creation_timestamp
         .as_ref()
         .map_or(now, |t| t.0);
+    // A run-now token not served yet (by an earlier status, or by this process meanwhile).
+    let served = ctx.runs.run_now_served(&namespace, &name, &uid);
+    let run_now = backup
+        .annotations()
+        .get(RUN_NOW_ANNOTATION)
+        .map(String::as_str)
+        .filter(|token| {
+            !token.is_empty()
+                && previous.last_run_now_token.as_deref() != Some(*token)
+                && served.as_deref() != Some(*token)
+        });
     let input = |clusters| PlanInput {
         name: &name,
         generation,
@@ -154,6 +166,7 @@ async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> 
         blocked: blocked.clone(),
         missing: missing.clone(),
         clusters,
+        run_now,
     };
     // Decide first from what is already known: whether a run is due never depends on
     // storage, and a firing must not wait for hundreds of clusters to be listed (each run
@@ -178,7 +191,12 @@ async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> 
                 ctx.runs.unregister(&keys);
                 return Err(e);
             }
-            ctx.runs.set_fired(&namespace, &name, &uid, fire.at);
+            if fire.scheduled {
+                ctx.runs.set_fired(&namespace, &name, &uid, fire.at);
+            }
+            if let Some(token) = &fire.run_now {
+                ctx.runs.set_run_now_served(&namespace, &name, &uid, token);
+            }
             let targets = fire
                 .runs
                 .iter()
@@ -193,9 +211,12 @@ async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> 
                 "RunStarted",
                 "Backup",
                 format!(
-                    "backing up {} cluster(s) for the run of {} ({} at a time): {}",
+                    "backing up {} cluster(s) for {} ({} at a time): {}",
                     targets.len(),
-                    fire.at,
+                    match &fire.run_now {
+                        Some(token) if !fire.scheduled => format!("run-now {token:?}"),
+                        _ => format!("the run of {}", fire.at),
+                    },
                     spec.max_concurrent_clusters,
                     targets
                         .iter()

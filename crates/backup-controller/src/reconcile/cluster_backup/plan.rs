@@ -9,7 +9,11 @@
 //! - A one-time backup runs once; editing it afterwards does not run it again (KKP: one-time
 //!   backups are immutable), and a condition says so.
 //! - Nothing fires while the location or the clusters are unusable; the firing then happens
-//!   once they are fixed (the missed slot, once).
+//!   once they are fixed (the missed slot, once). Nor while the previous firing's runs are
+//!   still going: firings never overlap (a CronJob's `Forbid`), the due slot runs when they end.
+//! - A new run-now token (annotation) runs once, now, outside the schedule, also when paused
+//!   or for a one-time backup that already ran; its runs are named with the time they start,
+//!   and the schedule's own slots are not moved by it.
 //! - Status is rebuilt from storage: `backups` are the stored runs, `lastSuccessfulBackup` the
 //!   newest stored `Completed` one. `lastBackup` is the running run, else the newest of the
 //!   stored runs and the record of the last run (this process's, else the previous status's),
@@ -82,6 +86,8 @@ pub struct PlanInput<'a> {
     pub missing: Vec<String>,
     /// The selected clusters, sorted by name.
     pub clusters: Vec<ClusterView>,
+    /// A `backupfleet.dev/run-now` token not served yet.
+    pub run_now: Option<&'a str>,
 }
 
 /// Runs to start now: one per selected cluster, all for the same firing.
@@ -91,6 +97,11 @@ pub struct Firing {
     pub at: Timestamp,
     /// `(cluster, backup name)`.
     pub runs: Vec<(String, String)>,
+    /// Whether it is a slot of the schedule (or the one-time run), which moves the schedule on;
+    /// false for a firing only asked for by a run-now token.
+    pub scheduled: bool,
+    /// The run-now token it serves.
+    pub run_now: Option<String>,
 }
 
 /// What the reconcile does.
@@ -291,22 +302,31 @@ fn fleet_phase(clusters: &[ClusterRuns]) -> FleetPhase {
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let previous_runs = |name: &str| input.previous.clusters.iter().find(|c| c.cluster == name);
     let due = due(input);
-    let can_run = input.blocked.is_none() && !input.clusters.is_empty();
+    let busy = previous_firing_running(input);
+    let can_run = input.blocked.is_none() && !input.clusters.is_empty() && !busy;
+    let runs = |name: &str| -> Vec<(String, String)> {
+        input
+            .clusters
+            .iter()
+            .map(|c| (c.name.clone(), name.to_string()))
+            .collect()
+    };
 
-    let fire = match due {
-        Due::Now(at) if can_run => Some(Firing {
+    let fire = match (due, input.run_now) {
+        (Due::Now(at), token) if can_run => Some(Firing {
             at,
-            runs: input
-                .clusters
-                .iter()
-                .map(|c| {
-                    let name = match input.spec.schedule {
-                        Some(_) => scheduled_backup_name(input.name, at),
-                        None => input.name.to_string(),
-                    };
-                    (c.name.clone(), name)
-                })
-                .collect(),
+            runs: runs(&match input.spec.schedule {
+                Some(_) => scheduled_backup_name(input.name, at),
+                None => input.name.to_string(),
+            }),
+            scheduled: true,
+            run_now: token.map(str::to_string),
+        }),
+        (_, Some(token)) if can_run => Some(Firing {
+            at: input.now,
+            runs: runs(&scheduled_backup_name(input.name, input.now)),
+            scheduled: false,
+            run_now: Some(token.to_string()),
         }),
         _ => None,
     };
@@ -335,12 +355,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .collect();
 
     let last_schedule_time = match &fire {
-        Some(f) => Some(f.at),
-        None => input.last_fired.or(input.previous.last_schedule_time),
+        Some(f) if f.scheduled => Some(f.at),
+        _ => input.last_fired.or(input.previous.last_schedule_time),
     };
     let next = match (due, &fire, &input.spec.schedule) {
         (Due::Later(at), _, _) => Some(at),
-        (Due::Now(_), Some(f), Some((schedule, tz))) => schedule.next_after(f.at, tz),
+        (Due::Now(_), Some(f), Some((schedule, tz))) if f.scheduled => {
+            schedule.next_after(f.at, tz)
+        }
         // Due but blocked: the slot waits for the fix, nothing is planned.
         _ => None,
     };
@@ -349,7 +371,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         Duration::try_from(wait).unwrap_or(Duration::ZERO)
     });
 
-    let mut conditions = vec![ready_condition(input, next)];
+    let waiting = busy && (matches!(due, Due::Now(_)) || input.run_now.is_some());
+    let mut conditions = vec![ready_condition(input, next, waiting)];
     conditions.push(degraded_condition(&clusters));
     if let Some(c) = immutable_condition(input) {
         conditions.push(c);
@@ -365,8 +388,15 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         last_schedule_time,
         next_schedule_time: next,
         last_run_generation: match &fire {
-            Some(_) => input.generation,
-            None => input.previous.last_run_generation,
+            Some(f) if f.scheduled => input.generation,
+            _ => input.previous.last_run_generation,
+        },
+        last_run_now_token: match &fire {
+            Some(Firing {
+                run_now: Some(token),
+                ..
+            }) => Some(token.clone()),
+            _ => input.previous.last_run_now_token.clone(),
         },
         clusters,
         conditions: merge_conditions(&input.previous.conditions, conditions),
@@ -378,7 +408,16 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
 }
 
-fn ready_condition(input: &PlanInput<'_>, next: Option<Timestamp>) -> Condition {
+/// Whether runs of an earlier firing are still going.
+fn previous_firing_running(input: &PlanInput<'_>) -> bool {
+    input.clusters.iter().any(|c| {
+        c.live
+            .as_ref()
+            .is_some_and(|l| !l.status.phase.is_terminal())
+    })
+}
+
+fn ready_condition(input: &PlanInput<'_>, next: Option<Timestamp>, waiting: bool) -> Condition {
     if let Some(blocked) = &input.blocked {
         return Condition::unmet(READY, &blocked.reason, &blocked.message);
     }
@@ -409,6 +448,16 @@ fn ready_condition(input: &PlanInput<'_>, next: Option<Timestamp>) -> Condition 
         );
     }
     let count = input.clusters.len();
+    if waiting {
+        return Condition::met(
+            READY,
+            "Ready",
+            format!(
+                "{count} cluster(s) selected; a run is due and starts when the previous one's \
+                 runs end (firings never overlap)"
+            ),
+        );
+    }
     let message = match (&input.spec.schedule, next) {
         (Some(_), _) if input.spec.paused => {
             format!("{count} cluster(s) selected; paused, no runs start")

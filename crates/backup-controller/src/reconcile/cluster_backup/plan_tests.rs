@@ -45,6 +45,7 @@ struct Case {
     blocked: Option<Blocked>,
     missing: Vec<String>,
     clusters: Vec<ClusterView>,
+    run_now: Option<&'static str>,
 }
 
 impl Case {
@@ -58,6 +59,7 @@ impl Case {
             blocked: None,
             missing: Vec::new(),
             clusters: vec![view("c1", vec![]), view("c2", vec![])],
+            run_now: None,
         }
     }
 
@@ -73,6 +75,7 @@ impl Case {
             blocked: self.blocked.clone(),
             missing: self.missing.clone(),
             clusters: self.clusters.clone(),
+            run_now: self.run_now,
         })
     }
 }
@@ -636,4 +639,108 @@ fn a_finished_run_of_this_process_that_stored_nothing_stays_with_its_reason() {
     );
     assert_eq!(last.message.as_deref(), Some("cluster unreachable"));
     assert!(condition(&plan, DEGRADED).is_true());
+}
+
+fn running(name: &str, run: &str) -> ClusterView {
+    ClusterView {
+        live: Some(LiveRun {
+            name: run.into(),
+            firing: ts("2026-11-30T08:00:00Z"),
+            status: BackupStatus {
+                phase: Phase::InProgress,
+                ..BackupStatus::default()
+            },
+        }),
+        ..view(name, vec![])
+    }
+}
+
+#[test]
+fn a_run_now_token_runs_once_outside_the_schedule_without_moving_it() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "0 2 * * *"}),
+        "2026-11-30T09:30:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T02:00:00Z"));
+    case.run_now = Some("upgrade-1");
+    let plan = case.plan();
+    let fire = plan.fire.clone().expect("run-now fires at once");
+    assert_eq!(fire.at, case.now);
+    assert!(!fire.scheduled);
+    assert_eq!(fire.run_now.as_deref(), Some("upgrade-1"));
+    assert_eq!(fire.runs[0].1, "nightly-20261130093000");
+    assert_eq!(plan.status.last_run_now_token.as_deref(), Some("upgrade-1"));
+    // The schedule is where it was: same last slot, next slot tomorrow at 02:00.
+    assert_eq!(
+        plan.status.last_schedule_time,
+        Some(ts("2026-11-30T02:00:00Z"))
+    );
+    assert_eq!(
+        plan.status.next_schedule_time,
+        Some(ts("2026-12-01T02:00:00Z"))
+    );
+
+    // Served: the same token (now in status) does nothing more.
+    let mut again = Case::new(
+        serde_json::json!({"schedule": "0 2 * * *"}),
+        "2026-11-30T09:31:00Z",
+    );
+    again.previous = plan.status.clone();
+    assert_eq!(again.plan().fire, None);
+}
+
+#[test]
+fn run_now_works_for_a_paused_schedule_and_a_one_time_backup_that_ran() {
+    let mut paused = Case::new(
+        serde_json::json!({"schedule": "@daily", "paused": true}),
+        "2026-11-30T09:00:00Z",
+    );
+    paused.run_now = Some("t");
+    assert!(paused.plan().fire.is_some_and(|f| !f.scheduled));
+
+    let ran = Case::new(serde_json::json!({}), "2026-11-30T09:00:00Z").plan();
+    let mut once_more = Case::new(serde_json::json!({}), "2026-11-30T10:00:00Z");
+    once_more.previous = ran.status.clone();
+    once_more.run_now = Some("t");
+    let plan = once_more.plan();
+    let fire = plan.fire.expect("runs again on request");
+    assert_eq!(
+        fire.runs[0].1, "nightly-20261130100000",
+        "a new name, never the first run's"
+    );
+    assert_eq!(
+        plan.status.last_run_generation,
+        ran.status.last_run_generation
+    );
+    assert_eq!(
+        plan.status.last_schedule_time,
+        ran.status.last_schedule_time
+    );
+}
+
+#[test]
+fn firings_never_overlap_the_due_one_waits_for_the_running_one() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 1m"}),
+        "2026-11-30T09:00:30Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T08:59:00Z"));
+    case.clusters = vec![running("c1", "nightly-20261130085900"), view("c2", vec![])];
+    let plan = case.plan();
+    assert_eq!(plan.fire, None, "due, but the previous firing still runs");
+    assert!(
+        condition(&plan, READY)
+            .message
+            .contains("starts when the previous"),
+        "{}",
+        condition(&plan, READY).message
+    );
+    case.run_now = Some("t");
+    assert_eq!(case.plan().fire, None, "run-now waits too");
+
+    // Once it ended, the due slot runs.
+    case.clusters = vec![view("c1", vec![]), view("c2", vec![])];
+    let fire = case.plan().fire.expect("fires after the running one ended");
+    assert_eq!(fire.at, ts("2026-11-30T09:00:00Z"));
+    assert!(fire.scheduled);
 }
