@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use backup_controller::api::{ClusterBackup, ManagedCluster, StorageLocation};
+use backup_controller::api::{ClusterBackup, ClusterRestore, ManagedCluster, StorageLocation};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -126,6 +126,7 @@ pub async fn delete_project(client: &Client, name: &str, timeout: Duration) -> R
     if api.get_opt(name).await?.is_none() {
         return Ok(());
     }
+    release_finalizers::<ClusterRestore>(client, name).await?;
     release_finalizers::<ClusterBackup>(client, name).await?;
     release_finalizers::<ManagedCluster>(client, name).await?;
     release_finalizers::<StorageLocation>(client, name).await?;

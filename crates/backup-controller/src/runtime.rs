@@ -23,13 +23,16 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::api::{ClusterBackup, ClusterRestore, ManagedCluster, StorageLocation};
+use crate::api::{
+    ClusterBackup, ClusterMigration, ClusterRestore, ManagedCluster, StorageLocation,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::context::{Context, Settings, Stores};
 use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    self, Backoff, cluster_backup, cluster_restore, managed_cluster, storage_location,
+    self, Backoff, cluster_backup, cluster_migration, cluster_restore, managed_cluster,
+    storage_location,
 };
 use crate::runs::Runs;
 
@@ -232,7 +235,7 @@ where
         .predicate_filter(spec_labels_and_finalizers, PredicateConfig::default())
 }
 
-/// The four controllers, run until one of them ends (they end only if their watches do).
+/// The controllers, one per kind, run until one of them ends (they end only if their watches do).
 async fn controllers(
     client: kube::Client,
     config: &RunConfig,
@@ -319,6 +322,12 @@ async fn controllers(
     // `Context::wake_backups_in`).
     let backups = backups.reconcile_on(tokio_stream_of(triggers));
 
+    // Migrations follow their children: the ClusterBackup and ClusterRestore they own.
+    let migrations = Controller::new(api::<ClusterMigration>(&client, namespace), wc.clone())
+        .owns(api::<ClusterBackup>(&client, namespace), wc.clone())
+        .owns(api::<ClusterRestore>(&client, namespace), wc.clone())
+        .with_config(controller_config());
+
     let stores = Stores {
         locations: location_store,
         clusters: cluster_store,
@@ -356,12 +365,18 @@ async fn controllers(
         error_policy(cluster_restore::CONTROLLER),
         ctx.clone(),
     );
+    let run_migrations = migrations.run(
+        |o, c| with_backoff_reset(cluster_migration::reconcile(o.clone(), c.clone()), o, c),
+        error_policy(cluster_migration::CONTROLLER),
+        ctx.clone(),
+    );
     let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| future::ready(()));
     tokio::select! {
         _ = drain(run_locations.map(|_| ()).boxed()) => {}
         _ = drain(run_clusters.map(|_| ()).boxed()) => {}
         _ = drain(run_backups.map(|_| ()).boxed()) => {}
         _ = drain(run_restores.map(|_| ()).boxed()) => {}
+        _ = drain(run_migrations.map(|_| ()).boxed()) => {}
     }
 }
 

@@ -316,3 +316,129 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
     data.delete().await?;
     p.delete().await
 }
+
+#[tokio::test]
+async fn a_migration_backs_up_the_source_restores_every_target_and_goes_with_its_stages()
+-> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let c2 = env.client("c2").await?;
+    let p = Project::create("migration", &backup_controller::api::crds()).await?;
+    let data = TestNamespace::create(&c1, "migration-src").await?;
+    let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &data.name);
+    for i in 0..2 {
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": format!("app-{i}")},
+                "data": {"index": i.to_string()}
+            }))?,
+        )
+        .await?;
+    }
+    let mapped = unique_name("moved", "migration");
+    p.apply(p.s3_location("main", true)?).await?;
+    p.apply(p.cluster("c1", "c1", json!({}))).await?;
+    p.apply(p.cluster("c2", "c2", json!({}))).await?;
+    let migration = |name: &str, targets: Value| {
+        json!({
+            "kind": "ClusterMigration",
+            "metadata": {"name": name},
+            "spec": {
+                "sourceCluster": "c1",
+                "targetClusters": targets,
+                "template": {"includedNamespaces": [data.name]},
+                "namespaceMapping": {data.name.clone(): mapped.clone()}
+            }
+        })
+    };
+    p.apply(migration("move", json!(["c2"]))).await?;
+    p.apply(migration("nowhere", json!(["c9"]))).await?;
+    p.apply(json!({
+        "kind": "ClusterMigration",
+        "metadata": {"name": "unnamed"},
+        "spec": {"sourceCluster": "Not_A_Name", "targetClusters": ["c2"]}
+    }))
+    .await?;
+    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+
+    let done = p
+        .wait_for(
+            "ClusterMigration",
+            "move",
+            Duration::from_secs(90),
+            "the migration completed",
+            |m| m["status"]["phase"] == "Completed",
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    assert_eq!(done["status"]["stage"], "Done", "{done:#}");
+    assert_eq!(done["status"]["backup"]["phase"], "Completed", "{done:#}");
+    let target = &done["status"]["clusters"][0];
+    assert_eq!(target["cluster"], "c2");
+    assert_eq!(target["backupPhase"], "Completed");
+    assert_eq!(target["restore"]["phase"], "Completed", "{done:#}");
+    assert_eq!(
+        config_maps(&c2, &mapped).await?,
+        config_maps(&c1, &data.name).await?,
+        "the source's objects are in the target, under the mapped namespace"
+    );
+    // Both stages are objects of their own, owned by the migration.
+    for kind in ["ClusterBackup", "ClusterRestore"] {
+        let child = p.get(kind, "move").await?;
+        assert_eq!(
+            child["metadata"]["ownerReferences"][0]["name"], "move",
+            "{kind}: {child:#}"
+        );
+    }
+    assert!(p.stored_runs("c1").await?.contains(&"move".to_string()));
+
+    // A target of no ManagedCluster: the backup runs, the restore stage says what to fix.
+    let stuck = p
+        .wait_for(
+            "ClusterMigration",
+            "nowhere",
+            Duration::from_secs(60),
+            "Ready=False ClusterNotFound relayed from its restore",
+            |m| has_condition(m, "Ready", "False", "ClusterNotFound"),
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    let message = tests::controller::condition(&stuck, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("c9") && message.contains("ClusterRestore nowhere"),
+        "{message}"
+    );
+    p.wait_for(
+        "ClusterMigration",
+        "unnamed",
+        Duration::from_secs(30),
+        "Ready=False InvalidSpec",
+        |m| has_condition(m, "Ready", "False", "InvalidSpec"),
+    )
+    .await?;
+
+    // Deleting the migration deletes its stages, and its backup from storage.
+    p.api("ClusterMigration", "clustermigrations")
+        .delete("move", &DeleteParams::default())
+        .await?;
+    tests::controller::wait_until(
+        Duration::from_secs(60),
+        "the migration's backup deleted from storage",
+        || async { Ok(!p.stored_runs("c1").await?.contains(&"move".to_string())) },
+    )
+    .await
+    .with_context(|| controller.log_text())?;
+    assert!(
+        namespace_exists(&c2, &mapped).await?,
+        "migrated objects stay"
+    );
+
+    let namespaces: Api<Namespace> = Api::all(c2.clone());
+    namespaces.delete(&mapped, &DeleteParams::default()).await?;
+    data.delete().await?;
+    p.delete().await
+}

@@ -6,6 +6,7 @@ mod controller;
 #[cfg(feature = "etcd-bench")]
 mod etcd;
 mod resources;
+mod restore;
 mod storage;
 
 use clap::Subcommand;
@@ -27,6 +28,9 @@ pub enum BenchCommand {
     },
     /// Back up and restore 10k small objects: backupctl vs kubectl and the raw paged LIST.
     Resources(resources::ResourcesBenchArgs),
+    /// A ClusterRestore of 10k ConfigMaps by the controller vs `backupctl restore create` of the
+    /// same backup into the same cluster.
+    Restore(restore::RestoreBenchArgs),
     /// The fleet controller at 500 clusters: one ClusterBackup vs the same backups run one after
     /// another with backupctl, plus its peak RSS, idle CPU and firing lag.
     Controller(controller::ControllerBenchArgs),
@@ -58,6 +62,11 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             // GNU time measures each child's own peak RSS (see bench::child::run_measured).
             crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
             resources::run(args)
+        }
+        BenchCommand::Restore(args) => {
+            // The peer's restores are measured under GNU time (see bench::child::run_measured).
+            crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
+            restore::run(args)
         }
         BenchCommand::Controller(args) => {
             // The peer's runs are measured under GNU time (see bench::child::run_measured).

@@ -52,13 +52,13 @@ pub fn run(args: ResourcesBenchArgs) -> Result<()> {
     tokio::runtime::Runtime::new()?.block_on(bench(args, &env_dir, &backupctl))
 }
 
-struct Cluster {
-    client: Client,
-    kubeconfig: String,
-    context: String,
+pub(super) struct Cluster {
+    pub(super) client: Client,
+    pub(super) kubeconfig: String,
+    pub(super) context: String,
 }
 
-async fn cluster(state: &EnvState, name: &str) -> Result<Cluster> {
+pub(super) async fn cluster(state: &EnvState, name: &str) -> Result<Cluster> {
     let info = state.cluster(name)?;
     Ok(Cluster {
         client: tests::env::client_for(info).await?,
@@ -69,6 +69,24 @@ async fn cluster(state: &EnvState, name: &str) -> Result<Cluster> {
 
 fn ns_name(prefix: &str, i: usize) -> String {
     format!("{prefix}-{i:03}")
+}
+
+/// Makes sure exactly `count` ConfigMaps exist over the bench namespaces of `c1`: a previous
+/// run may have left more (the large RSS run), and then they are all removed first.
+pub(super) async fn populate_exactly(
+    client: &Client,
+    namespaces: usize,
+    count: usize,
+) -> Result<()> {
+    let beyond =
+        Api::<ConfigMap>::namespaced(client.clone(), &ns_name("bench", count % namespaces))
+            .get_opt(&format!("cm-{count:06}"))
+            .await?;
+    if beyond.is_some() {
+        eprintln!("removing the larger object set left by a previous run");
+        clear(client, "bench").await?;
+    }
+    populate(client, namespaces, count).await
 }
 
 /// Makes sure `count` ConfigMaps exist over the bench namespaces of `c1` (idempotent).
@@ -125,7 +143,7 @@ async fn populate(client: &Client, namespaces: usize, count: usize) -> Result<()
 }
 
 /// Deletes namespaces with `prefix` on a cluster and waits until they are gone.
-async fn clear(client: &Client, prefix: &str) -> Result<()> {
+pub(super) async fn clear(client: &Client, prefix: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let names: Vec<String> = api
         .list(&ListParams::default())
@@ -242,18 +260,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     let c2 = cluster(&state, "c2").await?;
     let work = env_dir.join("bench-resources");
     std::fs::create_dir_all(&work)?;
-    // A previous run may have left more objects (the large RSS run): start again from zero.
-    let beyond = Api::<ConfigMap>::namespaced(
-        c1.client.clone(),
-        &ns_name("bench", args.objects % args.namespaces),
-    )
-    .get_opt(&format!("cm-{:06}", args.objects))
-    .await?;
-    if beyond.is_some() {
-        eprintln!("removing the larger object set left by a previous run");
-        clear(&c1.client, "bench").await?;
-    }
-    populate(&c1.client, args.namespaces, args.objects).await?;
+    populate_exactly(&c1.client, args.namespaces, args.objects).await?;
     let stamp = jiff::Timestamp::now().strftime("%H%M%S").to_string();
 
     // Backup: ours, kubectl, raw LIST.

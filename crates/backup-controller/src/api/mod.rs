@@ -6,6 +6,7 @@
 //! `<location prefix>/<namespace>/<cluster>/` in storage.
 
 pub mod cluster_backup;
+pub mod cluster_migration;
 pub mod cluster_restore;
 pub mod invalid;
 pub mod managed_cluster;
@@ -17,6 +18,9 @@ pub use cluster_backup::{
     BackupTemplate, ClusterBackup, ClusterBackupSpec, ClusterBackupStatus, ClusterRuns,
     ClusterSelection, DeletePolicy, FleetPhase, Retention, RunStatus, Selection,
     ValidClusterBackup,
+};
+pub use cluster_migration::{
+    ClusterMigration, ClusterMigrationSpec, ClusterMigrationStatus, MigrationStage, MigrationTarget,
 };
 pub use cluster_restore::{
     ClusterRestore, ClusterRestoreResult, ClusterRestoreSpec, ClusterRestoreStatus, RestorePlan,
@@ -46,6 +50,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ManagedCluster::crd(),
         ClusterBackup::crd(),
         ClusterRestore::crd(),
+        ClusterMigration::crd(),
     ]
 }
 
@@ -66,7 +71,7 @@ mod tests {
     #[test]
     fn every_crd_is_namespaced_in_our_group_with_a_status_subresource_and_columns() {
         let crds = crds();
-        assert_eq!(crds.len(), 4);
+        assert_eq!(crds.len(), 5);
         for crd in &crds {
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(crd.spec.scope, "Namespaced");

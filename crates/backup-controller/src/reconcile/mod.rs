@@ -5,6 +5,7 @@
 //! status), and the one `error_policy` every controller uses.
 
 pub mod cluster_backup;
+pub mod cluster_migration;
 pub mod cluster_restore;
 pub mod managed_cluster;
 pub mod storage_location;

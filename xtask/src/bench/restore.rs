@@ -1,0 +1,313 @@
+//! `cargo xtask bench restore`: a ClusterRestore carried out by the controller vs
+//! `backupctl restore create` of the same backup into the same cluster, in one run.
+//!
+//! On the local control plane: the resources bench's ConfigMaps (10k over 100 namespaces on
+//! `c1`, created once and reused), backed up once by `backupctl` into a project's scope
+//! `<prefix>/<project>/c1` on a bucket of its own. Then, alternating for `--rounds` rounds, each
+//! into `c2` after the previous restore's namespaces were removed:
+//! - the peer: `backupctl restore create --from-backup`, from spawn to exit;
+//! - ours: a ClusterRestore `{source: {cluster: c1, backupName}, targetClusters: [c2]}` applied
+//!   to the project on `mgmt` with the controller running (release, default flags), from the
+//!   apply to the status saying `Completed`, as a user waiting on it sees it.
+//!
+//! The best round of each gives the ratio (the goal: the controller adds no real cost, ≤ 1.1×).
+//! Both restores are checked to have created every ConfigMap.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use backup_controller::api::ClusterRestore;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::json;
+use tests::env_state::EnvState;
+
+use super::child::{Measured, build_backupctl, process_cpu, run_measured};
+use super::resources::{Cluster, clear, cluster, populate_exactly};
+use crate::fleet::{self, ControllerProcess};
+
+#[derive(clap::Args)]
+pub struct RestoreBenchArgs {
+    /// ConfigMaps in the backup.
+    #[arg(long, default_value_t = 10_000)]
+    pub objects: usize,
+    /// Namespaces they are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub namespaces: usize,
+    /// Restores of each kind, alternating; the best of each gives the ratio.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+}
+
+/// The S3 credentials Secret of the project.
+const S3_SECRET: &str = "s3-creds";
+/// How long one restore may take before the benchmark gives up.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(900);
+
+pub fn run(args: RestoreBenchArgs) -> Result<()> {
+    ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    ensure!(
+        args.namespaces > 0 && args.objects >= args.namespaces,
+        "need at least one object per namespace"
+    );
+    let env_dir = crate::env::default_dir()?;
+    crate::env::up_default(&env_dir)?;
+    let backupctl = build_backupctl()?;
+    let controller = fleet::build("backup-controller", "backup-controller", true)?;
+    tokio::runtime::Runtime::new()?.block_on(bench(args, &env_dir, &backupctl, &controller))
+}
+
+async fn bench(
+    args: RestoreBenchArgs,
+    env_dir: &Path,
+    backupctl: &Path,
+    controller: &Path,
+) -> Result<()> {
+    let mut state = EnvState::load(env_dir)?
+        .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
+    let project = tests::unique_name("bench", "restore");
+    // A bucket of its own, as in the controller bench.
+    state.s3.bucket = project.clone();
+    state.s3.location = format!("s3://{project}");
+    std::fs::create_dir_all(state.s3.root.join(&state.s3.bucket))?;
+    let mgmt = tests::env::client_for(state.cluster("mgmt")?).await?;
+    let c1 = cluster(&state, "c1").await?;
+    let c2 = cluster(&state, "c2").await?;
+    let mut running: Option<ControllerProcess> = None;
+    let result = measure(
+        &args,
+        &state,
+        &project,
+        &mgmt,
+        (&c1, &c2),
+        backupctl,
+        controller,
+        &mut running,
+    )
+    .await;
+    eprintln!("cleaning up");
+    if let Some(mut process) = running.take() {
+        process.stop()?;
+    }
+    let cleaned = async {
+        fleet::delete_project(&mgmt, &project, Duration::from_secs(300)).await?;
+        clear(&c2.client, "bench").await
+    }
+    .await;
+    match (result, cleaned) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Ok(()), Err(e)) => Err(e.context("the benchmark ran, but cleaning up after it failed")),
+        (Err(e), _) => Err(e),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    args: &RestoreBenchArgs,
+    state: &EnvState,
+    project: &str,
+    mgmt: &kube::Client,
+    (c1, c2): (&Cluster, &Cluster),
+    backupctl: &Path,
+    controller: &Path,
+    running: &mut Option<ControllerProcess>,
+) -> Result<()> {
+    populate_exactly(&c1.client, args.namespaces, args.objects).await?;
+    let backup = "restore-bench";
+    let prefix = project;
+    let backupctl_cmd = |c: &Cluster, args: &[&str]| {
+        let mut cmd = Command::new(backupctl);
+        cmd.args(args)
+            .args(["--kubeconfig", &c.kubeconfig, "--context", &c.context])
+            .args(["--location", &format!("{}/{prefix}", state.s3.location)])
+            .args(["--project", project, "--cluster", "c1"])
+            .envs(state.s3.aws_env());
+        cmd
+    };
+    eprintln!(
+        "backing up {} ConfigMaps of c1 with backupctl",
+        args.objects
+    );
+    let made = run_measured(
+        &backupctl_cmd(
+            c1,
+            &[
+                "backup",
+                "create",
+                backup,
+                "--include-namespaces",
+                "bench-*",
+                "--include-resources",
+                "configmaps",
+            ],
+        ),
+        Stdio::null(),
+        "backupctl backup create",
+    )?;
+    eprintln!("  backup: {:.1} s", made.elapsed.as_secs_f64());
+
+    // The project: credentials, the location over the same prefix, c1 and c2.
+    fleet::create_namespace(mgmt, project).await?;
+    fleet::secret(
+        mgmt,
+        project,
+        S3_SECRET,
+        "cloud",
+        fleet::s3_credentials(&state.s3).as_bytes(),
+    )
+    .await?;
+    let dynamic = |kind: &str, plural: &str| {
+        let resource = kube::api::ApiResource {
+            group: "backupfleet.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "backupfleet.dev/v1alpha1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        Api::<kube::api::DynamicObject>::namespaced_with(mgmt.clone(), project, &resource)
+    };
+    tests::controller::install_crds(mgmt, &backup_controller::api::crds()).await?;
+    fleet::apply(
+        &dynamic("StorageLocation", "storagelocations"),
+        &fleet::s3_location(&state.s3, "main", prefix, S3_SECRET),
+    )
+    .await?;
+    for name in ["c1", "c2"] {
+        let info = state.cluster(name)?;
+        let kubeconfig = std::fs::read(&info.inline_kubeconfig)?;
+        let secret = format!("{name}-kubeconfig");
+        fleet::secret(mgmt, project, &secret, "kubeconfig", &kubeconfig).await?;
+        fleet::apply(
+            &dynamic("ManagedCluster", "managedclusters"),
+            &fleet::managed_cluster(name, &secret, json!({})),
+        )
+        .await?;
+    }
+    let log = crate::env::default_dir()?
+        .join("controller-logs")
+        .join(format!("{project}.log"));
+    eprintln!("starting the controller (log: {})", log.display());
+    let process = running
+        .insert(ControllerProcess::start(controller, state.cluster("mgmt")?, project, log).await?);
+    let pid = process.pid;
+
+    let mut peer_best: Option<Measured> = None;
+    let mut ours_best: Option<(Duration, Duration)> = None;
+    for round in 0..args.rounds {
+        clear(&c2.client, "bench").await?;
+        let name = format!("rr-peer-{round}");
+        let peer = run_measured(
+            &backupctl_cmd(c2, &["restore", "create", &name, "--from-backup", backup]),
+            Stdio::null(),
+            "backupctl restore create",
+        )?;
+        check_restored(&c2.client, args.objects).await?;
+        eprintln!(
+            "  round {round}: backupctl restore create {:.2} s (CPU {:.2} s)",
+            peer.elapsed.as_secs_f64(),
+            peer.cpu.as_secs_f64()
+        );
+        if peer_best.is_none_or(|b| peer.elapsed < b.elapsed) {
+            peer_best = Some(peer);
+        }
+
+        clear(&c2.client, "bench").await?;
+        let name = format!("rr-ours-{round}");
+        let cpu_before = process_cpu(pid)?;
+        let api: Api<ClusterRestore> = Api::namespaced(mgmt.clone(), project);
+        let start = Instant::now();
+        fleet::apply(
+            &api,
+            &json!({
+                "apiVersion": "backupfleet.dev/v1alpha1", "kind": "ClusterRestore",
+                "metadata": {"name": name},
+                "spec": {"source": {"cluster": "c1", "backupName": backup}, "targetClusters": ["c2"]}
+            }),
+        )
+        .await?;
+        let phase = loop {
+            let object = api.get(&name).await?;
+            let phase = object
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .map(|p| format!("{p:?}"));
+            if let Some(p) = phase.filter(|p| p != "InProgress") {
+                break (p, object);
+            }
+            if start.elapsed() > RESTORE_TIMEOUT {
+                bail!(
+                    "ClusterRestore {name} did not finish within {} s",
+                    RESTORE_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let took = start.elapsed();
+        let cpu = process_cpu(pid)?.saturating_sub(cpu_before);
+        ensure!(
+            phase.0 == "Completed",
+            "ClusterRestore {name} ended {}: {:?}",
+            phase.0,
+            phase.1.status
+        );
+        check_restored(&c2.client, args.objects).await?;
+        eprintln!(
+            "  round {round}: ClusterRestore {:.2} s (controller CPU {:.2} s)",
+            took.as_secs_f64(),
+            cpu.as_secs_f64()
+        );
+        if ours_best.is_none_or(|(b, _)| took < b) {
+            ours_best = Some((took, cpu));
+        }
+    }
+    let peer = peer_best.context("no peer round")?;
+    let (ours, ours_cpu) = ours_best.context("no round of ours")?;
+    println!(
+        "\nrestore bench: {} ConfigMaps over {} namespaces from c1's backup into c2, Kubernetes \
+         1.20 + s3s-fs on 127.0.0.1, best of {} alternating rounds each",
+        args.objects, args.namespaces, args.rounds
+    );
+    println!(
+        "  backupctl restore create:               {:7.2} s   (CPU {:.2} s, peak RSS {:.1} MiB)",
+        peer.elapsed.as_secs_f64(),
+        peer.cpu.as_secs_f64(),
+        peer.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  ClusterRestore, apply to Completed:     {:7.2} s   (controller CPU {:.2} s)",
+        ours.as_secs_f64(),
+        ours_cpu.as_secs_f64()
+    );
+    println!(
+        "  ClusterRestore vs backupctl: {:.2} (goal ≤ 1.1)",
+        ours.as_secs_f64() / peer.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Fails unless c2's bench namespaces hold `count` ConfigMaps (what both restores create).
+async fn check_restored(client: &kube::Client, count: usize) -> Result<()> {
+    let api: Api<ConfigMap> = Api::all(client.clone());
+    let listed = api
+        .list_metadata(&ListParams::default().labels("app=bench"))
+        .await?;
+    let restored = listed
+        .items
+        .iter()
+        .filter(|cm| {
+            cm.metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns.starts_with("bench-"))
+        })
+        .count();
+    ensure!(
+        restored == count,
+        "expected {count} restored ConfigMaps in c2's bench namespaces, found {restored}"
+    );
+    Ok(())
+}
