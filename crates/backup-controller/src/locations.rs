@@ -112,6 +112,7 @@ struct Built {
     uid: String,
     generation: Option<i64>,
     secret_version: Option<String>,
+    identity_version: Option<String>,
 }
 
 /// Opened locations by name, with what each was built from.
@@ -169,10 +170,23 @@ impl Locations {
                     })?,
             ),
         };
+        let encryption = location.spec.encryption.as_ref();
+        let identity = match encryption.and_then(|e| e.identity_secret.as_ref()) {
+            None => None,
+            Some(reference) => Some(
+                secrets::read_key(&self.client, &namespace, &reference.name, &reference.key)
+                    .await
+                    .map_err(|source| LocationProblem::Credentials {
+                        name: name.clone(),
+                        source,
+                    })?,
+            ),
+        };
         let built = Built {
             uid: location.uid().unwrap_or_default(),
             generation: location.metadata.generation,
             secret_version: credentials.as_ref().map(|c| c.resource_version.clone()),
+            identity_version: identity.as_ref().map(|c| c.resource_version.clone()),
         };
         let key = (namespace, name.clone());
         if let Some((cached_built, cached)) = self.lock().get(&key)
@@ -188,6 +202,34 @@ impl Locations {
                     source: Box::new(source),
                 }
             })?;
+        let invalid = |field: &str, message: String| LocationProblem::Invalid {
+            name: name.clone(),
+            field: InvalidField::new(field, message),
+        };
+        let mut repo = repo;
+        if let Some(encryption) = encryption {
+            let keys = encryption
+                .encryption()
+                .map_err(|field| LocationProblem::Invalid {
+                    name: name.clone(),
+                    field,
+                })?;
+            if let Some(keys) = keys {
+                repo = repo.with_encryption(keys);
+            }
+        }
+        if let Some(identity) = identity {
+            let text = String::from_utf8(identity.data).map_err(|_| {
+                invalid(
+                    "spec.encryption.identitySecret",
+                    "the key is not text: store the identity file age-keygen writes".into(),
+                )
+            })?;
+            // The parse error names no key material, only what is wrong with the file.
+            let identities = backup_storage::Identities::parse(&text)
+                .map_err(|e| invalid("spec.encryption.identitySecret", format!("{e}")))?;
+            repo = repo.with_identities(identities);
+        }
         let resolved = ResolvedLocation {
             name,
             spec,

@@ -298,9 +298,18 @@ async fn controllers(
             .state()
             .iter()
             .filter(|l| {
+                let name = secret.name_any();
+                let named = |reference: Option<&backup_core::CredentialRef>| {
+                    reference.is_some_and(|c| c.name == name)
+                };
                 l.namespace() == secret.namespace()
-                    && l.spec.credential.as_ref().map(|c| c.name.as_str())
-                        == Some(secret.name_any().as_str())
+                    && (named(l.spec.credential.as_ref())
+                        || named(
+                            l.spec
+                                .encryption
+                                .as_ref()
+                                .and_then(|e| e.identity_secret.as_ref()),
+                        ))
             })
             .map(|l| ObjectRef::from_obj(l.as_ref()))
             .collect::<Vec<_>>()

@@ -141,6 +141,28 @@ impl Poll {
         tokio::time::sleep(self.next).await;
         self.next = (self.next * 2).min(self.max);
     }
+
+    /// Sleeps for the next wait, or less when `changes` (a direct engine's phase changes of
+    /// the work) says the phase changed: the end of the work is seen as it happens.
+    pub async fn wait_or_change(
+        &mut self,
+        changes: Option<&mut tokio::sync::watch::Receiver<backup_core::Phase>>,
+    ) {
+        match changes {
+            Some(changes) => {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        // The sender is gone: its run ended; wait the period out.
+                        if changed.is_err() {
+                            self.wait().await;
+                        }
+                    }
+                    _ = self.wait() => {}
+                }
+            }
+            None => self.wait().await,
+        }
+    }
 }
 
 /// Consecutive failures per object, for exponential backoff.

@@ -10,14 +10,36 @@ use crate::format::{OperationResults, ResourceList};
 /// Most log lines kept; a run with more messages keeps the first ones and says so.
 const MAX_LOG_LINES: usize = 20_000;
 
-/// Live status, shared between the running task and `observe_*`.
-#[derive(Debug, Clone, Default)]
-pub struct SharedStatus(Arc<Mutex<BackupStatus>>);
+/// Live status, shared between the running task and `observe_*`, with a signal on every
+/// phase change so a caller can wait for the end instead of polling for it.
+#[derive(Debug, Clone)]
+pub struct SharedStatus {
+    status: Arc<Mutex<BackupStatus>>,
+    phase: Arc<tokio::sync::watch::Sender<Phase>>,
+}
+
+impl Default for SharedStatus {
+    fn default() -> Self {
+        SharedStatus {
+            status: Arc::default(),
+            phase: Arc::new(tokio::sync::watch::Sender::new(Phase::default())),
+        }
+    }
+}
 
 impl SharedStatus {
     fn lock(&self) -> MutexGuard<'_, BackupStatus> {
         // A panicking writer leaves plain data behind; keep reporting it.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signals the phase of `status` if it changed.
+    fn publish(&self, phase: Phase) {
+        self.phase.send_if_modified(|current| {
+            let changed = *current != phase;
+            *current = phase;
+            changed
+        });
     }
 
     /// A copy of the current status.
@@ -27,7 +49,12 @@ impl SharedStatus {
 
     /// Applies `f` to the status.
     pub fn update(&self, f: impl FnOnce(&mut BackupStatus)) {
-        f(&mut self.lock());
+        let phase = {
+            let mut status = self.lock();
+            f(&mut status);
+            status.phase
+        };
+        self.publish(phase);
     }
 
     /// Adds to the number of items known to be in scope.
@@ -43,6 +70,12 @@ impl SharedStatus {
     /// Sets the phase.
     pub fn set_phase(&self, phase: Phase) {
         self.lock().phase = phase;
+        self.publish(phase);
+    }
+
+    /// Changes of the phase, from now on.
+    pub fn phase_changes(&self) -> tokio::sync::watch::Receiver<Phase> {
+        self.phase.subscribe()
     }
 }
 

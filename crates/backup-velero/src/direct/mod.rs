@@ -133,26 +133,43 @@ impl DirectEngine {
         &self.repo
     }
 
-    /// Polls until the backup reaches a terminal phase.
+    /// Waits until the backup reaches a terminal phase: woken by its phase changes when this
+    /// engine runs it, else polling storage.
     pub async fn wait_backup(&self, name: &str) -> Result<BackupStatus, EngineError> {
+        let mut changes = self.phase_changes(name);
         loop {
             let status = self.observe_backup(name).await?;
             if status.phase.is_terminal() {
                 return Ok(status);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            wait_for_change(changes.as_mut()).await;
         }
     }
 
-    /// Polls until the restore reaches a terminal phase.
+    /// Waits until the restore reaches a terminal phase (as [`DirectEngine::wait_backup`]).
     pub async fn wait_restore(&self, name: &str) -> Result<RestoreStatus, EngineError> {
+        let mut changes = self.phase_changes(name);
         loop {
             let status = self.observe_restore(name).await?;
             if status.phase.is_terminal() {
                 return Ok(status);
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            wait_for_change(changes.as_mut()).await;
         }
+    }
+
+    /// Phase changes of a backup or restore this engine runs, so a caller waits for its end
+    /// instead of polling for it; `None` for one it does not run.
+    pub fn phase_changes(
+        &self,
+        name: &str,
+    ) -> Option<tokio::sync::watch::Receiver<backup_core::Phase>> {
+        if let Some(op) = locked(&self.backups).get(name) {
+            return Some(op.status.phase_changes());
+        }
+        locked(&self.restores)
+            .get(name)
+            .map(|(op, _)| op.status.phase_changes())
     }
 
     /// The detailed report of a restore started by this engine (items and their outcome).
@@ -165,6 +182,22 @@ impl DirectEngine {
     /// Reads a committed backup's `velero-backup.json`.
     pub async fn stored_backup(&self, name: &str) -> Result<BackupObject, EngineError> {
         read_backup_object(&self.repo, &backup_name(name)?).await
+    }
+}
+
+/// How often storage is asked about work another process runs.
+const STORED_POLL: Duration = Duration::from_millis(100);
+
+/// Waits for the next phase change, or [`STORED_POLL`] when there is nothing to be told by (a
+/// closed channel means the run's task ended: its final status is there to read).
+async fn wait_for_change(changes: Option<&mut tokio::sync::watch::Receiver<backup_core::Phase>>) {
+    match changes {
+        Some(changes) => {
+            if changes.changed().await.is_err() {
+                tokio::time::sleep(STORED_POLL).await;
+            }
+        }
+        None => tokio::time::sleep(STORED_POLL).await,
     }
 }
 

@@ -93,6 +93,11 @@ pub async fn engine_for(
                     .with_discovery_cache(handle.discovery.clone()),
             ))
         }
+        EngineKind::Velero if location.repo.encryption().is_some() => Err(format!(
+            "StorageLocation {} encrypts backups at rest, which Velero in the cluster cannot \
+             do: back cluster {} up with engine direct, or use a location without encryption",
+            location.name, handle.name
+        )),
         EngineKind::Velero => {
             let engine = handle
                 .velero_engine(&location.name)

@@ -173,6 +173,10 @@ async fn drive(
         EngineKind::Direct => crate::reconcile::Poll::doubling_to(ctx.settings.poll_every),
         EngineKind::Velero => crate::reconcile::Poll::every(VELERO_POLL),
     };
+    let mut changes = match engine {
+        ClusterEngine::Direct(e) => e.phase_changes(run),
+        ClusterEngine::Velero(_) => None,
+    };
     let mut last = BackupStatus::default();
     loop {
         match engine.backups().observe_backup(run).await {
@@ -189,7 +193,7 @@ async fn drive(
             }
             Err(e) => return failed(e.to_string()),
         }
-        poll.wait().await;
+        poll.wait_or_change(changes.as_mut()).await;
     }
 }
 

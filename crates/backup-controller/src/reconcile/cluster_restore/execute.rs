@@ -181,8 +181,9 @@ async fn restore_one(ctx: &Context, job: &RestoreJob, cluster: &ManagedCluster, 
         return fail(format!("the restore could not start: {e}"));
     }
     let mut poll = crate::reconcile::Poll::doubling_to(ctx.settings.poll_every);
+    let mut changes = engine.phase_changes(&name);
     let status = loop {
-        poll.wait().await;
+        poll.wait_or_change(changes.as_mut()).await;
         match engine.observe_restore(&name).await {
             Ok(status) if status.phase.is_terminal() => break status,
             Ok(status) => shared.update(&target, |r| apply(r, &status)),
