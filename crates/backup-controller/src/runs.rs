@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::NamespacedName;
 use crate::api::ClusterBackup;
+use crate::api::etcd_backup_config::{EtcdBackupConfig, EtcdBackupRecord};
 
 /// The smallest gap between two status refreshes a ClusterBackup's runs ask for.
 pub const NUDGE_INTERVAL: Duration = Duration::from_secs(1);
@@ -61,7 +62,7 @@ struct Nudges {
 }
 
 /// A ClusterBackup by namespace, name and uid (a recreated object starts afresh).
-type FiredKey = (String, String, String);
+pub type FiredKey = (String, String, String);
 
 /// A ClusterRestore by namespace, name and uid.
 pub type RestoreKey = (String, String, String);
@@ -77,7 +78,39 @@ pub struct Runs {
     nudges: Arc<Mutex<Nudges>>,
     restores: Arc<Mutex<HashMap<RestoreKey, Option<AbortHandle>>>>,
     run_now: Arc<Mutex<HashMap<FiredKey, String>>>,
+    etcd: Arc<Mutex<HashMap<FiredKey, EtcdRun>>>,
     trigger: mpsc::UnboundedSender<ObjectRef<ClusterBackup>>,
+    etcd_trigger: mpsc::UnboundedSender<ObjectRef<EtcdBackupConfig>>,
+}
+
+/// Where reconcile requests from running work come out.
+pub struct Triggers {
+    /// ClusterBackups whose runs progressed or ended.
+    pub backups: mpsc::UnboundedReceiver<ObjectRef<ClusterBackup>>,
+    /// EtcdBackupConfigs whose snapshot ended.
+    pub etcd: mpsc::UnboundedReceiver<ObjectRef<EtcdBackupConfig>>,
+}
+
+/// An etcd snapshot this process runs for an EtcdBackupConfig, or its outcome not yet written
+/// into the object's status.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdRun {
+    task: Option<AbortHandle>,
+    /// Set when the snapshot ended.
+    pub finished: Option<EtcdFinished>,
+}
+
+/// How an etcd snapshot ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EtcdFinished {
+    /// Its record, final.
+    pub record: EtcdBackupRecord,
+    /// Snapshots rotation deleted after it.
+    pub deleted: Vec<String>,
+    /// Snapshots rotation could not delete, with why.
+    pub refused: Vec<(String, String)>,
+    /// When rotation ended.
+    pub at: Timestamp,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,9 +118,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Runs {
-    /// An empty table; reconcile requests for ClusterBackups come out of the receiver.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<ObjectRef<ClusterBackup>>) {
+    /// An empty table; reconcile requests come out of the [`Triggers`].
+    pub fn new() -> (Self, Triggers) {
         let (trigger, receiver) = mpsc::unbounded_channel();
+        let (etcd_trigger, etcd_receiver) = mpsc::unbounded_channel();
         let runs = Runs {
             live: Arc::default(),
             listings: Arc::default(),
@@ -97,9 +131,17 @@ impl Runs {
             nudges: Arc::default(),
             restores: Arc::default(),
             run_now: Arc::default(),
+            etcd: Arc::default(),
             trigger,
+            etcd_trigger,
         };
-        (runs, receiver)
+        (
+            runs,
+            Triggers {
+                backups: receiver,
+                etcd: etcd_receiver,
+            },
+        )
     }
 
     /// The run of `key` this process knows, if any.
@@ -279,6 +321,57 @@ impl Runs {
         }
     }
 
+    /// The etcd snapshot of a config (namespace, name, uid) this process runs or ran.
+    pub fn etcd_run(&self, key: &FiredKey) -> Option<EtcdRun> {
+        lock(&self.etcd).get(key).cloned()
+    }
+
+    /// Claims `key` for a snapshot about to start; false when one runs already. Claimed before
+    /// the status announcing it is written, like [`Runs::register`].
+    pub fn claim_etcd(&self, key: &FiredKey) -> bool {
+        let mut etcd = lock(&self.etcd);
+        if etcd.contains_key(key) {
+            return false;
+        }
+        etcd.insert(key.clone(), EtcdRun::default());
+        true
+    }
+
+    /// Keeps the task of a claimed snapshot so it can be stopped (unless it already ended).
+    pub fn track_etcd(&self, key: &FiredKey, task: &tokio::task::JoinHandle<()>) {
+        if let Some(run) = lock(&self.etcd).get_mut(key)
+            && run.finished.is_none()
+        {
+            run.task = Some(task.abort_handle());
+        }
+    }
+
+    /// Records how the snapshot of `key` ended and asks for a reconcile of `config` to write
+    /// it.
+    pub fn finish_etcd(
+        &self,
+        key: &FiredKey,
+        config: ObjectRef<EtcdBackupConfig>,
+        finished: EtcdFinished,
+    ) {
+        if let Some(run) = lock(&self.etcd).get_mut(key) {
+            run.task = None;
+            run.finished = Some(finished);
+        }
+        let _ = self.etcd_trigger.send(config);
+    }
+
+    /// Releases `key`: its outcome is in the status (or it never started, or the config is
+    /// being deleted: its task is stopped).
+    pub fn release_etcd(&self, key: &FiredKey) {
+        if let Some(EtcdRun {
+            task: Some(task), ..
+        }) = lock(&self.etcd).remove(key)
+        {
+            task.abort();
+        }
+    }
+
     /// Stops every run at once (the lease was lost): nothing they write is committed. Their
     /// records are dropped; the next leader marks them Failed.
     pub fn abort_all(&self) {
@@ -289,6 +382,11 @@ impl Runs {
         }
         for (_, task) in lock(&self.restores).drain() {
             if let Some(task) = task {
+                task.abort();
+            }
+        }
+        for (_, run) in lock(&self.etcd).drain() {
+            if let Some(task) = run.task {
                 task.abort();
             }
         }
@@ -382,7 +480,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn nudges_are_folded_into_one_per_interval() {
-        let (runs, mut rx) = Runs::new();
+        let (runs, triggers) = Runs::new();
+        let mut rx = triggers.backups;
         let backup = ObjectRef::<ClusterBackup>::new("nightly").within("p");
         runs.nudge(backup.clone());
         runs.nudge(backup.clone());

@@ -24,15 +24,16 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::api::{
-    ClusterBackup, ClusterMigration, ClusterRestore, ManagedCluster, StorageLocation,
+    ClusterBackup, ClusterMigration, ClusterRestore, EtcdBackupConfig, ManagedCluster,
+    StorageLocation,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::context::{Context, Settings, Stores};
 use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    self, Backoff, cluster_backup, cluster_migration, cluster_restore, managed_cluster,
-    storage_location,
+    self, Backoff, cluster_backup, cluster_migration, cluster_restore, etcd_backup,
+    managed_cluster, storage_location,
 };
 use crate::runs::Runs;
 
@@ -242,7 +243,7 @@ async fn controllers(
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     runs: Runs,
-    triggers: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<ClusterBackup>>,
+    triggers: crate::runs::Triggers,
 ) {
     let namespace = config.namespace.as_deref();
     let wc = watcher::Config::default();
@@ -329,7 +330,12 @@ async fn controllers(
     // ClusterBackups look again when their runs progress or end, and when a location or
     // cluster of their namespace changed (their reconcilers wake them, see
     // `Context::wake_backups_in`).
-    let backups = backups.reconcile_on(tokio_stream_of(triggers));
+    let backups = backups.reconcile_on(tokio_stream_of(triggers.backups));
+    // Etcd configs look again when their snapshot ended (to write its outcome), and at their
+    // next firing.
+    let etcd_configs = Controller::new(api::<EtcdBackupConfig>(&client, namespace), wc.clone())
+        .reconcile_on(tokio_stream_of(triggers.etcd))
+        .with_config(controller_config());
 
     // Migrations follow their children: the ClusterBackup and ClusterRestore they own.
     let migrations = Controller::new(api::<ClusterMigration>(&client, namespace), wc.clone())
@@ -379,6 +385,11 @@ async fn controllers(
         error_policy(cluster_migration::CONTROLLER),
         ctx.clone(),
     );
+    let run_etcd = etcd_configs.run(
+        |o, c| with_backoff_reset(etcd_backup::reconcile(o.clone(), c.clone()), o, c),
+        error_policy(etcd_backup::CONTROLLER),
+        ctx.clone(),
+    );
     let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| future::ready(()));
     tokio::select! {
         _ = drain(run_locations.map(|_| ()).boxed()) => {}
@@ -386,6 +397,7 @@ async fn controllers(
         _ = drain(run_backups.map(|_| ()).boxed()) => {}
         _ = drain(run_restores.map(|_| ()).boxed()) => {}
         _ = drain(run_migrations.map(|_| ()).boxed()) => {}
+        _ = drain(run_etcd.map(|_| ()).boxed()) => {}
     }
 }
 

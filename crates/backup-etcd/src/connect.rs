@@ -33,6 +33,39 @@ impl TlsFiles {
     }
 }
 
+/// TLS material held in memory (read from a Kubernetes Secret, say), PEM; the same as
+/// [`TlsFiles`] without the files.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TlsPem {
+    /// CA bundle that signed etcd's server certificate.
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate and its private key, both or neither.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    // Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl TlsPem {
+    fn options(&self) -> TlsOptions {
+        let mut options = TlsOptions::new();
+        if let Some(ca) = &self.ca {
+            options = options.ca_certificate(Certificate::from_pem(ca.clone()));
+        }
+        if let Some((cert, key)) = &self.identity {
+            options = options.identity(Identity::from_pem(cert.clone(), key.clone()));
+        }
+        options
+    }
+}
+
 /// Where and how to reach etcd.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EtcdConnection {
@@ -40,6 +73,8 @@ pub struct EtcdConnection {
     pub endpoints: Vec<String>,
     /// TLS files; `https://` endpoints without a CA use the system roots.
     pub tls: TlsFiles,
+    /// TLS material in memory; used instead of `tls` when set.
+    pub tls_pem: Option<TlsPem>,
 }
 
 /// What etcd said about itself right before the snapshot.
@@ -143,9 +178,8 @@ fn looks_like_tls(message: &str) -> bool {
 }
 
 /// Connects to one endpoint and reads its status.
-async fn connect_one(endpoint: &str, tls: &TlsFiles) -> Result<Member> {
+async fn connect_one(endpoint: &str, tls_options: Option<TlsOptions>) -> Result<Member> {
     let (https, authority) = host_port(endpoint)?;
-    let tls_options = tls_options(tls)?;
     // Plain TCP first: separates "nothing listens" from "something else listens".
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&authority)).await {
         Ok(Ok(_)) => {}
@@ -232,14 +266,15 @@ pub(crate) async fn connect(connection: &EtcdConnection) -> Result<Member> {
     if connection.endpoints.is_empty() {
         return Err(EtcdError::NoEndpoints);
     }
+    // Bad local input is the same for every endpoint: reported at once, before connecting.
+    let tls = match &connection.tls_pem {
+        Some(pem) => Some(pem.options()),
+        None => tls_options(&connection.tls)?,
+    };
     let mut failures = Vec::new();
     for endpoint in &connection.endpoints {
-        match connect_one(endpoint.trim(), &connection.tls).await {
+        match connect_one(endpoint.trim(), tls.clone()).await {
             Ok(member) => return Ok(member),
-            // Bad local input is the same for every endpoint: report it at once.
-            Err(e @ (EtcdError::TlsFile { .. } | EtcdError::IncompleteClientIdentity { .. })) => {
-                return Err(e);
-            }
             Err(e) => failures.push(e),
         }
     }

@@ -26,7 +26,7 @@ mod snapshot;
 pub mod testing;
 pub mod trailing_hash;
 
-pub use connect::{EtcdConnection, MemberStatus, TlsFiles, member_status};
+pub use connect::{EtcdConnection, MemberStatus, TlsFiles, TlsPem, member_status};
 pub use error::{EtcdError, Result};
 pub use listing::{ChecksumState, SnapshotInfo, list_snapshots};
 pub use prune::prune;

@@ -309,6 +309,7 @@ impl EtcdServer {
                 .as_ref()
                 .map(TestPki::client_files)
                 .unwrap_or_default(),
+            tls_pem: None,
         }
     }
 

@@ -198,6 +198,7 @@ async fn snapshot(args: SnapshotArgs) -> Result<ExitCode> {
             cert: args.cert,
             key: args.key,
         },
+        tls_pem: None,
     };
     let bar = progress_bar();
     let progress_target = bar.clone();

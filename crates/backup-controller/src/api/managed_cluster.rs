@@ -42,6 +42,28 @@ pub struct ManagedClusterSpec {
     /// Where Velero runs in the cluster (engines `velero` and `auto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub velero_namespace: Option<String>,
+    /// How to reach the cluster's etcd, for EtcdBackupConfigs (KKP's etcd backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdAccess>,
+}
+
+/// Where a cluster's etcd answers, and the TLS material it wants.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdAccess {
+    /// Client URLs (`https://10.0.0.1:2379`); the first member that answers is snapshotted.
+    pub endpoints: Vec<String>,
+    /// A Secret (in this namespace) with `ca.crt`, and `tls.crt` and `tls.key` for client
+    /// certificate authentication (the keys of a `kubernetes.io/tls` Secret plus the CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretName>,
+}
+
+/// A Secret of the same namespace, by name.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SecretName {
+    /// Its name.
+    pub name: String,
 }
 
 /// Which engine backs the cluster up.

@@ -8,6 +8,7 @@
 pub mod cluster_backup;
 pub mod cluster_migration;
 pub mod cluster_restore;
+pub mod etcd_backup_config;
 pub mod invalid;
 pub mod managed_cluster;
 mod schema;
@@ -26,9 +27,13 @@ pub use cluster_restore::{
     ClusterRestore, ClusterRestoreResult, ClusterRestoreSpec, ClusterRestoreStatus, RestorePlan,
     RestoreSource,
 };
+pub use etcd_backup_config::{
+    EtcdBackupConfig, EtcdBackupConfigSpec, EtcdBackupConfigStatus, EtcdBackupRecord,
+};
 pub use invalid::InvalidField;
 pub use managed_cluster::{
-    EngineChoice, EngineKind, ManagedCluster, ManagedClusterSpec, ManagedClusterStatus,
+    EngineChoice, EngineKind, EtcdAccess, ManagedCluster, ManagedClusterSpec, ManagedClusterStatus,
+    SecretName,
 };
 pub use status::{Condition, ConditionStatus, merge_conditions, set_condition};
 pub use storage_location::{
@@ -51,6 +56,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterBackup::crd(),
         ClusterRestore::crd(),
         ClusterMigration::crd(),
+        EtcdBackupConfig::crd(),
     ]
 }
 
@@ -71,7 +77,7 @@ mod tests {
     #[test]
     fn every_crd_is_namespaced_in_our_group_with_a_status_subresource_and_columns() {
         let crds = crds();
-        assert_eq!(crds.len(), 5);
+        assert_eq!(crds.len(), 6);
         for crd in &crds {
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(crd.spec.scope, "Namespaced");

@@ -7,7 +7,9 @@
 pub mod cluster_backup;
 pub mod cluster_migration;
 pub mod cluster_restore;
+pub mod etcd_backup;
 pub mod managed_cluster;
+pub mod schedule;
 pub mod storage_location;
 
 use std::collections::HashMap;

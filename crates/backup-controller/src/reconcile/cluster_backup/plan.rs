@@ -28,6 +28,7 @@ use jiff::Timestamp;
 
 use crate::api::status::{Condition, merge_conditions};
 use crate::api::{ClusterBackupStatus, ClusterRuns, FleetPhase, RunStatus, ValidClusterBackup};
+use crate::reconcile::schedule::{self, Due, Timing};
 use crate::runs::LiveRun;
 
 /// Condition: the spec, location and clusters can be used.
@@ -36,10 +37,6 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 /// Condition: a one-time backup was edited after it ran.
 pub const IMMUTABLE: &str = "Immutable";
-
-/// How many missed cron slots are walked to find the most recent one; beyond that the run is
-/// stamped "now" (a schedule missed for longer than this many slots).
-const MAX_SLOTS_WALKED: usize = 100_000;
 
 /// Why runs cannot start, for the `Ready` condition.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,52 +112,15 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
 }
 
-/// When the schedule wants to run.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Due {
-    /// A slot at or before now has not run: run it (the most recent one).
-    Now(Timestamp),
-    /// The next slot.
-    Later(Timestamp),
-    /// Nothing (paused, or a one-time backup that already ran).
-    Never,
-}
-
+/// When the schedule wants to run (see [`schedule::due`]).
 fn due(input: &PlanInput<'_>) -> Due {
-    let Some((schedule, tz)) = &input.spec.schedule else {
-        return match input.last_fired {
-            None => Due::Now(input.now),
-            Some(_) => Due::Never,
-        };
-    };
-    if input.spec.paused {
-        return Due::Never;
-    }
-    let anchor = input.last_fired.unwrap_or(input.created);
-    let Some(first) = schedule.next_after(anchor, tz) else {
-        return Due::Never;
-    };
-    if first > input.now {
-        return Due::Later(first);
-    }
-    // Missed slots: run the most recent one, once.
-    if let Some(every) = schedule.interval() {
-        let every = every.as_secs_f64().max(1e-9);
-        let behind = (input.now.as_millisecond() - first.as_millisecond()) as f64 / 1000.0;
-        let skipped = (behind / every).floor() as i64;
-        let latest = first
-            .checked_add(jiff::SignedDuration::from_secs_f64(skipped as f64 * every))
-            .unwrap_or(input.now);
-        return Due::Now(latest.min(input.now));
-    }
-    let mut latest = first;
-    for _ in 0..MAX_SLOTS_WALKED {
-        match schedule.next_after(latest, tz) {
-            Some(next) if next <= input.now => latest = next,
-            _ => return Due::Now(latest),
-        }
-    }
-    Due::Now(input.now)
+    schedule::due(&Timing {
+        schedule: input.spec.schedule.as_ref(),
+        paused: input.spec.paused,
+        last_fired: input.last_fired,
+        created: input.created,
+        now: input.now,
+    })
 }
 
 /// The status entry of a stored run.

@@ -1,0 +1,400 @@
+//! EtcdBackupConfig: gather what [`plan::plan`] needs (the cluster's etcd access, the
+//! location, this process's snapshot), write the status it decides, and take the snapshot it
+//! fires in the background with `backup-etcd`, rotation included.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::Phase;
+use backup_etcd::{EtcdConnection, Naming, SnapshotRequest, TlsPem};
+use jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+
+use self::plan::{Firing, Live, PlanInput};
+use super::{with_finalizer, write_status};
+use crate::api::etcd_backup_config::{EtcdBackupConfig, EtcdBackupRecord, ValidEtcdBackupConfig};
+use crate::api::status::{Condition, merge_conditions};
+use crate::api::{EtcdAccess, ManagedCluster};
+use crate::context::Context;
+use crate::error::Result;
+use crate::runs::{EtcdFinished, FiredKey};
+use crate::secrets;
+
+/// The controller's name in metrics.
+pub const CONTROLLER: &str = "etcdbackupconfig";
+
+/// How often a config that cannot take snapshots looks again for the fix.
+const BLOCKED_RECHECK: Duration = Duration::from_secs(30);
+
+/// Keys of the TLS Secret: KKP's and cert-manager's names.
+const CA_KEY: &str = "ca.crt";
+const CERT_KEY: &str = "tls.crt";
+const KEY_KEY: &str = "tls.key";
+
+/// Reconciles one EtcdBackupConfig.
+pub async fn reconcile(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.stores.listed().await;
+    with_finalizer(CONTROLLER, config, ctx, apply, cleanup).await
+}
+
+fn key_of(config: &EtcdBackupConfig) -> FiredKey {
+    (
+        config.namespace().unwrap_or_default(),
+        config.name_any(),
+        config.uid().unwrap_or_default(),
+    )
+}
+
+async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Action> {
+    let now = ctx.clock.now();
+    let name = config.name_any();
+    let namespace = config.namespace().unwrap_or_default();
+    let generation = config.metadata.generation;
+    let previous = config.status.clone().unwrap_or_default();
+    let key = key_of(&config);
+
+    let spec = match config.spec.validate(&name) {
+        Ok(spec) => spec,
+        Err(field) => {
+            let mut status = previous.clone();
+            status.observed_generation = generation;
+            status.next_schedule_time = None;
+            status.conditions = merge_conditions(
+                &previous.conditions,
+                vec![
+                    Condition::unmet("Ready", "InvalidSpec", field.to_string()).at(now, generation),
+                ],
+            );
+            if status != previous {
+                write_status(&ctx, config.as_ref(), &status).await?;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+
+    let live = match ctx.runs.etcd_run(&key) {
+        None => Live::Idle,
+        Some(run) => match run.finished {
+            Some(finished) => Live::Finished(finished),
+            None => Live::Running,
+        },
+    };
+    let target = match target(&ctx, &namespace, &spec).await? {
+        Ok(target) => Some(target),
+        Err(blocked) => {
+            // Reported below; the snapshot waits for the fix.
+            let decided = decide(&config, &spec, &previous, live.clone(), Some(blocked), now);
+            write_and_requeue(&ctx, &config, &key, &previous, decided, &live).await?;
+            // What blocks it is fixed elsewhere (a cluster's spec.etcd, a Secret): look again.
+            return Ok(Action::requeue(BLOCKED_RECHECK));
+        }
+    };
+    let decided = decide(&config, &spec, &previous, live.clone(), None, now);
+    match (&decided.fire, target) {
+        (Some(fire), Some(target)) => {
+            if !ctx.runs.claim_etcd(&key) {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+            if let Err(e) = write_status(&ctx, config.as_ref(), &decided.status).await {
+                ctx.runs.release_etcd(&key);
+                return Err(e);
+            }
+            ctx.event(
+                &config.object_ref(&()),
+                false,
+                "SnapshotStarted",
+                "Snapshot",
+                format!("snapshotting the etcd of {} as {}", spec.cluster, fire.name),
+            )
+            .await;
+            start(ctx.clone(), &config, key, &spec, fire.clone(), target);
+            Ok(requeue(decided.requeue_after))
+        }
+        _ => write_and_requeue(&ctx, &config, &key, &previous, decided, &live).await,
+    }
+}
+
+fn decide(
+    config: &EtcdBackupConfig,
+    spec: &ValidEtcdBackupConfig,
+    previous: &crate::api::EtcdBackupConfigStatus,
+    live: Live,
+    blocked: Option<(String, String)>,
+    now: Timestamp,
+) -> plan::Plan {
+    plan::plan(&PlanInput {
+        name: &config.name_any(),
+        generation: config.metadata.generation,
+        created: config
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(now, |t| t.0),
+        now,
+        spec,
+        previous,
+        live,
+        blocked,
+    })
+}
+
+async fn write_and_requeue(
+    ctx: &Context,
+    config: &EtcdBackupConfig,
+    key: &FiredKey,
+    previous: &crate::api::EtcdBackupConfigStatus,
+    decided: plan::Plan,
+    live: &Live,
+) -> Result<Action> {
+    if decided.status != *previous {
+        write_status(ctx, config, &decided.status).await?;
+    }
+    if let Live::Finished(finished) = live {
+        // Its outcome is in the status now.
+        ctx.runs.release_etcd(key);
+        let record = &finished.record;
+        ctx.event(
+            &config.object_ref(&()),
+            record.backup_phase != Phase::Completed,
+            if record.backup_phase == Phase::Completed {
+                "SnapshotCompleted"
+            } else {
+                "SnapshotFailed"
+            },
+            "Snapshot",
+            format!(
+                "{} {}{}",
+                record.backup_name,
+                record.backup_phase,
+                record
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    Ok(requeue(decided.requeue_after))
+}
+
+fn requeue(after: Option<Duration>) -> Action {
+    match after {
+        Some(wait) => Action::requeue(wait.max(Duration::from_millis(1))),
+        None => Action::await_change(),
+    }
+}
+
+/// Where snapshots come from and go to.
+struct Target {
+    connection: EtcdConnection,
+    repo: backup_storage::Repository,
+}
+
+/// The cluster's etcd and the location's repository scoped to the cluster; `Ok(Err(..))` is a
+/// problem to report as a condition.
+async fn target(
+    ctx: &Context,
+    namespace: &str,
+    spec: &ValidEtcdBackupConfig,
+) -> Result<std::result::Result<Target, (String, String)>> {
+    let blocked = |reason: &str, message: String| Ok(Err((reason.to_string(), message)));
+    let Some(cluster) = ctx
+        .stores
+        .clusters
+        .state()
+        .into_iter()
+        .find(|c| c.namespace().as_deref() == Some(namespace) && c.name_any() == spec.cluster)
+    else {
+        return blocked(
+            "ClusterNotFound",
+            format!(
+                "spec.cluster: no ManagedCluster {:?} in namespace {namespace} (an \
+                 EtcdBackupConfig only reaches the clusters of its own project)",
+                spec.cluster
+            ),
+        );
+    };
+    let Some(access) = cluster.spec.etcd.clone() else {
+        return blocked(
+            "EtcdNotConfigured",
+            format!(
+                "ManagedCluster {} has no spec.etcd: set its etcd endpoints (and a TLS Secret \
+                 with ca.crt, tls.crt, tls.key when etcd serves https)",
+                spec.cluster
+            ),
+        );
+    };
+    let tls_pem = match tls(ctx, namespace, &cluster, &access).await? {
+        Ok(tls) => tls,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let location = match ctx
+        .locations
+        .resolve(
+            &ctx.stores.locations,
+            namespace,
+            spec.storage_location.as_deref(),
+        )
+        .await
+    {
+        Ok(location) => location,
+        Err(problem) if problem.is_retryable() => return Err(problem.into()),
+        Err(problem) => return blocked(problem.reason(), problem.to_string()),
+    };
+    if !location.repo.is_writable() {
+        return blocked(
+            "LocationReadOnly",
+            format!(
+                "StorageLocation {} is ReadOnly: snapshots cannot be written to it",
+                location.name
+            ),
+        );
+    }
+    let repo = match location.repo.scoped_str(namespace, &spec.cluster) {
+        Ok(repo) => repo,
+        Err(e) => return blocked("InvalidSpec", format!("spec.cluster: {e}")),
+    };
+    Ok(Ok(Target {
+        connection: EtcdConnection {
+            endpoints: access.endpoints.clone(),
+            tls_pem,
+            ..EtcdConnection::default()
+        },
+        repo,
+    }))
+}
+
+/// The TLS material of the cluster's etcd, from its Secret.
+async fn tls(
+    ctx: &Context,
+    namespace: &str,
+    cluster: &ManagedCluster,
+    access: &EtcdAccess,
+) -> Result<std::result::Result<Option<TlsPem>, (String, String)>> {
+    let Some(secret) = &access.tls else {
+        return Ok(Ok(None));
+    };
+    let read = |key: &'static str| {
+        let client = ctx.client.clone();
+        let name = secret.name.clone();
+        async move {
+            match secrets::read_key(&client, namespace, &name, key).await {
+                Ok(value) => Ok(Some(value.data)),
+                Err(secrets::SecretError::KeyMissing { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let problem = |e: secrets::SecretError| {
+        (
+            "EtcdTlsUnreadable".to_string(),
+            format!("ManagedCluster {}'s spec.etcd.tls: {e}", cluster.name_any()),
+        )
+    };
+    let (ca, cert, key) = match (
+        read(CA_KEY).await,
+        read(CERT_KEY).await,
+        read(KEY_KEY).await,
+    ) {
+        (Ok(ca), Ok(cert), Ok(key)) => (ca, cert, key),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            if e.is_retryable() {
+                return Err(crate::Error::Cluster(
+                    crate::clusters::ClusterProblem::Secret(e),
+                ));
+            }
+            return Ok(Err(problem(e)));
+        }
+    };
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            return Ok(Err((
+                "EtcdTlsIncomplete".into(),
+                format!(
+                    "Secret {} holds only one of {CERT_KEY} and {KEY_KEY}: a client certificate \
+                     needs both",
+                    secret.name
+                ),
+            )));
+        }
+    };
+    Ok(Ok(Some(TlsPem { ca, identity })))
+}
+
+/// Takes the snapshot in the background; its outcome reaches the status through a reconcile.
+fn start(
+    ctx: Arc<Context>,
+    config: &EtcdBackupConfig,
+    key: FiredKey,
+    spec: &ValidEtcdBackupConfig,
+    fire: Firing,
+    target: Target,
+) {
+    let object = ObjectRef::from_obj(config);
+    let request = SnapshotRequest {
+        naming: match spec.schedule {
+            Some(_) => Naming::Scheduled { at: fire.at },
+            None => Naming::OneShot,
+        },
+        keep: Some(spec.keep),
+        ..SnapshotRequest::one_shot(config.name_any())
+    };
+    let task_key = key.clone();
+    let task_ctx = ctx.clone();
+    let task = tokio::spawn(async move {
+        let outcome = backup_etcd::take_snapshot(&target.repo, &target.connection, &request).await;
+        let at = task_ctx.clock.now();
+        let record = EtcdBackupRecord {
+            scheduled_time: Some(fire.at),
+            backup_name: fire.name.clone(),
+            backup_finished_time: Some(at),
+            ..EtcdBackupRecord::default()
+        };
+        let finished = match outcome {
+            Ok(outcome) => EtcdFinished {
+                record: EtcdBackupRecord {
+                    backup_phase: Phase::Completed,
+                    ..record
+                },
+                deleted: outcome
+                    .pruned
+                    .deleted
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect(),
+                refused: outcome
+                    .pruned
+                    .refused
+                    .iter()
+                    .map(|(n, e)| (n.to_string(), e.to_string()))
+                    .collect(),
+                at,
+            },
+            Err(e) => EtcdFinished {
+                record: EtcdBackupRecord {
+                    backup_phase: Phase::Failed,
+                    message: Some(e.to_string()),
+                    ..record
+                },
+                deleted: Vec::new(),
+                refused: Vec::new(),
+                at,
+            },
+        };
+        task_ctx.runs.finish_etcd(&task_key, object, finished);
+    });
+    ctx.runs.track_etcd(&key, &task);
+}
+
+async fn cleanup(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Action> {
+    // Snapshots stay in storage (as KKP keeps them); only a running one is stopped.
+    ctx.runs.release_etcd(&key_of(&config));
+    Ok(Action::await_change())
+}
