@@ -2,7 +2,8 @@
 //! StorageLocation on the embedded file:// location, ManagedClusters `c1` and `c2` and a fleet
 //! ClusterBackup on `mgmt`, backs both clusters up agentlessly in Velero's format while its
 //! status table fills; then a namespace is deleted and restored from the controller's backup,
-//! and everything migrated to `c2` under new namespace names, each checked object by object.
+//! and everything migrated to `c2` under new namespace names, both by ClusterRestores the
+//! controller carries out, each checked object by object.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,11 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use backup_controller::api::{
-    ClusterBackup, ClusterBackupStatus, FleetPhase, ManagedCluster, StorageLocation,
+    ClusterBackup, ClusterBackupStatus, ClusterRestore, FleetPhase, ManagedCluster, StorageLocation,
 };
-use backup_core::{BackupKind, Phase, RestoreEngine, RestoreSpec};
+use backup_core::BackupKind;
 use backup_storage::{BackupName, Repository};
-use backup_velero::direct::{Action, DirectEngine};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
@@ -238,23 +238,51 @@ fn compare(
     Ok(before.len())
 }
 
-async fn restore(engine: &DirectEngine, name: &str, spec: &RestoreSpec) -> Result<usize> {
-    engine.start_restore(name, spec).await?;
-    let status = tokio::time::timeout(TIMEOUT, engine.wait_restore(name)).await??;
-    ensure!(
-        status.phase == Phase::Completed,
-        "restore {name} ended {}: {:?}",
-        status.phase,
-        status.errors
-    );
-    let report = engine.restore_report(name).unwrap_or_default();
-    println!(
-        "   restore {name}: {} created, {} skipped, {} warnings",
-        report.count(Action::Created),
-        report.count(Action::Skipped),
-        status.warnings.len()
-    );
-    Ok(report.count(Action::Created))
+/// Applies ClusterRestore `name` with `spec` and waits for the controller to finish it; returns
+/// how many objects it created over its target clusters.
+async fn restore(restores: &Api<ClusterRestore>, name: &str, spec: Value) -> Result<usize> {
+    fleet::apply(
+        restores,
+        &json!({
+            "apiVersion": "backupfleet.dev/v1alpha1", "kind": "ClusterRestore",
+            "metadata": {"name": name}, "spec": spec,
+        }),
+    )
+    .await?;
+    let start = Instant::now();
+    let status = loop {
+        let status = restores.get(name).await?.status.unwrap_or_default();
+        match status.phase {
+            Some(FleetPhase::Completed) => break status,
+            Some(phase @ (FleetPhase::Failed | FleetPhase::PartiallyFailed)) => {
+                bail!(
+                    "ClusterRestore {name} ended {phase:?}: {:?}",
+                    status.clusters
+                )
+            }
+            _ => {}
+        }
+        if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready")
+            && !ready.is_true()
+        {
+            bail!("ClusterRestore {name} cannot run: {}", ready.message);
+        }
+        ensure!(
+            start.elapsed() < TIMEOUT,
+            "ClusterRestore {name} did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut created = 0;
+    for cluster in &status.clusters {
+        let plan = cluster.plan.clone().unwrap_or_default();
+        println!(
+            "   ClusterRestore {name} into {}: {} created, {} skipped, {} warnings ({})",
+            cluster.cluster, plan.create, plan.skip, cluster.warnings, cluster.restore_name
+        );
+        created += plan.create as usize;
+    }
+    Ok(created)
 }
 
 /// One ClusterBackup as a row of `kubectl get clusterbackups`-like output.
@@ -472,37 +500,42 @@ pub async fn run(
         "   the fleet run took {:.1} s from the controller's start",
         started.elapsed().as_secs_f64()
     );
-    let repo = repo_of("c1")?;
-    let name = BACKUP.to_string();
-    let engine = DirectEngine::new(c1.clone(), repo.clone());
+    let restores: Api<ClusterRestore> = Api::namespaced(mgmt.clone(), PROJECT);
 
-    step("12. delete namespace demo-blog, then restore it");
+    step("12. delete namespace demo-blog, then restore it with a ClusterRestore");
     delete_namespace(&c1, NAMESPACES[1]).await?;
     println!("   demo-blog deleted");
-    let mut rspec = RestoreSpec {
-        backup_name: Some(name.clone()),
-        ..RestoreSpec::default()
-    };
-    rspec.filter.included_namespaces = vec![NAMESPACES[1].to_string()];
-    let restored = restore(&engine, "restore-blog", &rspec).await?;
+    let restored = restore(
+        &restores,
+        "restore-blog",
+        json!({
+            "source": {"cluster": "c1", "clusterBackup": BACKUP},
+            "includedNamespaces": [NAMESPACES[1]],
+        }),
+    )
+    .await?;
     let mut verified = compare(
         "demo-blog on c1",
         &originals[NAMESPACES[1]],
         &content(&c1, NAMESPACES[1]).await?,
     )?;
 
-    step("13. migrate everything to c2 with a namespace mapping");
-    let engine2 = DirectEngine::new(c2.clone(), repo);
-    let mut mspec = RestoreSpec {
-        backup_name: Some(name.clone()),
-        ..RestoreSpec::default()
-    };
-    for (from, to) in NAMESPACES.iter().zip(MIGRATED) {
-        mspec
-            .namespace_mapping
-            .insert(from.to_string(), to.to_string());
-    }
-    let migrated = restore(&engine2, "migrate-to-c2", &mspec).await?;
+    step("13. migrate everything to c2 with a namespace mapping (a ClusterRestore into c2)");
+    let mapping: serde_json::Map<String, Value> = NAMESPACES
+        .iter()
+        .zip(MIGRATED)
+        .map(|(from, to)| (from.to_string(), json!(to)))
+        .collect();
+    let migrated = restore(
+        &restores,
+        "migrate-to-c2",
+        json!({
+            "source": {"cluster": "c1", "clusterBackup": BACKUP},
+            "targetClusters": ["c2"],
+            "namespaceMapping": mapping,
+        }),
+    )
+    .await?;
     for (from, to) in NAMESPACES.iter().zip(MIGRATED) {
         verified += compare(
             &format!("{from} → c2/{to}"),
@@ -513,7 +546,7 @@ pub async fn run(
     controller.stop()?;
     println!(
         "\n   controller stopped; its objects stay for a look: \
-         kubectl --context mgmt -n {PROJECT} get clusterbackups,managedclusters,storagelocations"
+         kubectl --context mgmt -n {PROJECT} get clusterbackups,clusterrestores,managedclusters,storagelocations"
     );
     Ok(ClusterReport {
         backed_up: items,
