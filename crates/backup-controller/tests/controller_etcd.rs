@@ -139,6 +139,34 @@ async fn scheduled_etcd_snapshots_are_taken_rotated_and_listed_like_backupctls()
     assert_eq!(records(&once).len(), 1);
     assert_eq!(records(&once)[0]["backupName"], "once");
     assert!(once["status"]["nextScheduleTime"].is_null());
+    // Run now: a new token takes one more, named with its time.
+    let mut asked = config("once", json!({"cluster": "c1"}));
+    asked["metadata"]["annotations"] = json!({"backupfleet.dev/run-now": "before-upgrade"});
+    p.apply(asked).await?;
+    let again = p
+        .wait_for(
+            "EtcdBackupConfig",
+            "once",
+            Duration::from_secs(30),
+            "the run-now snapshot completed",
+            |c| {
+                c["status"]["lastRunNowToken"] == "before-upgrade"
+                    && records(c).first().is_some_and(|r| {
+                        r["backupPhase"] == "Completed" && r["backupName"] != "once"
+                    })
+            },
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    let names: Vec<String> = records(&again)
+        .iter()
+        .map(|r| r["backupName"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names[0].starts_with("once-") && names[1] == "once",
+        "{names:?}"
+    );
 
     // Problems.
     for (name, reason) in [

@@ -21,10 +21,6 @@ use super::invalid::InvalidField;
 use super::schema::optional_date_time;
 use super::status::Condition;
 
-/// The annotation that runs a ClusterBackup once, now, outside its schedule: each new value
-/// (a token) runs once, and the last one served is recorded in `status.lastRunNowToken`.
-pub const RUN_NOW_ANNOTATION: &str = "backupfleet.dev/run-now";
-
 /// Clusters backed up at once by one ClusterBackup when the spec does not say.
 pub const DEFAULT_MAX_CONCURRENT_CLUSTERS: u32 = 4;
 /// The most clusters one ClusterBackup may back up at once.

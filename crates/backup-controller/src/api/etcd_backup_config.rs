@@ -67,6 +67,9 @@ pub struct EtcdBackupConfigStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
     pub next_schedule_time: Option<Timestamp>,
+    /// The last `backupfleet.dev/run-now` token served (each new token runs once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_now_token: Option<String>,
     /// The latest snapshots, newest first, at most `keep` plus the ones just rotated out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_backups: Vec<EtcdBackupRecord>,

@@ -43,6 +43,11 @@ pub use storage_location::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+/// The annotation that runs a ClusterBackup or an EtcdBackupConfig once, now, outside its
+/// schedule: each new value (a token) runs once, and the last one served is recorded in
+/// `status.lastRunNowToken`. Upgrade tools and the dashboard use it.
+pub const RUN_NOW_ANNOTATION: &str = "backupfleet.dev/run-now";
+
 /// Our API group.
 pub const GROUP: &str = "backupfleet.dev";
 /// Its version.

@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 
 use self::plan::{Blocked, ClusterView, PlanInput, READY};
 use super::{with_finalizer, write_status};
-use crate::api::cluster_backup::RUN_NOW_ANNOTATION;
+use crate::api::RUN_NOW_ANNOTATION;
 use crate::api::status::{Condition, merge_conditions};
 use crate::api::{ClusterBackup, DeletePolicy, ManagedCluster, Selection};
 use crate::context::Context;

@@ -18,7 +18,7 @@ use self::plan::{Firing, Live, PlanInput};
 use super::{with_finalizer, write_status};
 use crate::api::etcd_backup_config::{EtcdBackupConfig, EtcdBackupRecord, ValidEtcdBackupConfig};
 use crate::api::status::{Condition, merge_conditions};
-use crate::api::{EtcdAccess, ManagedCluster};
+use crate::api::{EtcdAccess, ManagedCluster, RUN_NOW_ANNOTATION};
 use crate::context::Context;
 use crate::error::Result;
 use crate::runs::{EtcdFinished, FiredKey};
@@ -126,7 +126,15 @@ fn decide(
     blocked: Option<(String, String)>,
     now: Timestamp,
 ) -> plan::Plan {
+    let run_now = config
+        .annotations()
+        .get(RUN_NOW_ANNOTATION)
+        .map(String::as_str)
+        .filter(|token| {
+            !token.is_empty() && previous.last_run_now_token.as_deref() != Some(*token)
+        });
     plan::plan(&PlanInput {
+        run_now,
         name: &config.name_any(),
         generation: config.metadata.generation,
         created: config
@@ -339,9 +347,10 @@ fn start(
 ) {
     let object = ObjectRef::from_obj(config);
     let request = SnapshotRequest {
-        naming: match spec.schedule {
-            Some(_) => Naming::Scheduled { at: fire.at },
-            None => Naming::OneShot,
+        naming: if fire.name == config.name_any() {
+            Naming::OneShot
+        } else {
+            Naming::Scheduled { at: fire.at }
         },
         keep: Some(spec.keep),
         ..SnapshotRequest::one_shot(config.name_any())

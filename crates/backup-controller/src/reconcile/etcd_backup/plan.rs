@@ -3,7 +3,8 @@
 //!
 //! The schedule rule is the controller's one ([`schedule::due`]): the most recent missed slot
 //! runs once. A snapshot is recorded (`InProgress`) before it starts; rotation after it marks
-//! the snapshots it deleted, and the list is bounded by `keep`.
+//! the snapshots it deleted, and the list is bounded by `keep`. A new run-now token takes one
+//! snapshot at once, named with its time, without moving the schedule.
 
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub struct PlanInput<'a> {
     pub live: Live,
     /// Why snapshots cannot be taken: (reason, message).
     pub blocked: Option<(String, String)>,
+    /// A `backupfleet.dev/run-now` token not served yet.
+    pub run_now: Option<&'a str>,
 }
 
 /// A snapshot to take, after the status announcing it is written.
@@ -60,6 +63,9 @@ pub struct Firing {
     pub at: Timestamp,
     /// The snapshot's name.
     pub name: String,
+    /// Whether it is a slot of the schedule (or the one-time snapshot), which moves the
+    /// schedule on; false for one only asked for by a run-now token.
+    pub scheduled: bool,
 }
 
 /// What the reconcile does.
@@ -97,13 +103,20 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         now: input.now,
     });
     let can_fire = input.blocked.is_none() && input.live != Live::Running;
-    let fire = match due {
-        Due::Now(at) if can_fire => Some(Firing {
+    let fire = match (due, input.run_now) {
+        (Due::Now(at), _) if can_fire => Some(Firing {
             at,
             name: match input.spec.schedule {
                 Some(_) => scheduled_backup_name(input.name, at),
                 None => input.name.to_string(),
             },
+            scheduled: true,
+        }),
+        // Run now: named with its time, the schedule's own slots untouched.
+        (_, Some(_)) if can_fire => Some(Firing {
+            at: input.now,
+            name: scheduled_backup_name(input.name, input.now),
+            scheduled: false,
         }),
         _ => None,
     };
@@ -141,12 +154,18 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         });
     }
 
-    let last_schedule_time = fire.as_ref().map(|f| f.at).or(previous.last_schedule_time);
+    let last_schedule_time = fire
+        .as_ref()
+        .filter(|f| f.scheduled)
+        .map(|f| f.at)
+        .or(previous.last_schedule_time);
     let next = match (due, &fire) {
         (Due::Later(at), _) => Some(at),
-        (Due::Now(_), Some(f)) => schedule::next_after(input.spec.schedule.as_ref(), f.at),
+        (Due::Now(_), Some(f)) if f.scheduled => {
+            schedule::next_after(input.spec.schedule.as_ref(), f.at)
+        }
         // Due, but waiting (blocked, or the previous snapshot still runs).
-        (Due::Now(at), None) => Some(at),
+        (Due::Now(at), _) => Some(at),
         (Due::Never, _) => None,
     };
     let ready = match &input.blocked {
@@ -165,8 +184,13 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         ),
     }
     .at(input.now, input.generation);
+    let last_run_now_token = match (&fire, input.run_now) {
+        (Some(_), Some(token)) => Some(token.to_string()),
+        _ => previous.last_run_now_token.clone(),
+    };
     let status = EtcdBackupConfigStatus {
         observed_generation: input.generation,
+        last_run_now_token,
         last_schedule_time,
         next_schedule_time: next,
         last_backups: records,
@@ -233,6 +257,7 @@ mod tests {
             previous,
             live,
             blocked: None,
+            run_now: None,
         }
     }
 
@@ -358,5 +383,36 @@ mod tests {
         // Fixed: the one-time snapshot runs under the config's own name.
         let fixed = super::plan(&input(&spec, &previous, "2026-11-30T10:00:05Z", Live::Idle));
         assert_eq!(fixed.fire.unwrap().name, "etcd");
+    }
+
+    #[test]
+    fn a_run_now_token_takes_one_snapshot_without_moving_the_schedule() {
+        let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@daily"}));
+        let previous = EtcdBackupConfigStatus {
+            last_schedule_time: Some(ts("2026-11-30T00:00:00Z")),
+            ..EtcdBackupConfigStatus::default()
+        };
+        let mut asked = input(&spec, &previous, "2026-11-30T10:30:00Z", Live::Idle);
+        asked.run_now = Some("before-upgrade");
+        let plan = plan(&asked);
+        let fire = plan.fire.expect("runs now");
+        assert!(!fire.scheduled);
+        assert_eq!(fire.name, "etcd-20261130103000");
+        assert_eq!(
+            plan.status.last_run_now_token.as_deref(),
+            Some("before-upgrade")
+        );
+        assert_eq!(
+            plan.status.last_schedule_time,
+            Some(ts("2026-11-30T00:00:00Z"))
+        );
+        assert_eq!(
+            plan.status.next_schedule_time,
+            Some(ts("2026-12-01T00:00:00Z"))
+        );
+        // While it runs, nothing more starts.
+        let mut again = input(&spec, &plan.status, "2026-11-30T10:30:01Z", Live::Running);
+        again.run_now = Some("other");
+        assert_eq!(super::plan(&again).fire, None);
     }
 }
