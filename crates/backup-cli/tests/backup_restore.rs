@@ -344,7 +344,57 @@ async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Re
     );
     let result = assert_restored(&c1, &ns_name).await;
     delete_namespace(&c1, &ns_name).await?;
-    result
+    result?;
+
+    // The restore is stored: listed, described with its counts, then deleted.
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&run_ok(&[
+        "restore",
+        "list",
+        "--location",
+        &loc.url,
+        "-o",
+        "json",
+    ])?)?;
+    let row = listed
+        .iter()
+        .find(|r| r["name"] == restore.as_str())
+        .with_context(|| format!("{restore} not listed: {listed:?}"))?;
+    assert_eq!(row["phase"], "Completed", "{row}");
+    assert!(row["items"].as_u64().unwrap_or(0) >= 2, "{row}");
+    assert!(row["completed"].is_string(), "{row}");
+    let described: serde_json::Value = serde_json::from_str(&run_ok(&[
+        "restore",
+        "describe",
+        &restore,
+        "--location",
+        &loc.url,
+        "-o",
+        "json",
+    ])?)?;
+    assert_eq!(described[0]["phase"], "Completed", "{described}");
+    assert!(
+        described[0]["errors"]
+            .as_array()
+            .is_some_and(|e| e.is_empty())
+    );
+    run_ok(&["restore", "delete", &restore, "--location", &loc.url])?;
+    let after: Vec<serde_json::Value> = serde_json::from_str(&run_ok(&[
+        "restore",
+        "list",
+        "--location",
+        &loc.url,
+        "-o",
+        "json",
+    ])?)?;
+    assert!(
+        after.iter().all(|r| r["name"] != restore.as_str()),
+        "{after:?}"
+    );
+    let missing = run_fails(&["restore", "describe", &restore, "--location", &loc.url])?;
+    assert!(missing.contains("restore list"), "{missing}");
+    let again = run_fails(&["restore", "delete", &restore, "--location", &loc.url])?;
+    assert!(again.contains("nothing deleted"), "{again}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]

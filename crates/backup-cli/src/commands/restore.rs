@@ -18,7 +18,98 @@ use crate::output::{self, OutputFormat, Tabular};
 #[derive(Subcommand)]
 pub enum RestoreCommand {
     /// Restore a backup into a cluster (the one it came from, or another: a migration).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
+    /// List the restores stored in a location scope (their results, logs and resource lists).
+    ///
+    /// A restore without results yet is still running in another process, or was cut off
+    /// before writing them; dry runs store nothing and are not listed.
+    List(ListArgs),
+    /// Show one restore: phase, times, items, and every warning and error it recorded.
+    Describe(DescribeArgs),
+    /// Delete a restore's stored files (results, log, resource list); restored objects stay.
+    Delete(DescribeArgs),
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args)]
+pub struct DescribeArgs {
+    /// The restore's name.
+    pub name: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// One stored restore.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredRow {
+    name: String,
+    /// `None` when no results are stored yet.
+    phase: Option<String>,
+    started: Option<String>,
+    completed: Option<String>,
+    items: u64,
+    warnings: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl StoredRow {
+    fn of(name: &str, status: Option<&backup_core::RestoreStatus>) -> Self {
+        StoredRow {
+            name: name.to_string(),
+            phase: status.map(|s| s.phase.to_string()),
+            started: status.and_then(|s| s.started).map(|t| t.to_string()),
+            completed: status.and_then(|s| s.completed).map(|t| t.to_string()),
+            items: status.map_or(0, |s| s.progress.items_done),
+            warnings: status.map(|s| s.warnings.clone()).unwrap_or_default(),
+            errors: status
+                .map(|s| {
+                    s.validation_errors
+                        .iter()
+                        .chain(&s.errors)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Tabular for StoredRow {
+    fn header() -> Vec<&'static str> {
+        vec![
+            "NAME",
+            "STATUS",
+            "STARTED",
+            "COMPLETED",
+            "ITEMS",
+            "WARNINGS",
+            "ERRORS",
+        ]
+    }
+    fn row(&self) -> Vec<String> {
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        vec![
+            self.name.clone(),
+            self.phase
+                .clone()
+                .unwrap_or_else(|| "no results (running elsewhere, or cut off)".into()),
+            or_dash(&self.started),
+            or_dash(&self.completed),
+            self.items.to_string(),
+            self.warnings.len().to_string(),
+            self.errors.len().to_string(),
+        ]
+    }
 }
 
 /// What to do with objects that already exist.
@@ -164,8 +255,86 @@ impl Tabular for Full {
 
 pub async fn run(command: RestoreCommand) -> Result<ExitCode> {
     match command {
-        RestoreCommand::Create(args) => create(args).await,
+        RestoreCommand::Create(args) => create(*args).await,
+        RestoreCommand::List(args) => list(args).await,
+        RestoreCommand::Describe(args) => describe(args).await,
+        RestoreCommand::Delete(args) => delete(args).await,
     }
+}
+
+async fn list(args: ListArgs) -> Result<ExitCode> {
+    let repo = args.store.open()?;
+    let restores = backup_velero::direct::list_restores(&repo)
+        .await
+        .context("cannot list the restores")?;
+    let rows: Vec<StoredRow> = restores
+        .iter()
+        .map(|(name, status)| StoredRow::of(name.as_str(), status.as_ref()))
+        .collect();
+    output::print(&rows, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The restore's name, checked, and what storage holds of it.
+async fn stored(
+    args: &DescribeArgs,
+) -> Result<(
+    backup_storage::Repository,
+    Option<backup_core::RestoreStatus>,
+)> {
+    let name = backup_storage::BackupName::new(args.name.as_str())
+        .with_context(|| format!("invalid restore name {:?}", args.name))?;
+    let repo = args.store.open()?;
+    let status = backup_velero::direct::stored_restore(&repo, &name)
+        .await
+        .with_context(|| format!("cannot read restore {}", args.name))?;
+    Ok((repo, status))
+}
+
+async fn describe(args: DescribeArgs) -> Result<ExitCode> {
+    let (_, status) = stored(&args).await?;
+    let Some(status) = status else {
+        bail!(
+            "no stored results of restore {} in project {}, cluster {} of {} (`backupctl restore \
+             list` shows what is there; dry runs store nothing)",
+            args.name,
+            args.store.scope.project,
+            args.store.scope.cluster,
+            args.store.location
+        );
+    };
+    let row = StoredRow::of(&args.name, Some(&status));
+    match args.output {
+        OutputFormat::Table => {
+            output::print(std::slice::from_ref(&row), OutputFormat::Table)?;
+            for w in &row.warnings {
+                println!("warning: {w}");
+            }
+            for e in &row.errors {
+                println!("error: {e}");
+            }
+        }
+        format => output::print(&[row], format)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(args: DescribeArgs) -> Result<ExitCode> {
+    let (repo, _) = stored(&args).await?;
+    let deleted = backup_velero::direct::delete_restore(&repo, &args.name)
+        .await
+        .with_context(|| format!("cannot delete restore {}", args.name))?;
+    if deleted == 0 {
+        bail!(
+            "no restore {} in project {}, cluster {} of {}: nothing deleted",
+            args.name,
+            args.store.scope.project,
+            args.store.scope.cluster,
+            args.store.location
+        );
+    }
+    println!("restore {}: {deleted} file(s) deleted", args.name);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn spec(args: &CreateArgs) -> Result<RestoreSpec> {

@@ -145,6 +145,28 @@ pub async fn delete_restore_files(
     Ok(listed.len())
 }
 
+/// The restores whose directory `restores/<name>/` exists in `repo`, by name; each with its
+/// stored status, or `None` when it has no results yet (running in another process, or cut off
+/// before writing them). Dry runs store nothing and are not listed.
+pub async fn list_restores(
+    repo: &Repository,
+) -> Result<Vec<(BackupName, Option<RestoreStatus>)>, EngineError> {
+    let root = Path::from("restores");
+    let dirs = backup_storage::listing::subdirectories(repo.store().as_ref(), &root)
+        .await
+        .map_err(|e| unavailable(root.as_ref(), e))?;
+    let mut restores = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        // Directories that are no valid name were not written by a restore: skipped.
+        let Some(name) = dir.filename().and_then(|n| BackupName::new(n).ok()) else {
+            continue;
+        };
+        let status = stored_restore(repo, &name).await?;
+        restores.push((name, status));
+    }
+    Ok(restores)
+}
+
 /// The time on the first line of a (possibly truncated) gzipped restore log, whose lines start
 /// `time="<RFC 3339>"`.
 pub fn first_log_time(gz_head: &[u8]) -> Option<Timestamp> {

@@ -45,7 +45,7 @@ use kube::Client;
 
 pub use backup::{EXCLUDE_LABEL, PAGE_SIZE};
 pub use errors::{engine_error, storage_error};
-pub use lookup::{SCHEDULE_LABEL, newest_completed};
+pub use lookup::{SCHEDULE_LABEL, list_restores, newest_completed, stored_restore};
 pub use report::{Action, ItemOutcome, RestoreReport};
 
 use crate::format::{BackupFiles, BackupObject};
