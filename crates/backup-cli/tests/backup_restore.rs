@@ -271,6 +271,47 @@ async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Re
         serde_json::json!([ns_name])
     );
 
+    // logs: the engine's log, decompressed.
+    let log = run_ok(&["backup", "logs", &name, "--location", &loc.url])?;
+    assert!(log.contains(&format!("starting backup {name}")), "{log}");
+
+    // --or-selector: only what matches one of the selectors (as Velero's orLabelSelectors).
+    Api::<ConfigMap>::namespaced(c1.clone(), &ns_name)
+        .create(
+            &PostParams::default(),
+            &ConfigMap {
+                metadata: ObjectMeta {
+                    labels: Some([("app".to_string(), "picked".to_string())].into()),
+                    ..meta("picked", &ns_name)
+                },
+                ..ConfigMap::default()
+            },
+        )
+        .await?;
+    let picked = create_backup_with(
+        &loc,
+        &format!("{name}-or"),
+        &ns_name,
+        &["--or-selector", "app=picked", "--or-selector", "app=absent"],
+    )?;
+    let picked_items = picked["items"].as_u64().context("items is a number")?;
+    assert!(
+        (1..items).contains(&picked_items),
+        "only the labelled ConfigMap (and its namespace): {picked}"
+    );
+    let both = run_fails(&[
+        "backup",
+        "create",
+        "x",
+        "--location",
+        &loc.url,
+        "-l",
+        "a=b",
+        "--or-selector",
+        "c=d",
+    ])?;
+    assert!(both.contains("--or-selector"), "{both}");
+
     // download: a gzip tarball whose SHA-256 is the manifest's record.
     let tarball = format!("{name}.tar.gz");
     let manifest_path = loc.backup_dir(&name).join("backup-manifest.json");

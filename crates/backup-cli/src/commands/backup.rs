@@ -46,6 +46,19 @@ pub enum BackupCommand {
     /// Read every artifact of one backup (or all) and check its size and SHA-256 against the
     /// manifest, restoring nothing. Exits 1 naming each corrupt backup.
     Verify(VerifyArgs),
+    /// Print a backup's log (what the engine logged while it ran), decompressed.
+    Logs(LogsArgs),
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Backup name.
+    pub name: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    // An encrypted backup's log is encrypted too.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 #[derive(Args)]
@@ -113,8 +126,12 @@ pub struct CreateArgs {
     #[arg(long)]
     pub include_cluster_resources: Option<bool>,
     /// Only objects matching this label selector, e.g. app=web,tier!=db.
-    #[arg(short = 'l', long)]
+    #[arg(short = 'l', long, conflicts_with = "or_selector")]
     pub selector: Option<String>,
+    /// Objects matching any of these selectors (repeatable, as Velero's `--or-selector`);
+    /// instead of --selector.
+    #[arg(long)]
+    pub or_selector: Vec<String>,
     /// How long the backup is kept (Go duration, e.g. 720h, or 30d).
     #[arg(long, default_value = "720h")]
     pub ttl: String,
@@ -251,6 +268,7 @@ pub async fn run(command: BackupCommand) -> Result<ExitCode> {
         BackupCommand::Delete(args) => delete(args).await,
         BackupCommand::Download(args) => download(args).await,
         BackupCommand::Verify(args) => verify(args).await,
+        BackupCommand::Logs(args) => logs(args).await,
     }
 }
 
@@ -268,6 +286,12 @@ fn spec(args: &CreateArgs) -> Result<BackupSpec> {
     if let Some(selector) = &args.selector {
         spec.filter.label_selector = Some(
             LabelSelector::parse(selector).with_context(|| format!("--selector {selector:?}"))?,
+        );
+    }
+    for selector in &args.or_selector {
+        spec.filter.or_label_selectors.push(
+            LabelSelector::parse(selector)
+                .with_context(|| format!("--or-selector {selector:?}"))?,
         );
     }
     if let Some(schedule) = &args.schedule {
@@ -492,6 +516,24 @@ async fn delete(args: NameArgs) -> Result<ExitCode> {
             println!("deleted backup {name} ({} bytes)", manifest.total_size());
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn logs(args: LogsArgs) -> Result<ExitCode> {
+    let name = BackupName::new(args.name.as_str())
+        .with_context(|| format!("invalid backup name {:?}", args.name))?;
+    let repo = args.identity.apply(args.store.open()?)?;
+    let files = BackupFiles::new(&name)?;
+    let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
+    repo.ensure_readable(&manifest)
+        .with_context(|| format!("cannot read the log of backup {name}"))?;
+    let mut compressed = Vec::new();
+    repo.download_artifact_to(BackupKind::Resources, &name, &files.logs, &mut compressed)
+        .await
+        .with_context(|| format!("cannot read the log of backup {name}"))?;
+    let text = backup_velero::format::gunzip_bytes(&compressed)
+        .with_context(|| format!("the log of backup {name} is not gzip"))?;
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &text)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,5 +27,7 @@ pub mod tarball;
 pub use crate::tarball_layout::{FORMAT_VERSION, ItemPath, LayoutError, VERSION_FILE};
 pub use backup_object::{BackupObject, BackupObjectError};
 pub use names::{BackupFiles, RestoreFiles};
-pub use results::{OperationResults, ResourceList, Results, gunzip_json, gzip_bytes, gzip_json};
+pub use results::{
+    OperationResults, ResourceList, Results, gunzip_bytes, gunzip_json, gzip_bytes, gzip_json,
+};
 pub use tarball::{TarballError, TarballItem, TarballWriter, read_tarball};

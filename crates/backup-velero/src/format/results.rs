@@ -142,10 +142,16 @@ pub fn gzip_json<T: Serialize>(value: &T) -> std::io::Result<Vec<u8>> {
     gzip_bytes(&json)
 }
 
+/// Gunzips bytes written by [`gzip_bytes`] (or by Velero), e.g. a log.
+pub fn gunzip_bytes(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    GzDecoder::new(data).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Gunzips and parses JSON written by [`gzip_json`] (or by Velero).
 pub fn gunzip_json<T: DeserializeOwned>(data: &[u8]) -> std::io::Result<T> {
-    let mut json = Vec::new();
-    GzDecoder::new(data).read_to_end(&mut json)?;
+    let json = gunzip_bytes(data)?;
     serde_json::from_slice(&json)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
