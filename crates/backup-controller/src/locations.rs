@@ -251,14 +251,37 @@ impl Locations {
     }
 }
 
+/// Opens location `name` (or the namespace's default) read straight from the API, for a
+/// process that keeps no informer (the etcd agent next to etcd).
+pub async fn open_from_api(
+    client: &kube::Client,
+    namespace: &str,
+    name: Option<&str>,
+) -> crate::error::Result<ResolvedLocation> {
+    let api: kube::Api<StorageLocation> = kube::Api::namespaced(client.clone(), namespace);
+    let listed = api.list(&Default::default()).await.map_err(|e| {
+        crate::Error::kube(format!("listing the StorageLocations of {namespace}"), e)
+    })?;
+    let location = pick_from(listed.items.into_iter().map(Arc::new), namespace, name)?;
+    Ok(Locations::new(client.clone()).open(&location).await?)
+}
+
 /// The location object a reference means: by name in the namespace, or its one default.
 pub fn pick(
     store: &Store<StorageLocation>,
     namespace: &str,
     name: Option<&str>,
 ) -> Result<Arc<StorageLocation>, LocationProblem> {
-    let in_namespace = store
-        .state()
+    pick_from(store.state(), namespace, name)
+}
+
+/// [`pick`] among `candidates`.
+fn pick_from(
+    candidates: impl IntoIterator<Item = Arc<StorageLocation>>,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<Arc<StorageLocation>, LocationProblem> {
+    let in_namespace = candidates
         .into_iter()
         .filter(|l| l.namespace().as_deref() == Some(namespace));
     match name {

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::api::{
-    ClusterBackup, ClusterMigration, ClusterRestore, EtcdBackupConfig, ManagedCluster,
+    ClusterBackup, ClusterMigration, ClusterRestore, EtcdBackupConfig, EtcdRestore, ManagedCluster,
     StorageLocation,
 };
 use crate::clock::{Clock, SystemClock};
@@ -32,7 +32,7 @@ use crate::context::{Context, Settings, Stores};
 use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    self, Backoff, cluster_backup, cluster_migration, cluster_restore, etcd_backup,
+    self, Backoff, cluster_backup, cluster_migration, cluster_restore, etcd_backup, etcd_restore,
     managed_cluster, storage_location,
 };
 use crate::runs::Runs;
@@ -337,6 +337,9 @@ async fn controllers(
         .reconcile_on(tokio_stream_of(triggers.etcd))
         .with_config(controller_config());
 
+    // Restores of etcd are validated here and carried out by the agent next to etcd.
+    let etcd_restores = Controller::new(api::<EtcdRestore>(&client, namespace), wc.clone())
+        .with_config(controller_config());
     // Migrations follow their children: the ClusterBackup and ClusterRestore they own.
     let migrations = Controller::new(api::<ClusterMigration>(&client, namespace), wc.clone())
         .owns(api::<ClusterBackup>(&client, namespace), wc.clone())
@@ -385,6 +388,11 @@ async fn controllers(
         error_policy(cluster_migration::CONTROLLER),
         ctx.clone(),
     );
+    let run_etcd_restores = etcd_restores.run(
+        |o, c| with_backoff_reset(etcd_restore::reconcile(o.clone(), c.clone()), o, c),
+        error_policy(etcd_restore::CONTROLLER),
+        ctx.clone(),
+    );
     let run_etcd = etcd_configs.run(
         |o, c| with_backoff_reset(etcd_backup::reconcile(o.clone(), c.clone()), o, c),
         error_policy(etcd_backup::CONTROLLER),
@@ -398,6 +406,7 @@ async fn controllers(
         _ = drain(run_restores.map(|_| ()).boxed()) => {}
         _ = drain(run_migrations.map(|_| ()).boxed()) => {}
         _ = drain(run_etcd.map(|_| ()).boxed()) => {}
+        _ = drain(run_etcd_restores.map(|_| ()).boxed()) => {}
     }
 }
 

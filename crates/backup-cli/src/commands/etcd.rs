@@ -36,6 +36,11 @@ pub enum EtcdCommand {
     Restore(RestoreArgs),
     /// Delete all but the newest N snapshots taken under one name.
     Prune(PruneArgs),
+    /// Run next to a cluster's etcd and carry out the EtcdRestores of that cluster that the
+    /// fleet controller validated (as KKP's etcd launcher does): verify the snapshot, restore it
+    /// into --data-dir (refusing a non-empty one), and report Started, Restoring, then
+    /// Completed or Failed on the object.
+    Agent(Box<super::etcd_agent::AgentArgs>),
 }
 
 /// Where the snapshots are stored.
@@ -114,6 +119,16 @@ pub struct RestoreArgs {
     /// New member data directory; must not exist or be empty.
     #[arg(long)]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub member: MemberArgs,
+    // Needed for an encrypted snapshot; checked before anything is written.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// The restored member's identity in its cluster, and etcd's restore tool.
+#[derive(Args)]
+pub struct MemberArgs {
     /// Name of the restored member (etcd's --name).
     #[arg(long)]
     pub member_name: Option<String>,
@@ -129,9 +144,23 @@ pub struct RestoreArgs {
     /// Path of etcdutl or etcdctl (default: etcdutl, then etcdctl, from PATH).
     #[arg(long)]
     pub restore_tool: Option<PathBuf>,
-    // Needed for an encrypted snapshot; checked before anything is written.
-    #[command(flatten)]
-    pub identity: IdentityArgs,
+}
+
+impl MemberArgs {
+    /// The restore of `backup` into `data_dir` as this member.
+    pub fn request(&self, backup: BackupName, data_dir: PathBuf) -> RestoreRequest {
+        RestoreRequest {
+            backup,
+            data_dir,
+            member: MemberOptions {
+                name: self.member_name.clone(),
+                initial_cluster: self.initial_cluster.clone(),
+                initial_cluster_token: self.initial_cluster_token.clone(),
+                initial_advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
+            },
+            tool: self.restore_tool.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -161,6 +190,7 @@ pub async fn run(command: EtcdCommand) -> Result<ExitCode> {
         EtcdCommand::List(args) => list(args).await,
         EtcdCommand::Restore(args) => restore(args).await,
         EtcdCommand::Prune(args) => prune(args).await,
+        EtcdCommand::Agent(args) => super::etcd_agent::run(*args).await,
     }
 }
 
@@ -316,17 +346,9 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
 
 async fn restore(args: RestoreArgs) -> Result<ExitCode> {
     let repo = args.identity.apply(args.location.open()?)?;
-    let request = RestoreRequest {
-        backup: BackupName::new(&args.backup)?,
-        data_dir: args.data_dir,
-        member: MemberOptions {
-            name: args.member_name,
-            initial_cluster: args.initial_cluster,
-            initial_cluster_token: args.initial_cluster_token,
-            initial_advertise_peer_urls: args.initial_advertise_peer_urls,
-        },
-        tool: args.restore_tool,
-    };
+    let request = args
+        .member
+        .request(BackupName::new(&args.backup)?, args.data_dir);
     let outcome = backup_etcd::restore(&repo, &request).await?;
     println!(
         "restored snapshot {} ({} bytes, revision {}) into {} with {}",

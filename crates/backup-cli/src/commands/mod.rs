@@ -4,6 +4,7 @@ pub(crate) mod backup;
 mod crypt_args;
 mod direct_args;
 pub(crate) mod etcd;
+mod etcd_agent;
 mod location;
 pub(crate) mod restore;
 mod schedule;

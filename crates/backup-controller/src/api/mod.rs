@@ -9,6 +9,7 @@ pub mod cluster_backup;
 pub mod cluster_migration;
 pub mod cluster_restore;
 pub mod etcd_backup_config;
+pub mod etcd_restore;
 pub mod invalid;
 pub mod managed_cluster;
 mod schema;
@@ -30,6 +31,7 @@ pub use cluster_restore::{
 pub use etcd_backup_config::{
     EtcdBackupConfig, EtcdBackupConfigSpec, EtcdBackupConfigStatus, EtcdBackupRecord,
 };
+pub use etcd_restore::{EtcdRestore, EtcdRestorePhase, EtcdRestoreSpec, EtcdRestoreStatus};
 pub use invalid::InvalidField;
 pub use managed_cluster::{
     EngineChoice, EngineKind, EtcdAccess, ManagedCluster, ManagedClusterSpec, ManagedClusterStatus,
@@ -62,6 +64,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterRestore::crd(),
         ClusterMigration::crd(),
         EtcdBackupConfig::crd(),
+        EtcdRestore::crd(),
     ]
 }
 
@@ -82,7 +85,7 @@ mod tests {
     #[test]
     fn every_crd_is_namespaced_in_our_group_with_a_status_subresource_and_columns() {
         let crds = crds();
-        assert_eq!(crds.len(), 6);
+        assert_eq!(crds.len(), 7);
         for crd in &crds {
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(crd.spec.scope, "Namespaced");

@@ -8,6 +8,7 @@ pub mod cluster_backup;
 pub mod cluster_migration;
 pub mod cluster_restore;
 pub mod etcd_backup;
+pub mod etcd_restore;
 pub mod managed_cluster;
 pub mod schedule;
 pub mod storage_location;
