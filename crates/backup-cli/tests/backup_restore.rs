@@ -452,6 +452,17 @@ async fn restore_into_another_cluster_with_a_namespace_mapping() -> Result<()> {
     let mapping = format!("{}:{moved}", ns.name);
     let kc2 = kubeconfig("c2")?;
     let restore = unique_name("rs", "migrate");
+    // Velero's resource modifiers: the settings ConfigMap gets a label (matched as it is in the
+    // backup, under its original namespace).
+    let modifiers = loc.dir.path().join("modifiers.yaml");
+    std::fs::write(
+        &modifiers,
+        format!(
+            "version: v1\nresourceModifierRules:\n- conditions:\n    groupResource: configmaps\n    namespaces: [{}]\n    resourceNameRegex: '^settings$'\n  patches:\n  - operation: add\n    path: /metadata/labels\n    value: '{{\"moved\": \"yes\"}}'\n",
+            ns.name
+        ),
+    )?;
+    let modifiers = modifiers.display().to_string();
     let out = run(&[
         "restore",
         "create",
@@ -464,6 +475,8 @@ async fn restore_into_another_cluster_with_a_namespace_mapping() -> Result<()> {
         &loc.url,
         "--namespace-mapping",
         &mapping,
+        "--resource-modifiers",
+        &modifiers,
         "-o",
         "json",
     ]);
@@ -472,6 +485,21 @@ async fn restore_into_another_cluster_with_a_namespace_mapping() -> Result<()> {
         let summary: serde_json::Value = serde_json::from_str(&stdout(&out))?;
         assert_eq!(summary[0]["phase"], "Completed", "{summary}");
         assert_restored(&c2, &moved).await?;
+        let labels = Api::<ConfigMap>::namespaced(c2.clone(), &moved)
+            .get("settings")
+            .await?
+            .metadata
+            .labels
+            .unwrap_or_default();
+        assert_eq!(labels.get("moved").map(String::as_str), Some("yes"), "{labels:?}");
+        // A malformed document is refused before anything is read or created.
+        let bad = loc.dir.path().join("bad.yaml");
+        std::fs::write(&bad, "version: v1\nresourceModifierRules:\n- conditions: {groupResource: ''}\n  patches: [{operation: remove, path: /a}]\n")?;
+        let refused = run_fails(&[
+            "restore", "create", "never", "--from-backup", &name, "--kubeconfig", &kc2,
+            "--location", &loc.url, "--resource-modifiers", &bad.display().to_string(),
+        ])?;
+        assert!(refused.contains("groupResource"), "{refused}");
         // Only the mapped namespace: nothing under the original name on c2.
         let original = Api::<Namespace>::all(c2.clone()).get_opt(&ns.name).await?;
         assert!(original.is_none(), "{} was created on c2 unmapped", ns.name);

@@ -164,8 +164,20 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
         "a dry run writes nothing to storage"
     );
 
-    // The migration itself.
-    p.apply(migration("dr", false)).await?;
+    // The migration itself, with Velero's resource modifiers from a ConfigMap of the project:
+    // every ConfigMap restored gets a label.
+    Api::<ConfigMap>::namespaced(p.mgmt.clone(), p.name())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "modifiers"},
+                "data": {"rules.yaml": "version: v1\nresourceModifierRules:\n- conditions: {groupResource: configmaps, resourceNameRegex: '^shop-'}\n  mergePatches:\n  - patchData: '{\"metadata\": {\"labels\": {\"restored-by\": \"backupfleet\"}}}'\n"}
+            }))?,
+        )
+        .await?;
+    let mut dr = migration("dr", false);
+    dr["spec"]["resourceModifiers"] = json!({"configMapRef": {"name": "modifiers"}});
+    p.apply(dr).await?;
     let done = p
         .wait_for(
             "ClusterRestore",
@@ -186,6 +198,19 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
         config_maps(&c1, &data.name).await?,
         "c2 holds the same ConfigMaps under the mapped namespace"
     );
+    for i in 0..3 {
+        let labels = Api::<ConfigMap>::namespaced(c2.clone(), &mapped)
+            .get(&format!("shop-{i}"))
+            .await?
+            .metadata
+            .labels
+            .unwrap_or_default();
+        assert_eq!(
+            labels.get("restored-by").map(String::as_str),
+            Some("backupfleet"),
+            "the resource modifier labelled shop-{i}: {labels:?}"
+        );
+    }
     let results = stored_under(&p, "c1", "restores/dr-c2").await?;
     assert!(
         results
@@ -220,6 +245,19 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
             "both",
             json!({"source": {"cluster": "c1", "backupName": "shop", "clusterBackup": "shop"}}),
             "InvalidSpec",
+        ),
+        (
+            "bad-rules",
+            json!({"source": {"cluster": "c1", "backupName": "shop"}, "targetClusters": ["c2"],
+                   "resourceModifiers": {"rules": "version: v2\nresourceModifierRules: []\n"}}),
+            "InvalidSpec",
+        ),
+        (
+            "no-rules",
+            json!({"source": {"cluster": "c1", "backupName": "shop"}, "targetClusters": ["c2"],
+                   "namespaceMapping": {data.name.clone(): unique_name("nr", "restore")},
+                   "resourceModifiers": {"configMapRef": {"name": "absent"}}}),
+            "ResourceModifiersNotFound",
         ),
     ];
     for (name, spec, _) in &refusals {

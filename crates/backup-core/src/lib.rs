@@ -17,6 +17,7 @@ pub mod filter;
 pub mod location;
 pub mod naming;
 pub mod phase;
+pub mod resource_modifiers;
 pub mod retention;
 pub mod schedule;
 pub mod selector;

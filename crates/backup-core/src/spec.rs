@@ -76,6 +76,9 @@ pub enum SpecError {
         /// Why.
         source: NameError,
     },
+    /// The resource modifiers cannot be used.
+    #[error(transparent)]
+    ResourceModifiers(#[from] crate::resource_modifiers::ModifierError),
 }
 
 fn default_true() -> bool {
@@ -219,6 +222,9 @@ pub struct RestoreSpec {
     /// Compute and report, change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Velero's resource modifiers (version v1), applied to each object before it is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_modifiers: Option<crate::resource_modifiers::ResourceModifiers>,
 }
 
 impl RestoreSpec {
@@ -247,6 +253,9 @@ impl RestoreSpec {
                     source,
                 })?;
             }
+        }
+        if let Some(modifiers) = &self.resource_modifiers {
+            modifiers.compile()?;
         }
         Ok(())
     }

@@ -168,6 +168,10 @@ pub struct CreateArgs {
     /// Report what would be created, updated or skipped, without writing anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Velero's resource-modifier rules (a YAML file, `version: v1`): JSON patches or JSON
+    /// merge patches applied to the objects they select before they are created.
+    #[arg(long, value_name = "FILE")]
+    pub resource_modifiers: Option<std::path::PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
@@ -362,6 +366,17 @@ fn spec(args: &CreateArgs) -> Result<RestoreSpec> {
             included_resources: args.restore_status.clone(),
             ..RestoreStatusSpec::default()
         });
+    }
+    if let Some(file) = &args.resource_modifiers {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("--resource-modifiers: cannot read {}", file.display()))?;
+        let document = serde_yaml_ng::from_str(&text).with_context(|| {
+            format!(
+                "--resource-modifiers {}: not a resource-modifier document",
+                file.display()
+            )
+        })?;
+        spec.resource_modifiers = Some(document);
     }
     spec.validate().context("invalid restore")?;
     Ok(spec)

@@ -69,6 +69,30 @@ pub struct ClusterRestoreSpec {
     /// Only report what would be created, updated and skipped; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Velero's resource-modifier rules (version v1), from a ConfigMap of this namespace or
+    /// inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_modifiers: Option<ResourceModifiersSource>,
+}
+
+/// Where resource-modifier rules come from: exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceModifiersSource {
+    /// A ConfigMap (of this namespace) with one key holding the YAML document, as Velero's
+    /// `--resource-modifier-configmap` takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapName>,
+    /// The YAML document itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<String>,
+}
+
+/// A ConfigMap by name.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigMapName {
+    /// Its name.
+    pub name: String,
 }
 
 /// Where the backup comes from.
@@ -316,7 +340,25 @@ impl ClusterRestoreSpec {
             restore_status: self.restore_status.clone(),
             preserve_node_ports: self.preserve_node_ports,
             dry_run: self.dry_run,
+            // Read from the ConfigMap (or the inline text) when the restore starts.
+            resource_modifiers: None,
         };
+        if let Some(source) = &self.resource_modifiers {
+            match (&source.config_map_ref, &source.rules) {
+                (Some(_), None) => {}
+                (None, Some(rules)) => {
+                    backup_core::resource_modifiers::ResourceModifiers::parse(rules).map_err(
+                        |e| InvalidField::new("spec.resourceModifiers.rules", e.to_string()),
+                    )?;
+                }
+                _ => {
+                    return Err(InvalidField::new(
+                        "spec.resourceModifiers",
+                        "set exactly one of configMapRef and rules",
+                    ));
+                }
+            }
+        }
         template.validate().map_err(|e| {
             let field = match e {
                 SpecError::NamespaceMapping { .. } => "spec.namespaceMapping",

@@ -447,6 +447,12 @@ impl RestoreEngine for DirectEngine {
                 report.clone(),
             ),
         );
+        let modifiers = spec
+            .resource_modifiers
+            .as_ref()
+            .map(|m| m.compile())
+            .transpose()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let run = RestoreRun {
             client: self.client.clone(),
             repo: self.repo.clone(),
@@ -455,6 +461,7 @@ impl RestoreEngine for DirectEngine {
             spec: spec.clone(),
             status: status.clone(),
             report,
+            modifiers,
         };
         let repo = self.repo.clone();
         let dry_run = spec.dry_run;

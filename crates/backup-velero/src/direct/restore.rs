@@ -56,6 +56,8 @@ pub struct RestoreRun {
     pub status: SharedStatus,
     /// Live report.
     pub report: Arc<Mutex<RestoreReport>>,
+    /// The spec's resource modifiers, compiled.
+    pub modifiers: Option<backup_core::resource_modifiers::CompiledModifiers>,
 }
 
 fn api_resource(path: &ItemPath, obj: &Value) -> Option<ApiResource> {
@@ -291,6 +293,13 @@ impl RestoreRun {
                 return (None, outcome);
             }
         };
+        let mut original = original;
+        if let Some(modifiers) = &self.modifiers {
+            // As Velero: on the object as the backup holds it, before namespace mapping.
+            for error in modifiers.apply(&mut original, &resource) {
+                lock(journal).error(p.path.namespace.as_deref(), format!("{}: {error}", p.path));
+            }
+        }
         let status_value = original.get("status").cloned();
         let object = prepare(original, &gr, &opts);
         let name = object["metadata"]["name"]

@@ -12,9 +12,10 @@ pub mod plan;
 
 use std::sync::Arc;
 
+use backup_core::resource_modifiers::ResourceModifiers;
 use backup_core::{EngineError, ExistingResourcePolicy};
 use backup_storage::Repository;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -131,7 +132,10 @@ async fn apply(restore: Arc<ClusterRestore>, ctx: Arc<Context>) -> Result<Action
         execute::RestoreJob {
             key,
             object: restore.clone(),
-            spec: valid.restore_spec(&resolved.backup),
+            spec: backup_core::RestoreSpec {
+                resource_modifiers: resolved.modifiers,
+                ..valid.restore_spec(&resolved.backup)
+            },
             repo: resolved.repo,
             location: resolved.location.name,
             targets: resolved.targets,
@@ -155,6 +159,8 @@ struct Resolved {
     backup: String,
     /// The target ManagedClusters, in spec order.
     targets: Vec<Arc<ManagedCluster>>,
+    /// The resource modifiers to apply.
+    modifiers: Option<ResourceModifiers>,
 }
 
 /// A reason and message for a `Ready=False` condition.
@@ -289,12 +295,88 @@ async fn resolve(
         }
     }
 
+    let modifiers = match resource_modifiers(ctx, &namespace, &restore.spec).await? {
+        Ok(modifiers) => modifiers,
+        Err(blocked) => return Ok(Err(blocked)),
+    };
+
     Ok(Ok(Resolved {
         location,
         repo,
         backup,
         targets,
+        modifiers,
     }))
+}
+
+/// The resource-modifier document of the restore, from its ConfigMap or inline, checked.
+async fn resource_modifiers(
+    ctx: &Context,
+    namespace: &str,
+    spec: &crate::api::ClusterRestoreSpec,
+) -> Result<std::result::Result<Option<ResourceModifiers>, Blocked>> {
+    let Some(source) = &spec.resource_modifiers else {
+        return Ok(Ok(None));
+    };
+    let invalid = |what: String, e: String| {
+        Ok(Err((
+            "InvalidResourceModifiers",
+            format!("spec.resourceModifiers ({what}): {e}"),
+        )))
+    };
+    let (what, text) = match (&source.config_map_ref, &source.rules) {
+        (None, Some(rules)) => ("inline rules".to_string(), rules.clone()),
+        (Some(reference), None) => {
+            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+            let what = format!("ConfigMap {}", reference.name);
+            let map = match api.get_opt(&reference.name).await {
+                Ok(Some(map)) => map,
+                Ok(None) => {
+                    return Ok(Err((
+                        "ResourceModifiersNotFound",
+                        format!(
+                            "spec.resourceModifiers.configMapRef: no ConfigMap {:?} in namespace \
+                             {namespace}",
+                            reference.name
+                        ),
+                    )));
+                }
+                Err(e) => {
+                    let error = Error::kube(format!("reading {what}"), e);
+                    if error.is_retryable() {
+                        return Err(error);
+                    }
+                    return invalid(what, error.to_string());
+                }
+            };
+            let data = map.data.unwrap_or_default();
+            if data.len() != 1 {
+                return invalid(
+                    what,
+                    format!(
+                        "it must hold exactly one key (the YAML document), it holds {}",
+                        data.len()
+                    ),
+                );
+            }
+            let text = data.into_values().next().unwrap_or_default();
+            (what, text)
+        }
+        _ => {
+            return invalid(
+                "spec".into(),
+                "set exactly one of configMapRef and rules".into(),
+            );
+        }
+    };
+    let document: ResourceModifiers = match serde_yaml_ng::from_str(&text) {
+        Ok(document) => document,
+        Err(e) => return invalid(what, format!("not a resource-modifier document: {e}")),
+    };
+    if let Err(e) = document.compile() {
+        return invalid(what, e.to_string());
+    }
+    Ok(Ok(Some(document)))
 }
 
 /// The first mapped-to namespace that already exists in `cluster`, as a problem to report.
