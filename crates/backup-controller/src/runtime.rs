@@ -24,15 +24,14 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
 use crate::api::{
-    ClusterBackup, ClusterMigration, ClusterRestore, EtcdBackupConfig, EtcdRestore, ManagedCluster,
-    StorageLocation,
+    ClusterBackup, ClusterMigration, ClusterRestore, EtcdRestore, ManagedCluster, StorageLocation,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::context::{Context, Settings, Stores};
 use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    self, Backoff, cluster_backup, cluster_migration, cluster_restore, etcd_backup, etcd_restore,
+    self, Backoff, cluster_backup, cluster_migration, cluster_restore, etcd_restore,
     managed_cluster, storage_location,
 };
 use crate::runs::Runs;
@@ -333,9 +332,15 @@ async fn controllers(
     let backups = backups.reconcile_on(tokio_stream_of(triggers.backups));
     // Etcd configs look again when their snapshot ended (to write its outcome), and at their
     // next firing.
-    let etcd_configs = Controller::new(api::<EtcdBackupConfig>(&client, namespace), wc.clone())
-        .reconcile_on(tokio_stream_of(triggers.etcd))
-        .with_config(controller_config());
+    #[cfg(feature = "etcd")]
+    let etcd_configs = Controller::new(
+        api::<crate::api::EtcdBackupConfig>(&client, namespace),
+        wc.clone(),
+    )
+    .reconcile_on(tokio_stream_of(triggers.etcd))
+    .with_config(controller_config());
+    #[cfg(not(feature = "etcd"))]
+    drop(triggers.etcd);
 
     // Restores of etcd are validated here and carried out by the agent next to etcd.
     let etcd_restores = Controller::new(api::<EtcdRestore>(&client, namespace), wc.clone())
@@ -393,11 +398,24 @@ async fn controllers(
         error_policy(etcd_restore::CONTROLLER),
         ctx.clone(),
     );
-    let run_etcd = etcd_configs.run(
-        |o, c| with_backoff_reset(etcd_backup::reconcile(o.clone(), c.clone()), o, c),
-        error_policy(etcd_backup::CONTROLLER),
-        ctx.clone(),
-    );
+    #[cfg(feature = "etcd")]
+    let run_etcd = etcd_configs
+        .run(
+            |o, c| {
+                with_backoff_reset(
+                    crate::reconcile::etcd_backup::reconcile(o.clone(), c.clone()),
+                    o,
+                    c,
+                )
+            },
+            error_policy(crate::reconcile::etcd_backup::CONTROLLER),
+            ctx.clone(),
+        )
+        .map(|_| ())
+        .boxed();
+    // Built without snapshots: EtcdBackupConfigs are left to a controller that has them.
+    #[cfg(not(feature = "etcd"))]
+    let run_etcd = futures::stream::pending::<()>().boxed();
     let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| future::ready(()));
     tokio::select! {
         _ = drain(run_locations.map(|_| ()).boxed()) => {}
@@ -405,7 +423,7 @@ async fn controllers(
         _ = drain(run_backups.map(|_| ()).boxed()) => {}
         _ = drain(run_restores.map(|_| ()).boxed()) => {}
         _ = drain(run_migrations.map(|_| ()).boxed()) => {}
-        _ = drain(run_etcd.map(|_| ()).boxed()) => {}
+        _ = drain(run_etcd) => {}
         _ = drain(run_etcd_restores.map(|_| ()).boxed()) => {}
     }
 }

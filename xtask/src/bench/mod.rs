@@ -5,6 +5,7 @@ mod child;
 mod controller;
 #[cfg(feature = "etcd-bench")]
 mod etcd;
+mod etcd_schedule;
 mod resources;
 mod restore;
 mod storage;
@@ -26,6 +27,9 @@ pub enum BenchCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// EtcdBackupConfigs at `@every 1m` on the three local etcds for 10 minutes: every snapshot
+    /// on time (lag from its slot) and rotation exact.
+    EtcdSchedule(etcd_schedule::EtcdScheduleBenchArgs),
     /// Back up and restore 10k small objects: backupctl vs kubectl and the raw paged LIST.
     Resources(resources::ResourcesBenchArgs),
     /// A ClusterRestore of 10k ConfigMaps by the controller vs `backupctl restore create` of the
@@ -63,6 +67,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
             resources::run(args)
         }
+        BenchCommand::EtcdSchedule(args) => etcd_schedule::run(args),
         BenchCommand::Restore(args) => {
             // The peer's restores are measured under GNU time (see bench::child::run_measured).
             crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;

@@ -90,6 +90,10 @@ pub struct EtcdBackupRecord {
     pub backup_name: String,
     /// `InProgress`, `Completed` or `Failed`.
     pub backup_phase: backup_core::Phase,
+    /// When the snapshot actually started (its lag behind `scheduledTime` is the scheduler's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_date_time")]
+    pub backup_start_time: Option<Timestamp>,
     /// When it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]

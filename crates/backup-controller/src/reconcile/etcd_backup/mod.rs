@@ -79,7 +79,7 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
     let live = match ctx.runs.etcd_run(&key) {
         None => Live::Idle,
         Some(run) => match run.finished {
-            Some(finished) => Live::Finished(finished),
+            Some(finished) => Live::Finished(Box::new(finished)),
             None => Live::Running,
         },
     };
@@ -358,11 +358,13 @@ fn start(
     let task_key = key.clone();
     let task_ctx = ctx.clone();
     let task = tokio::spawn(async move {
+        let started = task_ctx.clock.now();
         let outcome = backup_etcd::take_snapshot(&target.repo, &target.connection, &request).await;
         let at = task_ctx.clock.now();
         let record = EtcdBackupRecord {
             scheduled_time: Some(fire.at),
             backup_name: fire.name.clone(),
+            backup_start_time: Some(started),
             backup_finished_time: Some(at),
             ..EtcdBackupRecord::default()
         };

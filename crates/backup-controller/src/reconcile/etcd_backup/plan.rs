@@ -31,7 +31,7 @@ pub enum Live {
     /// One runs here.
     Running,
     /// One ended here; its outcome is not in the status yet.
-    Finished(EtcdFinished),
+    Finished(Box<EtcdFinished>),
 }
 
 /// What the decision reads.
@@ -298,7 +298,12 @@ mod tests {
                 refused: vec![],
                 at: ts(&now),
             };
-            let written = super::plan(&input(&spec, &plan.status, &now, Live::Finished(finished)));
+            let written = super::plan(&input(
+                &spec,
+                &plan.status,
+                &now,
+                Live::Finished(Box::new(finished)),
+            ));
             assert_eq!(written.fire, None, "the next slot is a minute away");
             status = written.status;
         }
