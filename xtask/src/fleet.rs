@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use backup_controller::api::{ClusterBackup, ClusterRestore, ManagedCluster, StorageLocation};
+use backup_controller::api::{
+    ClusterBackup, ClusterRestore, EtcdBackupConfig, ManagedCluster, StorageLocation,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -111,6 +113,50 @@ pub fn managed_cluster(name: &str, secret: &str, labels: Value) -> Value {
     })
 }
 
+/// The S3 credentials Secret of a project made by [`create_project`].
+pub const S3_SECRET: &str = "s3-creds";
+
+/// Sets project `project` up on `mgmt`: our CRDs, its namespace, the S3 credentials Secret
+/// [`S3_SECRET`], a default StorageLocation `main` on the environment's S3 under `prefix`, and
+/// for each of `clusters` (of the environment) a kubeconfig Secret `<name>-kubeconfig` and a
+/// ManagedCluster, which `customize` may change before it is applied.
+pub async fn create_project(
+    mgmt: &Client,
+    state: &tests::env_state::EnvState,
+    project: &str,
+    prefix: &str,
+    clusters: &[&str],
+    customize: impl Fn(&ClusterState, &mut Value),
+) -> Result<()> {
+    tests::controller::install_crds(mgmt, &backup_controller::api::crds()).await?;
+    create_namespace(mgmt, project).await?;
+    secret(
+        mgmt,
+        project,
+        S3_SECRET,
+        "cloud",
+        s3_credentials(&state.s3).as_bytes(),
+    )
+    .await?;
+    apply(
+        &Api::<StorageLocation>::namespaced(mgmt.clone(), project),
+        &s3_location(&state.s3, "main", prefix, S3_SECRET),
+    )
+    .await?;
+    let managed: Api<ManagedCluster> = Api::namespaced(mgmt.clone(), project);
+    for name in clusters {
+        let info = state.cluster(name)?;
+        let kubeconfig = std::fs::read(&info.inline_kubeconfig)
+            .with_context(|| format!("reading {}", info.inline_kubeconfig.display()))?;
+        let secret_name = format!("{name}-kubeconfig");
+        secret(mgmt, project, &secret_name, "kubeconfig", &kubeconfig).await?;
+        let mut cluster = managed_cluster(name, &secret_name, json!({}));
+        customize(info, &mut cluster);
+        apply(&managed, &cluster).await?;
+    }
+    Ok(())
+}
+
 /// Creates namespace `name` (nothing if it exists).
 pub async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
@@ -126,6 +172,7 @@ pub async fn delete_project(client: &Client, name: &str, timeout: Duration) -> R
     if api.get_opt(name).await?.is_none() {
         return Ok(());
     }
+    release_finalizers::<EtcdBackupConfig>(client, name).await?;
     release_finalizers::<ClusterRestore>(client, name).await?;
     release_finalizers::<ClusterBackup>(client, name).await?;
     release_finalizers::<ManagedCluster>(client, name).await?;

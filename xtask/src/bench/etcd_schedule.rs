@@ -33,8 +33,9 @@ pub struct EtcdScheduleBenchArgs {
     pub keep: u32,
 }
 
-const S3_SECRET: &str = "s3-creds";
 const CLUSTERS: [&str; 3] = ["mgmt", "c1", "c2"];
+/// The location's prefix.
+const PREFIX: &str = "etcd";
 
 pub fn run(args: EtcdScheduleBenchArgs) -> Result<()> {
     ensure!(args.minutes >= 2, "--minutes must be at least 2");
@@ -71,46 +72,12 @@ async fn measure(
     binary: &Path,
     controller: &mut Option<ControllerProcess>,
 ) -> Result<()> {
-    tests::controller::install_crds(mgmt, &backup_controller::api::crds()).await?;
-    fleet::create_namespace(mgmt, project).await?;
-    fleet::secret(
-        mgmt,
-        project,
-        S3_SECRET,
-        "cloud",
-        fleet::s3_credentials(&state.s3).as_bytes(),
-    )
-    .await?;
-    let dynamic = |kind: &str, plural: &str| {
-        let resource = kube::api::ApiResource {
-            group: "backupfleet.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "backupfleet.dev/v1alpha1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-        };
-        Api::<kube::api::DynamicObject>::namespaced_with(mgmt.clone(), project, &resource)
-    };
-    fleet::apply(
-        &dynamic("StorageLocation", "storagelocations"),
-        &fleet::s3_location(&state.s3, "main", project, S3_SECRET),
-    )
-    .await?;
-    for name in CLUSTERS {
-        let info = state.cluster(name)?;
-        let secret = format!("{name}-kubeconfig");
-        fleet::secret(
-            mgmt,
-            project,
-            &secret,
-            "kubeconfig",
-            &std::fs::read(&info.inline_kubeconfig)?,
-        )
-        .await?;
-        let mut cluster = fleet::managed_cluster(name, &secret, json!({}));
+    // A short prefix: s3s-fs keeps per-object files named after the whole key, and the file
+    // system refuses names over 255 bytes.
+    fleet::create_project(mgmt, state, project, PREFIX, &CLUSTERS, |info, cluster| {
         cluster["spec"]["etcd"] = json!({"endpoints": [info.etcd_endpoint]});
-        fleet::apply(&dynamic("ManagedCluster", "managedclusters"), &cluster).await?;
-    }
+    })
+    .await?;
     let configs: Api<EtcdBackupConfig> = Api::namespaced(mgmt.clone(), project);
     for name in CLUSTERS {
         fleet::apply(
@@ -227,11 +194,9 @@ async fn measure(
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let repo = backup_storage::Repository::open(
-            &format!("{}/{project}", state.s3.location),
-            &options,
-        )?
-        .scoped_str(project, name)?;
+        let repo =
+            backup_storage::Repository::open(&format!("{}/{PREFIX}", state.s3.location), &options)?
+                .scoped_str(project, name)?;
         let listing = repo.list(backup_core::BackupKind::EtcdSnapshot).await?;
         ensure!(
             listing.problems.is_empty(),

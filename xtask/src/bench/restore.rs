@@ -45,8 +45,6 @@ pub struct RestoreBenchArgs {
     pub rounds: u32,
 }
 
-/// The S3 credentials Secret of the project.
-const S3_SECRET: &str = "s3-creds";
 /// How long one restore may take before the benchmark gives up.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -153,42 +151,7 @@ async fn measure(
     eprintln!("  backup: {:.1} s", made.elapsed.as_secs_f64());
 
     // The project: credentials, the location over the same prefix, c1 and c2.
-    fleet::create_namespace(mgmt, project).await?;
-    fleet::secret(
-        mgmt,
-        project,
-        S3_SECRET,
-        "cloud",
-        fleet::s3_credentials(&state.s3).as_bytes(),
-    )
-    .await?;
-    let dynamic = |kind: &str, plural: &str| {
-        let resource = kube::api::ApiResource {
-            group: "backupfleet.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "backupfleet.dev/v1alpha1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-        };
-        Api::<kube::api::DynamicObject>::namespaced_with(mgmt.clone(), project, &resource)
-    };
-    tests::controller::install_crds(mgmt, &backup_controller::api::crds()).await?;
-    fleet::apply(
-        &dynamic("StorageLocation", "storagelocations"),
-        &fleet::s3_location(&state.s3, "main", prefix, S3_SECRET),
-    )
-    .await?;
-    for name in ["c1", "c2"] {
-        let info = state.cluster(name)?;
-        let kubeconfig = std::fs::read(&info.inline_kubeconfig)?;
-        let secret = format!("{name}-kubeconfig");
-        fleet::secret(mgmt, project, &secret, "kubeconfig", &kubeconfig).await?;
-        fleet::apply(
-            &dynamic("ManagedCluster", "managedclusters"),
-            &fleet::managed_cluster(name, &secret, json!({})),
-        )
-        .await?;
-    }
+    fleet::create_project(mgmt, state, project, prefix, &["c1", "c2"], |_, _| {}).await?;
     let log = crate::env::default_dir()?
         .join("controller-logs")
         .join(format!("{project}.log"));
