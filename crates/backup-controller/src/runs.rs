@@ -61,11 +61,8 @@ struct Nudges {
     pending: std::collections::HashSet<ObjectRef<ClusterBackup>>,
 }
 
-/// A ClusterBackup by namespace, name and uid (a recreated object starts afresh).
-pub type FiredKey = (String, String, String);
-
-/// A ClusterRestore by namespace, name and uid.
-pub type RestoreKey = (String, String, String);
+/// One of our objects by namespace, name and uid (a recreated object starts afresh).
+pub type ObjectKey = (String, String, String);
 
 /// Live runs, listings and the reconcile trigger. Cheap to clone.
 #[derive(Clone)]
@@ -73,12 +70,12 @@ pub struct Runs {
     live: Arc<Mutex<HashMap<RunKey, LiveRun>>>,
     listings: Arc<Mutex<HashMap<RunKey, Listing>>>,
     tasks: Arc<Mutex<HashMap<NamespacedName, Vec<AbortHandle>>>>,
-    fired: Arc<Mutex<HashMap<FiredKey, Timestamp>>>,
+    fired: Arc<Mutex<HashMap<ObjectKey, Timestamp>>>,
     orphan_checks: Arc<Mutex<HashMap<RunKey, Instant>>>,
     nudges: Arc<Mutex<Nudges>>,
-    restores: Arc<Mutex<HashMap<RestoreKey, Option<AbortHandle>>>>,
-    run_now: Arc<Mutex<HashMap<FiredKey, String>>>,
-    etcd: Arc<Mutex<HashMap<FiredKey, EtcdRun>>>,
+    restores: Arc<Mutex<HashMap<ObjectKey, Option<AbortHandle>>>>,
+    run_now: Arc<Mutex<HashMap<ObjectKey, String>>>,
+    etcd: Arc<Mutex<HashMap<ObjectKey, EtcdRun>>>,
     trigger: mpsc::UnboundedSender<ObjectRef<ClusterBackup>>,
     etcd_trigger: mpsc::UnboundedSender<ObjectRef<EtcdBackupConfig>>,
 }
@@ -288,7 +285,7 @@ impl Runs {
 
     /// Claims `key` for a restore about to start in this process; false when one runs already.
     /// Claimed before the status announcing the restore is written, like [`Runs::register`].
-    pub fn claim_restore(&self, key: &RestoreKey) -> bool {
+    pub fn claim_restore(&self, key: &ObjectKey) -> bool {
         let mut restores = lock(&self.restores);
         if restores.contains_key(key) {
             return false;
@@ -298,37 +295,37 @@ impl Runs {
     }
 
     /// Keeps the task of a claimed restore so it can be stopped (unless it already ended).
-    pub fn track_restore(&self, key: &RestoreKey, task: &tokio::task::JoinHandle<()>) {
+    pub fn track_restore(&self, key: &ObjectKey, task: &tokio::task::JoinHandle<()>) {
         if let Some(slot) = lock(&self.restores).get_mut(key) {
             *slot = Some(task.abort_handle());
         }
     }
 
     /// Whether a restore of `key` runs in this process.
-    pub fn restore_running(&self, key: &RestoreKey) -> bool {
+    pub fn restore_running(&self, key: &ObjectKey) -> bool {
         lock(&self.restores).contains_key(key)
     }
 
     /// Releases `key`: its restore ended (its final status is written) or never started.
-    pub fn end_restore(&self, key: &RestoreKey) {
+    pub fn end_restore(&self, key: &ObjectKey) {
         lock(&self.restores).remove(key);
     }
 
     /// Stops the restore of `key` (its ClusterRestore is being deleted).
-    pub fn abort_restore(&self, key: &RestoreKey) {
+    pub fn abort_restore(&self, key: &ObjectKey) {
         if let Some(Some(task)) = lock(&self.restores).remove(key) {
             task.abort();
         }
     }
 
     /// The etcd snapshot of a config (namespace, name, uid) this process runs or ran.
-    pub fn etcd_run(&self, key: &FiredKey) -> Option<EtcdRun> {
+    pub fn etcd_run(&self, key: &ObjectKey) -> Option<EtcdRun> {
         lock(&self.etcd).get(key).cloned()
     }
 
     /// Claims `key` for a snapshot about to start; false when one runs already. Claimed before
     /// the status announcing it is written, like [`Runs::register`].
-    pub fn claim_etcd(&self, key: &FiredKey) -> bool {
+    pub fn claim_etcd(&self, key: &ObjectKey) -> bool {
         let mut etcd = lock(&self.etcd);
         if etcd.contains_key(key) {
             return false;
@@ -338,7 +335,7 @@ impl Runs {
     }
 
     /// Keeps the task of a claimed snapshot so it can be stopped (unless it already ended).
-    pub fn track_etcd(&self, key: &FiredKey, task: &tokio::task::JoinHandle<()>) {
+    pub fn track_etcd(&self, key: &ObjectKey, task: &tokio::task::JoinHandle<()>) {
         if let Some(run) = lock(&self.etcd).get_mut(key)
             && run.finished.is_none()
         {
@@ -350,7 +347,7 @@ impl Runs {
     /// it.
     pub fn finish_etcd(
         &self,
-        key: &FiredKey,
+        key: &ObjectKey,
         config: ObjectRef<EtcdBackupConfig>,
         finished: EtcdFinished,
     ) {
@@ -363,7 +360,7 @@ impl Runs {
 
     /// Releases `key`: its outcome is in the status (or it never started, or the config is
     /// being deleted: its task is stopped).
-    pub fn release_etcd(&self, key: &FiredKey) {
+    pub fn release_etcd(&self, key: &ObjectKey) {
         if let Some(EtcdRun {
             task: Some(task), ..
         }) = lock(&self.etcd).remove(key)

@@ -429,8 +429,7 @@ pub fn fail_unfinished(status: &mut ClusterRestoreStatus, message: &str, now: Ti
     }
 }
 
-/// The condition saying whether the spec, source and targets are usable.
-pub const READY: &str = "Ready";
+pub use super::status::READY;
 
 #[cfg(test)]
 mod tests {

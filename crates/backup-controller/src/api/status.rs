@@ -42,6 +42,10 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
+/// The condition every kind has: whether its spec and what it refers to are usable (its
+/// message says what to fix when not).
+pub const READY: &str = "Ready";
+
 impl Condition {
     /// A condition of `type_` that holds (`True`).
     pub fn met(type_: &str, reason: &str, message: impl Into<String>) -> Self {

@@ -22,8 +22,7 @@ use crate::metrics::LocationLabels;
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "storagelocation";
 
-/// Condition: the spec and credentials can be used.
-pub const READY: &str = "Ready";
+pub use crate::api::status::READY;
 /// Condition: the last probe succeeded.
 pub const AVAILABLE: &str = "Available";
 

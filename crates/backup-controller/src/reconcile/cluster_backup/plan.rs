@@ -31,8 +31,7 @@ use crate::api::{ClusterBackupStatus, ClusterRuns, FleetPhase, RunStatus, ValidC
 use crate::reconcile::schedule::{self, Due, Timing};
 use crate::runs::LiveRun;
 
-/// Condition: the spec, location and clusters can be used.
-pub const READY: &str = "Ready";
+pub use crate::api::status::READY;
 /// Condition: some clusters' last runs did not complete.
 pub const DEGRADED: &str = "Degraded";
 /// Condition: a one-time backup was edited after it ran.

@@ -22,7 +22,7 @@ use crate::api::cluster_restore::{
 };
 use crate::api::{ClusterRestore, FleetPhase, ManagedCluster};
 use crate::context::Context;
-use crate::runs::RestoreKey;
+use crate::runs::ObjectKey;
 
 /// The smallest gap between two progress writes of the status.
 const WRITE_INTERVAL: Duration = Duration::from_secs(1);
@@ -34,7 +34,7 @@ const ERRORS_QUOTED: usize = 3;
 /// A restore to run.
 pub struct RestoreJob {
     /// Its claim.
-    pub key: RestoreKey,
+    pub key: ObjectKey,
     /// The ClusterRestore.
     pub object: Arc<ClusterRestore>,
     /// What every target restores (source resolved).

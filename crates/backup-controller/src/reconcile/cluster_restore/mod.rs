@@ -28,7 +28,7 @@ use crate::api::{ClusterRestore, ManagedCluster};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::locations::ResolvedLocation;
-use crate::runs::RestoreKey;
+use crate::runs::ObjectKey;
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "clusterrestore";
@@ -39,7 +39,7 @@ pub async fn reconcile(restore: Arc<ClusterRestore>, ctx: Arc<Context>) -> Resul
     with_finalizer(CONTROLLER, restore, ctx, apply, cleanup).await
 }
 
-fn key_of(restore: &ClusterRestore) -> RestoreKey {
+fn key_of(restore: &ClusterRestore) -> ObjectKey {
     (
         restore.namespace().unwrap_or_default(),
         restore.name_any(),

@@ -21,7 +21,7 @@ use crate::api::status::{Condition, merge_conditions};
 use crate::api::{EtcdAccess, ManagedCluster, RUN_NOW_ANNOTATION};
 use crate::context::Context;
 use crate::error::Result;
-use crate::runs::{EtcdFinished, FiredKey};
+use crate::runs::{EtcdFinished, ObjectKey};
 use crate::secrets;
 
 /// The controller's name in metrics.
@@ -41,7 +41,7 @@ pub async fn reconcile(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Resu
     with_finalizer(CONTROLLER, config, ctx, apply, cleanup).await
 }
 
-fn key_of(config: &EtcdBackupConfig) -> FiredKey {
+fn key_of(config: &EtcdBackupConfig) -> ObjectKey {
     (
         config.namespace().unwrap_or_default(),
         config.name_any(),
@@ -66,7 +66,8 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
             status.conditions = merge_conditions(
                 &previous.conditions,
                 vec![
-                    Condition::unmet("Ready", "InvalidSpec", field.to_string()).at(now, generation),
+                    Condition::unmet(crate::api::status::READY, "InvalidSpec", field.to_string())
+                        .at(now, generation),
                 ],
             );
             if status != previous {
@@ -153,7 +154,7 @@ fn decide(
 async fn write_and_requeue(
     ctx: &Context,
     config: &EtcdBackupConfig,
-    key: &FiredKey,
+    key: &ObjectKey,
     previous: &crate::api::EtcdBackupConfigStatus,
     decided: plan::Plan,
     live: &Live,
@@ -340,7 +341,7 @@ async fn tls(
 fn start(
     ctx: Arc<Context>,
     config: &EtcdBackupConfig,
-    key: FiredKey,
+    key: ObjectKey,
     spec: &ValidEtcdBackupConfig,
     fire: Firing,
     target: Target,
