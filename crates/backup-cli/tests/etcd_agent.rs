@@ -24,6 +24,19 @@ fn restore(name: &str, cluster: &str, backup: &str) -> Value {
     })
 }
 
+/// Waits until the controller validated EtcdRestore `name`.
+async fn validated(p: &Project, name: &str) -> Result<()> {
+    p.wait_for(
+        "EtcdRestore",
+        name,
+        Duration::from_secs(30),
+        "validated",
+        |r| has_condition(r, "Ready", "True", "Validated"),
+    )
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_restores_validated_etcd_restores_of_its_cluster_and_reports_each() -> Result<()>
 {
@@ -65,14 +78,7 @@ async fn the_agent_restores_validated_etcd_restores_of_its_cluster_and_reports_e
     p.apply(restore("missing", "c1", "no-such-snapshot"))
         .await?;
     p.apply(restore("foreign", "c9", "c1-snap")).await?;
-    p.wait_for(
-        "EtcdRestore",
-        "good",
-        Duration::from_secs(30),
-        "validated",
-        |r| has_condition(r, "Ready", "True", "Validated"),
-    )
-    .await?;
+    validated(&p, "good").await?;
     for (name, reason) in [
         ("missing", "BackupNotFound"),
         ("foreign", "ClusterNotFound"),
@@ -136,14 +142,7 @@ async fn the_agent_restores_validated_etcd_restores_of_its_cluster_and_reports_e
 
     // Into the same directory again: refused, the directory untouched.
     p.apply(restore("again", "c1", "c1-snap")).await?;
-    p.wait_for(
-        "EtcdRestore",
-        "again",
-        Duration::from_secs(30),
-        "validated",
-        |r| has_condition(r, "Ready", "True", "Validated"),
-    )
-    .await?;
+    validated(&p, "again").await?;
     let out = agent(&data_dir);
     assert!(
         !out.status.success(),
@@ -159,14 +158,7 @@ async fn the_agent_restores_validated_etcd_restores_of_its_cluster_and_reports_e
     // A restore an earlier agent was cut off in ends Failed when the agent starts again (the
     // cut-off itself is played here: a real one is over in milliseconds).
     p.apply(restore("cut", "c1", "c1-snap")).await?;
-    p.wait_for(
-        "EtcdRestore",
-        "cut",
-        Duration::from_secs(30),
-        "validated",
-        |r| has_condition(r, "Ready", "True", "Validated"),
-    )
-    .await?;
+    validated(&p, "cut").await?;
     let api = p.api("EtcdRestore", "etcdrestores");
     api.patch_status(
         "cut",
