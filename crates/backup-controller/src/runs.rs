@@ -93,6 +93,8 @@ pub struct Triggers {
 #[derive(Debug, Clone, Default)]
 pub struct EtcdRun {
     task: Option<AbortHandle>,
+    /// The snapshot's name.
+    pub name: String,
     /// Set when the snapshot ended.
     pub finished: Option<EtcdFinished>,
 }
@@ -325,12 +327,18 @@ impl Runs {
 
     /// Claims `key` for a snapshot about to start; false when one runs already. Claimed before
     /// the status announcing it is written, like [`Runs::register`].
-    pub fn claim_etcd(&self, key: &ObjectKey) -> bool {
+    pub fn claim_etcd(&self, key: &ObjectKey, name: &str) -> bool {
         let mut etcd = lock(&self.etcd);
         if etcd.contains_key(key) {
             return false;
         }
-        etcd.insert(key.clone(), EtcdRun::default());
+        etcd.insert(
+            key.clone(),
+            EtcdRun {
+                name: name.to_string(),
+                ..EtcdRun::default()
+            },
+        );
         true
     }
 

@@ -81,7 +81,7 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
         None => Live::Idle,
         Some(run) => match run.finished {
             Some(finished) => Live::Finished(Box::new(finished)),
-            None => Live::Running,
+            None => Live::Running(run.name),
         },
     };
     let target = match target(&ctx, &namespace, &spec).await? {
@@ -97,7 +97,7 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
     let decided = decide(&config, &spec, &previous, live.clone(), None, now);
     match (&decided.fire, target) {
         (Some(fire), Some(target)) => {
-            if !ctx.runs.claim_etcd(&key) {
+            if !ctx.runs.claim_etcd(&key, &fire.name) {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
             if let Err(e) = write_status(&ctx, config.as_ref(), &decided.status).await {
@@ -161,9 +161,14 @@ async fn write_and_requeue(
 ) -> Result<Action> {
     if decided.status != *previous {
         write_status(ctx, config, &decided.status).await?;
+        if matches!(live, Live::Finished(_)) {
+            // Released once the cache shows the outcome written (see `plan`), so no later
+            // reconcile decides on a view without it. The write's watch event comes first.
+            return Ok(Action::requeue(plan::CACHE_CATCH_UP));
+        }
     }
     if let Live::Finished(finished) = live {
-        // Its outcome is in the status now.
+        // Its outcome is in the status, and the cache shows it.
         ctx.runs.release_etcd(key);
         let record = &finished.record;
         ctx.event(

@@ -5,6 +5,11 @@
 //! runs once. A snapshot is recorded (`InProgress`) before it starts; rotation after it marks
 //! the snapshots it deleted, and the list is bounded by `keep`. A new run-now token takes one
 //! snapshot at once, named with its time, without moving the schedule.
+//!
+//! The status read comes from the controller's cache, which can be behind the status this
+//! process just wrote. A decision on such a view would call its own snapshot interrupted or
+//! fire a slot twice, so while the cache does not show the live snapshot's record yet, the
+//! plan waits for it; and an outcome is released only once the cache shows it written.
 
 use std::time::Duration;
 
@@ -28,8 +33,8 @@ pub const INTERRUPTED: &str = "interrupted: the controller stopped (restart or l
 pub enum Live {
     /// None runs here.
     Idle,
-    /// One runs here.
-    Running,
+    /// One runs here, under this name.
+    Running(String),
     /// One ended here; its outcome is not in the status yet.
     Finished(Box<EtcdFinished>),
 }
@@ -79,9 +84,34 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
 }
 
+/// How soon to look again when the cache is behind this process's own write (the write's
+/// watch event normally comes first).
+pub const CACHE_CATCH_UP: Duration = Duration::from_secs(1);
+
+impl Live {
+    /// The name of the snapshot this process runs or ran.
+    fn name(&self) -> Option<&str> {
+        match self {
+            Live::Idle => None,
+            Live::Running(name) => Some(name),
+            Live::Finished(finished) => Some(&finished.record.backup_name),
+        }
+    }
+}
+
 /// Decides; see the module docs.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let previous = input.previous;
+    if let Some(name) = input.live.name()
+        && !previous.last_backups.iter().any(|r| r.backup_name == name)
+    {
+        // The cache does not show the write that announced this snapshot yet.
+        return Plan {
+            fire: None,
+            status: previous.clone(),
+            requeue_after: Some(CACHE_CATCH_UP),
+        };
+    }
     let mut records = previous.last_backups.clone();
     match &input.live {
         Live::Finished(finished) => apply_finished(&mut records, finished),
@@ -92,7 +122,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                 record.message = Some(INTERRUPTED.into());
             }
         }
-        Live::Running => {}
+        Live::Running(_) => {}
     }
 
     let due = schedule::due(&Timing {
@@ -102,7 +132,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         created: input.created,
         now: input.now,
     });
-    let can_fire = input.blocked.is_none() && input.live != Live::Running;
+    // A finished snapshot's outcome is written (and released) before the next one starts.
+    let can_fire = input.blocked.is_none() && input.live == Live::Idle;
     let fire = match (due, input.run_now) {
         (Due::Now(at), _) if can_fire => Some(Firing {
             at,
@@ -346,11 +377,61 @@ mod tests {
         );
         let busy = plan(&input(
             &spec,
-            &previous,
+            &late.status,
             "2026-11-30T10:09:30Z",
-            Live::Running,
+            Live::Running(late.status.last_backups[0].backup_name.clone()),
         ));
         assert_eq!(busy.fire, None);
+        assert_eq!(busy.status.last_backups[0].backup_phase, Phase::InProgress);
+    }
+
+    #[test]
+    fn a_cache_behind_this_process_own_write_is_waited_for_not_acted_on() {
+        let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@every 1m"}));
+        let before = EtcdBackupConfigStatus {
+            last_schedule_time: Some(ts("2026-11-30T10:00:00Z")),
+            ..EtcdBackupConfigStatus::default()
+        };
+        let fired = plan(&input(&spec, &before, "2026-11-30T10:01:00.1Z", Live::Idle));
+        let record = fired.status.last_backups[0].clone();
+        let finished = EtcdFinished {
+            record: EtcdBackupRecord {
+                backup_phase: Phase::Failed,
+                message: Some("etcd at 127.0.0.1:1 refused".into()),
+                ..record.clone()
+            },
+            deleted: vec![],
+            refused: vec![],
+            at: ts("2026-11-30T10:01:00.3Z"),
+        };
+        // The snapshot ended before the cache saw the status announcing it: nothing is
+        // decided on the old view (which lacks the record and would fire the slot again).
+        for live in [
+            Live::Running(record.backup_name.clone()),
+            Live::Finished(Box::new(finished.clone())),
+        ] {
+            let behind = plan(&input(&spec, &before, "2026-11-30T10:01:00.4Z", live));
+            assert_eq!(behind.fire, None);
+            assert_eq!(behind.status, before, "nothing written from a stale view");
+            assert_eq!(behind.requeue_after, Some(CACHE_CATCH_UP));
+        }
+        // Caught up: the outcome is written as it happened, not called interrupted.
+        let written = plan(&input(
+            &spec,
+            &fired.status,
+            "2026-11-30T10:01:00.5Z",
+            Live::Finished(Box::new(finished.clone())),
+        ));
+        assert_eq!(written.status.last_backups[0], finished.record);
+        // Written and seen: deciding again changes nothing, so the outcome can be released.
+        let seen = plan(&input(
+            &spec,
+            &written.status,
+            "2026-11-30T10:01:00.6Z",
+            Live::Finished(Box::new(finished)),
+        ));
+        assert_eq!(seen.status, written.status);
+        assert_eq!(seen.fire, None, "the next slot waits for the release");
     }
 
     #[test]
@@ -416,7 +497,12 @@ mod tests {
             Some(ts("2026-12-01T00:00:00Z"))
         );
         // While it runs, nothing more starts.
-        let mut again = input(&spec, &plan.status, "2026-11-30T10:30:01Z", Live::Running);
+        let mut again = input(
+            &spec,
+            &plan.status,
+            "2026-11-30T10:30:01Z",
+            Live::Running(fire.name.clone()),
+        );
         again.run_now = Some("other");
         assert_eq!(super::plan(&again).fire, None);
     }
