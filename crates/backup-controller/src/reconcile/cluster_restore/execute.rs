@@ -3,9 +3,9 @@
 //! and once more at the end) and an Event per finished cluster.
 //!
 //! The reconcile claims the restore in [`Runs`](crate::runs::Runs) before it writes the
-//! status announcing it, and this task releases the claim after the final status is written:
-//! while claimed, reconciles leave the status to this task; after a crash, the next leader
-//! finds the restore unfinished and unclaimed, and marks it interrupted.
+//! status announcing it, and releases the claim once its cache shows the final status this
+//! task wrote: while claimed, reconciles leave the status to this task; after a crash, the
+//! next leader finds the restore unfinished and unclaimed, and marks it interrupted.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,9 +111,13 @@ async fn run(ctx: Arc<Context>, job: RestoreJob) {
     status.phase = aggregate_phase(&status.clusters);
     status.completion_timestamp = Some(ctx.clock.now());
     let mut wait = Duration::from_secs(1);
+    let mut written = false;
     for attempt in 1..=FINAL_WRITE_ATTEMPTS {
         match write_status(&ctx, job.object.as_ref(), &status).await {
-            Ok(()) => break,
+            Ok(()) => {
+                written = true;
+                break;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, attempt, "writing a restore's final status failed");
                 tokio::time::sleep(wait).await;
@@ -143,7 +147,11 @@ async fn run(ctx: Arc<Context>, job: RestoreJob) {
         ),
     )
     .await;
-    ctx.runs.end_restore(&job.key);
+    if !written {
+        // No final status will reach the cache to release the claim; the next reconcile
+        // finds the restore unfinished and says it was interrupted.
+        ctx.runs.end_restore(&job.key);
+    }
 }
 
 /// Restores into one target; every outcome ends in its entry of the status.

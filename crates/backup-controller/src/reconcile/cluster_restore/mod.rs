@@ -62,6 +62,10 @@ async fn apply(restore: Arc<ClusterRestore>, ctx: Arc<Context>) -> Result<Action
     });
     let valid = match decision {
         Decision::Nothing => return Ok(Action::await_change()),
+        Decision::Release => {
+            ctx.runs.end_restore(&key);
+            return Ok(Action::await_change());
+        }
         Decision::Write(status) => {
             if let Some(ready) = find(&status.conditions, READY)
                 && !ready.is_true()

@@ -34,7 +34,8 @@ pub struct PlanInput<'a> {
     pub spec: &'a Result<ValidClusterRestore, InvalidField>,
     /// The status as last written.
     pub previous: &'a ClusterRestoreStatus,
-    /// Whether this process runs the restore now.
+    /// Whether this process claimed the restore (it runs, or its final status is not yet
+    /// seen in the cache).
     pub running_here: bool,
 }
 
@@ -47,13 +48,22 @@ pub enum Decision {
     Write(ClusterRestoreStatus),
     /// Resolve the source and the targets, then start.
     Start,
+    /// The cache shows the final status this process wrote: release the claim.
+    Release,
 }
 
 /// Decides what a reconcile does.
 pub fn plan(input: &PlanInput<'_>) -> Decision {
     let previous = input.previous;
     if input.running_here {
-        return Decision::Nothing;
+        // The claim is held until the cache shows the final status: released earlier, a
+        // reconcile on a view from before the start would start the restore again, and one
+        // on a view from before the end would call it interrupted.
+        return if previous.completion_timestamp.is_some() {
+            Decision::Release
+        } else {
+            Decision::Nothing
+        };
     }
     if was_started(previous) {
         let mut status = previous.clone();
@@ -267,10 +277,17 @@ mod tests {
     }
 
     #[test]
-    fn while_it_runs_here_the_reconcile_writes_nothing() {
+    fn while_it_runs_here_the_reconcile_writes_nothing_and_releases_once_the_end_is_seen() {
         let spec = valid();
-        let previous = started_status();
-        assert_eq!(plan(&input(&spec, &previous, 1, true)), Decision::Nothing);
+        // A cache behind the start, or showing the restore under way: nothing is decided
+        // (not a second start, not "interrupted").
+        for previous in [ClusterRestoreStatus::default(), started_status()] {
+            assert_eq!(plan(&input(&spec, &previous, 1, true)), Decision::Nothing);
+        }
+        let mut ended = started_status();
+        ended.phase = Some(FleetPhase::Completed);
+        ended.completion_timestamp = Some(now());
+        assert_eq!(plan(&input(&spec, &ended, 1, true)), Decision::Release);
     }
 
     #[test]
