@@ -1025,3 +1025,68 @@ async fn restore_from_a_schedule_uses_its_newest_completed_backup() -> Result<()
     ns.delete().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn additional_items_are_backed_up_besides_the_filter_once_each() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "extra").await?;
+    let other = TestNamespace::create(&c1, "extra-other").await?;
+    config_map(&c1, &ns.name, "labelled", &[("k", "v")], &[("pick", "me")]).await?;
+    config_map(&c1, &ns.name, "unlabelled", &[("k", "v")], &[]).await?;
+    config_map(&c1, &other.name, "named", &[("k", "v")], &[]).await?;
+    config_map(
+        &c1,
+        &other.name,
+        "excluded",
+        &[("k", "v")],
+        &[("velero.io/exclude-from-backup", "true")],
+    )
+    .await?;
+    let repo = repository("extra")?;
+    let engine = DirectEngine::new(c1.clone(), repo.clone());
+    let mut spec = BackupSpec::default();
+    spec.filter.or_label_selectors = vec![serde_json::from_value(
+        json!({"matchLabels": {"pick": "me"}}),
+    )?];
+    let item = |namespace: &str, name: &str| backup_velero::direct::AdditionalItem {
+        group_resource: backup_core::GroupResource::parse("configmaps"),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    };
+    let additional = vec![
+        // Already selected by the filter: written once.
+        item(&ns.name, "labelled"),
+        item(&other.name, "named"),
+        // The exclude label wins, as in Velero.
+        item(&other.name, "excluded"),
+        item(&other.name, "missing"),
+    ];
+    engine.start_backup_with("extra", &spec, additional).await?;
+    let status = tokio::time::timeout(TIMEOUT, engine.wait_backup("extra")).await??;
+    assert_eq!(status.phase, Phase::Completed, "{:?}", status.errors);
+    assert!(
+        status
+            .warnings
+            .iter()
+            .any(|w| w.contains(&format!("{}/missing", other.name)) && w.contains("does not exist")),
+        "{:?}",
+        status.warnings
+    );
+    let list: ResourceList =
+        gunzip_json(&artifact(&repo, "extra", "extra-resource-list.json.gz").await?)?;
+    let mut config_maps = list.0["v1/ConfigMap"].clone();
+    config_maps.sort();
+    let mut expected = vec![
+        format!("{}/labelled", ns.name),
+        format!("{}/named", other.name),
+    ];
+    expected.sort();
+    assert_eq!(config_maps, expected);
+    // The namespaces of additional items come with them, as for any item.
+    let namespaces = &list.0["v1/Namespace"];
+    assert!(namespaces.contains(&other.name), "{namespaces:?}");
+    ns.delete().await?;
+    other.delete().await?;
+    Ok(())
+}

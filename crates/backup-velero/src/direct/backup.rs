@@ -38,6 +38,19 @@ const RELATED_GETS: usize = 16;
 /// The label that keeps an object out of every backup.
 pub const EXCLUDE_LABEL: &str = "velero.io/exclude-from-backup";
 
+/// A namespaced object backed up whatever the filter says: Velero's "additional items", which
+/// a BackupItemAction returns for an item and which skip the include/exclude filters (the
+/// exclude label still wins). The caller knows why they belong together, the engine does not.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AdditionalItem {
+    /// Its kind, e.g. `secrets` or `configmaps`.
+    pub group_resource: GroupResource,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
 /// One item on its way into the tarball.
 struct TarItem {
     path: ItemPath,
@@ -63,6 +76,8 @@ pub struct BackupRun {
     pub resources: Vec<Discovered>,
     /// API groups discovery could not read (recorded as warnings).
     pub discovery_warnings: Vec<String>,
+    /// Objects backed up besides the filter's.
+    pub additional: Vec<AdditionalItem>,
 }
 
 /// Cluster-scoped objects related to included items, fetched by name.
@@ -287,6 +302,75 @@ impl Listing {
     }
 }
 
+impl Listing {
+    /// Fetches the additional items of one kind that the filter did not already select: one
+    /// GET each for a few, one paged LIST across namespaces for many. An item that does not
+    /// exist is a warning: the backup holds what there is.
+    async fn get_additional(
+        &self,
+        d: &Discovered,
+        wanted: &BTreeSet<(String, String)>,
+    ) -> Result<(), ()> {
+        let mut found = BTreeSet::new();
+        if wanted.len() > RELATED_GETS {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &d.api);
+            let mut params = ListParams::default().limit(PAGE_SIZE);
+            loop {
+                let page = match api.list(&params).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        self.list_failed(d, None, e);
+                        return Ok(());
+                    }
+                };
+                for obj in page.items {
+                    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+                    if wanted.contains(&key) {
+                        found.insert(key);
+                        self.emit_additional(d, obj).await?;
+                    }
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        } else {
+            for (namespace, name) in wanted {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), namespace, &d.api);
+                match api.get_opt(name).await {
+                    Ok(Some(obj)) => {
+                        found.insert((namespace.clone(), name.clone()));
+                        self.emit_additional(d, obj).await?;
+                    }
+                    Ok(None) => {}
+                    Err(e) => self.list_failed(d, Some(namespace), e),
+                }
+            }
+        }
+        for (namespace, name) in wanted.difference(&found) {
+            lock(&self.journal).warn(
+                Some(namespace),
+                format!(
+                    "{} {namespace}/{name} was asked for but does not exist",
+                    d.group_resource
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Emits an additional item unless the filter's listing already did, or it is excluded.
+    async fn emit_additional(&self, d: &Discovered, obj: DynamicObject) -> Result<(), ()> {
+        if is_excluded(&obj) || self.selected(d, &obj) {
+            return Ok(());
+        }
+        self.status.add_total(1);
+        self.emit(d, obj).await
+    }
+}
+
 /// The namespaces the filter selects, from the cluster's list (or, when that is forbidden,
 /// the literal names in the include list).
 async fn selected_namespaces(
@@ -389,6 +473,32 @@ impl BackupRun {
                 .collect()
                 .await;
             results.into_iter().collect::<Result<(), ()>>()?;
+            // Additional items before the cluster-scoped pass, which adds their namespaces.
+            let mut additional: BTreeMap<&GroupResource, BTreeSet<(String, String)>> =
+                BTreeMap::new();
+            for item in &this.additional {
+                additional
+                    .entry(&item.group_resource)
+                    .or_default()
+                    .insert((item.namespace.clone(), item.name.clone()));
+            }
+            for (group_resource, wanted) in additional {
+                match this
+                    .resources
+                    .iter()
+                    .find(|d| d.namespaced && &d.group_resource == group_resource)
+                {
+                    Some(d) => listing.get_additional(d, &wanted).await?,
+                    None => lock(&journal_p).warn(
+                        None,
+                        format!(
+                            "{group_resource} is not a namespaced kind of this cluster: {} \
+                             additional item(s) skipped",
+                            wanted.len()
+                        ),
+                    ),
+                }
+            }
             let related =
                 std::mem::take(&mut *listing.related.lock().unwrap_or_else(|e| e.into_inner()));
             for d in this.resources.iter().filter(|d| !d.namespaced) {

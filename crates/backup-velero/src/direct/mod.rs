@@ -43,7 +43,7 @@ use backup_storage::{BackupName, Repository};
 use futures::StreamExt;
 use kube::Client;
 
-pub use backup::{EXCLUDE_LABEL, PAGE_SIZE};
+pub use backup::{AdditionalItem, EXCLUDE_LABEL, PAGE_SIZE};
 pub use errors::{engine_error, storage_error};
 pub use lookup::{SCHEDULE_LABEL, list_restores, newest_completed, stored_restore};
 pub use report::{Action, ItemOutcome, RestoreReport};
@@ -126,6 +126,90 @@ impl DirectEngine {
     pub fn with_storage_location(mut self, name: impl Into<String>) -> Self {
         self.storage_location = name.into();
         self
+    }
+
+    /// [`BackupEngine::start_backup`] with objects backed up besides the filter's (see
+    /// [`AdditionalItem`]): for a caller that knows which objects belong together, as the
+    /// controller's backup of the management cluster knows the Secrets its objects reference.
+    pub async fn start_backup_with(
+        &self,
+        name: &str,
+        spec: &BackupSpec,
+        additional: Vec<AdditionalItem>,
+    ) -> Result<(), EngineError> {
+        let name_ok = backup_name(name)?;
+        if spec.kind != BackupKind::Resources {
+            return Err(EngineError::Invalid(format!(
+                "the direct engine backs up resources, not {:?}; use the etcd engine",
+                spec.kind
+            )));
+        }
+        spec.validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if let Some(op) = locked(&self.backups).get(name) {
+            return if &op.spec == spec {
+                Ok(())
+            } else {
+                Err(EngineError::AlreadyExists {
+                    what: "backup",
+                    name: name.into(),
+                })
+            };
+        }
+        match self
+            .repo
+            .get_manifest(BackupKind::Resources, &name_ok)
+            .await
+        {
+            Ok(_) => {
+                return Err(EngineError::AlreadyExists {
+                    what: "backup",
+                    name: name.into(),
+                });
+            }
+            Err(backup_storage::StorageError::BackupNotFound { .. }) => {}
+            Err(e) => return Err(storage_error(e)),
+        }
+        let found = match &self.discovery {
+            Some(cache) => cache.get(&self.client).await,
+            None => discovery::discover(&self.client).await.map(Arc::new),
+        }
+        .map_err(backup::preflight_error)?;
+        let status = SharedStatus::default();
+        {
+            let mut backups = locked(&self.backups);
+            if backups.contains_key(name) {
+                return Err(EngineError::AlreadyExists {
+                    what: "backup",
+                    name: name.into(),
+                });
+            }
+            backups.insert(
+                name.into(),
+                Operation {
+                    spec: spec.clone(),
+                    status: status.clone(),
+                },
+            );
+        }
+        let run = BackupRun {
+            client: self.client.clone(),
+            repo: self.repo.clone(),
+            name: name_ok,
+            spec: spec.clone(),
+            storage_location: self.storage_location.clone(),
+            status: status.clone(),
+            resources: found.resources.clone(),
+            discovery_warnings: found.warnings.clone(),
+            additional,
+        };
+        self.track(tokio::spawn(async move {
+            if let Err(e) = run.run().await {
+                tracing::warn!(error = %e, "direct backup failed");
+                failed(&status, &e);
+            }
+        }));
+        Ok(())
     }
 
     /// The repository backups go to.
@@ -276,78 +360,7 @@ fn mark_failed(s: &mut BackupStatus, e: &EngineError) {
 impl BackupEngine for DirectEngine {
     /// Validates, checks the name is free and the cluster reachable, then runs in the background.
     async fn start_backup(&self, name: &str, spec: &BackupSpec) -> Result<(), EngineError> {
-        let name_ok = backup_name(name)?;
-        if spec.kind != BackupKind::Resources {
-            return Err(EngineError::Invalid(format!(
-                "the direct engine backs up resources, not {:?}; use the etcd engine",
-                spec.kind
-            )));
-        }
-        spec.validate()
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        if let Some(op) = locked(&self.backups).get(name) {
-            return if &op.spec == spec {
-                Ok(())
-            } else {
-                Err(EngineError::AlreadyExists {
-                    what: "backup",
-                    name: name.into(),
-                })
-            };
-        }
-        match self
-            .repo
-            .get_manifest(BackupKind::Resources, &name_ok)
-            .await
-        {
-            Ok(_) => {
-                return Err(EngineError::AlreadyExists {
-                    what: "backup",
-                    name: name.into(),
-                });
-            }
-            Err(backup_storage::StorageError::BackupNotFound { .. }) => {}
-            Err(e) => return Err(storage_error(e)),
-        }
-        let found = match &self.discovery {
-            Some(cache) => cache.get(&self.client).await,
-            None => discovery::discover(&self.client).await.map(Arc::new),
-        }
-        .map_err(backup::preflight_error)?;
-        let status = SharedStatus::default();
-        {
-            let mut backups = locked(&self.backups);
-            if backups.contains_key(name) {
-                return Err(EngineError::AlreadyExists {
-                    what: "backup",
-                    name: name.into(),
-                });
-            }
-            backups.insert(
-                name.into(),
-                Operation {
-                    spec: spec.clone(),
-                    status: status.clone(),
-                },
-            );
-        }
-        let run = BackupRun {
-            client: self.client.clone(),
-            repo: self.repo.clone(),
-            name: name_ok,
-            spec: spec.clone(),
-            storage_location: self.storage_location.clone(),
-            status: status.clone(),
-            resources: found.resources.clone(),
-            discovery_warnings: found.warnings.clone(),
-        };
-        self.track(tokio::spawn(async move {
-            if let Err(e) = run.run().await {
-                tracing::warn!(error = %e, "direct backup failed");
-                failed(&status, &e);
-            }
-        }));
-        Ok(())
+        self.start_backup_with(name, spec, Vec::new()).await
     }
 
     /// The live status of a backup this engine runs; otherwise what its manifest records
