@@ -263,12 +263,16 @@ impl RestoreRun {
             .map(|ns| self.spec.target_namespace(ns).to_string());
         let gr = p.gr();
         let resource = gr.to_string();
+        // Velero matches these lists as it matches included/excluded resources (`*`, globs,
+        // `resource.group`); nothing is restored with status when the include list is empty.
         let keep_status = self.spec.restore_status.as_ref().is_some_and(|s| {
-            let m = |list: &[String]| {
-                list.iter()
-                    .any(|r| r == "*" || *r == resource || *r == p.path.resource)
-            };
-            m(&s.included_resources) && !m(&s.excluded_resources)
+            !s.included_resources.is_empty()
+                && backup_core::ResourceFilter {
+                    included_resources: s.included_resources.clone(),
+                    excluded_resources: s.excluded_resources.clone(),
+                    ..backup_core::ResourceFilter::default()
+                }
+                .matches_resource(&gr)
         });
         let opts = PrepareOptions {
             backup_name: self.backup.as_str(),
