@@ -96,15 +96,21 @@ impl Manifest {
     /// records no phase (its writer commits only complete backups). A phase that cannot be
     /// read is an error, so retention never guesses.
     pub fn succeeded(&self) -> Result<bool> {
+        self.phase().map(|phase| phase.is_successful())
+    }
+
+    /// The phase the backup was committed with: the recorded one, or `Completed` when none is
+    /// recorded (its writer commits only complete backups). Unreadable is an error.
+    pub fn phase(&self) -> Result<backup_core::Phase> {
         match self.attributes.get(PHASE_ATTRIBUTE) {
-            None => Ok(true),
-            Some(text) => text
-                .parse::<backup_core::Phase>()
-                .map(|phase| phase.is_successful())
-                .map_err(|e| StorageError::CorruptManifest {
-                    backup: self.name.to_string(),
-                    reason: format!("attribute {PHASE_ATTRIBUTE}: {e}"),
-                }),
+            None => Ok(backup_core::Phase::Completed),
+            Some(text) => {
+                text.parse::<backup_core::Phase>()
+                    .map_err(|e| StorageError::CorruptManifest {
+                        backup: self.name.to_string(),
+                        reason: format!("attribute {PHASE_ATTRIBUTE}: {e}"),
+                    })
+            }
         }
     }
 
