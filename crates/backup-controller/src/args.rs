@@ -44,7 +44,9 @@ pub struct RunArgs {
     /// Address of /livez, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub admin_addr: SocketAddr,
-    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
+    /// The controller's own namespace (default: $POD_NAMESPACE, else `default`): where its
+    /// leader-election Lease lives, and the only namespace whose ManagementBackups are
+    /// honoured (they read every project).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
     /// This replica's identity in the Lease (default: $POD_NAME, else hostname-pid).
@@ -67,6 +69,17 @@ pub struct RunArgs {
     /// (it is also read after every run).
     #[arg(long, default_value = "10m", value_parser = duration)]
     pub storage_resync: Duration,
+    /// The release this controller runs as (default: its version; the Helm chart passes its
+    /// appVersion). ManagementBackups with performOnManagementUpgrade take a backup named
+    /// after it when it differs from the release they last saw.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"), value_parser = release)]
+    pub release: String,
+}
+
+fn release(text: &str) -> Result<String, String> {
+    backup_controller::api::management_backup::release_slug(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.message)
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -80,6 +93,7 @@ fn signed_duration(text: &str) -> Result<jiff::SignedDuration, String> {
 impl RunArgs {
     /// The runtime's configuration.
     pub fn into_config(self) -> RunConfig {
+        let management_namespace = self.lease_namespace.clone();
         let identity = self.identity.unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
@@ -98,6 +112,8 @@ impl RunArgs {
                 cluster_probe_every: self.cluster_probe_every,
                 storage_resync: self.storage_resync,
                 orphan_grace: self.orphan_grace,
+                management_namespace,
+                release: self.release,
                 ..Settings::default()
             },
         }

@@ -32,6 +32,10 @@ pub struct Settings {
     /// How long an uncommitted upload must have stood still before it is removed as what an
     /// interrupted run left behind (so a run still uploading into the scope is never touched).
     pub orphan_grace: jiff::SignedDuration,
+    /// The controller's own namespace: the only one whose ManagementBackups are honoured.
+    pub management_namespace: String,
+    /// The release this controller runs as; ManagementBackups owe a backup when it changes.
+    pub release: String,
 }
 
 impl Default for Settings {
@@ -41,6 +45,8 @@ impl Default for Settings {
             storage_resync: Duration::from_secs(600),
             poll_every: Duration::from_millis(500),
             orphan_grace: jiff::SignedDuration::from_hours(24),
+            management_namespace: "default".into(),
+            release: env!("CARGO_PKG_VERSION").into(),
         }
     }
 }

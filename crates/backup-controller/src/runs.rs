@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::NamespacedName;
 use crate::api::ClusterBackup;
-use crate::api::etcd_backup_config::{EtcdBackupConfig, EtcdBackupRecord};
+use crate::api::{BackupRecord, EtcdBackupConfig, ManagementBackup};
 
 /// The smallest gap between two status refreshes a ClusterBackup's runs ask for.
 pub const NUDGE_INTERVAL: Duration = Duration::from_secs(1);
@@ -75,9 +75,10 @@ pub struct Runs {
     nudges: Arc<Mutex<Nudges>>,
     restores: Arc<Mutex<HashMap<ObjectKey, Option<AbortHandle>>>>,
     run_now: Arc<Mutex<HashMap<ObjectKey, String>>>,
-    etcd: Arc<Mutex<HashMap<ObjectKey, EtcdRun>>>,
+    recorded: Arc<Mutex<HashMap<ObjectKey, RecordedRun>>>,
     trigger: mpsc::UnboundedSender<ObjectRef<ClusterBackup>>,
     etcd_trigger: mpsc::UnboundedSender<ObjectRef<EtcdBackupConfig>>,
+    management_trigger: mpsc::UnboundedSender<ObjectRef<ManagementBackup>>,
 }
 
 /// Where reconcile requests from running work come out.
@@ -86,30 +87,40 @@ pub struct Triggers {
     pub backups: mpsc::UnboundedReceiver<ObjectRef<ClusterBackup>>,
     /// EtcdBackupConfigs whose snapshot ended.
     pub etcd: mpsc::UnboundedReceiver<ObjectRef<EtcdBackupConfig>>,
+    /// ManagementBackups whose run ended.
+    pub management: mpsc::UnboundedReceiver<ObjectRef<ManagementBackup>>,
 }
 
-/// An etcd snapshot this process runs for an EtcdBackupConfig, or its outcome not yet written
-/// into the object's status.
+/// The run this process has for an object that records its runs (an EtcdBackupConfig's
+/// snapshot, a ManagementBackup's backup), or its outcome not yet seen in the object's status.
 #[derive(Debug, Clone, Default)]
-pub struct EtcdRun {
+pub struct RecordedRun {
     task: Option<AbortHandle>,
-    /// The snapshot's name.
+    /// The run's name.
     pub name: String,
-    /// Set when the snapshot ended.
-    pub finished: Option<EtcdFinished>,
+    /// Set when the run ended.
+    pub finished: Option<RunFinished>,
 }
 
-/// How an etcd snapshot ended.
+/// How a recorded run ended.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EtcdFinished {
+pub struct RunFinished {
     /// Its record, final.
-    pub record: EtcdBackupRecord,
-    /// Snapshots rotation deleted after it.
+    pub record: BackupRecord,
+    /// Runs rotation deleted after it.
     pub deleted: Vec<String>,
-    /// Snapshots rotation could not delete, with why.
+    /// Runs rotation could not delete, with why.
     pub refused: Vec<(String, String)>,
     /// When rotation ended.
     pub at: Timestamp,
+}
+
+/// Which object to reconcile when its recorded run ends.
+pub enum Wake {
+    /// An EtcdBackupConfig.
+    Etcd(ObjectRef<EtcdBackupConfig>),
+    /// A ManagementBackup.
+    Management(ObjectRef<ManagementBackup>),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,6 +132,7 @@ impl Runs {
     pub fn new() -> (Self, Triggers) {
         let (trigger, receiver) = mpsc::unbounded_channel();
         let (etcd_trigger, etcd_receiver) = mpsc::unbounded_channel();
+        let (management_trigger, management_receiver) = mpsc::unbounded_channel();
         let runs = Runs {
             live: Arc::default(),
             listings: Arc::default(),
@@ -130,15 +142,17 @@ impl Runs {
             nudges: Arc::default(),
             restores: Arc::default(),
             run_now: Arc::default(),
-            etcd: Arc::default(),
+            recorded: Arc::default(),
             trigger,
             etcd_trigger,
+            management_trigger,
         };
         (
             runs,
             Triggers {
                 backups: receiver,
                 etcd: etcd_receiver,
+                management: management_receiver,
             },
         )
     }
@@ -320,58 +334,55 @@ impl Runs {
         }
     }
 
-    /// The etcd snapshot of a config (namespace, name, uid) this process runs or ran.
-    pub fn etcd_run(&self, key: &ObjectKey) -> Option<EtcdRun> {
-        lock(&self.etcd).get(key).cloned()
+    /// The recorded run of an object (namespace, name, uid) this process runs or ran.
+    pub fn recorded_run(&self, key: &ObjectKey) -> Option<RecordedRun> {
+        lock(&self.recorded).get(key).cloned()
     }
 
-    /// Claims `key` for a snapshot about to start; false when one runs already. Claimed before
-    /// the status announcing it is written, like [`Runs::register`].
-    pub fn claim_etcd(&self, key: &ObjectKey, name: &str) -> bool {
-        let mut etcd = lock(&self.etcd);
-        if etcd.contains_key(key) {
+    /// Claims `key` for a run named `name` about to start; false when one runs already.
+    /// Claimed before the status announcing it is written, like [`Runs::register`].
+    pub fn claim_recorded(&self, key: &ObjectKey, name: &str) -> bool {
+        let mut recorded = lock(&self.recorded);
+        if recorded.contains_key(key) {
             return false;
         }
-        etcd.insert(
+        recorded.insert(
             key.clone(),
-            EtcdRun {
+            RecordedRun {
                 name: name.to_string(),
-                ..EtcdRun::default()
+                ..RecordedRun::default()
             },
         );
         true
     }
 
-    /// Keeps the task of a claimed snapshot so it can be stopped (unless it already ended).
-    pub fn track_etcd(&self, key: &ObjectKey, task: &tokio::task::JoinHandle<()>) {
-        if let Some(run) = lock(&self.etcd).get_mut(key)
+    /// Keeps the task of a claimed run so it can be stopped (unless it already ended).
+    pub fn track_recorded(&self, key: &ObjectKey, task: &tokio::task::JoinHandle<()>) {
+        if let Some(run) = lock(&self.recorded).get_mut(key)
             && run.finished.is_none()
         {
             run.task = Some(task.abort_handle());
         }
     }
 
-    /// Records how the snapshot of `key` ended and asks for a reconcile of `config` to write
-    /// it.
-    pub fn finish_etcd(
-        &self,
-        key: &ObjectKey,
-        config: ObjectRef<EtcdBackupConfig>,
-        finished: EtcdFinished,
-    ) {
-        if let Some(run) = lock(&self.etcd).get_mut(key) {
+    /// Records how the run of `key` ended and asks for a reconcile of its object to write it.
+    pub fn finish_recorded(&self, key: &ObjectKey, finished: RunFinished, wake: Wake) {
+        if let Some(run) = lock(&self.recorded).get_mut(key) {
             run.task = None;
             run.finished = Some(finished);
         }
-        let _ = self.etcd_trigger.send(config);
+        let _ = match wake {
+            Wake::Etcd(object) => self.etcd_trigger.send(object).is_ok(),
+            Wake::Management(object) => self.management_trigger.send(object).is_ok(),
+        };
     }
 
-    /// Releases `key`: its outcome is in the status (or it never started, or the config is
+    /// Releases `key`: its outcome is in the status (or it never started, or the object is
     /// being deleted: its task is stopped).
-    pub fn release_etcd(&self, key: &ObjectKey) {
-        if let Some(EtcdRun {
+    pub fn release_recorded(&self, key: &ObjectKey) {
+        if let Some(RecordedRun {
             task: Some(task), ..
-        }) = lock(&self.etcd).remove(key)
+        }) = lock(&self.recorded).remove(key)
         {
             task.abort();
         }
@@ -390,7 +401,7 @@ impl Runs {
                 task.abort();
             }
         }
-        for (_, run) in lock(&self.etcd).drain() {
+        for (_, run) in lock(&self.recorded).drain() {
             if let Some(task) = run.task {
                 task.abort();
             }

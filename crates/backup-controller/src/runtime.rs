@@ -32,7 +32,7 @@ use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{
     self, Backoff, cluster_backup, cluster_migration, cluster_restore, etcd_restore,
-    managed_cluster, storage_location,
+    managed_cluster, management_backup, storage_location,
 };
 use crate::runs::Runs;
 
@@ -342,6 +342,14 @@ async fn controllers(
     #[cfg(not(feature = "etcd"))]
     drop(triggers.etcd);
 
+    // Management backups look again when their run ended, and at their next firing.
+    let management_backups = Controller::new(
+        api::<crate::api::ManagementBackup>(&client, namespace),
+        wc.clone(),
+    )
+    .reconcile_on(tokio_stream_of(triggers.management))
+    .with_config(controller_config());
+
     // Restores of etcd are validated here and carried out by the agent next to etcd.
     let etcd_restores = Controller::new(api::<EtcdRestore>(&client, namespace), wc.clone())
         .with_config(controller_config());
@@ -398,6 +406,11 @@ async fn controllers(
         error_policy(etcd_restore::CONTROLLER),
         ctx.clone(),
     );
+    let run_management = management_backups.run(
+        |o, c| with_backoff_reset(management_backup::reconcile(o.clone(), c.clone()), o, c),
+        error_policy(management_backup::CONTROLLER),
+        ctx.clone(),
+    );
     #[cfg(feature = "etcd")]
     let run_etcd = etcd_configs
         .run(
@@ -425,6 +438,7 @@ async fn controllers(
         _ = drain(run_migrations.map(|_| ()).boxed()) => {}
         _ = drain(run_etcd) => {}
         _ = drain(run_etcd_restores.map(|_| ()).boxed()) => {}
+        _ = drain(run_management.map(|_| ()).boxed()) => {}
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use backup_controller::api::{EtcdBackupConfig, EtcdBackupRecord};
+use backup_controller::api::{BackupRecord, EtcdBackupConfig};
 use backup_core::Phase;
 use jiff::Timestamp;
 use kube::Api;
@@ -104,7 +104,7 @@ async fn measure(
     *controller =
         Some(ControllerProcess::start(binary, state.cluster("mgmt")?, project, log).await?);
     // The status keeps only the newest few records: collect every record as it goes by.
-    let mut seen: BTreeMap<(String, String), EtcdBackupRecord> = BTreeMap::new();
+    let mut seen: BTreeMap<(String, String), BackupRecord> = BTreeMap::new();
     let start = Instant::now();
     let run_for = Duration::from_secs(args.minutes * 60);
     let mut last_report = Instant::now();
@@ -141,7 +141,7 @@ async fn measure(
     let mut snapshots = 0;
     for name in CLUSTERS {
         let config = format!("{name}-etcd");
-        let records: Vec<&EtcdBackupRecord> = seen
+        let records: Vec<&BackupRecord> = seen
             .iter()
             .filter(|((c, _), _)| *c == config)
             .map(|(_, r)| r)
@@ -182,8 +182,7 @@ async fn measure(
             ));
         }
         let object = configs.get(&config).await?;
-        let records: Vec<EtcdBackupRecord> =
-            object.status.map(|s| s.last_backups).unwrap_or_default();
+        let records: Vec<BackupRecord> = object.status.map(|s| s.last_backups).unwrap_or_default();
         // Rotation exact: storage holds the kept ones, and only them.
         let options = [
             ("region", state.s3.region.clone()),

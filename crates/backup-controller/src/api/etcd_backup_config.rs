@@ -6,15 +6,13 @@
 //! --cluster <cluster>` stores them, so `backupctl etcd list|restore` work on them.
 
 use backup_core::{KeepCount, Schedule, validate_dns1123_label, validate_dns1123_subdomain};
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::invalid::InvalidField;
-use super::schema::optional_date_time;
-use super::status::Condition;
+use super::recorded_runs::RecordedRunsStatus;
 
 /// Snapshots kept when the spec does not say (KKP's default).
 pub const DEFAULT_KEEP: u32 = 20;
@@ -28,7 +26,7 @@ pub const DEFAULT_KEEP: u32 = 20;
     plural = "etcdbackupconfigs",
     shortname = "ebc",
     namespaced,
-    status = "EtcdBackupConfigStatus",
+    status = "RecordedRunsStatus",
     printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.cluster"}"#,
     printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule"}"#,
     printcolumn = r#"{"name":"Keep","type":"integer","jsonPath":".spec.keep"}"#,
@@ -50,64 +48,6 @@ pub struct EtcdBackupConfigSpec {
     /// The StorageLocation (of this namespace); the default location when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_location: Option<String>,
-}
-
-/// What the controller last found (`status`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EtcdBackupConfigStatus {
-    /// The generation the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// The last firing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_date_time")]
-    pub last_schedule_time: Option<Timestamp>,
-    /// The next firing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_date_time")]
-    pub next_schedule_time: Option<Timestamp>,
-    /// The last `backupfleet.dev/run-now` token served (each new token runs once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_run_now_token: Option<String>,
-    /// The latest snapshots, newest first, at most `keep` plus the ones just rotated out.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub last_backups: Vec<EtcdBackupRecord>,
-    /// `Ready`: the spec, cluster and location are usable (its message says what to fix).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-}
-
-/// One snapshot (KKP's `lastBackups[]`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EtcdBackupRecord {
-    /// The firing it belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_date_time")]
-    pub scheduled_time: Option<Timestamp>,
-    /// The snapshot's name in storage.
-    pub backup_name: String,
-    /// `InProgress`, `Completed` or `Failed`.
-    pub backup_phase: backup_core::Phase,
-    /// When the snapshot actually started (its lag behind `scheduledTime` is the scheduler's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_date_time")]
-    pub backup_start_time: Option<Timestamp>,
-    /// When it finished.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_date_time")]
-    pub backup_finished_time: Option<Timestamp>,
-    /// `Completed` once rotation deleted it (or `Failed`, see `message`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delete_phase: Option<backup_core::Phase>,
-    /// When rotation deleted it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_date_time")]
-    pub delete_finished_time: Option<Timestamp>,
-    /// Why it failed, or what to know.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
 }
 
 /// An EtcdBackupConfig spec, checked.

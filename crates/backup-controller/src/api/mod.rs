@@ -12,6 +12,8 @@ pub mod etcd_backup_config;
 pub mod etcd_restore;
 pub mod invalid;
 pub mod managed_cluster;
+pub mod management_backup;
+pub mod recorded_runs;
 mod schema;
 pub mod status;
 pub mod storage_location;
@@ -28,15 +30,17 @@ pub use cluster_restore::{
     ClusterRestore, ClusterRestoreResult, ClusterRestoreSpec, ClusterRestoreStatus, RestorePlan,
     RestoreSource,
 };
-pub use etcd_backup_config::{
-    EtcdBackupConfig, EtcdBackupConfigSpec, EtcdBackupConfigStatus, EtcdBackupRecord,
-};
+pub use etcd_backup_config::{EtcdBackupConfig, EtcdBackupConfigSpec};
 pub use etcd_restore::{EtcdRestore, EtcdRestorePhase, EtcdRestoreSpec, EtcdRestoreStatus};
 pub use invalid::InvalidField;
 pub use managed_cluster::{
     EngineChoice, EngineKind, EtcdAccess, ManagedCluster, ManagedClusterSpec, ManagedClusterStatus,
     SecretName,
 };
+pub use management_backup::{
+    ManagementBackup, ManagementBackupSpec, ManagementBackupStatus, ValidManagementBackup,
+};
+pub use recorded_runs::{BackupRecord, RecordedRunsStatus};
 pub use status::{Condition, ConditionStatus, merge_conditions, set_condition};
 pub use storage_location::{
     LocationPhase, ObjectStorage, StorageLocation, StorageLocationSpec, StorageLocationStatus,
@@ -45,7 +49,7 @@ pub use storage_location::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// The annotation that runs a ClusterBackup or an EtcdBackupConfig once, now, outside its
+/// The annotation that runs a ClusterBackup, EtcdBackupConfig or ManagementBackup once, now, outside its
 /// schedule: each new value (a token) runs once, and the last one served is recorded in
 /// `status.lastRunNowToken`. Upgrade tools and the dashboard use it.
 pub const RUN_NOW_ANNOTATION: &str = "backupfleet.dev/run-now";
@@ -65,6 +69,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterMigration::crd(),
         EtcdBackupConfig::crd(),
         EtcdRestore::crd(),
+        ManagementBackup::crd(),
     ]
 }
 
@@ -85,7 +90,7 @@ mod tests {
     #[test]
     fn every_crd_is_namespaced_in_our_group_with_a_status_subresource_and_columns() {
         let crds = crds();
-        assert_eq!(crds.len(), 7);
+        assert_eq!(crds.len(), 8);
         for crd in &crds {
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(crd.spec.scope, "Namespaced");

@@ -1,9 +1,8 @@
-//! EtcdBackupConfig: gather what [`plan::plan`] needs (the cluster's etcd access, the
+//! EtcdBackupConfig: gather what [`recorded_runs::plan::plan`] needs (the cluster's etcd access, the
 //! location, this process's snapshot), write the status it decides, and take the snapshot it
 //! fires in the background with `backup-etcd`, rotation included.
 
-pub mod plan;
-
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +13,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use self::plan::{Firing, Live, PlanInput};
+use super::recorded_runs::{self, Firing, Live, Plan, PlanInput};
 use super::{with_finalizer, write_status};
-use crate::api::etcd_backup_config::{EtcdBackupConfig, EtcdBackupRecord, ValidEtcdBackupConfig};
+use crate::api::etcd_backup_config::ValidEtcdBackupConfig;
 use crate::api::status::{Condition, merge_conditions};
-use crate::api::{EtcdAccess, ManagedCluster, RUN_NOW_ANNOTATION};
+use crate::api::{BackupRecord, EtcdBackupConfig, RecordedRunsStatus};
+use crate::api::{EtcdAccess, ManagedCluster};
 use crate::context::Context;
 use crate::error::Result;
-use crate::runs::{EtcdFinished, ObjectKey};
+use crate::runs::{ObjectKey, RunFinished, Wake};
 use crate::secrets;
 
 /// The controller's name in metrics.
@@ -77,7 +77,7 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
         }
     };
 
-    let live = match ctx.runs.etcd_run(&key) {
+    let live = match ctx.runs.recorded_run(&key) {
         None => Live::Idle,
         Some(run) => match run.finished {
             Some(finished) => Live::Finished(Box::new(finished)),
@@ -88,20 +88,51 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
         Ok(target) => Some(target),
         Err(blocked) => {
             // Reported below; the snapshot waits for the fix.
-            let decided = decide(&config, &spec, &previous, live.clone(), Some(blocked), now);
+            let decided = decide(
+                &config,
+                &spec,
+                &previous,
+                live.clone(),
+                None,
+                Some(blocked),
+                now,
+            );
             write_and_requeue(&ctx, &config, &key, &previous, decided, &live).await?;
             // What blocks it is fixed elsewhere (a cluster's spec.etcd, a Secret): look again.
             return Ok(Action::requeue(BLOCKED_RECHECK));
         }
     };
-    let decided = decide(&config, &spec, &previous, live.clone(), None, now);
+    let stored = match (
+        &target,
+        recorded_runs::unfinished_elsewhere(&previous, &live),
+    ) {
+        (_, names) if names.is_empty() => Some(BTreeMap::new()),
+        (Some(target), names) => Some(
+            recorded_runs::stored_phases(
+                &target.repo,
+                backup_storage::BackupKind::EtcdSnapshot,
+                names,
+            )
+            .await?,
+        ),
+        (None, _) => None,
+    };
+    let decided = decide(
+        &config,
+        &spec,
+        &previous,
+        live.clone(),
+        stored.as_ref(),
+        None,
+        now,
+    );
     match (&decided.fire, target) {
         (Some(fire), Some(target)) => {
-            if !ctx.runs.claim_etcd(&key, &fire.name) {
+            if !ctx.runs.claim_recorded(&key, &fire.name) {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             }
             if let Err(e) = write_status(&ctx, config.as_ref(), &decided.status).await {
-                ctx.runs.release_etcd(&key);
+                ctx.runs.release_recorded(&key);
                 return Err(e);
             }
             ctx.event(
@@ -113,7 +144,7 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
             )
             .await;
             start(ctx.clone(), &config, key, &spec, fire.clone(), target);
-            Ok(requeue(decided.requeue_after))
+            Ok(recorded_runs::requeue(decided.requeue_after))
         }
         _ => write_and_requeue(&ctx, &config, &key, &previous, decided, &live).await,
     }
@@ -122,32 +153,29 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
 fn decide(
     config: &EtcdBackupConfig,
     spec: &ValidEtcdBackupConfig,
-    previous: &crate::api::EtcdBackupConfigStatus,
+    previous: &RecordedRunsStatus,
     live: Live,
+    stored: Option<&BTreeMap<String, Phase>>,
     blocked: Option<(String, String)>,
     now: Timestamp,
-) -> plan::Plan {
-    let run_now = config
-        .annotations()
-        .get(RUN_NOW_ANNOTATION)
-        .map(String::as_str)
-        .filter(|token| {
-            !token.is_empty() && previous.last_run_now_token.as_deref() != Some(*token)
-        });
-    plan::plan(&PlanInput {
-        run_now,
+) -> Plan {
+    recorded_runs::plan::plan(&PlanInput {
+        run_now: recorded_runs::pending_token(config, previous),
         name: &config.name_any(),
         generation: config.metadata.generation,
-        created: config
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map_or(now, |t| t.0),
+        created: recorded_runs::created(config, now),
         now,
-        spec,
+        schedule: spec.schedule.as_ref(),
+        keep: spec.keep.get() as usize,
+        describe: (
+            &format!("snapshots of {}'s etcd", spec.cluster),
+            &format!("one snapshot of {}'s etcd", spec.cluster),
+        ),
         previous,
+        stored,
         live,
         blocked,
+        release: None,
     })
 }
 
@@ -155,52 +183,21 @@ async fn write_and_requeue(
     ctx: &Context,
     config: &EtcdBackupConfig,
     key: &ObjectKey,
-    previous: &crate::api::EtcdBackupConfigStatus,
-    decided: plan::Plan,
+    previous: &RecordedRunsStatus,
+    decided: Plan,
     live: &Live,
 ) -> Result<Action> {
-    if decided.status != *previous {
-        write_status(ctx, config, &decided.status).await?;
-        if matches!(live, Live::Finished(_)) {
-            // Released once the cache shows the outcome written (see `plan`), so no later
-            // reconcile decides on a view without it. The write's watch event comes first.
-            return Ok(Action::requeue(plan::CACHE_CATCH_UP));
-        }
-    }
-    if let Live::Finished(finished) = live {
-        // Its outcome is in the status, and the cache shows it.
-        ctx.runs.release_etcd(key);
-        let record = &finished.record;
-        ctx.event(
-            &config.object_ref(&()),
-            record.backup_phase != Phase::Completed,
-            if record.backup_phase == Phase::Completed {
-                "SnapshotCompleted"
-            } else {
-                "SnapshotFailed"
-            },
-            "Snapshot",
-            format!(
-                "{} {}{}",
-                record.backup_name,
-                record.backup_phase,
-                record
-                    .message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ),
-        )
-        .await;
-    }
-    Ok(requeue(decided.requeue_after))
-}
-
-fn requeue(after: Option<Duration>) -> Action {
-    match after {
-        Some(wait) => Action::requeue(wait.max(Duration::from_millis(1))),
-        None => Action::await_change(),
-    }
+    recorded_runs::write_outcome(
+        ctx,
+        config,
+        key,
+        live,
+        &decided.status,
+        decided.status != *previous,
+        decided.requeue_after,
+        "Snapshot",
+    )
+    .await
 }
 
 /// Where snapshots come from and go to.
@@ -367,16 +364,16 @@ fn start(
         let started = task_ctx.clock.now();
         let outcome = backup_etcd::take_snapshot(&target.repo, &target.connection, &request).await;
         let at = task_ctx.clock.now();
-        let record = EtcdBackupRecord {
+        let record = BackupRecord {
             scheduled_time: Some(fire.at),
             backup_name: fire.name.clone(),
             backup_start_time: Some(started),
             backup_finished_time: Some(at),
-            ..EtcdBackupRecord::default()
+            ..BackupRecord::default()
         };
         let finished = match outcome {
-            Ok(outcome) => EtcdFinished {
-                record: EtcdBackupRecord {
+            Ok(outcome) => RunFinished {
+                record: BackupRecord {
                     backup_phase: Phase::Completed,
                     ..record
                 },
@@ -394,8 +391,8 @@ fn start(
                     .collect(),
                 at,
             },
-            Err(e) => EtcdFinished {
-                record: EtcdBackupRecord {
+            Err(e) => RunFinished {
+                record: BackupRecord {
                     backup_phase: Phase::Failed,
                     message: Some(e.to_string()),
                     ..record
@@ -405,13 +402,15 @@ fn start(
                 at,
             },
         };
-        task_ctx.runs.finish_etcd(&task_key, object, finished);
+        task_ctx
+            .runs
+            .finish_recorded(&task_key, finished, Wake::Etcd(object));
     });
-    ctx.runs.track_etcd(&key, &task);
+    ctx.runs.track_recorded(&key, &task);
 }
 
 async fn cleanup(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Action> {
     // Snapshots stay in storage (as KKP keeps them); only a running one is stopped.
-    ctx.runs.release_etcd(&key_of(&config));
+    ctx.runs.release_recorded(&key_of(&config));
     Ok(Action::await_change())
 }

@@ -11,6 +11,9 @@ pub mod cluster_restore;
 pub mod etcd_backup;
 pub mod etcd_restore;
 pub mod managed_cluster;
+pub mod management_backup;
+pub mod recorded_runs;
+pub mod retention;
 pub mod schedule;
 pub mod storage_location;
 

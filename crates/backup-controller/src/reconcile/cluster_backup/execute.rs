@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::retention::{RetentionCandidate, plan_deletions};
 use backup_core::{BackupSpec, BackupStatus, EngineError, Phase, RetentionPolicy, StoredBackup};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -209,69 +208,53 @@ async fn retention(
     if !job.location.repo.is_writable() {
         return None;
     }
-    let now = ctx.clock.now();
-    let mut kept = None;
-    let result: Result<Vec<String>, EngineError> = async {
-        let stored = engine
-            .backups()
-            .list_backups(&engines::selector(&job.name))
-            .await?;
-        let candidates: Vec<RetentionCandidate> = stored
-            .iter()
-            .filter_map(|b| {
-                Some(RetentionCandidate {
-                    name: b.name.clone(),
-                    created: b.taken_at()?,
-                    succeeded: b.phase.is_successful(),
-                    expires_at: b.expiration,
-                })
-            })
-            .collect();
-        let doomed = plan_deletions(&candidates, &job.retention, now);
-        for name in &doomed {
-            match engine.backups().delete_backup(name).await {
-                Ok(()) | Err(EngineError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        kept = Some(
-            stored
-                .into_iter()
-                .filter(|b| !doomed.contains(&b.name))
-                .collect(),
-        );
-        Ok(doomed)
-    }
+    let swept = super::super::retention::sweep(
+        engine.backups(),
+        &engines::selector(&job.name),
+        &job.retention,
+        ctx.clock.now(),
+    )
     .await;
-    match result {
-        Ok(deleted) if deleted.is_empty() => {}
-        Ok(deleted) => {
-            ctx.event_related(
-                &job.reference,
-                related.clone(),
-                false,
-                "RetentionDeleted",
-                "Retention",
-                format!("{}: deleted {}", key.cluster, deleted.join(", ")),
-            )
-            .await;
-        }
-        Err(e) => {
-            ctx.event_related(
-                &job.reference,
-                related.clone(),
-                true,
-                "RetentionFailed",
-                "Retention",
-                format!(
-                    "{}: retention could not delete expired runs: {e}",
-                    key.cluster
-                ),
-            )
-            .await;
-        }
+    let problem = match &swept {
+        Ok(swept) if !swept.refused.is_empty() => Some(
+            swept
+                .refused
+                .iter()
+                .map(|(name, e)| format!("{name}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    if let Ok(swept) = &swept
+        && !swept.deleted.is_empty()
+    {
+        ctx.event_related(
+            &job.reference,
+            related.clone(),
+            false,
+            "RetentionDeleted",
+            "Retention",
+            format!("{}: deleted {}", key.cluster, swept.deleted.join(", ")),
+        )
+        .await;
     }
-    kept
+    if let Some(problem) = problem {
+        ctx.event_related(
+            &job.reference,
+            related.clone(),
+            true,
+            "RetentionFailed",
+            "Retention",
+            format!(
+                "{}: retention could not delete expired runs: {problem}",
+                key.cluster
+            ),
+        )
+        .await;
+    }
+    swept.ok().map(|swept| swept.kept)
 }
 
 /// Removes what interrupted runs left in the cluster's scope (direct engine only: Velero cleans

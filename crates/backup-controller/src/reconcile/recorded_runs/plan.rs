@@ -1,34 +1,42 @@
-//! The pure decision of an EtcdBackupConfig reconcile: write the outcome of the snapshot that
-//! ended, mark one cut off by a restart `Failed`, and fire the next one when it is due.
+//! The pure decision of the kinds that run one backup at a time and record their latest runs
+//! (EtcdBackupConfig, ManagementBackup): write the outcome of the run that ended, mark one cut
+//! off by a restart `Failed`, and fire the next one when it is due.
 //!
 //! The schedule rule is the controller's one ([`schedule::due`]): the most recent missed slot
-//! runs once. A snapshot is recorded (`InProgress`) before it starts; rotation after it marks
-//! the snapshots it deleted, and the list is bounded by `keep`. A new run-now token takes one
-//! snapshot at once, named with its time, without moving the schedule.
+//! runs once. A run is recorded (`InProgress`) before it starts; rotation after it marks the
+//! runs it deleted, and the list is bounded by `keep`. A new run-now token takes one run at
+//! once, named with its time, without moving the schedule; an owed release backup (a new
+//! controller release) goes before both.
 //!
 //! The status read comes from the controller's cache, which can be behind the status this
-//! process just wrote. A decision on such a view would call its own snapshot interrupted or
-//! fire a slot twice, so while the cache does not show the live snapshot's record yet, the
-//! plan waits for it; and an outcome is released only once the cache shows it written.
+//! process just wrote. A decision on such a view would call its own run interrupted or fire a
+//! slot twice, so while the cache does not show the live run's record yet, the plan waits for
+//! it; and an outcome is released only once the cache shows it written.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use backup_core::{Phase, scheduled_backup_name};
+use backup_core::{Phase, Schedule, scheduled_backup_name};
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 
-use crate::api::cluster_restore::READY;
-use crate::api::etcd_backup_config::{
-    EtcdBackupConfigStatus, EtcdBackupRecord, ValidEtcdBackupConfig,
-};
-use crate::api::status::{Condition, merge_conditions};
+use crate::api::status::{Condition, READY, merge_conditions};
+use crate::api::{BackupRecord, RecordedRunsStatus};
 use crate::reconcile::schedule::{self, Due, Timing};
-use crate::runs::EtcdFinished;
+use crate::runs::RunFinished;
 
-/// The message of a snapshot cut off by a restart.
+/// The message of a run cut off by a restart.
 pub const INTERRUPTED: &str = "interrupted: the controller stopped (restart or lost leadership) \
-    while this snapshot ran; nothing was stored (a snapshot is listed only once complete)";
+    while this ran; nothing was stored (a backup is listed only once complete)";
 
-/// What this process knows of the config's snapshot.
+/// The message of a run recorded unfinished that storage holds complete.
+pub const FOUND_STORED: &str = "found in storage, complete, after the controller restarted";
+
+/// How soon to look again when the cache is behind this process's own write (the write's
+/// watch event normally comes first).
+pub const CACHE_CATCH_UP: Duration = Duration::from_secs(1);
+
+/// What this process knows of the object's run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Live {
     /// None runs here.
@@ -36,12 +44,23 @@ pub enum Live {
     /// One runs here, under this name.
     Running(String),
     /// One ended here; its outcome is not in the status yet.
-    Finished(Box<EtcdFinished>),
+    Finished(Box<RunFinished>),
+}
+
+impl Live {
+    /// The name of the run this process runs or ran.
+    fn name(&self) -> Option<&str> {
+        match self {
+            Live::Idle => None,
+            Live::Running(name) => Some(name),
+            Live::Finished(finished) => Some(&finished.record.backup_name),
+        }
+    }
 }
 
 /// What the decision reads.
 pub struct PlanInput<'a> {
-    /// The config's name (the base of the snapshots' names).
+    /// The object's name (the base of its runs' names).
     pub name: &'a str,
     /// Its generation.
     pub generation: Option<i64>,
@@ -49,53 +68,72 @@ pub struct PlanInput<'a> {
     pub created: Timestamp,
     /// Now.
     pub now: Timestamp,
-    /// The checked spec.
-    pub spec: &'a ValidEtcdBackupConfig,
+    /// When it runs; `None`: once.
+    pub schedule: Option<&'a (Schedule, TimeZone)>,
+    /// How many completed runs are kept.
+    pub keep: usize,
+    /// What the runs are, for the `Ready` message: ("snapshots of c1's etcd", "one snapshot
+    /// of c1's etcd") for a schedule and for a one-time object.
+    pub describe: (&'a str, &'a str),
     /// The status as last written.
-    pub previous: &'a EtcdBackupConfigStatus,
-    /// The snapshot of this process.
+    pub previous: &'a RecordedRunsStatus,
+    /// The phases storage holds for the runs recorded unfinished that this process does not
+    /// run (see [`unfinished_elsewhere`]); `None` when storage could not be asked.
+    pub stored: Option<&'a BTreeMap<String, Phase>>,
+    /// The run of this process.
     pub live: Live,
-    /// Why snapshots cannot be taken: (reason, message).
+    /// Why runs cannot start: (reason, message).
     pub blocked: Option<(String, String)>,
     /// A `backupfleet.dev/run-now` token not served yet.
     pub run_now: Option<&'a str>,
+    /// A release backup owed: the new release's name.
+    pub release: Option<&'a str>,
 }
 
-/// A snapshot to take, after the status announcing it is written.
+/// Why a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiringKind {
+    /// A slot of the schedule (or the one-time run): moves the schedule on.
+    Scheduled,
+    /// A run-now token.
+    RunNow,
+    /// A new release of the controller.
+    Release,
+}
+
+/// A run to start, after the status announcing it is written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Firing {
-    /// The slot (or, one-time, the moment).
+    /// The slot (or the moment).
     pub at: Timestamp,
-    /// The snapshot's name.
+    /// The run's name.
     pub name: String,
-    /// Whether it is a slot of the schedule (or the one-time snapshot), which moves the
-    /// schedule on; false for one only asked for by a run-now token.
-    pub scheduled: bool,
+    /// Why it runs.
+    pub kind: FiringKind,
 }
 
 /// What the reconcile does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// The snapshot to take.
+    /// The run to start.
     pub fire: Option<Firing>,
     /// The status to write (when it differs from the previous one).
-    pub status: EtcdBackupConfigStatus,
+    pub status: RecordedRunsStatus,
     /// When to look again.
     pub requeue_after: Option<Duration>,
 }
 
-/// How soon to look again when the cache is behind this process's own write (the write's
-/// watch event normally comes first).
-pub const CACHE_CATCH_UP: Duration = Duration::from_secs(1);
-
-impl Live {
-    /// The name of the snapshot this process runs or ran.
-    fn name(&self) -> Option<&str> {
-        match self {
-            Live::Idle => None,
-            Live::Running(name) => Some(name),
-            Live::Finished(finished) => Some(&finished.record.backup_name),
-        }
+/// The runs recorded unfinished that this process does not run: what storage must be asked
+/// about before [`plan`] decides.
+pub fn unfinished_elsewhere(previous: &RecordedRunsStatus, live: &Live) -> Vec<String> {
+    match live {
+        Live::Idle => previous
+            .last_backups
+            .iter()
+            .filter(|r| !r.backup_phase.is_terminal())
+            .map(|r| r.backup_name.clone())
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -115,39 +153,58 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut records = previous.last_backups.clone();
     match &input.live {
         Live::Finished(finished) => apply_finished(&mut records, finished),
+        // Recorded unfinished, and not running here: a restart (or a management cluster
+        // restored from a backup taken while it ran). What storage holds ended; the rest was
+        // cut off. Unknown (storage not reachable): left as recorded until it can be looked at.
         Live::Idle => {
-            for record in records.iter_mut().filter(|r| !r.backup_phase.is_terminal()) {
-                record.backup_phase = Phase::Failed;
-                record.backup_finished_time = Some(input.now);
-                record.message = Some(INTERRUPTED.into());
+            if let Some(stored) = input.stored {
+                for record in records.iter_mut().filter(|r| !r.backup_phase.is_terminal()) {
+                    match stored.get(&record.backup_name) {
+                        Some(phase) => {
+                            record.backup_phase = *phase;
+                            record.message = Some(FOUND_STORED.into());
+                        }
+                        None => {
+                            record.backup_phase = Phase::Failed;
+                            record.backup_finished_time = Some(input.now);
+                            record.message = Some(INTERRUPTED.into());
+                        }
+                    }
+                }
             }
         }
         Live::Running(_) => {}
     }
 
     let due = schedule::due(&Timing {
-        schedule: input.spec.schedule.as_ref(),
+        schedule: input.schedule,
         paused: false,
         last_fired: previous.last_schedule_time,
         created: input.created,
         now: input.now,
     });
-    // A finished snapshot's outcome is written (and released) before the next one starts.
+    // A finished run's outcome is written (and released) before the next one starts.
     let can_fire = input.blocked.is_none() && input.live == Live::Idle;
-    let fire = match (due, input.run_now) {
-        (Due::Now(at), _) if can_fire => Some(Firing {
+    let fire = match (input.release, due, input.run_now) {
+        _ if !can_fire => None,
+        (Some(release), _, _) => Some(Firing {
+            at: input.now,
+            name: format!("{}-{release}", input.name),
+            kind: FiringKind::Release,
+        }),
+        (None, Due::Now(at), _) => Some(Firing {
             at,
-            name: match input.spec.schedule {
+            name: match input.schedule {
                 Some(_) => scheduled_backup_name(input.name, at),
                 None => input.name.to_string(),
             },
-            scheduled: true,
+            kind: FiringKind::Scheduled,
         }),
         // Run now: named with its time, the schedule's own slots untouched.
-        (_, Some(_)) if can_fire => Some(Firing {
+        (None, _, Some(_)) => Some(Firing {
             at: input.now,
             name: scheduled_backup_name(input.name, input.now),
-            scheduled: false,
+            kind: FiringKind::RunNow,
         }),
         _ => None,
     };
@@ -156,17 +213,17 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         records.retain(|r| r.delete_phase.is_none());
         records.insert(
             0,
-            EtcdBackupRecord {
+            BackupRecord {
                 scheduled_time: Some(f.at),
                 backup_name: f.name.clone(),
                 backup_phase: Phase::InProgress,
-                ..EtcdBackupRecord::default()
+                ..BackupRecord::default()
             },
         );
     }
     // Bounded by keep: what is kept in storage (plus the one being taken, which rotation makes
     // room for when it completed), and the ones rotation just deleted.
-    let keep = input.spec.keep.get() as usize;
+    let keep = input.keep;
     let bound = keep
         + usize::from(
             records
@@ -187,15 +244,15 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 
     let last_schedule_time = fire
         .as_ref()
-        .filter(|f| f.scheduled)
+        .filter(|f| f.kind == FiringKind::Scheduled)
         .map(|f| f.at)
         .or(previous.last_schedule_time);
     let next = match (due, &fire) {
         (Due::Later(at), _) => Some(at),
-        (Due::Now(_), Some(f)) if f.scheduled => {
-            schedule::next_after(input.spec.schedule.as_ref(), f.at)
+        (Due::Now(_), Some(f)) if f.kind == FiringKind::Scheduled => {
+            schedule::next_after(input.schedule, f.at)
         }
-        // Due, but waiting (blocked, or the previous snapshot still runs).
+        // Due, but waiting (blocked, a release backup first, or the previous run still runs).
         (Due::Now(at), _) => Some(at),
         (Due::Never, _) => None,
     };
@@ -204,22 +261,22 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         None => Condition::met(
             READY,
             "Ready",
-            match (&input.spec.schedule, next) {
-                (Some(_), Some(next)) => format!(
-                    "snapshots of {}'s etcd, keeping {keep}; next at {next}",
-                    input.spec.cluster
-                ),
+            match (input.schedule, next) {
+                (Some(_), Some(next)) => {
+                    format!("{}, keeping {keep}; next at {next}", input.describe.0)
+                }
                 (Some(_), None) => "the schedule fires no more".to_string(),
-                (None, _) => format!("one snapshot of {}'s etcd", input.spec.cluster),
+                (None, _) => input.describe.1.to_string(),
             },
         ),
     }
     .at(input.now, input.generation);
+    // A scheduled run serves a pending token too; a release backup does not.
     let last_run_now_token = match (&fire, input.run_now) {
-        (Some(_), Some(token)) => Some(token.to_string()),
+        (Some(f), Some(token)) if f.kind != FiringKind::Release => Some(token.to_string()),
         _ => previous.last_run_now_token.clone(),
     };
-    let status = EtcdBackupConfigStatus {
+    let status = RecordedRunsStatus {
         observed_generation: input.generation,
         last_run_now_token,
         last_schedule_time,
@@ -236,8 +293,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
 }
 
-/// Writes a finished snapshot's outcome and its rotation into the records.
-fn apply_finished(records: &mut [EtcdBackupRecord], finished: &EtcdFinished) {
+/// Writes a finished run's outcome and its rotation into the records.
+fn apply_finished(records: &mut [BackupRecord], finished: &RunFinished) {
     for record in records.iter_mut() {
         if record.backup_name == finished.record.backup_name {
             *record = finished.record.clone();
@@ -260,7 +317,10 @@ fn apply_finished(records: &mut [EtcdBackupRecord], finished: &EtcdFinished) {
 mod tests {
     use super::*;
     use crate::api::EtcdBackupConfigSpec;
+    use crate::api::etcd_backup_config::ValidEtcdBackupConfig;
     use crate::api::status::find;
+
+    static NOTHING_STORED: BTreeMap<String, Phase> = BTreeMap::new();
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -275,7 +335,7 @@ mod tests {
 
     fn input<'a>(
         spec: &'a ValidEtcdBackupConfig,
-        previous: &'a EtcdBackupConfigStatus,
+        previous: &'a RecordedRunsStatus,
         now: &str,
         live: Live,
     ) -> PlanInput<'a> {
@@ -284,16 +344,20 @@ mod tests {
             generation: Some(1),
             created: ts("2026-11-30T10:00:00Z"),
             now: ts(now),
-            spec,
+            schedule: spec.schedule.as_ref(),
+            keep: spec.keep.get() as usize,
+            describe: ("snapshots of c1's etcd", "one snapshot of c1's etcd"),
             previous,
+            stored: Some(&NOTHING_STORED),
             live,
             blocked: None,
             run_now: None,
+            release: None,
         }
     }
 
-    fn completed(record: &EtcdBackupRecord, at: &str) -> EtcdBackupRecord {
-        EtcdBackupRecord {
+    fn completed(record: &BackupRecord, at: &str) -> BackupRecord {
+        BackupRecord {
             backup_phase: Phase::Completed,
             backup_finished_time: Some(ts(at)),
             ..record.clone()
@@ -303,7 +367,7 @@ mod tests {
     #[test]
     fn a_schedule_fires_records_in_progress_then_the_outcome_and_rotation() {
         let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@every 1m", "keep": 2}));
-        let mut status = EtcdBackupConfigStatus::default();
+        let mut status = RecordedRunsStatus::default();
         let mut names = Vec::new();
         for minute in 1..=3 {
             let now = format!("2026-11-30T10:0{minute}:00.2Z");
@@ -323,7 +387,7 @@ mod tests {
             } else {
                 vec![]
             };
-            let finished = EtcdFinished {
+            let finished = RunFinished {
                 record: completed(&plan.status.last_backups[0], &now),
                 deleted,
                 refused: vec![],
@@ -365,9 +429,9 @@ mod tests {
     #[test]
     fn missed_slots_run_once_and_a_running_snapshot_is_not_doubled() {
         let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@every 1m"}));
-        let previous = EtcdBackupConfigStatus {
+        let previous = RecordedRunsStatus {
             last_schedule_time: Some(ts("2026-11-30T10:01:00Z")),
-            ..EtcdBackupConfigStatus::default()
+            ..RecordedRunsStatus::default()
         };
         let late = plan(&input(&spec, &previous, "2026-11-30T10:09:30Z", Live::Idle));
         assert_eq!(
@@ -388,14 +452,14 @@ mod tests {
     #[test]
     fn a_cache_behind_this_process_own_write_is_waited_for_not_acted_on() {
         let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@every 1m"}));
-        let before = EtcdBackupConfigStatus {
+        let before = RecordedRunsStatus {
             last_schedule_time: Some(ts("2026-11-30T10:00:00Z")),
-            ..EtcdBackupConfigStatus::default()
+            ..RecordedRunsStatus::default()
         };
         let fired = plan(&input(&spec, &before, "2026-11-30T10:01:00.1Z", Live::Idle));
         let record = fired.status.last_backups[0].clone();
-        let finished = EtcdFinished {
-            record: EtcdBackupRecord {
+        let finished = RunFinished {
+            record: BackupRecord {
                 backup_phase: Phase::Failed,
                 message: Some("etcd at 127.0.0.1:1 refused".into()),
                 ..record.clone()
@@ -437,14 +501,14 @@ mod tests {
     #[test]
     fn a_snapshot_cut_off_by_a_restart_ends_failed() {
         let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@daily"}));
-        let previous = EtcdBackupConfigStatus {
+        let previous = RecordedRunsStatus {
             last_schedule_time: Some(ts("2026-11-30T00:00:00Z")),
-            last_backups: vec![EtcdBackupRecord {
+            last_backups: vec![BackupRecord {
                 backup_name: "etcd-20261130000000".into(),
                 backup_phase: Phase::InProgress,
-                ..EtcdBackupRecord::default()
+                ..BackupRecord::default()
             }],
-            ..EtcdBackupConfigStatus::default()
+            ..RecordedRunsStatus::default()
         };
         let plan = plan(&input(&spec, &previous, "2026-11-30T10:00:00Z", Live::Idle));
         assert_eq!(plan.fire, None);
@@ -456,7 +520,7 @@ mod tests {
     #[test]
     fn a_blocked_config_fires_nothing_and_says_why() {
         let spec = spec(serde_json::json!({"cluster": "c1"}));
-        let previous = EtcdBackupConfigStatus::default();
+        let previous = RecordedRunsStatus::default();
         let mut blocked = input(&spec, &previous, "2026-11-30T10:00:00Z", Live::Idle);
         blocked.blocked = Some(("EtcdNotConfigured".into(), "set spec.etcd".into()));
         let plan = plan(&blocked);
@@ -474,15 +538,15 @@ mod tests {
     #[test]
     fn a_run_now_token_takes_one_snapshot_without_moving_the_schedule() {
         let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@daily"}));
-        let previous = EtcdBackupConfigStatus {
+        let previous = RecordedRunsStatus {
             last_schedule_time: Some(ts("2026-11-30T00:00:00Z")),
-            ..EtcdBackupConfigStatus::default()
+            ..RecordedRunsStatus::default()
         };
         let mut asked = input(&spec, &previous, "2026-11-30T10:30:00Z", Live::Idle);
         asked.run_now = Some("before-upgrade");
         let plan = plan(&asked);
         let fire = plan.fire.expect("runs now");
-        assert!(!fire.scheduled);
+        assert_eq!(fire.kind, FiringKind::RunNow);
         assert_eq!(fire.name, "etcd-20261130103000");
         assert_eq!(
             plan.status.last_run_now_token.as_deref(),
@@ -505,5 +569,72 @@ mod tests {
         );
         again.run_now = Some("other");
         assert_eq!(super::plan(&again).fire, None);
+    }
+
+    #[test]
+    fn an_owed_release_backup_goes_first_and_leaves_the_schedule_and_tokens_alone() {
+        let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@every 1m"}));
+        let previous = RecordedRunsStatus {
+            last_schedule_time: Some(ts("2026-11-30T10:00:00Z")),
+            ..RecordedRunsStatus::default()
+        };
+        let mut owed = input(&spec, &previous, "2026-11-30T10:01:00.5Z", Live::Idle);
+        owed.release = Some("1-2-0");
+        owed.run_now = Some("token");
+        let plan = plan(&owed);
+        let fire = plan.fire.expect("the release backup runs");
+        assert_eq!(fire.name, "etcd-1-2-0");
+        assert_eq!(fire.kind, FiringKind::Release);
+        // The due slot and the token wait for it.
+        assert_eq!(
+            plan.status.last_schedule_time,
+            Some(ts("2026-11-30T10:00:00Z"))
+        );
+        assert_eq!(
+            plan.status.next_schedule_time,
+            Some(ts("2026-11-30T10:01:00Z"))
+        );
+        assert_eq!(plan.status.last_run_now_token, None);
+    }
+
+    #[test]
+    fn an_unfinished_record_storage_holds_ended_and_one_it_lacks_was_cut_off() {
+        let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@daily"}));
+        let unfinished = |name: &str| BackupRecord {
+            backup_name: name.into(),
+            backup_phase: Phase::InProgress,
+            ..BackupRecord::default()
+        };
+        let previous = RecordedRunsStatus {
+            last_schedule_time: Some(ts("2026-11-30T00:00:00Z")),
+            last_backups: vec![unfinished("etcd-1-1-0"), unfinished("etcd-20261130000000")],
+            ..RecordedRunsStatus::default()
+        };
+        assert_eq!(
+            unfinished_elsewhere(&previous, &Live::Idle),
+            ["etcd-1-1-0", "etcd-20261130000000"]
+        );
+        assert!(unfinished_elsewhere(&previous, &Live::Running("etcd-1-1-0".into())).is_empty());
+        let stored = BTreeMap::from([("etcd-1-1-0".to_string(), Phase::Completed)]);
+        let mut looked = input(&spec, &previous, "2026-11-30T10:00:00Z", Live::Idle);
+        looked.stored = Some(&stored);
+        let decided = plan(&looked);
+        let phases: Vec<(Phase, Option<&str>)> = decided
+            .status
+            .last_backups
+            .iter()
+            .map(|r| (r.backup_phase, r.message.as_deref()))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (Phase::Completed, Some(FOUND_STORED)),
+                (Phase::Failed, Some(INTERRUPTED))
+            ]
+        );
+        // Storage not reachable: nothing is called interrupted on a guess.
+        let mut unknown = input(&spec, &previous, "2026-11-30T10:00:00Z", Live::Idle);
+        unknown.stored = None;
+        assert_eq!(plan(&unknown).status.last_backups, previous.last_backups);
     }
 }
