@@ -690,6 +690,24 @@ async fn existing_and_missing_backup_names_are_clear_errors() -> Result<()> {
         .unwrap_err();
     assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("missing"));
+    // What Velero leaves in a shared location: its files, no manifest of ours.
+    engine
+        .repository()
+        .store()
+        .put_opts(
+            &object_store::path::Path::from("backups/by-velero/velero-backup.json"),
+            bytes::Bytes::from_static(b"{}").into(),
+            object_store::PutOptions::default(),
+        )
+        .await?;
+    let err = engine
+        .start_restore("r", &restore_spec("by-velero"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Invalid(_)) && err.to_string().contains("written by Velero"),
+        "{err}"
+    );
     let err = engine.delete_backup("missing").await.unwrap_err();
     assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
     engine.delete_backup("n1").await?;

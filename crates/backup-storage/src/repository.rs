@@ -236,13 +236,24 @@ impl Repository {
         }
         // A backup Velero wrote into a shared location has no manifest of ours; writing over it
         // would destroy it.
-        let velero_file = ArtifactName::new(crate::gc::VELERO_BACKUP_FILE)?;
-        if exists(&Self::artifact_path(kind, name, &velero_file)).await? {
+        if self.written_by_velero(kind, name).await? {
             return Err(StorageError::VeleroBackupExists {
                 name: name.to_string(),
             });
         }
         Ok(BackupWriter::new(self.clone(), kind, name.clone()))
+    }
+
+    /// Whether `name` holds Velero's `velero-backup.json` (a backup Velero wrote, or one of
+    /// ours, which has it too: ask after finding no manifest).
+    pub async fn written_by_velero(&self, kind: BackupKind, name: &BackupName) -> Result<bool> {
+        let velero_file = ArtifactName::new(crate::gc::VELERO_BACKUP_FILE)?;
+        let path = Self::artifact_path(kind, name, &velero_file);
+        match self.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(StorageError::store("head", &path, e)),
+        }
     }
 
     /// Reads and checks a committed backup's manifest.

@@ -301,10 +301,27 @@ pub async fn resolve_restore_source(
             ));
         }
     };
-    let manifest = repo
-        .get_manifest(BackupKind::Resources, &backup)
-        .await
-        .map_err(storage_error)?;
+    let manifest = match repo.get_manifest(BackupKind::Resources, &backup).await {
+        Ok(manifest) => manifest,
+        Err(e @ backup_storage::StorageError::BackupNotFound { .. }) => {
+            return Err(
+                if repo
+                    .written_by_velero(BackupKind::Resources, &backup)
+                    .await
+                    .map_err(storage_error)?
+                {
+                    EngineError::Invalid(format!(
+                        "backup {backup} was written by Velero (velero-backup.json without a \
+                         manifest of ours, so no checksum to verify it against): restoring \
+                         Velero-written backups is not supported yet; restore it with Velero"
+                    ))
+                } else {
+                    storage_error(e)
+                },
+            );
+        }
+        Err(e) => return Err(storage_error(e)),
+    };
     Ok((backup, manifest))
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Restores always use the direct engine, whatever engine backs a cluster up: it restores from
 //! the management cluster, so nothing (no credentials, no Velero) has to be in the target, and
-//! it reads backups written by Velero, `backupctl` and the controller alike.
+//! it reads backups written by `backupctl` and the controller alike. A backup Velero itself
+//! wrote carries no checksum of ours and is refused with a condition saying so.
 
 pub mod execute;
 pub mod plan;
