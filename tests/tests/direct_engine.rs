@@ -18,6 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams};
 use kube::{Api, Client};
+use object_store::ObjectStoreExt as _;
 use serde_json::json;
 use tests::{TestNamespace, shared, unique_name};
 
@@ -690,24 +691,6 @@ async fn existing_and_missing_backup_names_are_clear_errors() -> Result<()> {
         .unwrap_err();
     assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("missing"));
-    // What Velero leaves in a shared location: its files, no manifest of ours.
-    engine
-        .repository()
-        .store()
-        .put_opts(
-            &object_store::path::Path::from("backups/by-velero/velero-backup.json"),
-            bytes::Bytes::from_static(b"{}").into(),
-            object_store::PutOptions::default(),
-        )
-        .await?;
-    let err = engine
-        .start_restore("r", &restore_spec("by-velero"))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, EngineError::Invalid(_)) && err.to_string().contains("written by Velero"),
-        "{err}"
-    );
     let err = engine.delete_backup("missing").await.unwrap_err();
     assert!(matches!(err, EngineError::NotFound { .. }), "{err}");
     engine.delete_backup("n1").await?;
@@ -1106,5 +1089,86 @@ async fn additional_items_are_backed_up_besides_the_filter_once_each() -> Result
     assert!(namespaces.contains(&other.name), "{namespaces:?}");
     ns.delete().await?;
     other.delete().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_backup_velero_wrote_restores_without_a_manifest_of_ours() -> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let ns = TestNamespace::create(&c1, "velero-written").await?;
+    config_map(&c1, &ns.name, "settings", &[("k", "v")], &[]).await?;
+    let engine = DirectEngine::new(c1.clone(), repository("velero-written")?);
+    backup(&engine, "by-velero", &spec_for(&[&ns.name])).await?;
+    // What Velero leaves in a shared location: the same files, no manifest of ours.
+    engine
+        .repository()
+        .store()
+        .delete(&object_store::path::Path::from(format!(
+            "backups/by-velero/{}",
+            backup_storage::MANIFEST_FILE
+        )))
+        .await?;
+    assert!(
+        engine
+            .repository()
+            .list(BackupKind::Resources)
+            .await?
+            .manifests
+            .is_empty(),
+        "not one of ours any more"
+    );
+    Api::<ConfigMap>::namespaced(c1.clone(), &ns.name)
+        .delete("settings", &DeleteParams::default())
+        .await?;
+    let phase = restore(&engine, "from-velero", &restore_spec("by-velero")).await?;
+    assert_eq!(phase, Phase::Completed);
+    let back = Api::<ConfigMap>::namespaced(c1.clone(), &ns.name)
+        .get("settings")
+        .await?;
+    assert_eq!(
+        back.data.unwrap_or_default().get("k").map(String::as_str),
+        Some("v")
+    );
+    // Damaged, it is refused by its own format (gzip's CRC, tar) before anything is created.
+    let tarball = object_store::path::Path::from("backups/by-velero/by-velero.tar.gz");
+    let mut bytes = engine
+        .repository()
+        .store()
+        .get(&tarball)
+        .await?
+        .bytes()
+        .await?
+        .to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    engine
+        .repository()
+        .store()
+        .put_opts(
+            &tarball,
+            bytes::Bytes::from(bytes).into(),
+            object_store::PutOptions::default(),
+        )
+        .await?;
+    Api::<ConfigMap>::namespaced(c1.clone(), &ns.name)
+        .delete("settings", &DeleteParams::default())
+        .await?;
+    let phase = restore(&engine, "from-damaged", &restore_spec("by-velero")).await?;
+    assert_eq!(phase, Phase::Failed);
+    assert!(
+        Api::<ConfigMap>::namespaced(c1.clone(), &ns.name)
+            .get_opt("settings")
+            .await?
+            .is_none(),
+        "nothing created from a damaged tarball"
+    );
+    // Neither ours nor Velero's: not found.
+    let missing = engine
+        .start_restore("no-tarball", &restore_spec("nothing-here"))
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, EngineError::NotFound { .. }), "{missing}");
+    ns.delete().await?;
     Ok(())
 }

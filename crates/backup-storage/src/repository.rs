@@ -244,6 +244,37 @@ impl Repository {
         Ok(BackupWriter::new(self.clone(), kind, name.clone()))
     }
 
+    /// Opens a file of a backup Velero wrote (see [`Repository::written_by_velero`]) as it
+    /// is stored. Velero records no checksum, so nothing is verified here: the reader's own
+    /// format checks (gzip's CRC, tar's structure, JSON) are all there is. Backups of ours are
+    /// opened with [`Repository::open_artifact`], which verifies against the manifest.
+    pub async fn open_velero_file(
+        &self,
+        kind: BackupKind,
+        name: &BackupName,
+        file: &ArtifactName,
+    ) -> Result<futures::stream::BoxStream<'static, Result<bytes::Bytes>>> {
+        let path = Self::artifact_path(kind, name, file);
+        match self.store.get(&path).await {
+            Ok(result) => {
+                let shown = path.to_string();
+                Ok(result
+                    .into_stream()
+                    .map(move |chunk| {
+                        chunk.map_err(|e| {
+                            StorageError::store("read", &Path::from(shown.as_str()), e)
+                        })
+                    })
+                    .boxed())
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::MissingArtifact {
+                backup: name.to_string(),
+                artifact: file.to_string(),
+            }),
+            Err(e) => Err(StorageError::store("get", &path, e)),
+        }
+    }
+
     /// Whether `name` holds Velero's `velero-backup.json` (a backup Velero wrote, or one of
     /// ours, which has it too: ask after finding no manifest).
     pub async fn written_by_velero(&self, kind: BackupKind, name: &BackupName) -> Result<bool> {

@@ -285,13 +285,34 @@ async fn wait_for_change(changes: Option<&mut tokio::sync::watch::Receiver<backu
     }
 }
 
-/// The backup a restore reads, with its manifest: the one `spec` names, or the newest
-/// completed backup of the schedule it names (as Velero's `--from-schedule`). `NotFound` when
-/// the scope holds no such backup; nothing is created or written.
+/// Where a restore's backup comes from: committed by us (its manifest verifies every file)
+/// or written by Velero into a shared location (no manifest; Velero records no checksum).
+#[derive(Debug, Clone)]
+pub enum RestoreSource {
+    /// Ours: `backupctl`, the controller, any of our engines.
+    Committed(backup_storage::Manifest),
+    /// Velero's own: read as stored, checked only by the formats themselves.
+    VeleroWritten,
+}
+
+impl RestoreSource {
+    /// Refuses, before anything is created, an encrypted backup `repo` holds no key for.
+    pub fn ensure_readable(&self, repo: &Repository) -> Result<(), EngineError> {
+        match self {
+            RestoreSource::Committed(manifest) => {
+                repo.ensure_readable(manifest).map_err(storage_error)
+            }
+            RestoreSource::VeleroWritten => Ok(()),
+        }
+    }
+}
+
+/// The backup a restore reads, with where it comes from: the one `spec` names, or the newest
+/// Completed backup of `spec.schedule_name`.
 pub async fn resolve_restore_source(
     repo: &Repository,
     spec: &RestoreSpec,
-) -> Result<(BackupName, backup_storage::Manifest), EngineError> {
+) -> Result<(BackupName, RestoreSource), EngineError> {
     let backup = match (&spec.backup_name, &spec.schedule_name) {
         (Some(backup), _) => backup_name(backup)?,
         (None, Some(schedule)) => lookup::resolve_schedule(repo, schedule).await?,
@@ -301,28 +322,21 @@ pub async fn resolve_restore_source(
             ));
         }
     };
-    let manifest = match repo.get_manifest(BackupKind::Resources, &backup).await {
-        Ok(manifest) => manifest,
+    match repo.get_manifest(BackupKind::Resources, &backup).await {
+        Ok(manifest) => Ok((backup, RestoreSource::Committed(manifest))),
         Err(e @ backup_storage::StorageError::BackupNotFound { .. }) => {
-            return Err(
-                if repo
-                    .written_by_velero(BackupKind::Resources, &backup)
-                    .await
-                    .map_err(storage_error)?
-                {
-                    EngineError::Invalid(format!(
-                        "backup {backup} was written by Velero (velero-backup.json without a \
-                         manifest of ours, so no checksum to verify it against): restoring \
-                         Velero-written backups is not supported yet; restore it with Velero"
-                    ))
-                } else {
-                    storage_error(e)
-                },
-            );
+            if repo
+                .written_by_velero(BackupKind::Resources, &backup)
+                .await
+                .map_err(storage_error)?
+            {
+                Ok((backup, RestoreSource::VeleroWritten))
+            } else {
+                Err(storage_error(e))
+            }
         }
-        Err(e) => return Err(storage_error(e)),
-    };
-    Ok((backup, manifest))
+        Err(e) => Err(storage_error(e)),
+    }
 }
 
 /// Deletes a restore's files (`restores/<name>/`: Velero's results, logs and resource list,
@@ -450,12 +464,10 @@ impl RestoreEngine for DirectEngine {
                 })
             };
         }
-        let (backup_ok, manifest) = resolve_restore_source(&self.repo, spec).await?;
+        let (backup_ok, source) = resolve_restore_source(&self.repo, spec).await?;
         // An encrypted backup without a matching identity is refused here, before the run
         // starts: nothing is created in the cluster and nothing is written to storage.
-        self.repo
-            .ensure_readable(&manifest)
-            .map_err(storage_error)?;
+        source.ensure_readable(&self.repo)?;
         if lookup::restore_stored(&self.repo, &name_ok).await? {
             return Err(EngineError::AlreadyExists {
                 what: "restore",
@@ -488,6 +500,7 @@ impl RestoreEngine for DirectEngine {
             repo: self.repo.clone(),
             name: name_ok.clone(),
             backup: backup_ok.clone(),
+            velero_written: matches!(source, RestoreSource::VeleroWritten),
             spec: spec.clone(),
             status: status.clone(),
             report,

@@ -50,6 +50,8 @@ pub struct RestoreRun {
     pub name: BackupName,
     /// Backup to restore.
     pub backup: BackupName,
+    /// Whether Velero wrote it (no manifest of ours to verify its tarball against).
+    pub velero_written: bool,
     /// What to restore and how.
     pub spec: RestoreSpec,
     /// Live status.
@@ -89,11 +91,17 @@ impl RestoreRun {
     /// and the gzip and tar streams were read to their end.
     async fn load(&self) -> Result<(Arc<Spool>, Vec<(ItemPath, Entry)>), EngineError> {
         let files = BackupFiles::new(&self.backup).map_err(storage_error)?;
-        let mut stream = self
-            .repo
-            .open_artifact(BackupKind::Resources, &self.backup, &files.tarball)
-            .await
-            .map_err(storage_error)?;
+        let mut stream = if self.velero_written {
+            self.repo
+                .open_velero_file(BackupKind::Resources, &self.backup, &files.tarball)
+                .await
+        } else {
+            self.repo
+                .open_artifact(BackupKind::Resources, &self.backup, &files.tarball)
+                .await
+                .map(|stream| stream.boxed())
+        }
+        .map_err(storage_error)?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
         let filter = self.spec.filter.clone();
         let reader = tokio::task::spawn_blocking(move || {

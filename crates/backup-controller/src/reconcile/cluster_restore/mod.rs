@@ -5,8 +5,8 @@
 //!
 //! Restores always use the direct engine, whatever engine backs a cluster up: it restores from
 //! the management cluster, so nothing (no credentials, no Velero) has to be in the target, and
-//! it reads backups written by `backupctl` and the controller alike. A backup Velero itself
-//! wrote carries no checksum of ours and is refused with a condition saying so.
+//! it reads backups written by Velero, `backupctl` and the controller alike (Velero's own
+//! carry no checksum of ours: only their formats check them).
 
 pub mod execute;
 pub mod plan;
@@ -250,8 +250,8 @@ async fn resolve(
         },
     };
     let backup = match backup_velero::direct::resolve_restore_source(&repo, &lookup).await {
-        Ok((backup, manifest)) => {
-            if let Err(e) = repo.ensure_readable(&manifest) {
+        Ok((backup, source)) => {
+            if let Err(e) = source.ensure_readable(&repo) {
                 return Ok(Err((
                     "BackupEncrypted",
                     format!(
