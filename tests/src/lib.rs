@@ -16,6 +16,7 @@ pub mod controller;
 pub mod crds;
 pub mod env;
 pub mod env_state;
+pub mod helm;
 pub mod lock;
 pub mod namespace;
 pub mod velero;

@@ -6,6 +6,7 @@ mod crds;
 mod demo;
 mod env;
 mod fleet;
+mod helm_sdk;
 mod test_runner;
 
 use clap::{Parser, Subcommand};

@@ -30,6 +30,7 @@ pub struct TestArgs {
 
 pub fn run(args: TestArgs) -> Result<()> {
     ensure_prerequisites()?;
+    let helm_python = crate::helm_sdk::ensure()?;
     if !args.skip_lints {
         cargo(&["fmt", "--all", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
         cargo(&[
@@ -46,7 +47,13 @@ pub fn run(args: TestArgs) -> Result<()> {
     env::up_default(&env_dir)?;
     let mut test_args = vec!["test", "--workspace"];
     test_args.extend(args.cargo_test_args.iter().map(String::as_str));
-    let tests = cargo_with_env(&test_args, &[("BACKUP_TEST_ENV_DIR", env_dir.as_os_str())]);
+    let tests = cargo_with_env(
+        &test_args,
+        &[
+            ("BACKUP_TEST_ENV_DIR", env_dir.as_os_str()),
+            ("BACKUP_HELM_PYTHON", helm_python.as_os_str()),
+        ],
+    );
     if !args.keep_env
         && let Err(err) = env::down(&env_dir)
     {
