@@ -280,6 +280,16 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// How a controller process reaches the management cluster, and where its Lease lives.
+pub struct Access {
+    /// Its kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The context to use in it.
+    pub context: String,
+    /// The namespace of its leader-election Lease (and its ManagementBackups).
+    pub lease_namespace: String,
+}
+
 /// A controller process scoped to one project namespace. Dropping it kills the process.
 pub struct ControllerProcess {
     child: Option<Child>,
@@ -313,6 +323,25 @@ impl ControllerProcess {
     ) -> Result<Self> {
         let env = shared()?;
         let mgmt = env.management()?;
+        let access = Access {
+            kubeconfig: mgmt.kubeconfig.clone(),
+            context: mgmt.context.clone(),
+            lease_namespace: project.name().to_string(),
+        };
+        Self::start_as(binary, project, identity, &access, extra, vars).await
+    }
+
+    /// [`ControllerProcess::start_with_env`] with the controller's own credentials and Lease
+    /// namespace (e.g. a ServiceAccount token bound to the chart's RBAC).
+    pub async fn start_as(
+        binary: &Path,
+        project: &Project,
+        identity: &str,
+        access: &Access,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<Self> {
+        let env = shared()?;
         let port = free_port()?;
         let admin: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let log_dir = env.state.dir.join("controller-logs");
@@ -321,10 +350,10 @@ impl ControllerProcess {
         let file = std::fs::File::create(&log)?;
         let child = Command::new(binary)
             .args(["run", "--kubeconfig"])
-            .arg(&mgmt.kubeconfig)
-            .args(["--context", &mgmt.context])
+            .arg(&access.kubeconfig)
+            .args(["--context", &access.context])
             .args(["--namespace", project.name()])
-            .args(["--lease-namespace", project.name()])
+            .args(["--lease-namespace", &access.lease_namespace])
             .args(["--identity", identity])
             .args(["--admin-addr", &admin.to_string()])
             .args(extra)
