@@ -221,5 +221,22 @@ async fn the_apiserver_accepts_every_rendered_object() -> Result<()> {
                 .with_context(|| format!("{name}: {object}"))?;
         }
     }
+    // The README's first backup, as written, against the chart's CRDs.
+    let chart = rendered(json!({}), &release_ns.name)?;
+    let crds: Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        chart
+            .crds
+            .iter()
+            .map(|c| serde_yaml_ng::from_str(c))
+            .collect::<Result<_, _>>()?;
+    tests::controller::install_crds(&mgmt, &crds).await?;
+    let example =
+        std::fs::read_to_string(tests::helm::chart_dir().join("../../examples/first-backup.yaml"))?;
+    for document in serde_yaml_ng::Deserializer::from_str(&example) {
+        let object: Value = serde::Deserialize::deserialize(document)?;
+        apply(&mgmt, &object, &release_ns.name, true)
+            .await
+            .with_context(|| format!("examples/first-backup.yaml: {object}"))?;
+    }
     release_ns.delete().await
 }

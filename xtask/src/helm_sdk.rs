@@ -28,7 +28,7 @@ const VENV: &[Requirement] = &[
 ];
 /// Exits 0 when the SDK imports and its bundled Helm library is a file.
 const CHECK: &str = "import os, sys, helm_python; \
-    sys.exit(0 if os.path.isfile(helm_python.library_path()) else 1)";
+    sys.exit(0 if os.path.isfile(helm_python.library_path) else 1)";
 
 /// The venv's directory.
 pub fn venv_dir() -> Result<PathBuf> {
