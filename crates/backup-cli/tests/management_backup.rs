@@ -36,6 +36,7 @@ fn controller(
         kubeconfig: Some(cluster.kubeconfig.clone()),
         context: Some(cluster.context.clone()),
         admin_addr: format!("127.0.0.1:{}", free_port()?).parse()?,
+        api_addr: None,
         lease_namespace: namespace.to_string(),
         identity: format!("management-backup-{release}"),
         leader_election: false,

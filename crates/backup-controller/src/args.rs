@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// Address of /livez, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub admin_addr: SocketAddr,
+    /// Address of the dashboard's JSON API (`/api/v1/...`): requests carry a Kubernetes bearer
+    /// token and the project's RBAC decides what each caller sees. Not served when omitted.
+    #[arg(long)]
+    pub api_addr: Option<SocketAddr>,
     /// The controller's own namespace (default: $POD_NAMESPACE, else `default`): where its
     /// leader-election Lease lives, and the only namespace whose ManagementBackups are
     /// honoured (they read every project).
@@ -104,6 +108,7 @@ impl RunArgs {
             kubeconfig: self.kubeconfig,
             context: self.context,
             admin_addr: self.admin_addr,
+            api_addr: self.api_addr,
             lease_namespace: self.lease_namespace,
             identity,
             leader_election: !self.no_leader_election,

@@ -45,6 +45,8 @@ pub struct RunConfig {
     pub context: Option<String>,
     /// Where `/livez`, `/readyz` and `/metrics` are served.
     pub admin_addr: SocketAddr,
+    /// Where the dashboard's JSON API is served; not at all when `None`.
+    pub api_addr: Option<SocketAddr>,
     /// Namespace of the leader-election Lease.
     pub lease_namespace: String,
     /// This replica's identity in the Lease and in Events.
@@ -101,6 +103,26 @@ pub async fn run_with_clock(
             .await
     });
 
+    // The dashboard's API runs on every replica: reads and writes go through the API server.
+    let web = match config.api_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the API address {addr}"))?;
+            tracing::info!(%addr, "API listening (/api/v1/...)");
+            let state = crate::web::WebState {
+                client: client.clone(),
+            };
+            let web_stop = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move {
+                axum::serve(listener, crate::web::router(state))
+                    .with_graceful_shutdown(web_stop)
+                    .await
+            }))
+        }
+        None => None,
+    };
+
     wait_for_api(&client, stopped(stop_rx.clone())).await;
     ready.store(true, Ordering::Relaxed);
 
@@ -153,6 +175,9 @@ pub async fn run_with_clock(
         let _ = election.await;
     }
     let _ = admin.await;
+    if let Some(web) = web {
+        let _ = web.await;
+    }
     Ok(())
 }
 

@@ -1,0 +1,169 @@
+//! Who calls, and what they may do: the bearer token is checked with a TokenReview, and every
+//! action with a SubjectAccessReview on the matching resource in the project's namespace, so
+//! the project's own RBAC decides (KKP's owners, editors and viewers).
+
+use std::collections::BTreeMap;
+
+use axum::http::{HeaderMap, header};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::Api;
+use kube::api::PostParams;
+
+use super::error::{ApiError, ApiResult};
+use crate::api::GROUP;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The user name the apiserver knows.
+    pub user: String,
+    uid: Option<String>,
+    groups: Vec<String>,
+    extra: BTreeMap<String, Vec<String>>,
+}
+
+/// One action on one of our resources, as RBAC names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Action<'a> {
+    /// `get`, `list`, `delete`, `patch`, `create`.
+    pub verb: &'a str,
+    /// `clusterbackups`, `managedclusters`, ...
+    pub resource: &'a str,
+    /// `download` for `clusterbackups/download`.
+    pub subresource: Option<&'a str>,
+    /// The object's name, when the action is on one.
+    pub name: Option<&'a str>,
+}
+
+impl<'a> Action<'a> {
+    /// `verb` on `resource`.
+    pub fn on(verb: &'a str, resource: &'a str) -> Self {
+        Action {
+            verb,
+            resource,
+            subresource: None,
+            name: None,
+        }
+    }
+
+    /// The same action on object `name`.
+    pub fn named(self, name: &'a str) -> Self {
+        Action {
+            name: Some(name),
+            ..self
+        }
+    }
+
+    /// The same action on a subresource.
+    pub fn subresource(self, subresource: &'a str) -> Self {
+        Action {
+            subresource: Some(subresource),
+            ..self
+        }
+    }
+}
+
+/// Checks the request's bearer token with a TokenReview.
+pub async fn authenticate(client: &kube::Client, headers: &HeaderMap) -> ApiResult<Caller> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "send a Kubernetes bearer token: `Authorization: Bearer <token>` (e.g. from \
+                 `kubectl create token <serviceaccount>`)",
+            )
+        })?;
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: Some(token.to_string()),
+            ..TokenReviewSpec::default()
+        },
+        ..TokenReview::default()
+    };
+    let reviewed = Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| ApiError::upstream(format!("the token could not be reviewed: {e}")))?;
+    let status = reviewed.status.unwrap_or_default();
+    match (status.authenticated, status.user) {
+        (Some(true), Some(user)) => Ok(Caller {
+            user: user.username.unwrap_or_default(),
+            uid: user.uid,
+            groups: user.groups.unwrap_or_default(),
+            extra: user.extra.unwrap_or_default(),
+        }),
+        _ => Err(ApiError::unauthorized(format!(
+            "the token was not accepted by the management cluster{}",
+            status.error.map(|e| format!(": {e}")).unwrap_or_default()
+        ))),
+    }
+}
+
+/// Whether `caller` may do `action` in `namespace` (a SubjectAccessReview).
+pub async fn allowed(
+    client: &kube::Client,
+    caller: &Caller,
+    namespace: &str,
+    action: Action<'_>,
+) -> ApiResult<bool> {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(caller.user.clone()),
+            uid: caller.uid.clone(),
+            groups: Some(caller.groups.clone()),
+            extra: Some(caller.extra.clone()),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(GROUP.into()),
+                resource: Some(action.resource.into()),
+                subresource: action.subresource.map(str::to_string),
+                verb: Some(action.verb.into()),
+                namespace: Some(namespace.into()),
+                name: action.name.map(str::to_string),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let answer = Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| ApiError::upstream(format!("the access check failed: {e}")))?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+/// Requires `see` (else 404, as if absent) and then `act` (else 403).
+pub async fn require(
+    client: &kube::Client,
+    caller: &Caller,
+    namespace: &str,
+    see: Action<'_>,
+    act: Option<Action<'_>>,
+) -> ApiResult<()> {
+    if !allowed(client, caller, namespace, see).await? {
+        return Err(ApiError::not_found(format!(
+            "nothing of that kind in namespace {namespace:?}, or you may not see it"
+        )));
+    }
+    if let Some(act) = act
+        && !allowed(client, caller, namespace, act).await?
+    {
+        let what = match act.subresource {
+            Some(sub) => format!("{}/{sub}", act.resource),
+            None => act.resource.to_string(),
+        };
+        return Err(ApiError::forbidden(format!(
+            "{} may not {} {what} in namespace {namespace}: ask the project's owner for that \
+             permission",
+            caller.user, act.verb
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! The JSON API's handlers: each authenticates, checks the action with the project's RBAC,
+//! then reads or writes through the management cluster's API or storage with the controller's
+//! own credentials, logging the caller's name for every write.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use backup_core::{BackupKind, LabelSelector};
+use backup_storage::{BackupName, StorageError};
+use backup_velero::direct::stored;
+use backup_velero::format::BackupFiles;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::WebState;
+use super::auth::{Action, allowed, authenticate, require};
+use super::error::{ApiError, ApiResult};
+use crate::api::status::find;
+use crate::api::{
+    ClusterBackup, ClusterRestore, ManagedCluster, RUN_NOW_ANNOTATION, StorageLocation,
+};
+use crate::reconcile::schedule::next_after;
+
+/// Firings of a schedule shown ahead.
+const NEXT_RUNS: usize = 3;
+
+fn kube_error(what: &str, e: kube::Error) -> ApiError {
+    match &e {
+        kube::Error::Api(s) if s.code == 404 => ApiError::not_found(format!("{what}: not found")),
+        kube::Error::Api(s) if s.code == 403 => {
+            ApiError::forbidden(format!("{what}: {}", s.message))
+        }
+        kube::Error::Api(s) if s.code == 409 || s.code == 422 || s.code == 400 => {
+            ApiError::bad_request(format!("{what}: {}", s.message))
+        }
+        _ => ApiError::upstream(format!("{what}: {e}")),
+    }
+}
+
+fn storage_error(what: &str, e: StorageError) -> ApiError {
+    match e {
+        StorageError::BackupNotFound { .. } => ApiError::not_found(format!("{what}: {e}")),
+        StorageError::ReadOnly { .. } | StorageError::DeletionRefused { .. } => {
+            ApiError::new_conflict(format!("{what}: {e}"))
+        }
+        e => ApiError::upstream(format!("{what}: {e}")),
+    }
+}
+
+impl ApiError {
+    fn new_conflict(message: String) -> Self {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            message,
+        }
+    }
+}
+
+fn condition_json(conditions: &[crate::api::Condition], type_: &str) -> Value {
+    match find(conditions, type_) {
+        Some(c) => json!({"status": c.status, "reason": c.reason, "message": c.message}),
+        None => Value::Null,
+    }
+}
+
+/// `GET /api/v1/namespaces`: the projects the caller may see.
+pub async fn namespaces(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    let all = Api::<Namespace>::all(state.client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kube_error("listing namespaces", e))?;
+    let mut visible = Vec::new();
+    for ns in all.items {
+        let name = ns.name_any();
+        if allowed(
+            &state.client,
+            &caller,
+            &name,
+            Action::on("list", "clusterbackups"),
+        )
+        .await?
+        {
+            visible.push(name);
+        }
+    }
+    Ok(Json(json!({"items": visible})))
+}
+
+/// `GET /api/v1/namespaces/{ns}/storagelocations`.
+pub async fn storage_locations(
+    State(state): State<WebState>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("list", "storagelocations"),
+        None,
+    )
+    .await?;
+    let listed = Api::<StorageLocation>::namespaced(state.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kube_error("listing StorageLocations", e))?;
+    let items: Vec<Value> = listed
+        .items
+        .iter()
+        .map(|l| {
+            let status = l.status.clone().unwrap_or_default();
+            json!({
+                "name": l.name_any(),
+                "provider": l.spec.provider,
+                "bucket": l.spec.object_storage.bucket,
+                "prefix": l.spec.object_storage.prefix,
+                "default": l.spec.default,
+                "accessMode": l.spec.access_mode,
+                "phase": status.phase,
+                "reason": status.reason,
+                "message": status.message,
+                "lastValidationTime": status.last_validation_time,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+/// `GET /api/v1/namespaces/{ns}/clusters`.
+pub async fn clusters(
+    State(state): State<WebState>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("list", "managedclusters"),
+        None,
+    )
+    .await?;
+    let listed = Api::<ManagedCluster>::namespaced(state.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kube_error("listing ManagedClusters", e))?;
+    let items: Vec<Value> = listed
+        .items
+        .iter()
+        .map(|c| {
+            let status = c.status.clone().unwrap_or_default();
+            json!({
+                "name": c.name_any(),
+                "labels": c.labels(),
+                "engine": status.engine,
+                "kubernetesVersion": status.kubernetes_version,
+                "reachable": condition_json(&status.conditions, "Reachable"),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+/// `GET /api/v1/namespaces/{ns}/clusterbackups`, with each schedule's next firings.
+pub async fn cluster_backups(
+    State(state): State<WebState>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("list", "clusterbackups"),
+        None,
+    )
+    .await?;
+    let listed = Api::<ClusterBackup>::namespaced(state.client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kube_error("listing ClusterBackups", e))?;
+    let now = jiff::Timestamp::now();
+    let items: Vec<Value> = listed
+        .items
+        .iter()
+        .map(|b| {
+            let status = b.status.clone().unwrap_or_default();
+            let schedule = b.spec.validate().ok().and_then(|v| v.schedule);
+            let mut next_runs = Vec::new();
+            let mut at = now;
+            while next_runs.len() < NEXT_RUNS {
+                match next_after(schedule.as_ref(), at) {
+                    Some(next) => {
+                        next_runs.push(next);
+                        at = next;
+                    }
+                    None => break,
+                }
+            }
+            json!({
+                "name": b.name_any(),
+                "schedule": b.spec.schedule,
+                "paused": b.spec.paused,
+                "phase": status.phase,
+                "lastScheduleTime": status.last_schedule_time,
+                "nextRuns": next_runs,
+                "clusters": status.clusters,
+                "ready": condition_json(&status.conditions, "Ready"),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+/// Which location to read a cluster's backups from: `?location=`, else the namespace's default.
+#[derive(Debug, Deserialize)]
+pub struct LocationQuery {
+    location: Option<String>,
+}
+
+/// The cluster's repository in the location.
+async fn repository(
+    state: &WebState,
+    ns: &str,
+    cluster: &str,
+    query: &LocationQuery,
+) -> ApiResult<backup_storage::Repository> {
+    let location = crate::locations::open_from_api(&state.client, ns, query.location.as_deref())
+        .await
+        .map_err(|e| ApiError::not_found(format!("storage location: {e}")))?;
+    location
+        .repo
+        .scoped_str(ns, cluster)
+        .map_err(|e| ApiError::bad_request(format!("cluster {cluster:?}: {e}")))
+}
+
+/// The backups of one cluster as storage holds them (the source of truth).
+async fn stored_backups(repo: &backup_storage::Repository) -> ApiResult<Vec<Value>> {
+    let backups = stored::list(repo, &LabelSelector::default())
+        .await
+        .map_err(|e| ApiError::upstream(format!("listing backups in storage: {e}")))?;
+    let listing = repo
+        .list(BackupKind::Resources)
+        .await
+        .map_err(|e| storage_error("listing backups in storage", e))?;
+    let manifests: BTreeMap<String, &backup_storage::Manifest> = listing
+        .manifests
+        .iter()
+        .map(|m| (m.name.to_string(), m))
+        .collect();
+    Ok(backups
+        .iter()
+        .map(|b| {
+            let manifest = manifests.get(&b.name);
+            json!({
+                "name": b.name,
+                "phase": b.phase,
+                "itemsBackedUp": b.items_backed_up,
+                "totalItems": b.total_items,
+                "errors": b.errors,
+                "warnings": b.warnings,
+                "started": b.started,
+                "completed": b.completed,
+                "expiration": b.expiration,
+                "schedule": b.labels.get(backup_velero::direct::SCHEDULE_LABEL),
+                "sizeBytes": manifest.map(|m| m.artifacts.iter().map(|a| a.size).sum::<u64>()),
+                "encrypted": manifest.is_some_and(|m| m.is_encrypted()),
+                // Every artifact's SHA-256 is in the manifest; downloads and restores verify it.
+                "checksum": if manifest.is_some() { "recorded" } else { "missing" },
+            })
+        })
+        .collect())
+}
+
+/// `GET /api/v1/namespaces/{ns}/clusters/{cluster}/backups`.
+pub async fn backups(
+    State(state): State<WebState>,
+    Path((ns, cluster)): Path<(String, String)>,
+    Query(query): Query<LocationQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("list", "clusterbackups"),
+        None,
+    )
+    .await?;
+    let repo = repository(&state, &ns, &cluster, &query).await?;
+    Ok(Json(json!({"items": stored_backups(&repo).await?})))
+}
+
+/// `GET /api/v1/namespaces/{ns}/clusters/{cluster}/backups/{name}`.
+pub async fn backup(
+    State(state): State<WebState>,
+    Path((ns, cluster, name)): Path<(String, String, String)>,
+    Query(query): Query<LocationQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("get", "clusterbackups"),
+        None,
+    )
+    .await?;
+    let repo = repository(&state, &ns, &cluster, &query).await?;
+    stored_backups(&repo)
+        .await?
+        .into_iter()
+        .find(|b| b["name"] == name.as_str())
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no backup {name:?} of cluster {cluster}")))
+}
+
+/// `GET .../backups/{name}/download`: the tarball, streamed through the controller and checked
+/// against its recorded SHA-256 while streaming; a mismatch ends the download with an error.
+pub async fn download(
+    State(state): State<WebState>,
+    Path((ns, cluster, name)): Path<(String, String, String)>,
+    Query(query): Query<LocationQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("get", "clusterbackups"),
+        Some(Action::on("get", "clusterbackups").subresource("download")),
+    )
+    .await?;
+    let repo = repository(&state, &ns, &cluster, &query).await?;
+    let backup = BackupName::new(&name)
+        .map_err(|e| ApiError::bad_request(format!("backup name {name:?}: {e}")))?;
+    let files = BackupFiles::new(&backup).map_err(|e| storage_error("backup files", e))?;
+    let stream = repo
+        .open_artifact(BackupKind::Resources, &backup, &files.tarball)
+        .await
+        .map_err(|e| storage_error(&format!("backup {name}"), e))?;
+    tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "download");
+    let body = Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.tar.gz\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// `DELETE .../backups/{name}`: deletes the backup from storage.
+pub async fn delete_backup(
+    State(state): State<WebState>,
+    Path((ns, cluster, name)): Path<(String, String, String)>,
+    Query(query): Query<LocationQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("get", "clusterbackups"),
+        Some(Action::on("delete", "clusterbackups")),
+    )
+    .await?;
+    let repo = repository(&state, &ns, &cluster, &query).await?;
+    let backup = BackupName::new(&name)
+        .map_err(|e| ApiError::bad_request(format!("backup name {name:?}: {e}")))?;
+    repo.get_manifest(BackupKind::Resources, &backup)
+        .await
+        .map_err(|e| storage_error(&format!("backup {name}"), e))?;
+    repo.delete(BackupKind::Resources, &backup)
+        .await
+        .map_err(|e| storage_error(&format!("deleting backup {name}"), e))?;
+    tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "deleted");
+    Ok(Json(json!({"deleted": name})))
+}
+
+/// `POST /api/v1/namespaces/{ns}/clusterbackups/{name}/run`: the run-now annotation.
+pub async fn run_now(
+    State(state): State<WebState>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("get", "clusterbackups").named(&name),
+        Some(Action::on("patch", "clusterbackups").named(&name)),
+    )
+    .await?;
+    let token = format!("dashboard-{}", jiff::Timestamp::now().as_millisecond());
+    let api: Api<ClusterBackup> = Api::namespaced(state.client.clone(), &ns);
+    tracing::info!(user = %caller.user, namespace = %ns, backup = %name, token = %token, "run now");
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: token}}})),
+    )
+    .await
+    .map_err(|e| kube_error(&format!("ClusterBackup {name}"), e))?;
+    Ok(Json(json!({"clusterBackup": name, "runNowToken": token})))
+}
+
+/// `POST /api/v1/namespaces/{ns}/clusterrestores`: creates a ClusterRestore (as the caller);
+/// with `spec.dryRun: true` the controller fills in the plan instead of restoring.
+pub async fn create_restore(
+    State(state): State<WebState>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("list", "clusterbackups"),
+        Some(Action::on("create", "clusterrestores")),
+    )
+    .await?;
+    let mut restore: ClusterRestore = serde_json::from_value(json!({
+        "apiVersion": "backupfleet.dev/v1alpha1",
+        "kind": "ClusterRestore",
+        "metadata": body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "spec": body.get("spec").cloned().unwrap_or(Value::Null),
+    }))
+    .map_err(|e| ApiError::bad_request(format!("not a ClusterRestore: {e}")))?;
+    restore.metadata.namespace = Some(ns.clone());
+    let api: Api<ClusterRestore> = Api::namespaced(state.client.clone(), &ns);
+    tracing::info!(user = %caller.user, namespace = %ns, restore = ?restore.metadata.name, "restore");
+    let created = api
+        .create(&PostParams::default(), &restore)
+        .await
+        .map_err(|e| kube_error("creating the ClusterRestore", e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(created).unwrap_or(Value::Null)),
+    ))
+}

@@ -1,0 +1,325 @@
+//! The dashboard's JSON API with real tokens: TokenReview authenticates, the project's RBAC
+//! (SubjectAccessReview) decides, a viewer sees but cannot download, delete or run, an editor
+//! can, and nothing of another project is visible, not even its name.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tests::TestNamespace;
+use tests::controller::{ControllerProcess, Project, free_port, http_request};
+use tests::env::shared;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
+}
+
+/// A ServiceAccount of `p` bound to a Role with `rules`, and a token for it.
+async fn account(p: &Project, name: &str, rules: Value) -> Result<String> {
+    let rbac = |kind: &str, plural: &str| ApiResource {
+        group: "rbac.authorization.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let apply = |kind: &str, plural: &str, object: Value| {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(p.mgmt.clone(), p.name(), &rbac(kind, plural));
+        async move {
+            api.patch(
+                object["metadata"]["name"].as_str().unwrap_or_default(),
+                &PatchParams::apply("api-tests").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+        }
+    };
+    Api::<ServiceAccount>::namespaced(p.mgmt.clone(), p.name())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}}))?,
+        )
+        .await?;
+    apply(
+        "Role",
+        "roles",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name}, "rules": rules}),
+    )
+    .await?;
+    apply(
+        "RoleBinding",
+        "rolebindings",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding", "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": p.name()}]}),
+    )
+    .await?;
+    let issued = Api::<ServiceAccount>::namespaced(p.mgmt.clone(), p.name())
+        .create_token_request(
+            name,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(3600),
+                    ..TokenRequestSpec::default()
+                },
+                ..TokenRequest::default()
+            },
+        )
+        .await?;
+    Ok(issued.status.context("no token")?.token)
+}
+
+fn call(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Result<(u16, Value)> {
+    let (code, bytes) = http_request(api, method, path, token, body)?;
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok((code, value))
+}
+
+#[tokio::test]
+async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
+    let env = shared()?;
+    let p = Project::create("api", &backup_controller::api::crds()).await?;
+    let other = Project::create("api-other", &backup_controller::api::crds()).await?;
+    let c1 = env.client("c1").await?;
+    let app = TestNamespace::create(&c1, "api-app").await?;
+    let mut settings = ConfigMap::default();
+    settings.metadata.name = Some("settings".into());
+    Api::<ConfigMap>::namespaced(c1.clone(), &app.name)
+        .create(&PostParams::default(), &settings)
+        .await?;
+    p.apply(p.s3_location("main", true)?).await?;
+    p.apply(p.cluster("c1", "c1", json!({}))).await?;
+    p.apply(
+        json!({"kind": "ClusterBackup", "metadata": {"name": "once"},
+        "spec": {"template": {"includedNamespaces": [app.name]}}}),
+    )
+    .await?;
+    p.apply(json!({"kind": "ClusterBackup", "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 2 * * *", "paused": true, "template": {"includedNamespaces": [app.name]}}}))
+        .await?;
+    let read = json!({"apiGroups": ["backupfleet.dev"],
+        "resources": ["storagelocations", "managedclusters", "clusterbackups", "clusterrestores"],
+        "verbs": ["get", "list", "watch"]});
+    let viewer = account(&p, "viewer", json!([read])).await?;
+    let editor = account(
+        &p,
+        "editor",
+        json!([read,
+            {"apiGroups": ["backupfleet.dev"], "resources": ["clusterbackups"], "verbs": ["patch", "delete"]},
+            {"apiGroups": ["backupfleet.dev"], "resources": ["clusterbackups/download"], "verbs": ["get"]},
+            {"apiGroups": ["backupfleet.dev"], "resources": ["clusterrestores"], "verbs": ["create"]}]),
+    )
+    .await?;
+    let stranger = account(&other, "owner", json!([read])).await?;
+
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let controller =
+        ControllerProcess::start(binary(), &p, "api", &["--api-addr", &addr.to_string()]).await?;
+    let done = p
+        .wait_for(
+            "ClusterBackup",
+            "once",
+            Duration::from_secs(60),
+            "the backup completed",
+            |b| b["status"]["phase"] == "Completed",
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    let backup = done["status"]["clusters"][0]["lastBackup"]["name"]
+        .as_str()
+        .context("no backup name")?
+        .to_string();
+    let ns = p.name().to_string();
+    let base = format!("/api/v1/namespaces/{ns}");
+
+    // No token, a bad token.
+    assert_eq!(call(addr, "GET", "/api/v1/namespaces", None, None)?.0, 401);
+    assert_eq!(
+        call(addr, "GET", "/api/v1/namespaces", Some("not-a-token"), None)?.0,
+        401
+    );
+
+    // The viewer sees its project, its objects and its backups.
+    let (code, projects) = call(addr, "GET", "/api/v1/namespaces", Some(&viewer), None)?;
+    assert_eq!(code, 200);
+    let projects: Vec<&str> = projects["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(projects.contains(&ns.as_str()), "{projects:?}");
+    assert!(!projects.contains(&other.name()), "{projects:?}");
+    let (code, locations) = call(
+        addr,
+        "GET",
+        &format!("{base}/storagelocations"),
+        Some(&viewer),
+        None,
+    )?;
+    assert_eq!(
+        (code, locations["items"][0]["name"].as_str()),
+        (200, Some("main"))
+    );
+    let (code, clusters) = call(
+        addr,
+        "GET",
+        &format!("{base}/clusters"),
+        Some(&viewer),
+        None,
+    )?;
+    assert_eq!(
+        (code, clusters["items"][0]["name"].as_str()),
+        (200, Some("c1"))
+    );
+    let (code, schedules) = call(
+        addr,
+        "GET",
+        &format!("{base}/clusterbackups"),
+        Some(&viewer),
+        None,
+    )?;
+    assert_eq!(code, 200);
+    let nightly = schedules["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["name"] == "nightly")
+        .context("nightly listed")?;
+    assert_eq!(
+        nightly["nextRuns"].as_array().map(Vec::len),
+        Some(3),
+        "{nightly}"
+    );
+    let (code, backups) = call(
+        addr,
+        "GET",
+        &format!("{base}/clusters/c1/backups"),
+        Some(&viewer),
+        None,
+    )?;
+    assert_eq!(code, 200, "{backups}");
+    let listed = &backups["items"][0];
+    assert_eq!(listed["name"], backup.as_str());
+    assert_eq!(listed["phase"], "Completed");
+    assert_eq!(listed["checksum"], "recorded");
+    assert!(
+        listed["sizeBytes"].as_u64().is_some_and(|s| s > 0),
+        "{listed}"
+    );
+    let one = format!("{base}/clusters/c1/backups/{backup}");
+    assert_eq!(call(addr, "GET", &one, Some(&viewer), None)?.0, 200);
+    // Seeing a backup does not mean reading it, deleting it or running the schedule.
+    assert_eq!(
+        call(addr, "GET", &format!("{one}/download"), Some(&viewer), None)?.0,
+        403
+    );
+    assert_eq!(call(addr, "DELETE", &one, Some(&viewer), None)?.0, 403);
+    assert_eq!(
+        call(
+            addr,
+            "POST",
+            &format!("{base}/clusterbackups/once/run"),
+            Some(&viewer),
+            None
+        )?
+        .0,
+        403
+    );
+
+    // Another project's owner sees nothing of this one: 404, as if it did not exist.
+    for path in [
+        format!("{base}/storagelocations"),
+        format!("{base}/clusterbackups"),
+        format!("{base}/clusters/c1/backups"),
+        one.clone(),
+        format!("{one}/download"),
+    ] {
+        let (code, body) = call(addr, "GET", &path, Some(&stranger), None)?;
+        assert_eq!(code, 404, "{path}: {body}");
+        assert!(!body.to_string().contains(&backup), "{body}");
+    }
+
+    // The editor downloads (the bytes storage holds, checksum verified on the way), runs the
+    // schedule now, asks for a dry-run restore, and deletes.
+    let (code, tarball) =
+        http_request(addr, "GET", &format!("{one}/download"), Some(&editor), None)?;
+    assert_eq!(code, 200);
+    let mut stored = Vec::new();
+    p.repository("c1")?
+        .download_artifact_to(
+            backup_core::BackupKind::Resources,
+            &backup_storage::BackupName::new(&backup)?,
+            &format!("{backup}.tar.gz").parse()?,
+            &mut stored,
+        )
+        .await?;
+    ensure!(tarball == stored, "the download is the stored tarball");
+    let (code, ran) = call(
+        addr,
+        "POST",
+        &format!("{base}/clusterbackups/once/run"),
+        Some(&editor),
+        None,
+    )?;
+    assert_eq!(code, 200, "{ran}");
+    let token = ran["runNowToken"].as_str().context("a token")?.to_string();
+    p.wait_for(
+        "ClusterBackup",
+        "once",
+        Duration::from_secs(60),
+        "the run-now token served",
+        |b| b["status"]["lastRunNowToken"] == token.as_str(),
+    )
+    .await?;
+    let (code, created) = call(
+        addr,
+        "POST",
+        &format!("{base}/clusterrestores"),
+        Some(&editor),
+        Some(&json!({"metadata": {"name": "plan"},
+            "spec": {"source": {"cluster": "c1", "backupName": backup}, "dryRun": true}})),
+    )?;
+    assert_eq!(code, 201, "{created}");
+    p.wait_for(
+        "ClusterRestore",
+        "plan",
+        Duration::from_secs(60),
+        "the dry run's plan",
+        |r| r["status"]["phase"] == "Completed" && r["status"]["clusters"][0]["plan"].is_object(),
+    )
+    .await?;
+    let (code, refused) = call(
+        addr,
+        "POST",
+        &format!("{base}/clusterrestores"),
+        Some(&editor),
+        Some(&json!({"metadata": {"name": "Bad Name"}, "spec": {}})),
+    )?;
+    assert_eq!(code, 400, "{refused}");
+    assert_eq!(call(addr, "DELETE", &one, Some(&editor), None)?.0, 200);
+    assert_eq!(call(addr, "GET", &one, Some(&editor), None)?.0, 404);
+
+    drop(controller);
+    app.delete().await?;
+    other.delete().await?;
+    p.delete().await
+}
