@@ -30,8 +30,9 @@ fn combinations() -> Vec<(&'static str, Value)> {
             json!({"metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}}),
         ),
         (
-            "one replica, no leader election, NetworkPolicy on, one project",
-            json!({"replicaCount": 1, "leaderElection": {"enabled": false},
+            "API off, one replica, no leader election, NetworkPolicy on, one project",
+            json!({"api": {"enabled": false},
+                   "replicaCount": 1, "leaderElection": {"enabled": false},
                    "podDisruptionBudget": {"enabled": false},
                    "networkPolicy": {"enabled": true},
                    "controller": {"watchNamespace": "project-a", "release": "v1.2.0+build_7"}}),
@@ -99,6 +100,10 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
         match name {
             "defaults" => {
                 assert_eq!(deployment["spec"]["replicas"], 2);
+                assert!(args.contains(&"--api-addr=0.0.0.0:8080"), "{args:?}");
+                let service = of_kind(&objects, "Service")[0];
+                assert_eq!(service["spec"]["ports"][1]["name"], "api");
+                assert!(chart.notes().contains("/api/v1/namespaces"));
                 assert!(args.contains(&"--release=0.1.0"), "{args:?}");
                 assert!(!args.iter().any(|a| a.starts_with("--no-leader")));
                 assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);
@@ -112,6 +117,13 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                 assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
             }
             _ => {
+                assert!(
+                    !args.iter().any(|a| a.starts_with("--api-addr")),
+                    "{args:?}"
+                );
+                let service = of_kind(&objects, "Service")[0];
+                assert_eq!(service["spec"]["ports"].as_array().map(Vec::len), Some(1));
+                assert!(chart.notes().contains("api.enabled=false"));
                 assert_eq!(deployment["spec"]["replicas"], 1);
                 assert!(args.contains(&"--no-leader-election"), "{args:?}");
                 assert!(args.contains(&"--namespace=project-a"), "{args:?}");

@@ -190,7 +190,17 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
         "spec": {"clusters": {"names": ["c1"]}, "template": {"includedNamespaces": [app.name]}}}),
     )
     .await?;
-    let controller = ControllerProcess::start_as(binary(), &p, "chart", &access, &[], &[]).await?;
+    let api_addr: std::net::SocketAddr =
+        format!("127.0.0.1:{}", tests::controller::free_port()?).parse()?;
+    let controller = ControllerProcess::start_as(
+        binary(),
+        &p,
+        "chart",
+        &access,
+        &["--api-addr", &api_addr.to_string()],
+        &[],
+    )
+    .await?;
     p.wait_for(
         "ClusterBackup",
         "once",
@@ -231,6 +241,19 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
     )
     .await
     .with_context(|| controller.log_text())?;
+    // The dashboard's API works under the chart's RBAC (TokenReview, SubjectAccessReview).
+    let (code, body) = tests::controller::http_request(
+        api_addr,
+        "GET",
+        &format!("/api/v1/namespaces/{}/clusterbackups", p.name()),
+        Some(&token),
+        None,
+    )?;
+    ensure!(
+        code == 200 && String::from_utf8_lossy(&body).contains("\"once\""),
+        "API under the chart's RBAC: {code} {}",
+        String::from_utf8_lossy(&body)
+    );
     let log = controller.log_text();
     ensure!(
         !log.contains("forbidden") && !log.contains("Forbidden"),
