@@ -500,6 +500,19 @@ async fn restore_into_another_cluster_with_a_namespace_mapping() -> Result<()> {
             "--location", &loc.url, "--resource-modifiers", &bad.display().to_string(),
         ])?;
         assert!(refused.contains("groupResource"), "{refused}");
+        // Restored again: the objects that now exist are one line, not one line each.
+        let again = run(&[
+            "restore", "create", &format!("{restore}-again"), "--from-backup", &name,
+            "--kubeconfig", &kc2, "--location", &loc.url, "--namespace-mapping", &mapping,
+        ]);
+        let err = stderr(&again);
+        let existed: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("already exist") || l.contains("left unchanged"))
+            .collect();
+        assert_eq!(existed.len(), 1, "{err}");
+        assert!(existed[0].contains("objects already existed"), "{err}");
+        assert!(existed[0].contains("restore describe"), "{err}");
         // Only the mapped namespace: nothing under the original name on c2.
         let original = Api::<Namespace>::all(c2.clone()).get_opt(&ns.name).await?;
         assert!(original.is_none(), "{} was created on c2 unmapped", ns.name);

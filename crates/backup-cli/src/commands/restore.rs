@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use backup_core::{ExistingResourcePolicy, Phase, RestoreEngine, RestoreSpec, RestoreStatusSpec};
-use backup_velero::direct::{Action, DirectEngine, ItemOutcome, RestoreReport};
+use backup_velero::direct::{
+    Action, DirectEngine, EXISTS_LEFT_UNCHANGED, ItemOutcome, RestoreReport,
+};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -423,8 +425,8 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
                 println!();
                 output::print(&report.items, OutputFormat::Table)?;
             }
-            for w in &status.warnings {
-                eprintln!("warning: {w}");
+            for line in warning_lines(&status.warnings, &args.name) {
+                eprintln!("warning: {line}");
             }
             for e in &status.errors {
                 eprintln!("error: {e}");
@@ -439,9 +441,50 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     })
 }
 
+/// Warnings shown after a restore: each one, except that objects left alone because they
+/// already existed (thousands when restoring over a live namespace) are one line saying how
+/// many and where the list is.
+fn warning_lines(warnings: &[String], restore: &str) -> Vec<String> {
+    let (existing, others): (Vec<&String>, Vec<&String>) = warnings
+        .iter()
+        .partition(|w| w.ends_with(EXISTS_LEFT_UNCHANGED));
+    let mut lines: Vec<String> = others.into_iter().cloned().collect();
+    match existing.as_slice() {
+        [] => {}
+        [one] => lines.push((*one).clone()),
+        many => lines.push(format!(
+            "{} objects already existed and were left unchanged (existingResourcePolicy none; \
+             --existing-resource-policy update overwrites them); `backupctl restore describe \
+             {restore}` lists them",
+            many.len()
+        )),
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_left_alone_because_they_existed_are_one_line() {
+        let existing = |name: &str| {
+            format!("could not restore configmaps shop/{name}: {EXISTS_LEFT_UNCHANGED}")
+        };
+        let mut warnings: Vec<String> = (0..3134).map(|i| existing(&format!("cm-{i}"))).collect();
+        warnings.push("could not list secrets: forbidden".into());
+        let lines = warning_lines(&warnings, "back");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], "could not list secrets: forbidden");
+        assert!(
+            lines[1].starts_with("3134 objects already existed")
+                && lines[1].contains("backupctl restore describe back"),
+            "{}",
+            lines[1]
+        );
+        // One is shown as it is.
+        assert_eq!(warning_lines(&[existing("a")], "back"), [existing("a")]);
+    }
 
     #[test]
     fn namespace_mapping_needs_both_sides() {

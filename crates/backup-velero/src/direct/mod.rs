@@ -47,6 +47,7 @@ pub use backup::{AdditionalItem, EXCLUDE_LABEL, PAGE_SIZE};
 pub use errors::{engine_error, storage_error};
 pub use lookup::{SCHEDULE_LABEL, list_restores, newest_completed, stored_restore};
 pub use report::{Action, ItemOutcome, RestoreReport};
+pub use restore::EXISTS_LEFT_UNCHANGED;
 
 use crate::format::{BackupFiles, BackupObject};
 use backup::BackupRun;

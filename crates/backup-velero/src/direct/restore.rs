@@ -62,6 +62,11 @@ pub struct RestoreRun {
     pub modifiers: Option<backup_core::resource_modifiers::CompiledModifiers>,
 }
 
+/// How a warning ends when an object already existed and policy `none` left it alone; callers
+/// that summarise such warnings match on it.
+pub const EXISTS_LEFT_UNCHANGED: &str =
+    "it already exists; left unchanged (existingResourcePolicy none)";
+
 fn api_resource(path: &ItemPath, obj: &Value) -> Option<ApiResource> {
     let api_version = obj["apiVersion"].as_str()?.to_string();
     let kind = obj["kind"].as_str()?.to_string();
@@ -360,7 +365,7 @@ impl RestoreRun {
                         ExistingResourcePolicy::None => {
                             lock(journal).warn(
                                 target_ns.as_deref(),
-                                format!("could not restore {where_}: it already exists; left unchanged (existingResourcePolicy none)"),
+                                format!("could not restore {where_}: {EXISTS_LEFT_UNCHANGED}"),
                             );
                             Action::Skipped
                         }
