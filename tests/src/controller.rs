@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use backup_storage::Repository;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::{TestNamespace, shared, unique_name};
@@ -548,4 +549,65 @@ impl ControllerProcess {
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
+}
+
+/// A ServiceAccount of project `p` bound to a Role with `rules` (JSON), and a token for it
+/// (TokenRequest): a user of the project as its RBAC sees them.
+pub async fn service_account(p: &Project, name: &str, rules: Value) -> Result<String> {
+    let rbac = |kind: &str, plural: &str| ApiResource {
+        group: "rbac.authorization.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "rbac.authorization.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    let apply = |kind: &str, plural: &str, object: Value| {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(p.mgmt.clone(), p.name(), &rbac(kind, plural));
+        async move {
+            api.patch(
+                object["metadata"]["name"].as_str().unwrap_or_default(),
+                &PatchParams::apply("api-tests").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+        }
+    };
+    Api::<ServiceAccount>::namespaced(p.mgmt.clone(), p.name())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}}))?,
+        )
+        .await?;
+    apply(
+        "Role",
+        "roles",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name}, "rules": rules}),
+    )
+    .await?;
+    apply(
+        "RoleBinding",
+        "rolebindings",
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding", "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": p.name()}]}),
+    )
+    .await?;
+    let issued = Api::<ServiceAccount>::namespaced(p.mgmt.clone(), p.name())
+        .create_token_request(
+            name,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(3600),
+                    ..TokenRequestSpec::default()
+                },
+                ..TokenRequest::default()
+            },
+        )
+        .await?;
+    Ok(issued.status.context("no token")?.token)
 }

@@ -12,6 +12,7 @@
 //! ```
 
 pub mod age;
+pub mod browser;
 pub mod controller;
 pub mod crds;
 pub mod env;

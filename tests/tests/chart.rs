@@ -101,9 +101,18 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
             "defaults" => {
                 assert_eq!(deployment["spec"]["replicas"], 2);
                 assert!(args.contains(&"--api-addr=0.0.0.0:8080"), "{args:?}");
+                assert!(
+                    args.iter().any(|a| a.starts_with("--session-key-file=")),
+                    "{args:?}"
+                );
+                let key = of_kind(&objects, "Secret")[0];
+                assert!(
+                    key["data"]["key"].as_str().is_some_and(|k| k.len() >= 44),
+                    "{key}"
+                );
                 let service = of_kind(&objects, "Service")[0];
                 assert_eq!(service["spec"]["ports"][1]["name"], "api");
-                assert!(chart.notes().contains("/api/v1/namespaces"));
+                assert!(chart.notes().contains("/ui"));
                 assert!(args.contains(&"--release=0.1.0"), "{args:?}");
                 assert!(!args.iter().any(|a| a.starts_with("--no-leader")));
                 assert_eq!(of_kind(&objects, "PodDisruptionBudget").len(), 1);

@@ -65,6 +65,7 @@ async fn the_agent_restores_validated_etcd_restores_of_its_cluster_and_reports_e
         context: Some(mgmt.context.clone()),
         admin_addr: format!("127.0.0.1:{}", free_port()?).parse()?,
         api_addr: None,
+        session_key: None,
         lease_namespace: p.name().to_string(),
         identity: "etcd-agent-test".into(),
         leader_election: false,

@@ -37,6 +37,7 @@ fn controller(
         context: Some(cluster.context.clone()),
         admin_addr: format!("127.0.0.1:{}", free_port()?).parse()?,
         api_addr: None,
+        session_key: None,
         lease_namespace: namespace.to_string(),
         identity: format!("management-backup-{release}"),
         leader_election: false,

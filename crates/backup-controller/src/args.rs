@@ -44,10 +44,16 @@ pub struct RunArgs {
     /// Address of /livez, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub admin_addr: SocketAddr,
-    /// Address of the dashboard's JSON API (`/api/v1/...`): requests carry a Kubernetes bearer
-    /// token and the project's RBAC decides what each caller sees. Not served when omitted.
+    /// Address of the dashboard: the web page (`/ui`) and its JSON API (`/api/v1/...`).
+    /// Callers sign in with a Kubernetes token and their project's RBAC decides what they see.
+    /// Not served when omitted.
     #[arg(long)]
     pub api_addr: Option<SocketAddr>,
+    /// A file of at least 32 random bytes that signs the page's session cookies; give every
+    /// replica the same one (the chart mounts a Secret). Random per process when omitted, so
+    /// sessions end on restart and do not move between replicas.
+    #[arg(long)]
+    pub session_key_file: Option<PathBuf>,
     /// The controller's own namespace (default: $POD_NAMESPACE, else `default`): where its
     /// leader-election Lease lives, and the only namespace whose ManagementBackups are
     /// honoured (they read every project).
@@ -96,19 +102,31 @@ fn signed_duration(text: &str) -> Result<jiff::SignedDuration, String> {
 
 impl RunArgs {
     /// The runtime's configuration.
-    pub fn into_config(self) -> RunConfig {
+    pub fn into_config(self) -> Result<RunConfig, String> {
         let management_namespace = self.lease_namespace.clone();
+        let session_key = match &self.session_key_file {
+            None => None,
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("reading --session-key-file {}: {e}", path.display()))?;
+                Some(
+                    backup_controller::web::session::SessionKey::new(bytes)
+                        .map_err(|e| format!("--session-key-file {}: {e}", path.display()))?,
+                )
+            }
+        };
         let identity = self.identity.unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|_| "backup-controller".into());
             format!("{host}-{}", std::process::id())
         });
-        RunConfig {
+        Ok(RunConfig {
             kubeconfig: self.kubeconfig,
             context: self.context,
             admin_addr: self.admin_addr,
             api_addr: self.api_addr,
+            session_key,
             lease_namespace: self.lease_namespace,
             identity,
             leader_election: !self.no_leader_election,
@@ -121,7 +139,7 @@ impl RunArgs {
                 release: self.release,
                 ..Settings::default()
             },
-        }
+        })
     }
 }
 

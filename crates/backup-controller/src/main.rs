@@ -16,11 +16,18 @@ async fn main() -> std::process::ExitCode {
             }
         },
         args::Command::Run(run) => {
+            let config = match run.into_config() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
             backup_controller::telemetry::init();
             let shutdown = async {
                 let _ = args::shutdown_signal().await;
             };
-            match backup_controller::runtime::run(run.into_config(), shutdown).await {
+            match backup_controller::runtime::run(config, shutdown).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -45,8 +45,10 @@ pub struct RunConfig {
     pub context: Option<String>,
     /// Where `/livez`, `/readyz` and `/metrics` are served.
     pub admin_addr: SocketAddr,
-    /// Where the dashboard's JSON API is served; not at all when `None`.
+    /// Where the dashboard (JSON API and page) is served; not at all when `None`.
     pub api_addr: Option<SocketAddr>,
+    /// The key signing the page's session cookies (shared by replicas); random when `None`.
+    pub session_key: Option<crate::web::session::SessionKey>,
     /// Namespace of the leader-election Lease.
     pub lease_namespace: String,
     /// This replica's identity in the Lease and in Events.
@@ -109,9 +111,15 @@ pub async fn run_with_clock(
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding the API address {addr}"))?;
-            tracing::info!(%addr, "API listening (/api/v1/...)");
+            tracing::info!(%addr, "dashboard listening (/ui, /api/v1/...)");
+            let session_key = match &config.session_key {
+                Some(key) => key.clone(),
+                None => crate::web::session::SessionKey::random()
+                    .context("reading a random session key from /dev/urandom")?,
+            };
             let state = crate::web::WebState {
                 client: client.clone(),
+                session_key,
             };
             let web_stop = stopped(stop_rx.clone());
             Some(tokio::spawn(async move {

@@ -7,77 +7,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use serde_json::{Value, json};
 use tests::TestNamespace;
-use tests::controller::{ControllerProcess, Project, free_port, http_request};
+use tests::controller::{ControllerProcess, Project, free_port, http_request, service_account};
 use tests::env::shared;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
-/// A ServiceAccount of `p` bound to a Role with `rules`, and a token for it.
-async fn account(p: &Project, name: &str, rules: Value) -> Result<String> {
-    let rbac = |kind: &str, plural: &str| ApiResource {
-        group: "rbac.authorization.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "rbac.authorization.k8s.io/v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    };
-    let apply = |kind: &str, plural: &str, object: Value| {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(p.mgmt.clone(), p.name(), &rbac(kind, plural));
-        async move {
-            api.patch(
-                object["metadata"]["name"].as_str().unwrap_or_default(),
-                &PatchParams::apply("api-tests").force(),
-                &Patch::Apply(&object),
-            )
-            .await
-        }
-    };
-    Api::<ServiceAccount>::namespaced(p.mgmt.clone(), p.name())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}}))?,
-        )
-        .await?;
-    apply(
-        "Role",
-        "roles",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": name}, "rules": rules}),
-    )
-    .await?;
-    apply(
-        "RoleBinding",
-        "rolebindings",
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding", "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": p.name()}]}),
-    )
-    .await?;
-    let issued = Api::<ServiceAccount>::namespaced(p.mgmt.clone(), p.name())
-        .create_token_request(
-            name,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    audiences: vec![],
-                    expiration_seconds: Some(3600),
-                    ..TokenRequestSpec::default()
-                },
-                ..TokenRequest::default()
-            },
-        )
-        .await?;
-    Ok(issued.status.context("no token")?.token)
 }
 
 fn call(
@@ -117,8 +56,8 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     let read = json!({"apiGroups": ["backupfleet.dev"],
         "resources": ["storagelocations", "managedclusters", "clusterbackups", "clusterrestores"],
         "verbs": ["get", "list", "watch"]});
-    let viewer = account(&p, "viewer", json!([read])).await?;
-    let editor = account(
+    let viewer = service_account(&p, "viewer", json!([read])).await?;
+    let editor = service_account(
         &p,
         "editor",
         json!([read,
@@ -127,7 +66,7 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
             {"apiGroups": ["backupfleet.dev"], "resources": ["clusterrestores"], "verbs": ["create"]}]),
     )
     .await?;
-    let stranger = account(&other, "owner", json!([read])).await?;
+    let stranger = service_account(&other, "owner", json!([read])).await?;
 
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;

@@ -39,10 +39,13 @@ pub const PROTOC: &[Requirement] = &[
 ];
 
 /// Real peers the test suites interoperate with: the `age` CLI and `age-keygen` (Debian's
-/// `age`), which must decrypt every encrypted artifact we store and make keys we accept.
+/// `age`), which must decrypt every encrypted artifact we store and make keys we accept; and
+/// the browser the dashboard is tested in (Chromium, driven through chromedriver).
 pub const TEST_TOOLS: &[Requirement] = &[
     req("age", "/usr/bin/age"),
     req("age", "/usr/bin/age-keygen"),
+    req("chromium", "/usr/bin/chromium"),
+    req("chromium-driver", "/usr/bin/chromedriver"),
 ];
 
 /// GNU time, which the benchmarks use to measure each child's peak RSS.

@@ -68,7 +68,13 @@ impl<'a> Action<'a> {
 
 /// Checks the request's bearer token with a TokenReview.
 pub async fn authenticate(client: &kube::Client, headers: &HeaderMap) -> ApiResult<Caller> {
-    let token = headers
+    let token = bearer(headers)?;
+    review(client, token).await
+}
+
+/// The bearer token of a request.
+fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -79,7 +85,11 @@ pub async fn authenticate(client: &kube::Client, headers: &HeaderMap) -> ApiResu
                 "send a Kubernetes bearer token: `Authorization: Bearer <token>` (e.g. from \
                  `kubectl create token <serviceaccount>`)",
             )
-        })?;
+        })
+}
+
+/// Checks `token` with a TokenReview: who it belongs to, or 401.
+pub async fn review(client: &kube::Client, token: &str) -> ApiResult<Caller> {
     let review = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_string()),

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::WebState;
-use super::auth::{Action, allowed, authenticate, require};
+use super::auth::{Action, Caller, allowed, authenticate, require};
 use super::error::{ApiError, ApiResult};
 use crate::api::status::find;
 use crate::api::{
@@ -77,6 +77,16 @@ pub async fn namespaces(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let caller = authenticate(&state.client, &headers).await?;
+    Ok(Json(
+        json!({"items": visible_namespaces(&state, &caller).await?}),
+    ))
+}
+
+/// The namespaces (projects) in which `caller` may list ClusterBackups.
+pub(super) async fn visible_namespaces(
+    state: &WebState,
+    caller: &Caller,
+) -> ApiResult<Vec<String>> {
     let all = Api::<Namespace>::all(state.client.clone())
         .list(&ListParams::default())
         .await
@@ -86,7 +96,7 @@ pub async fn namespaces(
         let name = ns.name_any();
         if allowed(
             &state.client,
-            &caller,
+            caller,
             &name,
             Action::on("list", "clusterbackups"),
         )
@@ -95,7 +105,7 @@ pub async fn namespaces(
             visible.push(name);
         }
     }
-    Ok(Json(json!({"items": visible})))
+    Ok(visible)
 }
 
 /// `GET /api/v1/namespaces/{ns}/storagelocations`.
@@ -113,7 +123,12 @@ pub async fn storage_locations(
         None,
     )
     .await?;
-    let listed = Api::<StorageLocation>::namespaced(state.client.clone(), &ns)
+    Ok(Json(json!({"items": locations_data(&state, &ns).await?})))
+}
+
+/// The StorageLocations of `ns`, as the API shows them.
+pub(super) async fn locations_data(state: &WebState, ns: &str) -> ApiResult<Vec<Value>> {
+    let listed = Api::<StorageLocation>::namespaced(state.client.clone(), ns)
         .list(&ListParams::default())
         .await
         .map_err(|e| kube_error("listing StorageLocations", e))?;
@@ -136,7 +151,7 @@ pub async fn storage_locations(
             })
         })
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(items)
 }
 
 /// `GET /api/v1/namespaces/{ns}/clusters`.
@@ -154,7 +169,12 @@ pub async fn clusters(
         None,
     )
     .await?;
-    let listed = Api::<ManagedCluster>::namespaced(state.client.clone(), &ns)
+    Ok(Json(json!({"items": clusters_data(&state, &ns).await?})))
+}
+
+/// The ManagedClusters of `ns`, as the API shows them.
+pub(super) async fn clusters_data(state: &WebState, ns: &str) -> ApiResult<Vec<Value>> {
+    let listed = Api::<ManagedCluster>::namespaced(state.client.clone(), ns)
         .list(&ListParams::default())
         .await
         .map_err(|e| kube_error("listing ManagedClusters", e))?;
@@ -172,7 +192,7 @@ pub async fn clusters(
             })
         })
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(items)
 }
 
 /// `GET /api/v1/namespaces/{ns}/clusterbackups`, with each schedule's next firings.
@@ -190,7 +210,14 @@ pub async fn cluster_backups(
         None,
     )
     .await?;
-    let listed = Api::<ClusterBackup>::namespaced(state.client.clone(), &ns)
+    Ok(Json(
+        json!({"items": cluster_backups_data(&state, &ns).await?}),
+    ))
+}
+
+/// The ClusterBackups of `ns` with each schedule's next firings and interval.
+pub(super) async fn cluster_backups_data(state: &WebState, ns: &str) -> ApiResult<Vec<Value>> {
+    let listed = Api::<ClusterBackup>::namespaced(state.client.clone(), ns)
         .list(&ListParams::default())
         .await
         .map_err(|e| kube_error("listing ClusterBackups", e))?;
@@ -212,6 +239,10 @@ pub async fn cluster_backups(
                     None => break,
                 }
             }
+            let interval = match next_runs.as_slice() {
+                [first, second, ..] => second.duration_since(*first).as_secs(),
+                _ => 0,
+            };
             json!({
                 "name": b.name_any(),
                 "schedule": b.spec.schedule,
@@ -219,22 +250,24 @@ pub async fn cluster_backups(
                 "phase": status.phase,
                 "lastScheduleTime": status.last_schedule_time,
                 "nextRuns": next_runs,
+                "intervalSeconds": interval,
                 "clusters": status.clusters,
                 "ready": condition_json(&status.conditions, "Ready"),
             })
         })
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(items)
 }
 
 /// Which location to read a cluster's backups from: `?location=`, else the namespace's default.
 #[derive(Debug, Deserialize)]
 pub struct LocationQuery {
-    location: Option<String>,
+    /// The StorageLocation's name.
+    pub location: Option<String>,
 }
 
 /// The cluster's repository in the location.
-async fn repository(
+pub(super) async fn repository(
     state: &WebState,
     ns: &str,
     cluster: &str,
@@ -250,7 +283,7 @@ async fn repository(
 }
 
 /// The backups of one cluster as storage holds them (the source of truth).
-async fn stored_backups(repo: &backup_storage::Repository) -> ApiResult<Vec<Value>> {
+pub(super) async fn stored_backups(repo: &backup_storage::Repository) -> ApiResult<Vec<Value>> {
     let backups = stored::list(repo, &LabelSelector::default())
         .await
         .map_err(|e| ApiError::upstream(format!("listing backups in storage: {e}")))?;
@@ -349,15 +382,26 @@ pub async fn download(
         Some(Action::on("get", "clusterbackups").subresource("download")),
     )
     .await?;
-    let repo = repository(&state, &ns, &cluster, &query).await?;
-    let backup = BackupName::new(&name)
+    tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "download");
+    tarball(&state, &ns, &cluster, &name, &query).await
+}
+
+/// The backup's tarball as a download, verified against its SHA-256 while it streams.
+pub(super) async fn tarball(
+    state: &WebState,
+    ns: &str,
+    cluster: &str,
+    name: &str,
+    query: &LocationQuery,
+) -> ApiResult<Response> {
+    let repo = repository(state, ns, cluster, query).await?;
+    let backup = BackupName::new(name)
         .map_err(|e| ApiError::bad_request(format!("backup name {name:?}: {e}")))?;
     let files = BackupFiles::new(&backup).map_err(|e| storage_error("backup files", e))?;
     let stream = repo
         .open_artifact(BackupKind::Resources, &backup, &files.tarball)
         .await
         .map_err(|e| storage_error(&format!("backup {name}"), e))?;
-    tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "download");
     let body = Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
     Ok((
         [
@@ -388,17 +432,28 @@ pub async fn delete_backup(
         Some(Action::on("delete", "clusterbackups")),
     )
     .await?;
-    let repo = repository(&state, &ns, &cluster, &query).await?;
-    let backup = BackupName::new(&name)
+    tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "delete");
+    delete_stored(&state, &ns, &cluster, &name, &query).await?;
+    Ok(Json(json!({"deleted": name})))
+}
+
+/// Deletes a backup from storage (404 when it is not there).
+pub(super) async fn delete_stored(
+    state: &WebState,
+    ns: &str,
+    cluster: &str,
+    name: &str,
+    query: &LocationQuery,
+) -> ApiResult<()> {
+    let repo = repository(state, ns, cluster, query).await?;
+    let backup = BackupName::new(name)
         .map_err(|e| ApiError::bad_request(format!("backup name {name:?}: {e}")))?;
     repo.get_manifest(BackupKind::Resources, &backup)
         .await
         .map_err(|e| storage_error(&format!("backup {name}"), e))?;
     repo.delete(BackupKind::Resources, &backup)
         .await
-        .map_err(|e| storage_error(&format!("deleting backup {name}"), e))?;
-    tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "deleted");
-    Ok(Json(json!({"deleted": name})))
+        .map_err(|e| storage_error(&format!("deleting backup {name}"), e))
 }
 
 /// `POST /api/v1/namespaces/{ns}/clusterbackups/{name}/run`: the run-now annotation.
@@ -416,17 +471,28 @@ pub async fn run_now(
         Some(Action::on("patch", "clusterbackups").named(&name)),
     )
     .await?;
+    let token = request_run_now(&state, &caller, &ns, &name).await?;
+    Ok(Json(json!({"clusterBackup": name, "runNowToken": token})))
+}
+
+/// Sets a new run-now token on ClusterBackup `name`; returns it.
+pub(super) async fn request_run_now(
+    state: &WebState,
+    caller: &Caller,
+    ns: &str,
+    name: &str,
+) -> ApiResult<String> {
     let token = format!("dashboard-{}", jiff::Timestamp::now().as_millisecond());
-    let api: Api<ClusterBackup> = Api::namespaced(state.client.clone(), &ns);
+    let api: Api<ClusterBackup> = Api::namespaced(state.client.clone(), ns);
     tracing::info!(user = %caller.user, namespace = %ns, backup = %name, token = %token, "run now");
     api.patch(
-        &name,
+        name,
         &PatchParams::default(),
         &Patch::Merge(json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: token}}})),
     )
     .await
     .map_err(|e| kube_error(&format!("ClusterBackup {name}"), e))?;
-    Ok(Json(json!({"clusterBackup": name, "runNowToken": token})))
+    Ok(token)
 }
 
 /// `POST /api/v1/namespaces/{ns}/clusterrestores`: creates a ClusterRestore (as the caller);
@@ -446,6 +512,20 @@ pub async fn create_restore(
         Some(Action::on("create", "clusterrestores")),
     )
     .await?;
+    let created = create_restore_object(&state, &caller, &ns, &body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(created).unwrap_or(Value::Null)),
+    ))
+}
+
+/// Creates the ClusterRestore `body` describes (`metadata` and `spec`) in `ns`.
+pub(super) async fn create_restore_object(
+    state: &WebState,
+    caller: &Caller,
+    ns: &str,
+    body: &Value,
+) -> ApiResult<ClusterRestore> {
     let mut restore: ClusterRestore = serde_json::from_value(json!({
         "apiVersion": "backupfleet.dev/v1alpha1",
         "kind": "ClusterRestore",
@@ -453,15 +533,10 @@ pub async fn create_restore(
         "spec": body.get("spec").cloned().unwrap_or(Value::Null),
     }))
     .map_err(|e| ApiError::bad_request(format!("not a ClusterRestore: {e}")))?;
-    restore.metadata.namespace = Some(ns.clone());
-    let api: Api<ClusterRestore> = Api::namespaced(state.client.clone(), &ns);
+    restore.metadata.namespace = Some(ns.to_string());
+    let api: Api<ClusterRestore> = Api::namespaced(state.client.clone(), ns);
     tracing::info!(user = %caller.user, namespace = %ns, restore = ?restore.metadata.name, "restore");
-    let created = api
-        .create(&PostParams::default(), &restore)
+    api.create(&PostParams::default(), &restore)
         .await
-        .map_err(|e| kube_error("creating the ClusterRestore", e))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::to_value(created).unwrap_or(Value::Null)),
-    ))
+        .map_err(|e| kube_error("creating the ClusterRestore", e))
 }

@@ -1,13 +1,17 @@
-//! The dashboard's JSON API (`backup-controller run --api-addr`): served by every replica, it
-//! reads through the management cluster's API and storage, and writes through the Kubernetes
-//! API, so it works on any replica. Kubernetes RBAC decides who sees what (see
-//! [`auth`]). Not here yet: the web page, server-sent events and the batch delete.
+//! The dashboard (`backup-controller run --api-addr`): a JSON API under `/api/v1` and a web
+//! page under `/ui`, served by every replica. It reads through the management cluster's API
+//! and storage and writes through the Kubernetes API, so it works on any replica. Kubernetes
+//! RBAC decides who sees what (see [`auth`]). Not here yet: server-sent events and the batch
+//! delete.
 
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod page;
+pub mod session;
 
 use axum::Router;
+use axum::response::Redirect;
 use axum::routing::{get, post};
 
 /// What the handlers share.
@@ -15,12 +19,31 @@ use axum::routing::{get, post};
 pub struct WebState {
     /// The controller's own client (TokenReview, SubjectAccessReview, reads and writes).
     pub client: kube::Client,
+    /// Signs the page's session cookies.
+    pub session_key: session::SessionKey,
 }
 
-/// The API's routes.
+/// The API's and the page's routes.
 pub fn router(state: WebState) -> Router {
     use handlers::*;
+    let ui_backup = "/ui/projects/{ns}/clusters/{cluster}/backups/{name}";
     Router::new()
+        .route("/", get(|| async { Redirect::to("/ui") }))
+        .route("/ui", get(page::index))
+        .route("/ui/login", post(page::login))
+        .route("/ui/logout", post(page::logout))
+        .route("/ui/projects", get(page::projects))
+        .route("/ui/projects/{ns}", get(page::project))
+        .route("/ui/projects/{ns}/restores", get(page::restores))
+        .route(
+            "/ui/projects/{ns}/clusterbackups/{name}/run",
+            post(page::run_now),
+        )
+        .route("/ui/projects/{ns}/clusters/{cluster}", get(page::cluster))
+        .route(&format!("{ui_backup}/download"), get(page::download))
+        .route(&format!("{ui_backup}/delete"), post(page::delete))
+        .route(&format!("{ui_backup}/plan"), post(page::plan))
+        .route(&format!("{ui_backup}/restore"), post(page::restore))
         .route("/api/v1/namespaces", get(namespaces))
         .route(
             "/api/v1/namespaces/{ns}/storagelocations",
