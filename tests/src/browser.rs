@@ -143,7 +143,7 @@ impl Browser {
                 "goog:chromeOptions": {
                     "binary": CHROMIUM,
                     "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--disable-dev-shm-usage", "--no-first-run",
+                             "--disable-dev-shm-usage", "--no-first-run", "--window-size=1280,900",
                              format!("--user-data-dir={}", browser._profile.path().display())],
                 },
                 "goog:loggingPrefs": {"browser": "ALL"},
@@ -228,6 +228,19 @@ impl Browser {
         let text = self.call("GET", "/alert/text", None)?;
         self.call("POST", "/alert/accept", Some(json!({})))?;
         Ok(text.as_str().unwrap_or_default().to_string())
+    }
+
+    /// Saves a PNG screenshot of the page to `path` (a test artifact).
+    pub fn screenshot(&self, path: &Path) -> Result<()> {
+        use base64::Engine;
+        let png = self.call("GET", "/screenshot", None)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().context("no screenshot")?)
+            .context("screenshot is not base64")?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Runs `script` in the page.

@@ -254,6 +254,61 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
         Some(&json!({"metadata": {"name": "Bad Name"}, "spec": {}})),
     )?;
     assert_eq!(code, 400, "{refused}");
+    // Bad input: names that try to leave their place, an oversized body.
+    let (code, body) = call(
+        addr,
+        "GET",
+        &format!("{base}/clusters/c1/backups/..%2F..%2Fetc/download"),
+        Some(&editor),
+        None,
+    )?;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = call(
+        addr,
+        "GET",
+        &format!("{base}/clusters/..%2Fc2/backups"),
+        Some(&editor),
+        None,
+    )?;
+    assert_eq!(code, 400, "{body}");
+    let huge = json!({"metadata": {"name": "huge"}, "spec": {"padding": "x".repeat(3 << 20)}});
+    let (code, _) = call(
+        addr,
+        "POST",
+        &format!("{base}/clusterrestores"),
+        Some(&editor),
+        Some(&huge),
+    )?;
+    assert_eq!(code, 413);
+    // A corrupted backup never downloads whole: the mismatch, found at the end, keeps the
+    // last bytes back, so the download is shorter than the announced length.
+    let stored_path =
+        backup_storage::object_store::path::Path::from(format!("backups/{backup}/{backup}.tar.gz"));
+    let mut damaged = stored.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    p.repository("c1")?
+        .store()
+        .put_opts(
+            &stored_path,
+            damaged.clone().into(),
+            backup_storage::object_store::PutOptions::default(),
+        )
+        .await?;
+    match http_request(addr, "GET", &format!("{one}/download"), Some(&editor), None) {
+        // Cut off after the headers: fewer bytes than announced.
+        Ok((code, got)) => ensure!(
+            code == 200 && got.len() < damaged.len(),
+            "a corrupted backup was downloaded whole ({code}, {} of {} bytes)",
+            got.len(),
+            damaged.len()
+        ),
+        // Cut off before them (the whole tarball was one chunk): nothing at all.
+        Err(e) => ensure!(
+            e.to_string().contains("no end of HTTP headers"),
+            "unexpected failure: {e:#}"
+        ),
+    }
     assert_eq!(call(addr, "DELETE", &one, Some(&editor), None)?.0, 200);
     assert_eq!(call(addr, "GET", &one, Some(&editor), None)?.0, 404);
 

@@ -72,8 +72,11 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
     let ns = p.name().to_string();
     let base = format!("http://{addr}");
 
+    // Screenshots of each page, kept as test artifacts.
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/dashboard");
     let checks = tokio::task::spawn_blocking(move || -> Result<()> {
         let browser = Browser::start()?;
+        let shot = |name: &str| browser.screenshot(&shots.join(format!("{name}.png")));
         // Signed out, everything leads to the sign-in form; a bad token is refused there.
         browser.goto(&format!("{base}/ui/projects/{ns}"))?;
         ensure!(browser.url()?.ends_with("/ui"), "{}", browser.url()?);
@@ -89,6 +92,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         );
         // Signed in with the project user's token.
         browser.goto(&format!("{base}/ui"))?;
+        shot("sign-in")?;
         browser.type_into(&browser.find("#token")?, &editor)?;
         browser.click(&browser.find("button[type=submit]")?)?;
         let projects = browser.wait_for_text(&ns, Duration::from_secs(10))?;
@@ -100,6 +104,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         // The overview: the cluster with its last good backup, the location, the schedules.
         browser.goto(&format!("{base}/ui/projects/{ns}"))?;
         let overview = browser.source()?;
+        shot("overview")?;
         for text in ["c1", "main", "hourly", "Run now", &backup] {
             ensure!(
                 overview.contains(text),
@@ -123,6 +128,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         // The cluster's backups; the restore's plan comes first, then the restore.
         browser.goto(&format!("{base}/ui/projects/{ns}/clusters/c1"))?;
         let cluster = browser.source()?;
+        shot("cluster")?;
         ensure!(
             cluster.contains(&backup) && cluster.contains("Download"),
             "{cluster}"
@@ -135,10 +141,12 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
             plan.contains("to create") && plan.contains("Restore now"),
             "{plan}"
         );
+        shot("restore-plan")?;
         browser.click(&browser.find("form[action$='/restore'] button")?)?;
         browser.wait_for_text("Restores of", Duration::from_secs(10))?;
         ensure!(browser.url()?.ends_with("/restores"), "{}", browser.url()?);
         browser.reload_until_text("Completed", Duration::from_secs(60))?;
+        shot("restores")?;
 
         // Delete, after the confirmation dialog.
         browser.goto(&format!("{base}/ui/projects/{ns}/clusters/c1"))?;

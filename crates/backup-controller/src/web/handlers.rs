@@ -402,18 +402,55 @@ pub(super) async fn tarball(
         .open_artifact(BackupKind::Resources, &backup, &files.tarball)
         .await
         .map_err(|e| storage_error(&format!("backup {name}"), e))?;
-    let body = Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/gzip".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}.tar.gz\""),
-            ),
-        ],
-        body,
+    // The stored size is announced, so a download cut short is visible as short; and each
+    // chunk is held back until the next one (or the verified end) arrives, so a checksum
+    // mismatch, found at the end, keeps the last chunk from ever being sent.
+    let length = (!stream.is_decrypted()).then(|| stream.record().size);
+    let body = Body::from_stream(hold_back_last(stream).map(|c| c.map_err(std::io::Error::other)));
+    let mut headers = vec![
+        (header::CONTENT_TYPE, "application/gzip".to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}.tar.gz\""),
+        ),
+    ];
+    if let Some(length) = length {
+        headers.push((header::CONTENT_LENGTH, length.to_string()));
+    }
+    let mut response = body.into_response();
+    for (key, value) in headers {
+        if let Ok(value) = value.parse() {
+            response.headers_mut().insert(key, value);
+        }
+    }
+    Ok(response)
+}
+
+/// Yields each chunk of `stream` only once the next one (or its successful end) has arrived:
+/// an error at the end (a checksum mismatch) is passed on instead of the last chunk.
+fn hold_back_last<S, E>(stream: S) -> impl futures::Stream<Item = Result<axum::body::Bytes, E>>
+where
+    S: futures::Stream<Item = Result<axum::body::Bytes, E>> + Send + Unpin,
+{
+    futures::stream::unfold(
+        (stream, None::<axum::body::Bytes>, false),
+        |(mut stream, held, done)| async move {
+            if done {
+                return None;
+            }
+            let mut held = held;
+            loop {
+                match stream.next().await {
+                    Some(Ok(chunk)) => match held.replace(chunk) {
+                        Some(previous) => return Some((Ok(previous), (stream, held, false))),
+                        None => continue,
+                    },
+                    Some(Err(e)) => return Some((Err(e), (stream, None, true))),
+                    None => return held.map(|last| (Ok(last), (stream, None, true))),
+                }
+            }
+        },
     )
-        .into_response())
 }
 
 /// `DELETE .../backups/{name}`: deletes the backup from storage.
@@ -539,4 +576,25 @@ pub(super) async fn create_restore_object(
     api.create(&PostParams::default(), &restore)
         .await
         .map_err(|e| kube_error("creating the ClusterRestore", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_last_chunk_is_held_back_until_the_end_is_known_good() {
+        let chunk = |s: &'static str| Ok::<_, String>(axum::body::Bytes::from_static(s.as_bytes()));
+        let good = hold_back_last(futures::stream::iter([chunk("a"), chunk("b"), chunk("c")]));
+        let got: Vec<_> = good.collect().await;
+        assert_eq!(got, [chunk("a"), chunk("b"), chunk("c")]);
+        // A mismatch found at the end: the last chunk is never sent, the error is.
+        let bad = hold_back_last(futures::stream::iter([
+            chunk("a"),
+            chunk("b"),
+            Err("checksum mismatch".to_string()),
+        ]));
+        let got: Vec<_> = bad.collect().await;
+        assert_eq!(got, [chunk("a"), Err("checksum mismatch".to_string())]);
+    }
 }

@@ -1,0 +1,184 @@
+//! A cluster's backups in storage, and what can be done to them: download, delete, and run a
+//! schedule now.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use super::overview::{text, when};
+use super::{CsrfForm, csrf_refused, error_page, esc, layout, signed_in};
+use crate::web::WebState;
+use crate::web::auth::{Action, require};
+use crate::web::handlers::{
+    LocationQuery, delete_stored, repository, request_run_now, stored_backups, tarball,
+};
+
+/// `GET /ui/projects/{ns}/clusters/{cluster}`: the cluster's backups in storage.
+pub async fn cluster(
+    State(state): State<WebState>,
+    Path((ns, cluster)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (caller, cookie) = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let csrf = state.session_key.csrf(&cookie);
+    let session = Some((caller.user.as_str(), csrf.as_str()));
+    let backups = async {
+        require(
+            &state.client,
+            &caller,
+            &ns,
+            Action::on("list", "clusterbackups"),
+            None,
+        )
+        .await?;
+        let repo = repository(&state, &ns, &cluster, &LocationQuery { location: None }).await?;
+        stored_backups(&repo).await
+    };
+    let backups = match backups.await {
+        Ok(b) => b,
+        Err(e) => return error_page(e, session),
+    };
+    let (e_ns, e_cluster, e_csrf) = (esc(&ns), esc(&cluster), esc(&csrf));
+    let rows: String = backups
+        .iter()
+        .rev()
+        .map(|b| {
+            let name = esc(b["name"].as_str().unwrap_or_default());
+            let base = format!("/ui/projects/{e_ns}/clusters/{e_cluster}/backups/{name}");
+            let phase_class = if b["phase"] == "Completed" { "ok" } else { "bad" };
+            format!(
+                "<tr><td>{name}</td><td class=\"{phase_class}\">{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>\
+                 <a href=\"{base}/download\">Download</a> \
+                 <form class=\"inline\" method=\"post\" action=\"{base}/plan\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{e_csrf}\"><button>Restore…</button></form> \
+                 <form class=\"inline\" method=\"post\" action=\"{base}/delete\" \
+                 onsubmit=\"return confirm('Delete backup {name} from storage?')\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{e_csrf}\">\
+                 <button class=\"danger\">Delete</button></form></td></tr>",
+                text(&b["phase"]),
+                text(&b["itemsBackedUp"]),
+                text(&b["sizeBytes"]),
+                when(&b["completed"]),
+                when(&b["expiration"]),
+            )
+        })
+        .collect();
+    let body = if backups.is_empty() {
+        "<p>No backups of this cluster in storage yet.</p>".to_string()
+    } else {
+        format!(
+            "<table><thead><tr><th>Backup</th><th>Phase</th><th>Items</th><th>Bytes</th>\
+             <th>Completed</th><th>Expires</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    Html(layout(
+        &format!("Cluster {cluster} of {ns}"),
+        session,
+        &format!("<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>{body}"),
+        false,
+    ))
+    .into_response()
+}
+
+/// `GET .../backups/{name}/download`.
+pub async fn download(
+    State(state): State<WebState>,
+    Path((ns, cluster, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (caller, _) = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let see = Action::on("get", "clusterbackups");
+    let download = see.subresource("download");
+    if let Err(e) = require(&state.client, &caller, &ns, see, Some(download)).await {
+        return error_page(e, None);
+    }
+    tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "download");
+    tarball(
+        &state,
+        &ns,
+        &cluster,
+        &name,
+        &LocationQuery { location: None },
+    )
+    .await
+    .unwrap_or_else(|e| error_page(e, None))
+}
+
+/// `POST .../backups/{name}/delete`.
+pub async fn delete(
+    State(state): State<WebState>,
+    Path((ns, cluster, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (caller, cookie) = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(refused) = csrf_refused(&state, &cookie, &form.csrf) {
+        return refused;
+    }
+    let see = Action::on("get", "clusterbackups");
+    let done = async {
+        require(
+            &state.client,
+            &caller,
+            &ns,
+            see,
+            Some(Action::on("delete", "clusterbackups")),
+        )
+        .await?;
+        tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "delete");
+        delete_stored(
+            &state,
+            &ns,
+            &cluster,
+            &name,
+            &LocationQuery { location: None },
+        )
+        .await
+    };
+    match done.await {
+        Ok(()) => Redirect::to(&format!("/ui/projects/{ns}/clusters/{cluster}")).into_response(),
+        Err(e) => error_page(e, None),
+    }
+}
+
+/// `POST /ui/projects/{ns}/clusterbackups/{name}/run`.
+pub async fn run_now(
+    State(state): State<WebState>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let (caller, cookie) = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(refused) = csrf_refused(&state, &cookie, &form.csrf) {
+        return refused;
+    }
+    let done = async {
+        require(
+            &state.client,
+            &caller,
+            &ns,
+            Action::on("get", "clusterbackups").named(&name),
+            Some(Action::on("patch", "clusterbackups").named(&name)),
+        )
+        .await?;
+        request_run_now(&state, &caller, &ns, &name).await
+    };
+    match done.await {
+        Ok(_) => Redirect::to(&format!("/ui/projects/{ns}")).into_response(),
+        Err(e) => error_page(e, None),
+    }
+}

@@ -1,0 +1,258 @@
+//! The dashboard's web page, rendered on the server (no assets from anywhere: the style is
+//! inline, there is no script beyond a delete confirmation). It signs in with a Kubernetes
+//! token once, then works from the session cookie ([`super::session`]); every action is
+//! checked with the project's RBAC exactly as the JSON API checks it, and every form carries
+//! the session's CSRF token.
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use jiff::Timestamp;
+use serde::Deserialize;
+
+use super::WebState;
+use super::auth::{Caller, review};
+use super::error::ApiError;
+use super::handlers::visible_namespaces;
+use super::session::{self, MAX_AGE_SECONDS};
+
+mod backups;
+mod overview;
+mod restores;
+
+pub use backups::{cluster, delete, download, run_now};
+pub use overview::project;
+pub use restores::{plan, restore, restores};
+
+/// Escapes text for HTML.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}\
+header{background:#1d2430;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:center}\
+header a{color:#fff}main{padding:1rem 1.5rem;max-width:72rem}\
+table{border-collapse:collapse;width:100%;background:#fff;margin:.5rem 0 1.5rem}\
+th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #e3e6ea}th{background:#eef0f3}\
+.bad{color:#b42318;font-weight:600}.ok{color:#067647}.muted{color:#667085}\
+button{font:inherit;padding:.25rem .7rem;border:1px solid #98a2b3;border-radius:4px;background:#fff;cursor:pointer}\
+button:focus,a:focus,textarea:focus{outline:3px solid #84adff}\
+.danger{border-color:#b42318;color:#b42318}form.inline{display:inline}\
+textarea{width:100%;max-width:40rem;font-family:monospace}.error{background:#fef3f2;border:1px solid #fda29b;padding:.5rem 1rem}";
+
+/// The page around `body`.
+pub(super) fn layout(
+    title: &str,
+    session: Option<(&str, &str)>,
+    body: &str,
+    refresh: bool,
+) -> String {
+    let signed_in = match session {
+        Some((user, csrf)) => format!(
+            "<span>{}</span><form class=\"inline\" method=\"post\" action=\"/ui/logout\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>Sign out</button></form>",
+            esc(user),
+            esc(csrf)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <link rel=\"icon\" href=\"data:,\">{}\
+         <title>{} · backup-fleet</title><style>{STYLE}</style></head><body>\
+         <header><a href=\"/ui/projects\"><strong>backup-fleet</strong></a>{signed_in}</header>\
+         <main><h1>{}</h1>{body}</main></body></html>",
+        if refresh {
+            "<meta http-equiv=\"refresh\" content=\"3\">"
+        } else {
+            ""
+        },
+        esc(title),
+        esc(title)
+    )
+}
+
+/// A page saying what went wrong, with the API's status.
+pub(super) fn error_page(error: ApiError, session: Option<(&str, &str)>) -> Response {
+    let body = format!(
+        "<p class=\"error\" role=\"alert\">{}</p>",
+        esc(&error.message)
+    );
+    (error.status, Html(layout("Error", session, &body, false))).into_response()
+}
+
+/// The signed-in caller and their session cookie value, or the response to send instead.
+pub(super) async fn signed_in(
+    state: &WebState,
+    headers: &HeaderMap,
+) -> Result<(Caller, String), Response> {
+    let cookie = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(session::from_cookie_header)
+        .map(str::to_string);
+    let now = Timestamp::now().as_second();
+    let Some((cookie, token)) =
+        cookie.and_then(|c| state.session_key.open(&c, now).map(|t| (c, t)))
+    else {
+        return Err(Redirect::to("/ui").into_response());
+    };
+    match review(&state.client, &token).await {
+        Ok(caller) => Ok((caller, cookie)),
+        // Revoked or expired token: sign in again.
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => Err(Redirect::to("/ui").into_response()),
+        Err(e) => Err(error_page(e, None)),
+    }
+}
+
+/// A form's CSRF field.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    /// The session's CSRF token.
+    pub csrf: String,
+}
+
+/// The refusal of a form whose CSRF token is not the session's.
+pub(super) fn csrf_refused(state: &WebState, cookie: &str, sent: &str) -> Option<Response> {
+    (!state.session_key.csrf_ok(cookie, sent)).then(|| {
+        error_page(
+            ApiError::forbidden(
+                "this form is stale or was not sent by this page: reload and try again",
+            ),
+            None,
+        )
+    })
+}
+
+/// `GET /ui`: the sign-in form, or the projects when signed in.
+pub async fn index(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Ok(_) => Redirect::to("/ui/projects").into_response(),
+        Err(_) => Html(login_page(None)).into_response(),
+    }
+}
+
+fn login_page(problem: Option<&str>) -> String {
+    let problem = problem
+        .map(|p| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(p)))
+        .unwrap_or_default();
+    layout(
+        "Sign in",
+        None,
+        &format!(
+            "{problem}<p>Sign in with a Kubernetes token of the management cluster (e.g. \
+             <code>kubectl create token &lt;serviceaccount&gt; -n &lt;project&gt;</code>). \
+             Your project's RBAC decides what you see and do.</p>\
+             <form method=\"post\" action=\"/ui/login\"><label for=\"token\">Token</label><br>\
+             <textarea id=\"token\" name=\"token\" rows=\"4\" autofocus required></textarea><br>\
+             <button type=\"submit\">Sign in</button></form>"
+        ),
+        false,
+    )
+}
+
+/// The sign-in form's field.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+/// `POST /ui/login`: checks the token (TokenReview) and starts the session.
+pub async fn login(State(state): State<WebState>, Form(form): Form<LoginForm>) -> Response {
+    let token = form.token.trim();
+    match review(&state.client, token).await {
+        Ok(_) => {
+            let expires = Timestamp::now().as_second() + MAX_AGE_SECONDS;
+            let cookie = state.session_key.seal(token, expires);
+            (
+                StatusCode::SEE_OTHER,
+                [
+                    (header::SET_COOKIE, session::set_cookie(&cookie)),
+                    (header::LOCATION, "/ui/projects".to_string()),
+                ],
+            )
+                .into_response()
+        }
+        Err(e) => (e.status, Html(login_page(Some(&e.message)))).into_response(),
+    }
+}
+
+/// `POST /ui/logout`.
+pub async fn logout(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Ok((_, cookie)) = signed_in(&state, &headers).await
+        && let Some(refused) = csrf_refused(&state, &cookie, &form.csrf)
+    {
+        return refused;
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, session::clear_cookie()),
+            (header::LOCATION, "/ui".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+/// `GET /ui/projects`.
+pub async fn projects(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    let (caller, cookie) = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let csrf = state.session_key.csrf(&cookie);
+    let session = Some((caller.user.as_str(), csrf.as_str()));
+    match visible_namespaces(&state, &caller).await {
+        Ok(names) if names.is_empty() => Html(layout(
+            "Projects",
+            session,
+            "<p>No project is visible to you: ask a project's owner for access.</p>",
+            false,
+        ))
+        .into_response(),
+        Ok(names) => {
+            let items: String = names
+                .iter()
+                .map(|n| format!("<li><a href=\"/ui/projects/{0}\">{0}</a></li>", esc(n)))
+                .collect();
+            Html(layout(
+                "Projects",
+                session,
+                &format!("<ul>{items}</ul>"),
+                false,
+            ))
+            .into_response()
+        }
+        Err(e) => error_page(e, session),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}
