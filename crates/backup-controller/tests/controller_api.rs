@@ -312,6 +312,54 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     assert_eq!(call(addr, "DELETE", &one, Some(&editor), None)?.0, 200);
     assert_eq!(call(addr, "GET", &one, Some(&editor), None)?.0, 404);
 
+    // Batch delete by filter (KKP): never without a filter, never for a viewer.
+    let all = format!("{base}/clusters/c1/backups");
+    let (code, body) = call(addr, "DELETE", &all, Some(&editor), None)?;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(
+        call(
+            addr,
+            "DELETE",
+            &format!("{all}?schedule=once"),
+            Some(&viewer),
+            None
+        )?
+        .0,
+        403
+    );
+    let (code, none) = call(
+        addr,
+        "DELETE",
+        &format!("{all}?schedule=once&phase=Failed"),
+        Some(&editor),
+        None,
+    )?;
+    assert_eq!(
+        (code, none["deleted"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{none}"
+    );
+    let (code, bad) = call(
+        addr,
+        "DELETE",
+        &format!("{all}?before=yesterday"),
+        Some(&editor),
+        None,
+    )?;
+    assert_eq!(code, 400, "{bad}");
+    // The run-now run is what is left of `once`.
+    let (code, gone) = call(
+        addr,
+        "DELETE",
+        &format!("{all}?schedule=once"),
+        Some(&editor),
+        None,
+    )?;
+    assert_eq!(code, 200, "{gone}");
+    assert_eq!(gone["deleted"].as_array().map(Vec::len), Some(1), "{gone}");
+    let (_, left) = call(addr, "GET", &all, Some(&editor), None)?;
+    assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left}");
+
     drop(controller);
     app.delete().await?;
     other.delete().await?;

@@ -493,6 +493,86 @@ pub(super) async fn delete_stored(
         .map_err(|e| storage_error(&format!("deleting backup {name}"), e))
 }
 
+/// Which stored backups a batch delete takes (KKP's "delete by filter"); at least one filter,
+/// or `all=true`, so an empty query never deletes everything by accident.
+#[derive(Debug, Deserialize)]
+pub struct BatchDelete {
+    /// The StorageLocation's name (default: the namespace's default location).
+    pub location: Option<String>,
+    /// Runs of this ClusterBackup (its schedule label).
+    pub schedule: Option<String>,
+    /// Only backups in this phase (`Failed`, `PartiallyFailed`, ...).
+    pub phase: Option<String>,
+    /// Only backups started before this time (RFC 3339).
+    pub before: Option<String>,
+    /// Every backup of the cluster.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `DELETE /api/v1/namespaces/{ns}/clusters/{cluster}/backups?schedule=&phase=&before=`: deletes
+/// the matching backups from storage; the ones storage refuses are listed with why.
+pub async fn delete_backups(
+    State(state): State<WebState>,
+    Path((ns, cluster)): Path<(String, String)>,
+    Query(filter): Query<BatchDelete>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = authenticate(&state.client, &headers).await?;
+    require(
+        &state.client,
+        &caller,
+        &ns,
+        Action::on("list", "clusterbackups"),
+        Some(Action::on("delete", "clusterbackups")),
+    )
+    .await?;
+    if !filter.all && filter.schedule.is_none() && filter.phase.is_none() && filter.before.is_none()
+    {
+        return Err(ApiError::bad_request(
+            "name what to delete: schedule=, phase= and/or before= (RFC 3339), or all=true",
+        ));
+    }
+    let before = match &filter.before {
+        None => None,
+        Some(text) => Some(text.parse::<jiff::Timestamp>().map_err(|e| {
+            ApiError::bad_request(format!("before={text:?} is not an RFC 3339 time: {e}"))
+        })?),
+    };
+    let query = LocationQuery {
+        location: filter.location.clone(),
+    };
+    let repo = repository(&state, &ns, &cluster, &query).await?;
+    let stored = stored::list(&repo, &LabelSelector::default())
+        .await
+        .map_err(|e| ApiError::upstream(format!("listing backups in storage: {e}")))?;
+    let chosen: Vec<String> = stored
+        .iter()
+        .filter(|b| {
+            filter
+                .schedule
+                .as_ref()
+                .is_none_or(|s| b.labels.get(backup_velero::direct::SCHEDULE_LABEL) == Some(s))
+                && filter
+                    .phase
+                    .as_ref()
+                    .is_none_or(|p| b.phase.to_string().eq_ignore_ascii_case(p))
+                && before.is_none_or(|t| b.taken_at().is_some_and(|at| at < t))
+        })
+        .map(|b| b.name.clone())
+        .collect();
+    tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, count = chosen.len(), "batch delete");
+    let mut deleted = Vec::new();
+    let mut refused = Vec::new();
+    for name in chosen {
+        match delete_stored(&state, &ns, &cluster, &name, &query).await {
+            Ok(()) => deleted.push(name),
+            Err(e) => refused.push(json!({"name": name, "message": e.message})),
+        }
+    }
+    Ok(Json(json!({"deleted": deleted, "refused": refused})))
+}
+
 /// `POST /api/v1/namespaces/{ns}/clusterbackups/{name}/run`: the run-now annotation.
 pub async fn run_now(
     State(state): State<WebState>,

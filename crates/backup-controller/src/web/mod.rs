@@ -1,8 +1,7 @@
 //! The dashboard (`backup-controller run --api-addr`): a JSON API under `/api/v1` and a web
 //! page under `/ui`, served by every replica. It reads through the management cluster's API
 //! and storage and writes through the Kubernetes API, so it works on any replica. Kubernetes
-//! RBAC decides who sees what (see [`auth`]). Not here yet: server-sent events and the batch
-//! delete.
+//! RBAC decides who sees what (see [`auth`]). Not here yet: server-sent events.
 
 pub mod auth;
 pub mod error;
@@ -64,7 +63,7 @@ pub fn router(state: WebState) -> Router {
         )
         .route(
             "/api/v1/namespaces/{ns}/clusters/{cluster}/backups",
-            get(backups),
+            get(backups).delete(delete_backups),
         )
         .route(
             "/api/v1/namespaces/{ns}/clusters/{cluster}/backups/{name}",

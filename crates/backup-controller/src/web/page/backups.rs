@@ -11,7 +11,8 @@ use super::{CsrfForm, csrf_refused, error_page, esc, layout, signed_in};
 use crate::web::WebState;
 use crate::web::auth::{Action, require};
 use crate::web::handlers::{
-    LocationQuery, delete_stored, repository, request_run_now, stored_backups, tarball,
+    LocationQuery, cluster_backups_data, delete_stored, repository, request_run_now,
+    stored_backups, tarball,
 };
 
 /// `GET /ui/projects/{ns}/clusters/{cluster}`: the cluster's backups in storage.
@@ -36,12 +37,38 @@ pub async fn cluster(
         )
         .await?;
         let repo = repository(&state, &ns, &cluster, &LocationQuery { location: None }).await?;
-        stored_backups(&repo).await
+        Ok::<_, crate::web::error::ApiError>((
+            stored_backups(&repo).await?,
+            cluster_backups_data(&state, &ns).await?,
+        ))
     };
-    let backups = match backups.await {
+    let (backups, schedules) = match backups.await {
         Ok(b) => b,
         Err(e) => return error_page(e, session),
     };
+    // Runs under way for this cluster, with their progress; the page reloads until they end.
+    let running: Vec<String> = schedules
+        .iter()
+        .filter_map(|b| {
+            let runs = b["clusters"]
+                .as_array()?
+                .iter()
+                .find(|c| c["cluster"] == cluster.as_str())?;
+            let last = &runs["lastBackup"];
+            matches!(last["phase"].as_str(), Some("New" | "InProgress")).then(|| {
+                let (done, total) = (
+                    last["itemsBackedUp"].as_u64().unwrap_or(0),
+                    last["totalItems"].as_u64().unwrap_or(0),
+                );
+                format!(
+                    "<p>{} is running: <progress value=\"{done}\" max=\"{}\"></progress> \
+                     {done} of {total} items</p>",
+                    esc(last["name"].as_str().unwrap_or_default()),
+                    total.max(1)
+                )
+            })
+        })
+        .collect();
     let (e_ns, e_cluster, e_csrf) = (esc(&ns), esc(&cluster), esc(&csrf));
     let rows: String = backups
         .iter()
@@ -79,8 +106,11 @@ pub async fn cluster(
     Html(layout(
         &format!("Cluster {cluster} of {ns}"),
         session,
-        &format!("<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>{body}"),
-        false,
+        &format!(
+            "<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>{}{body}",
+            running.concat()
+        ),
+        !running.is_empty(),
     ))
     .into_response()
 }
