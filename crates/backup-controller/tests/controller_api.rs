@@ -19,6 +19,31 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_backup-controller"))
 }
 
+/// Reads the server-sent events at `path` until one's data satisfies `until`; that data.
+fn follow_events(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    until: impl Fn(&str) -> bool,
+) -> Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )?;
+    for line in BufReader::new(stream).lines() {
+        let line = line.context("the event stream ended or stalled")?;
+        if let Some(data) = line.strip_prefix("data: ")
+            && until(data)
+        {
+            return Ok(data.to_string());
+        }
+    }
+    anyhow::bail!("the event stream ended before the event")
+}
+
 fn call(
     api: SocketAddr,
     method: &str,
@@ -212,6 +237,23 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
         )
         .await?;
     ensure!(tarball == stored, "the download is the stored tarball");
+    // Live progress: the event stream shows the run-now run of `once` as it goes.
+    assert_eq!(
+        http_request(
+            addr,
+            "GET",
+            &format!("{base}/events"),
+            Some(&stranger),
+            None
+        )?
+        .0,
+        404
+    );
+    let events = std::thread::spawn({
+        let (editor, path) = (editor.clone(), format!("{base}/events"));
+        move || follow_events(addr, &path, &editor, |data| data.contains("\"once-"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
     let (code, ran) = call(
         addr,
         "POST",
@@ -229,6 +271,13 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
         |b| b["status"]["lastRunNowToken"] == token.as_str(),
     )
     .await?;
+    let seen = events
+        .join()
+        .map_err(|_| anyhow::anyhow!("event reader panicked"))??;
+    ensure!(
+        seen.contains("ClusterBackup") && seen.contains("\"once-"),
+        "{seen}"
+    );
     let (code, created) = call(
         addr,
         "POST",

@@ -1,10 +1,12 @@
 //! The dashboard (`backup-controller run --api-addr`): a JSON API under `/api/v1` and a web
 //! page under `/ui`, served by every replica. It reads through the management cluster's API
 //! and storage and writes through the Kubernetes API, so it works on any replica. Kubernetes
-//! RBAC decides who sees what (see [`auth`]). Not here yet: server-sent events.
+//! RBAC decides who sees what (see [`auth`]); live progress comes as server-sent events
+//! ([`events`]).
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod handlers;
 pub mod page;
 pub mod session;
@@ -44,6 +46,7 @@ pub fn router(state: WebState) -> Router {
         .route(&format!("{ui_backup}/plan"), post(page::plan))
         .route(&format!("{ui_backup}/restore"), post(page::restore))
         .route("/api/v1/namespaces", get(namespaces))
+        .route("/api/v1/namespaces/{ns}/events", get(events::events))
         .route(
             "/api/v1/namespaces/{ns}/storagelocations",
             get(storage_locations),
