@@ -134,6 +134,55 @@ fn location_check_of_an_unreachable_s3_endpoint_exits_one_with_the_reason() {
     assert_eq!(report[0]["reason"], "Unreachable");
 }
 
+#[test]
+fn an_s3_location_without_credentials_says_what_to_set_once() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_backupctl"))
+        .args(["backup", "list", "--location", "s3://backups"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ALLOW_HTTP", "true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no credentials for this location") && err.contains("AWS_ACCESS_KEY_ID"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("169.254.169.254"),
+        "the metadata client's retries: {err}"
+    );
+}
+
+#[test]
+fn a_bad_backup_name_is_refused_before_anything_is_read() {
+    let out = backupctl(&[
+        "backup",
+        "create",
+        "Bad Name",
+        "--location",
+        "s3://nowhere/x",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("backup name \"Bad Name\""), "{err}");
+    assert!(
+        !err.contains("kubeconfig"),
+        "checked before the kubeconfig: {err}"
+    );
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {

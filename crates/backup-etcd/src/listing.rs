@@ -59,7 +59,9 @@ pub async fn list_snapshots(repo: &Repository, verify: bool) -> Result<Vec<Snaps
         } else {
             match repo.verify(BackupKind::EtcdSnapshot, &m.name).await {
                 Ok(_) => ChecksumState::Ok,
-                Err(e @ StorageError::Store { .. }) => return Err(e.into()),
+                Err(e @ (StorageError::Store { .. } | StorageError::NoCredentials { .. })) => {
+                    return Err(e.into());
+                }
                 Err(e) => ChecksumState::Bad(e.to_string()),
             }
         };

@@ -319,6 +319,22 @@ pub enum StorageError {
         reason: String,
     },
 
+    /// No credentials: none were given, and the cloud's instance metadata, asked last, did
+    /// not answer (as off a cloud VM). Said once, with what to set, instead of the metadata
+    /// client's retries.
+    #[error(
+        "storage {operation} of `{path}` failed: no credentials for this location. Give them as \
+         the options access_key_id and secret_access_key (a StorageLocation's credential \
+         Secret), or the environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (GCS: \
+         service_account_path; Azure: access_key); instance metadata, tried last, did not answer"
+    )]
+    NoCredentials {
+        /// What we were doing.
+        operation: &'static str,
+        /// The object path.
+        path: String,
+    },
+
     /// A storage operation failed.
     #[error("storage {operation} of `{path}` failed: {source}")]
     Store {
@@ -349,12 +365,24 @@ impl StorageError {
         path: &object_store::path::Path,
         source: object_store::Error,
     ) -> Self {
+        if is_metadata_fallback(&source.to_string()) {
+            return StorageError::NoCredentials {
+                operation,
+                path: path.to_string(),
+            };
+        }
         StorageError::Store {
             operation,
             path: path.to_string(),
             source,
         }
     }
+}
+
+/// Whether an error came from the credential chain's last resort, the cloud's instance
+/// metadata service: when it is all that was left, no credentials were given.
+pub(crate) fn is_metadata_fallback(text: &str) -> bool {
+    text.contains("169.254.169.254")
 }
 
 /// Result alias for this crate.

@@ -109,6 +109,19 @@ enum Class {
     Other,
 }
 
+/// What a status message says of an error: its whole chain, except that a failure of the
+/// instance-metadata fallback (its retries run to pages) says what it means.
+fn message_of(err: &object_store::Error) -> String {
+    let text = chain_text(err);
+    if crate::error::is_metadata_fallback(&text) {
+        "no credentials were given (the cloud's instance metadata, tried last, did not answer): \
+         set access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            .to_string()
+    } else {
+        text
+    }
+}
+
 /// The error and all its sources, joined, for matching S3 error codes and for messages.
 fn chain_text(err: &object_store::Error) -> String {
     let mut text = err.to_string();
@@ -125,6 +138,9 @@ fn chain_text(err: &object_store::Error) -> String {
 }
 
 fn classify(err: &object_store::Error) -> Class {
+    if crate::error::is_metadata_fallback(&chain_text(err)) {
+        return Class::AccessDenied;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(s) = source {
         if let Some(http) = s.downcast_ref::<HttpError>()
@@ -202,7 +218,7 @@ impl Repository {
         // List first: it proves the bucket exists and we may read (some servers create a
         // missing bucket on write, which would hide the real problem).
         if let Err(e) = store.list_with_delimiter(None).await {
-            return to_availability(classify(&e), chain_text(&e));
+            return to_availability(classify(&e), message_of(&e));
         }
         // A read-only repository is never written to, not even by its probe.
         if !self.is_writable() {
@@ -212,9 +228,9 @@ impl Repository {
             return match classify(&e) {
                 // Listing worked, so the credentials are valid but may not write.
                 Class::AccessDenied => Availability::ReadOnly {
-                    message: chain_text(&e),
+                    message: message_of(&e),
                 },
-                class => to_availability(class, chain_text(&e)),
+                class => to_availability(class, message_of(&e)),
             };
         }
 
@@ -231,15 +247,15 @@ impl Repository {
                     bytes.len()
                 ),
             },
-            Err(e) => to_availability(classify(&e), chain_text(&e)),
+            Err(e) => to_availability(classify(&e), message_of(&e)),
         };
         match store.delete(&path).await {
             Ok(()) => outcome,
             Err(e) if outcome.is_available() => match classify(&e) {
                 Class::AccessDenied => Availability::ReadOnly {
-                    message: format!("writes work but deletes are refused: {}", chain_text(&e)),
+                    message: format!("writes work but deletes are refused: {}", message_of(&e)),
                 },
-                class => to_availability(class, chain_text(&e)),
+                class => to_availability(class, message_of(&e)),
             },
             Err(_) => outcome,
         }

@@ -304,6 +304,10 @@ fn spec(args: &CreateArgs) -> Result<BackupSpec> {
 }
 
 async fn create(args: CreateArgs) -> Result<ExitCode> {
+    // Every input is checked before anything is read or connected to.
+    backup_core::validate_dns1123_subdomain(&args.name)
+        .map_err(|e| anyhow::anyhow!("backup name {:?}: {e}", args.name))?;
+    BackupName::new(args.name.as_str())?;
     let spec = spec(&args)?;
     let repo = args.encrypt.apply(args.store.open()?)?;
     let client = args.cluster.client().await?;

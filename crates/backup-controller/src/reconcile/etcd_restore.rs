@@ -117,7 +117,9 @@ async fn validate(
                 ),
             )));
         }
-        Err(e @ StorageError::Store { .. }) => return Err(e.into()),
+        Err(e @ (StorageError::Store { .. } | StorageError::NoCredentials { .. })) => {
+            return Err(e.into());
+        }
         Err(e) => return Ok(Err(("BackupUnreadable", e.to_string()))),
     };
     if manifest.artifacts.is_empty() || manifest.artifacts.iter().any(|a| a.sha256.is_empty()) {

@@ -28,7 +28,8 @@ pub fn storage_error(e: StorageError) -> EngineError {
         | StorageError::NoMatchingIdentity { .. }
         | StorageError::InvalidIdentity { .. }
         | StorageError::InvalidRecipient { .. }
-        | StorageError::NoRecipients => EngineError::Invalid(e.to_string()),
+        | StorageError::NoRecipients
+        | StorageError::NoCredentials { .. } => EngineError::Invalid(e.to_string()),
         StorageError::Store { .. } => EngineError::Unavailable {
             reason: e.to_string(),
         },
