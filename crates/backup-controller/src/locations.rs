@@ -145,6 +145,33 @@ impl Locations {
         self.open(&location).await
     }
 
+    /// [`Locations::resolve`] for a writer of `what` ("snapshots", "backups"): a ReadOnly
+    /// location is a problem too. `Ok(Err((reason, message)))` is a problem to report as a
+    /// condition; `Err` only what retrying can fix.
+    pub async fn resolve_writable(
+        &self,
+        store: &Store<StorageLocation>,
+        namespace: &str,
+        name: Option<&str>,
+        what: &str,
+    ) -> crate::error::Result<std::result::Result<ResolvedLocation, (String, String)>> {
+        let location = match self.resolve(store, namespace, name).await {
+            Ok(location) => location,
+            Err(problem) if problem.is_retryable() => return Err(problem.into()),
+            Err(problem) => return Ok(Err((problem.reason().into(), problem.to_string()))),
+        };
+        if !location.repo.is_writable() {
+            return Ok(Err((
+                "LocationReadOnly".into(),
+                format!(
+                    "StorageLocation {} is ReadOnly: {what} cannot be written to it",
+                    location.name
+                ),
+            )));
+        }
+        Ok(Ok(location))
+    }
+
     /// Opens `location` (from the cache when nothing changed).
     pub async fn open(
         &self,

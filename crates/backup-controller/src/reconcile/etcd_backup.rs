@@ -246,26 +246,17 @@ async fn target(
     };
     let location = match ctx
         .locations
-        .resolve(
+        .resolve_writable(
             &ctx.stores.locations,
             namespace,
             spec.storage_location.as_deref(),
+            "snapshots",
         )
-        .await
+        .await?
     {
         Ok(location) => location,
-        Err(problem) if problem.is_retryable() => return Err(problem.into()),
-        Err(problem) => return blocked(problem.reason(), problem.to_string()),
+        Err(problem) => return Ok(Err(problem)),
     };
-    if !location.repo.is_writable() {
-        return blocked(
-            "LocationReadOnly",
-            format!(
-                "StorageLocation {} is ReadOnly: snapshots cannot be written to it",
-                location.name
-            ),
-        );
-    }
     let repo = match location.repo.scoped_str(namespace, &spec.cluster) {
         Ok(repo) => repo,
         Err(e) => return blocked("InvalidSpec", format!("spec.cluster: {e}")),

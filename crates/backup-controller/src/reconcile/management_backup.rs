@@ -230,26 +230,17 @@ async fn target(
 ) -> Result<std::result::Result<Target, (String, String)>> {
     let location = match ctx
         .locations
-        .resolve(
+        .resolve_writable(
             &ctx.stores.locations,
             namespace,
             spec.storage_location.as_deref(),
+            "backups",
         )
-        .await
+        .await?
     {
         Ok(location) => location,
-        Err(problem) if problem.is_retryable() => return Err(problem.into()),
-        Err(problem) => return Ok(Err((problem.reason().into(), problem.to_string()))),
+        Err(problem) => return Ok(Err(problem)),
     };
-    if !location.repo.is_writable() {
-        return Ok(Err((
-            "LocationReadOnly".into(),
-            format!(
-                "StorageLocation {} is ReadOnly: backups cannot be written to it",
-                location.name
-            ),
-        )));
-    }
     match location.repo.scoped_str(namespace, MANAGEMENT_SCOPE) {
         Ok(repo) => Ok(Ok(Target {
             location: location.name.clone(),
