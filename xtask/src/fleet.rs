@@ -271,6 +271,17 @@ impl ControllerProcess {
         namespace: &str,
         log: PathBuf,
     ) -> Result<Self> {
+        Self::start_with(binary, mgmt, namespace, log, &[]).await
+    }
+
+    /// [`ControllerProcess::start`] with `extra` flags (e.g. `--api-addr`).
+    pub async fn start_with(
+        binary: &Path,
+        mgmt: &ClusterState,
+        namespace: &str,
+        log: PathBuf,
+        extra: &[&str],
+    ) -> Result<Self> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -281,6 +292,7 @@ impl ControllerProcess {
             .args(["--context", &mgmt.context])
             .args(["--namespace", namespace, "--lease-namespace", namespace])
             .args(["--admin-addr", &admin.to_string()])
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
