@@ -409,6 +409,23 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     let (_, left) = call(addr, "GET", &all, Some(&editor), None)?;
     assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left}");
 
+    // A token whose ServiceAccount is gone no longer opens anything (as an expired one).
+    kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(p.mgmt.clone(), &ns)
+        .delete("viewer", &Default::default())
+        .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let code = call(addr, "GET", "/api/v1/namespaces", Some(&viewer), None)?.0;
+        if code == 401 {
+            break;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "a revoked token still answers {code}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     drop(controller);
     app.delete().await?;
     other.delete().await?;
