@@ -77,13 +77,7 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
         }
     };
 
-    let live = match ctx.runs.recorded_run(&key) {
-        None => Live::Idle,
-        Some(run) => match run.finished {
-            Some(finished) => Live::Finished(Box::new(finished)),
-            None => Live::Running(run.name),
-        },
-    };
+    let live = recorded_runs::live(&ctx, &key);
     let target = match target(&ctx, &namespace, &spec).await? {
         Ok(target) => Some(target),
         Err(blocked) => {
@@ -102,21 +96,13 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
             return Ok(Action::requeue(BLOCKED_RECHECK));
         }
     };
-    let stored = match (
-        &target,
-        recorded_runs::unfinished_elsewhere(&previous, &live),
-    ) {
-        (_, names) if names.is_empty() => Some(BTreeMap::new()),
-        (Some(target), names) => Some(
-            recorded_runs::stored_phases(
-                &target.repo,
-                backup_storage::BackupKind::EtcdSnapshot,
-                names,
-            )
-            .await?,
-        ),
-        (None, _) => None,
-    };
+    let stored = recorded_runs::stored_phases(
+        &previous,
+        &live,
+        target.as_ref().map(|t| &t.repo),
+        backup_storage::BackupKind::EtcdSnapshot,
+    )
+    .await?;
     let decided = decide(
         &config,
         &spec,

@@ -19,7 +19,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::recorded_runs::{self, Firing, FiringKind, Live, PlanInput};
+use super::recorded_runs::{self, Firing, FiringKind, PlanInput};
 use super::{with_finalizer, write_status};
 use crate::api::management_backup::{
     MANAGEMENT_SCOPE, RELEASE_BACKUP_LABEL, ValidManagementBackup, release_slug,
@@ -112,29 +112,15 @@ async fn apply(backup: Arc<ManagementBackup>, ctx: Arc<Context>) -> Result<Actio
             .is_some_and(|last| last != release))
     .then_some(release_name.as_str());
 
-    let live = match ctx.runs.recorded_run(&key) {
-        None => Live::Idle,
-        Some(run) => match run.finished {
-            Some(finished) => Live::Finished(Box::new(finished)),
-            None => Live::Running(run.name),
-        },
-    };
+    let live = recorded_runs::live(&ctx, &key);
     let target = target(&ctx, &namespace, &spec).await?;
-    let stored = match (
-        &target,
-        recorded_runs::unfinished_elsewhere(&previous.runs, &live),
-    ) {
-        (_, names) if names.is_empty() => Some(BTreeMap::new()),
-        (Ok(target), names) => Some(
-            recorded_runs::stored_phases(
-                &target.repo,
-                backup_storage::BackupKind::Resources,
-                names,
-            )
-            .await?,
-        ),
-        (Err(_), _) => None,
-    };
+    let stored = recorded_runs::stored_phases(
+        &previous.runs,
+        &live,
+        target.as_ref().ok().map(|t| &t.repo),
+        backup_storage::BackupKind::Resources,
+    )
+    .await?;
     let decided = recorded_runs::plan::plan(&PlanInput {
         run_now: recorded_runs::pending_token(backup.as_ref(), &previous.runs),
         name: &name,

@@ -97,12 +97,33 @@ where
     Ok(requeue(requeue_after))
 }
 
-/// The phases `repo` holds (as `kind`) of the runs `names`; those it lacks are left out.
+/// What this process knows of the run of the object `key`.
+pub fn live(ctx: &Context, key: &ObjectKey) -> Live {
+    match ctx.runs.recorded_run(key) {
+        None => Live::Idle,
+        Some(run) => match run.finished {
+            Some(finished) => Live::Finished(Box::new(finished)),
+            None => Live::Running(run.name),
+        },
+    }
+}
+
+/// [`PlanInput::stored`]: the phases `repo` holds (as `kind`) of the runs `previous` records
+/// unfinished and this process does not run (those it lacks are left out); `None` when there
+/// are some but no repository to ask.
 pub async fn stored_phases(
-    repo: &backup_storage::Repository,
+    previous: &RecordedRunsStatus,
+    live: &Live,
+    repo: Option<&backup_storage::Repository>,
     kind: backup_storage::BackupKind,
-    names: Vec<String>,
-) -> Result<BTreeMap<String, Phase>> {
+) -> Result<Option<BTreeMap<String, Phase>>> {
+    let names = unfinished_elsewhere(previous, live);
+    if names.is_empty() {
+        return Ok(Some(BTreeMap::new()));
+    }
+    let Some(repo) = repo else {
+        return Ok(None);
+    };
     let mut stored = BTreeMap::new();
     for name in names {
         let Ok(backup) = backup_storage::BackupName::new(&name) else {
@@ -116,7 +137,7 @@ pub async fn stored_phases(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(stored)
+    Ok(Some(stored))
 }
 
 /// The action for a plan's `requeue_after`.
