@@ -1,5 +1,5 @@
-//! ManagedCluster → a kube `Client` for the user cluster, with the cluster's discovery results
-//! shared between runs until its spec or kubeconfig Secret changes.
+//! ManagedCluster → a kube `Client` for the user cluster, with discovery results shared by
+//! every run against the same API server.
 //!
 //! The client itself is built for each use and dropped with it. A kube client keeps every
 //! connection it opened in its pool (a backup opens about ten, for its parallel LISTs) until
@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use backup_velero::direct::discovery::DiscoveryCache;
 use backup_velero::in_cluster::{DEFAULT_VELERO_NAMESPACE, InClusterConfig, InClusterEngine};
-use backup_velero::kubeconfig::{KubeconfigError, client_from_bytes};
+use backup_velero::kubeconfig::{KubeconfigError, cluster_client_from_bytes};
 use kube::ResourceExt;
 
 use crate::NamespacedName;
 use crate::api::{EngineChoice, EngineKind, ManagedCluster};
 use crate::secrets::{self, SecretError};
 
-/// How long a cluster's discovery results are reused between runs.
+/// How long an API server's discovery results are reused between runs.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(600);
 /// How long `auto` waits for a Velero server to answer before choosing the direct engine.
 pub const VELERO_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,16 +118,43 @@ impl ClusterHandle {
     }
 }
 
-/// What a cluster's cached discovery belongs to; any change starts a new one.
-#[derive(Clone, PartialEq, Eq)]
-struct Built {
-    uid: String,
-    generation: Option<i64>,
-    secret_version: String,
+/// Discovery per API server ([`backup_velero::kubeconfig::ClusterClient::server`]), and which
+/// server each cluster was last seen to use, so a server nobody uses any more is forgotten.
+#[derive(Default)]
+struct Cache {
+    by_server: HashMap<String, DiscoveryCache>,
+    server_of: HashMap<NamespacedName, String>,
 }
 
-/// Discovery caches by cluster, with what each belongs to.
-type Cache = HashMap<NamespacedName, (Built, DiscoveryCache)>;
+impl Cache {
+    /// The discovery of `server`, now used by `cluster`.
+    fn discovery(&mut self, cluster: NamespacedName, server: &str) -> DiscoveryCache {
+        let discovery = self
+            .by_server
+            .entry(server.to_string())
+            .or_insert_with(|| DiscoveryCache::new(DISCOVERY_TTL))
+            .clone();
+        if let Some(previous) = self.server_of.insert(cluster, server.to_string())
+            && previous != server
+        {
+            self.drop_if_unused(&previous);
+        }
+        discovery
+    }
+
+    /// Forgets `cluster`, and its server's discovery when no other cluster uses it.
+    fn forget(&mut self, cluster: &NamespacedName) {
+        if let Some(server) = self.server_of.remove(cluster) {
+            self.drop_if_unused(&server);
+        }
+    }
+
+    fn drop_if_unused(&mut self, server: &str) {
+        if !self.server_of.values().any(|s| s == server) {
+            self.by_server.remove(server);
+        }
+    }
+}
 
 /// Builds user-cluster clients and keeps their discovery results.
 #[derive(Clone)]
@@ -145,8 +172,7 @@ impl Clusters {
         }
     }
 
-    /// A handle on `cluster` with a fresh client; its discovery results are kept until its spec
-    /// or kubeconfig Secret changes.
+    /// A handle on `cluster` with a fresh client and the shared discovery of its API server.
     pub async fn handle(&self, cluster: &ManagedCluster) -> Result<ClusterHandle, ClusterProblem> {
         let name = cluster.name_any();
         let namespace = cluster.namespace().unwrap_or_default();
@@ -158,29 +184,16 @@ impl Clusters {
             cluster.spec.kubeconfig_key(),
         )
         .await?;
-        let built = Built {
-            uid: cluster.uid().unwrap_or_default(),
-            generation: cluster.metadata.generation,
-            secret_version: secret.resource_version.clone(),
-        };
-        let key = (namespace.clone(), name.clone());
-        let discovery = {
-            let mut cache = self.lock();
-            match cache.get(&key) {
-                Some((cached_built, discovery)) if *cached_built == built => discovery.clone(),
-                _ => {
-                    let discovery = DiscoveryCache::new(DISCOVERY_TTL);
-                    cache.insert(key, (built, discovery.clone()));
-                    discovery
-                }
-            }
-        };
-        let client = client_from_bytes(&secret.data, cluster.spec.context.as_deref())
+        let built = cluster_client_from_bytes(&secret.data, cluster.spec.context.as_deref())
             .await
             .map_err(|source| ClusterProblem::Kubeconfig {
                 secret: reference.name.clone(),
                 source,
             })?;
+        let discovery = self
+            .lock()
+            .discovery((namespace.clone(), name.clone()), &built.server);
+        let client = built.client;
         Ok(ClusterHandle {
             name,
             namespace,
@@ -195,13 +208,47 @@ impl Clusters {
         })
     }
 
-    /// Forgets a deleted cluster's discovery results.
+    /// Forgets a deleted cluster (and its server's discovery when no other cluster uses it).
     pub fn forget(&self, namespace: &str, name: &str) {
         self.lock()
-            .remove(&(namespace.to_string(), name.to_string()));
+            .forget(&(namespace.to_string(), name.to_string()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> NamespacedName {
+        ("project-a".into(), name.into())
+    }
+
+    #[test]
+    fn clusters_on_one_server_share_its_discovery_until_the_last_is_gone() {
+        let mut cache = Cache::default();
+        cache.discovery(key("c1"), "https://10.0.0.1:6443#ca1");
+        cache.discovery(key("c1-team-b"), "https://10.0.0.1:6443#ca1");
+        cache.discovery(key("c2"), "https://10.0.0.2:6443#ca2");
+        assert_eq!(cache.by_server.len(), 2);
+        cache.forget(&key("c1"));
+        assert!(cache.by_server.contains_key("https://10.0.0.1:6443#ca1"));
+        cache.forget(&key("c1-team-b"));
+        assert!(!cache.by_server.contains_key("https://10.0.0.1:6443#ca1"));
+        assert_eq!(cache.by_server.len(), 1);
+    }
+
+    #[test]
+    fn a_cluster_moved_to_another_server_drops_the_old_one_when_unused() {
+        let mut cache = Cache::default();
+        cache.discovery(key("c1"), "https://10.0.0.1:6443#ca1");
+        cache.discovery(key("c1"), "https://10.0.0.9:6443#ca9");
+        assert_eq!(
+            cache.by_server.keys().collect::<Vec<_>>(),
+            vec!["https://10.0.0.9:6443#ca9"]
+        );
     }
 }

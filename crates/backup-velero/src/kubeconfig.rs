@@ -147,6 +147,25 @@ pub async fn client_from_bytes(
     kubeconfig: &[u8],
     context: Option<&str>,
 ) -> Result<Client, KubeconfigError> {
+    Ok(cluster_client_from_bytes(kubeconfig, context).await?.client)
+}
+
+/// A client for a user cluster and which API server it talks to.
+pub struct ClusterClient {
+    /// The client.
+    pub client: Client,
+    /// The API server: its URL and the certificate authority trusted for it. Two kubeconfigs
+    /// with the same `server` address the same API server from here, whoever's credentials
+    /// they hold, so what every authenticated user may read of it (its discovery documents)
+    /// can be shared between them; kubectl keys its discovery cache by the server too.
+    pub server: String,
+}
+
+/// [`client_from_bytes`], also naming the API server (see [`ClusterClient::server`]).
+pub async fn cluster_client_from_bytes(
+    kubeconfig: &[u8],
+    context: Option<&str>,
+) -> Result<ClusterClient, KubeconfigError> {
     let origin = KubeconfigOrigin::Data;
     let text = std::str::from_utf8(kubeconfig).map_err(|e| KubeconfigError::Parse {
         origin: origin.clone(),
@@ -158,7 +177,21 @@ pub async fn client_from_bytes(
     let parsed = Kubeconfig::from_yaml(text).map_err(|e| describe_load_error(&origin, e))?;
     let (name, selected) = select_context(&parsed, context, &origin)?;
     ensure_self_contained(&parsed, selected, &name, &origin)?;
-    client_from_kubeconfig(parsed, name, origin).await
+    let config = config_from_kubeconfig(parsed, &name, &origin).await?;
+    let server = server_key(&config);
+    let client = Client::try_from(config).map_err(|e| classify_client_error(e, origin, name))?;
+    Ok(ClusterClient { client, server })
+}
+
+/// [`ClusterClient::server`] of `config`: its URL, and a digest of each trusted CA certificate.
+fn server_key(config: &kube::Config) -> String {
+    let mut server = config.cluster_url.to_string();
+    for cert in config.root_cert.iter().flatten() {
+        server.push('#');
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(cert);
+        server.extend(digest.iter().map(|b| format!("{b:02x}")));
+    }
+    server
 }
 
 /// A client for `context` (default: the current context) of the kubeconfig file at `path`.
@@ -338,18 +371,27 @@ async fn client_from_kubeconfig(
     name: String,
     origin: KubeconfigOrigin,
 ) -> Result<Client, KubeconfigError> {
+    let config = config_from_kubeconfig(kubeconfig, &name, &origin).await?;
+    Client::try_from(config).map_err(|e| classify_client_error(e, origin, name))
+}
+
+/// The client configuration of context `name`.
+async fn config_from_kubeconfig(
+    kubeconfig: Kubeconfig,
+    name: &str,
+    origin: &KubeconfigOrigin,
+) -> Result<kube::Config, KubeconfigError> {
     let options = KubeConfigOptions {
-        context: Some(name.clone()),
+        context: Some(name.to_owned()),
         ..KubeConfigOptions::default()
     };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+    kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|e| KubeconfigError::Config {
             origin: origin.clone(),
-            context: name.clone(),
+            context: name.to_owned(),
             reason: describe_config_error(&e),
-        })?;
-    Client::try_from(config).map_err(|e| classify_client_error(e, origin, name))
+        })
 }
 
 /// Turns a failure to read or parse a kubeconfig into [`KubeconfigError::Parse`] (or the
@@ -530,6 +572,20 @@ users:
     token: {SECRET}
 {extra_user}"
         )
+    }
+
+    #[test]
+    fn a_server_is_its_url_and_the_authorities_it_is_trusted_with() {
+        let config = |url: &str, ca: Option<&[u8]>| {
+            let mut config = kube::Config::new(url.parse().unwrap());
+            config.root_cert = ca.map(|ca| vec![ca.to_vec()]);
+            server_key(&config)
+        };
+        let one = config("https://10.0.0.1:6443", Some(b"ca-one"));
+        assert_eq!(one, config("https://10.0.0.1:6443", Some(b"ca-one")));
+        assert_ne!(one, config("https://10.0.0.1:6443", Some(b"ca-two")));
+        assert_ne!(one, config("https://10.0.0.2:6443", Some(b"ca-one")));
+        assert_ne!(one, config("https://10.0.0.1:6443", None));
     }
 
     async fn bytes_error(yaml: &str, context: Option<&str>) -> KubeconfigError {
