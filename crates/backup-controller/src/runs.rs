@@ -73,6 +73,7 @@ pub struct Runs {
     fired: Arc<Mutex<HashMap<ObjectKey, Timestamp>>>,
     orphan_checks: Arc<Mutex<HashMap<RunKey, Instant>>>,
     nudges: Arc<Mutex<Nudges>>,
+    progress_writes: Arc<Mutex<HashMap<ObjectKey, Instant>>>,
     restores: Arc<Mutex<HashMap<ObjectKey, Option<AbortHandle>>>>,
     run_now: Arc<Mutex<HashMap<ObjectKey, String>>>,
     recorded: Arc<Mutex<HashMap<ObjectKey, RecordedRun>>>,
@@ -123,6 +124,12 @@ pub enum Wake {
     Management(ObjectRef<ManagementBackup>),
 }
 
+/// How long a progress write must wait after the last one at `last` (pure).
+fn progress_write_wait(last: Option<Instant>, now: Instant) -> Option<Duration> {
+    let since = now.duration_since(last?);
+    (since < NUDGE_INTERVAL).then(|| NUDGE_INTERVAL - since)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -140,6 +147,7 @@ impl Runs {
             fired: Arc::default(),
             orphan_checks: Arc::default(),
             nudges: Arc::default(),
+            progress_writes: Arc::default(),
             restores: Arc::default(),
             run_now: Arc::default(),
             recorded: Arc::default(),
@@ -411,6 +419,21 @@ impl Runs {
         lock(&self.run_now).clear();
     }
 
+    /// Whether a ClusterBackup's status that only shows its runs progressing may be written
+    /// now (`None`, and the write is counted) or how long to wait first. A ClusterBackup is
+    /// woken by its own status writes, so without this a fleet run rewrote its status (one
+    /// entry per cluster) as fast as the management API took it: one write per
+    /// [`NUDGE_INTERVAL`] shows progress as well at a fraction of that API's work.
+    pub fn hold_progress_write(&self, key: &ObjectKey) -> Option<Duration> {
+        let now = Instant::now();
+        let mut writes = lock(&self.progress_writes);
+        let wait = progress_write_wait(writes.get(key).copied(), now);
+        if wait.is_none() {
+            writes.insert(key.clone(), now);
+        }
+        wait
+    }
+
     /// Asks for a reconcile of `backup`, at most once per [`NUDGE_INTERVAL`]: the first nudge
     /// goes at once, later ones within the interval are folded into one at its end.
     pub fn nudge(&self, backup: ObjectRef<ClusterBackup>) {
@@ -492,6 +515,20 @@ mod tests {
         let newer = Instant::now();
         let kept = runs.set_listing(key("c1"), Err("newer".into()), newer);
         assert_eq!(kept.at, newer);
+    }
+
+    #[test]
+    fn progress_writes_are_spaced_by_the_nudge_interval() {
+        let start = Instant::now();
+        assert_eq!(progress_write_wait(None, start), None);
+        assert_eq!(
+            progress_write_wait(Some(start), start + Duration::from_millis(300)),
+            Some(NUDGE_INTERVAL - Duration::from_millis(300))
+        );
+        assert_eq!(
+            progress_write_wait(Some(start), start + NUDGE_INTERVAL),
+            None
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,9 +17,9 @@ use kube::{Resource, ResourceExt};
 
 use self::plan::{Blocked, ClusterView, PlanInput, READY};
 use super::{with_finalizer, write_status};
-use crate::api::RUN_NOW_ANNOTATION;
 use crate::api::status::{Condition, merge_conditions};
 use crate::api::{ClusterBackup, DeletePolicy, ManagedCluster, Selection};
+use crate::api::{FleetPhase, RUN_NOW_ANNOTATION};
 use crate::context::Context;
 use crate::error::Result;
 use crate::locations::ResolvedLocation;
@@ -243,6 +243,17 @@ async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> 
         }
         _ => {
             if decided.status != previous {
+                let progress_only = previous.phase == Some(FleetPhase::InProgress)
+                    && decided.status.phase == Some(FleetPhase::InProgress);
+                if progress_only
+                    && let Some(wait) = ctx.runs.hold_progress_write(&(
+                        namespace.clone(),
+                        name.clone(),
+                        uid.clone(),
+                    ))
+                {
+                    return Ok(Action::requeue(wait));
+                }
                 write_status(&ctx, backup.as_ref(), &decided.status).await?;
             }
         }
