@@ -105,7 +105,8 @@ pub async fn run_with_clock(
             .await
     });
 
-    // The dashboard's API runs on every replica: reads and writes go through the API server.
+    // The dashboard runs on every replica: it reads from its own watches and caches and writes
+    // through the API server.
     let web = match config.api_addr {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -117,10 +118,11 @@ pub async fn run_with_clock(
                 None => crate::web::session::SessionKey::random()
                     .context("reading a random session key from /dev/urandom")?,
             };
-            let state = crate::web::WebState {
-                client: client.clone(),
+            let state = crate::web::WebState::start(
+                client.clone(),
+                config.namespace.as_deref(),
                 session_key,
-            };
+            );
             let web_stop = stopped(stop_rx.clone());
             Some(tokio::spawn(async move {
                 axum::serve(listener, crate::web::router(state))

@@ -11,7 +11,9 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::Api;
 use kube::api::PostParams;
+use sha2::{Digest, Sha256};
 
+use super::WebState;
 use super::error::{ApiError, ApiResult};
 use crate::api::GROUP;
 
@@ -67,9 +69,9 @@ impl<'a> Action<'a> {
 }
 
 /// Checks the request's bearer token with a TokenReview.
-pub async fn authenticate(client: &kube::Client, headers: &HeaderMap) -> ApiResult<Caller> {
+pub async fn authenticate(state: &WebState, headers: &HeaderMap) -> ApiResult<Caller> {
     let token = bearer(headers)?;
-    review(client, token).await
+    review(state, token).await
 }
 
 /// The bearer token of a request.
@@ -88,8 +90,19 @@ fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
         })
 }
 
-/// Checks `token` with a TokenReview: who it belongs to, or 401.
-pub async fn review(client: &kube::Client, token: &str) -> ApiResult<Caller> {
+/// Checks `token` with a TokenReview: who it belongs to, or 401. An accepted token is
+/// remembered for [`AUTH_TTL`](super::cache::AUTH_TTL) (by its SHA-256, never as text).
+pub async fn review(state: &WebState, token: &str) -> ApiResult<Caller> {
+    let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if let Some((_, caller)) = state.cache.tokens.get(&key) {
+        return Ok(caller);
+    }
+    let caller = review_now(&state.client, token).await?;
+    state.cache.tokens.insert(key, caller.clone());
+    Ok(caller)
+}
+
+async fn review_now(client: &kube::Client, token: &str) -> ApiResult<Caller> {
     let review = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_string()),
@@ -116,9 +129,10 @@ pub async fn review(client: &kube::Client, token: &str) -> ApiResult<Caller> {
     }
 }
 
-/// Whether `caller` may do `action` in `namespace` (a SubjectAccessReview).
+/// Whether `caller` may do `action` in `namespace` (a SubjectAccessReview; its answer is
+/// remembered for [`AUTH_TTL`](super::cache::AUTH_TTL)).
 pub async fn allowed(
-    client: &kube::Client,
+    state: &WebState,
     caller: &Caller,
     namespace: &str,
     action: Action<'_>,
@@ -142,28 +156,36 @@ pub async fn allowed(
         },
         ..SubjectAccessReview::default()
     };
-    let answer = Api::<SubjectAccessReview>::all(client.clone())
+    let key = serde_json::to_string(&review.spec)
+        .map_err(|e| ApiError::upstream(format!("the access check could not be written: {e}")))?;
+    if let Some((_, answer)) = state.cache.decisions.get(&key) {
+        return Ok(answer);
+    }
+    let answer = Api::<SubjectAccessReview>::all(state.client.clone())
         .create(&PostParams::default(), &review)
         .await
-        .map_err(|e| ApiError::upstream(format!("the access check failed: {e}")))?;
-    Ok(answer.status.is_some_and(|s| s.allowed))
+        .map_err(|e| ApiError::upstream(format!("the access check failed: {e}")))?
+        .status
+        .is_some_and(|s| s.allowed);
+    state.cache.decisions.insert(key, answer);
+    Ok(answer)
 }
 
 /// Requires `see` (else 404, as if absent) and then `act` (else 403).
 pub async fn require(
-    client: &kube::Client,
+    state: &WebState,
     caller: &Caller,
     namespace: &str,
     see: Action<'_>,
     act: Option<Action<'_>>,
 ) -> ApiResult<()> {
-    if !allowed(client, caller, namespace, see).await? {
+    if !allowed(state, caller, namespace, see).await? {
         return Err(ApiError::not_found(format!(
             "nothing of that kind in namespace {namespace:?}, or you may not see it"
         )));
     }
     if let Some(act) = act
-        && !allowed(client, caller, namespace, act).await?
+        && !allowed(state, caller, namespace, act).await?
     {
         let what = match act.subresource {
             Some(sub) => format!("{}/{sub}", act.resource),

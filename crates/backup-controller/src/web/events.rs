@@ -25,18 +25,27 @@ pub async fn events(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("list", "clusterbackups"),
         None,
     )
     .await?;
+    Ok(progress(&state, &ns))
+}
+
+/// Every change of the ClusterBackups and ClusterRestores of `ns` as `progress` events; the
+/// caller has checked that the requester may list ClusterBackups there.
+pub(super) fn progress(
+    state: &WebState,
+    ns: &str,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     let config = watcher::Config::default();
     let backups = watcher(
-        Api::<ClusterBackup>::namespaced(state.client.clone(), &ns),
+        Api::<ClusterBackup>::namespaced(state.client.clone(), ns),
         config.clone(),
     )
     .applied_objects()
@@ -48,7 +57,7 @@ pub async fn events(
         })
     });
     let restores = watcher(
-        Api::<ClusterRestore>::namespaced(state.client.clone(), &ns),
+        Api::<ClusterRestore>::namespaced(state.client.clone(), ns),
         config,
     )
     .applied_objects()
@@ -71,5 +80,5 @@ pub async fn events(
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

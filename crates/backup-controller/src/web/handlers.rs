@@ -2,8 +2,6 @@
 //! then reads or writes through the management cluster's API or storage with the controller's
 //! own credentials, logging the caller's name for every write.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -20,13 +18,15 @@ use kube::{Api, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::WebState;
 use super::auth::{Action, Caller, allowed, authenticate, require};
+use super::cache::{Listing, Objects};
 use super::error::{ApiError, ApiResult};
 use crate::api::status::find;
-use crate::api::{
-    ClusterBackup, ClusterRestore, ManagedCluster, RUN_NOW_ANNOTATION, StorageLocation,
-};
+use crate::api::{ClusterBackup, ClusterRestore, RUN_NOW_ANNOTATION};
+use crate::locations::ResolvedLocation;
 use crate::reconcile::schedule::next_after;
 
 /// Firings of a schedule shown ahead.
@@ -76,7 +76,7 @@ pub async fn namespaces(
     State(state): State<WebState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     Ok(Json(
         json!({"items": visible_namespaces(&state, &caller).await?}),
     ))
@@ -94,14 +94,7 @@ pub(super) async fn visible_namespaces(
     let mut visible = Vec::new();
     for ns in all.items {
         let name = ns.name_any();
-        if allowed(
-            &state.client,
-            caller,
-            &name,
-            Action::on("list", "clusterbackups"),
-        )
-        .await?
-        {
+        if allowed(state, caller, &name, Action::on("list", "clusterbackups")).await? {
             visible.push(name);
         }
     }
@@ -114,9 +107,9 @@ pub async fn storage_locations(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("list", "storagelocations"),
@@ -128,12 +121,8 @@ pub async fn storage_locations(
 
 /// The StorageLocations of `ns`, as the API shows them.
 pub(super) async fn locations_data(state: &WebState, ns: &str) -> ApiResult<Vec<Value>> {
-    let listed = Api::<StorageLocation>::namespaced(state.client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kube_error("listing StorageLocations", e))?;
+    let listed = Objects::in_namespace(&state.objects().await?.locations, ns);
     let items: Vec<Value> = listed
-        .items
         .iter()
         .map(|l| {
             let status = l.status.clone().unwrap_or_default();
@@ -160,9 +149,9 @@ pub async fn clusters(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("list", "managedclusters"),
@@ -174,12 +163,8 @@ pub async fn clusters(
 
 /// The ManagedClusters of `ns`, as the API shows them.
 pub(super) async fn clusters_data(state: &WebState, ns: &str) -> ApiResult<Vec<Value>> {
-    let listed = Api::<ManagedCluster>::namespaced(state.client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kube_error("listing ManagedClusters", e))?;
+    let listed = Objects::in_namespace(&state.objects().await?.clusters, ns);
     let items: Vec<Value> = listed
-        .items
         .iter()
         .map(|c| {
             let status = c.status.clone().unwrap_or_default();
@@ -201,9 +186,9 @@ pub async fn cluster_backups(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("list", "clusterbackups"),
@@ -217,13 +202,9 @@ pub async fn cluster_backups(
 
 /// The ClusterBackups of `ns` with each schedule's next firings and interval.
 pub(super) async fn cluster_backups_data(state: &WebState, ns: &str) -> ApiResult<Vec<Value>> {
-    let listed = Api::<ClusterBackup>::namespaced(state.client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| kube_error("listing ClusterBackups", e))?;
+    let listed = Objects::in_namespace(&state.objects().await?.backups, ns);
     let now = jiff::Timestamp::now();
     let items: Vec<Value> = listed
-        .items
         .iter()
         .map(|b| {
             let status = b.status.clone().unwrap_or_default();
@@ -266,40 +247,74 @@ pub struct LocationQuery {
     pub location: Option<String>,
 }
 
-/// The cluster's repository in the location.
+/// The location a request reads (`name`, else the namespace's default), opened from the
+/// watched objects and kept for [`LOCATION_TTL`](super::cache::LOCATION_TTL).
+pub(super) async fn location(
+    state: &WebState,
+    ns: &str,
+    name: Option<&str>,
+) -> ApiResult<ResolvedLocation> {
+    let key = (ns.to_string(), name.map(str::to_string));
+    if let Some((_, opened)) = state.cache.locations.get(&key) {
+        return Ok(opened);
+    }
+    let objects = state.objects().await?;
+    let picked = crate::locations::pick(&objects.locations, ns, name)
+        .map_err(|e| ApiError::not_found(format!("storage location: {e}")))?;
+    let opened = state
+        .locations
+        .open(&picked)
+        .await
+        .map_err(|e| ApiError::not_found(format!("storage location: {e}")))?;
+    state.cache.locations.insert(key, opened.clone());
+    Ok(opened)
+}
+
+/// The cluster's repository in the location, and the location's name.
 pub(super) async fn repository(
     state: &WebState,
     ns: &str,
     cluster: &str,
     query: &LocationQuery,
-) -> ApiResult<backup_storage::Repository> {
-    let location = crate::locations::open_from_api(&state.client, ns, query.location.as_deref())
-        .await
-        .map_err(|e| ApiError::not_found(format!("storage location: {e}")))?;
-    location
+) -> ApiResult<(String, backup_storage::Repository)> {
+    let location = location(state, ns, query.location.as_deref()).await?;
+    let repo = location
         .repo
         .scoped_str(ns, cluster)
-        .map_err(|e| ApiError::bad_request(format!("cluster {cluster:?}: {e}")))
+        .map_err(|e| ApiError::bad_request(format!("cluster {cluster:?}: {e}")))?;
+    Ok((location.name, repo))
 }
 
-/// The backups of one cluster as storage holds them (the source of truth).
-pub(super) async fn stored_backups(repo: &backup_storage::Repository) -> ApiResult<Vec<Value>> {
-    let backups = stored::list(repo, &LabelSelector::default())
+/// The backups of one cluster as storage holds them (the source of truth), through the
+/// dashboard's listing cache (see [`super::cache`]).
+pub(super) async fn cluster_listing(
+    state: &WebState,
+    ns: &str,
+    cluster: &str,
+    query: &LocationQuery,
+) -> ApiResult<Arc<Listing>> {
+    let (location, repo) = repository(state, ns, cluster, query).await?;
+    let fingerprint = state.objects().await?.runs_fingerprint(ns, cluster);
+    state
+        .cache
+        .listing(
+            (ns.to_string(), location, cluster.to_string()),
+            fingerprint,
+            move || {
+                let repo = repo.clone();
+                async move { stored::list_with_manifests(&repo).await }
+            },
+        )
         .await
-        .map_err(|e| ApiError::upstream(format!("listing backups in storage: {e}")))?;
-    let listing = repo
-        .list(BackupKind::Resources)
-        .await
-        .map_err(|e| storage_error("listing backups in storage", e))?;
-    let manifests: BTreeMap<String, &backup_storage::Manifest> = listing
-        .manifests
+        .map_err(|e| ApiError::upstream(format!("listing backups in storage: {e}")))
+}
+
+/// A listing as the API shows it.
+pub(super) fn stored_backups(listing: &Listing) -> Vec<Value> {
+    listing
+        .backups
         .iter()
-        .map(|m| (m.name.to_string(), m))
-        .collect();
-    Ok(backups
-        .iter()
-        .map(|b| {
-            let manifest = manifests.get(&b.name);
+        .map(|(b, manifest)| {
             json!({
                 "name": b.name,
                 "phase": b.phase,
@@ -311,13 +326,13 @@ pub(super) async fn stored_backups(repo: &backup_storage::Repository) -> ApiResu
                 "completed": b.completed,
                 "expiration": b.expiration,
                 "schedule": b.labels.get(backup_velero::direct::SCHEDULE_LABEL),
-                "sizeBytes": manifest.map(|m| m.artifacts.iter().map(|a| a.size).sum::<u64>()),
-                "encrypted": manifest.is_some_and(|m| m.is_encrypted()),
+                "sizeBytes": manifest.artifacts.iter().map(|a| a.size).sum::<u64>(),
+                "encrypted": manifest.is_encrypted(),
                 // Every artifact's SHA-256 is in the manifest; downloads and restores verify it.
-                "checksum": if manifest.is_some() { "recorded" } else { "missing" },
+                "checksum": "recorded",
             })
         })
-        .collect())
+        .collect()
 }
 
 /// `GET /api/v1/namespaces/{ns}/clusters/{cluster}/backups`.
@@ -327,17 +342,17 @@ pub async fn backups(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("list", "clusterbackups"),
         None,
     )
     .await?;
-    let repo = repository(&state, &ns, &cluster, &query).await?;
-    Ok(Json(json!({"items": stored_backups(&repo).await?})))
+    let listing = cluster_listing(&state, &ns, &cluster, &query).await?;
+    Ok(Json(json!({"items": stored_backups(&listing)})))
 }
 
 /// `GET /api/v1/namespaces/{ns}/clusters/{cluster}/backups/{name}`.
@@ -347,18 +362,17 @@ pub async fn backup(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("get", "clusterbackups"),
         None,
     )
     .await?;
-    let repo = repository(&state, &ns, &cluster, &query).await?;
-    stored_backups(&repo)
-        .await?
+    let listing = cluster_listing(&state, &ns, &cluster, &query).await?;
+    stored_backups(&listing)
         .into_iter()
         .find(|b| b["name"] == name.as_str())
         .map(Json)
@@ -373,9 +387,9 @@ pub async fn download(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("get", "clusterbackups"),
@@ -394,7 +408,7 @@ pub(super) async fn tarball(
     name: &str,
     query: &LocationQuery,
 ) -> ApiResult<Response> {
-    let repo = repository(state, ns, cluster, query).await?;
+    let (_, repo) = repository(state, ns, cluster, query).await?;
     let backup = BackupName::new(name)
         .map_err(|e| ApiError::bad_request(format!("backup name {name:?}: {e}")))?;
     let files = BackupFiles::new(&backup).map_err(|e| storage_error("backup files", e))?;
@@ -460,9 +474,9 @@ pub async fn delete_backup(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("get", "clusterbackups"),
@@ -482,15 +496,19 @@ pub(super) async fn delete_stored(
     name: &str,
     query: &LocationQuery,
 ) -> ApiResult<()> {
-    let repo = repository(state, ns, cluster, query).await?;
+    let (_, repo) = repository(state, ns, cluster, query).await?;
     let backup = BackupName::new(name)
         .map_err(|e| ApiError::bad_request(format!("backup name {name:?}: {e}")))?;
     repo.get_manifest(BackupKind::Resources, &backup)
         .await
         .map_err(|e| storage_error(&format!("backup {name}"), e))?;
-    repo.delete(BackupKind::Resources, &backup)
+    let deleted = repo
+        .delete(BackupKind::Resources, &backup)
         .await
-        .map_err(|e| storage_error(&format!("deleting backup {name}"), e))
+        .map_err(|e| storage_error(&format!("deleting backup {name}"), e));
+    // Whatever storage answered, this replica's listing of the cluster may be out of date.
+    state.cache.forget_listings(ns, cluster);
+    deleted
 }
 
 /// Which stored backups a batch delete takes (KKP's "delete by filter"); at least one filter,
@@ -518,9 +536,9 @@ pub async fn delete_backups(
     Query(filter): Query<BatchDelete>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("list", "clusterbackups"),
@@ -542,7 +560,7 @@ pub async fn delete_backups(
     let query = LocationQuery {
         location: filter.location.clone(),
     };
-    let repo = repository(&state, &ns, &cluster, &query).await?;
+    let (_, repo) = repository(&state, &ns, &cluster, &query).await?;
     let stored = stored::list(&repo, &LabelSelector::default())
         .await
         .map_err(|e| ApiError::upstream(format!("listing backups in storage: {e}")))?;
@@ -579,9 +597,9 @@ pub async fn run_now(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("get", "clusterbackups").named(&name),
@@ -620,9 +638,9 @@ pub async fn create_restore(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let caller = authenticate(&state.client, &headers).await?;
+    let caller = authenticate(&state, &headers).await?;
     require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("list", "clusterbackups"),

@@ -1,19 +1,25 @@
 //! The dashboard (`backup-controller run --api-addr`): a JSON API under `/api/v1` and a web
-//! page under `/ui`, served by every replica. It reads through the management cluster's API
-//! and storage and writes through the Kubernetes API, so it works on any replica. Kubernetes
-//! RBAC decides who sees what (see [`auth`]); live progress comes as server-sent events
-//! ([`events`]).
+//! page under `/ui`, served by every replica. It reads from its own caches ([`cache`]: watches
+//! of the project objects, recent RBAC answers, storage listings) and writes through the
+//! Kubernetes API, so it works on any replica, leader or not. Kubernetes RBAC decides who sees
+//! what (see [`auth`]); live progress comes as server-sent events ([`events`]).
 
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod events;
 pub mod handlers;
 pub mod page;
 pub mod session;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::Router;
 use axum::response::Redirect;
 use axum::routing::{get, post};
+use futures::StreamExt;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -22,6 +28,81 @@ pub struct WebState {
     pub client: kube::Client,
     /// Signs the page's session cookies.
     pub session_key: session::SessionKey,
+    /// The project objects, as watched.
+    pub objects: cache::Objects,
+    /// Tokens, RBAC answers, opened locations and storage listings.
+    pub cache: Arc<cache::WebCache>,
+    /// Opens locations (and keeps what it opened while nothing changed).
+    pub locations: crate::locations::Locations,
+}
+
+/// How long a request waits for the first listing of the watched objects.
+const OBJECTS_READY_WITHIN: Duration = Duration::from_secs(20);
+
+impl WebState {
+    /// The state of a dashboard over the objects of `namespace` (all when `None`), with the
+    /// watches that keep its stores current running in the background until the runtime ends.
+    pub fn start(
+        client: kube::Client,
+        namespace: Option<&str>,
+        session_key: session::SessionKey,
+    ) -> Self {
+        let objects = cache::Objects {
+            locations: watch_into_store(&client, namespace),
+            clusters: watch_into_store(&client, namespace),
+            backups: watch_into_store(&client, namespace),
+        };
+        WebState {
+            locations: crate::locations::Locations::new(client.clone()),
+            client,
+            session_key,
+            objects,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The watched objects, once each store holds a complete listing (else 503).
+    pub async fn objects(&self) -> error::ApiResult<&cache::Objects> {
+        let ready = async {
+            self.objects.locations.wait_until_ready().await?;
+            self.objects.clusters.wait_until_ready().await?;
+            self.objects.backups.wait_until_ready().await
+        };
+        match tokio::time::timeout(OBJECTS_READY_WITHIN, ready).await {
+            Ok(Ok(())) => Ok(&self.objects),
+            _ => Err(error::ApiError::unavailable(
+                "the dashboard has not finished reading the project objects from the \
+                 management cluster yet; try again in a few seconds",
+            )),
+        }
+    }
+}
+
+/// A store of the `K`s of `namespace`, filled by a watch running in the background.
+fn watch_into_store<K>(client: &kube::Client, namespace: Option<&str>) -> reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: kube::Api<K> = match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .for_each(|event| async move {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "dashboard watch interrupted; resuming");
+            }
+        });
+    tokio::spawn(stream);
+    store
 }
 
 /// The API's and the page's routes.
@@ -36,6 +117,7 @@ pub fn router(state: WebState) -> Router {
         .route("/ui/projects", get(page::projects))
         .route("/ui/projects/{ns}", get(page::project))
         .route("/ui/projects/{ns}/restores", get(page::restores))
+        .route("/ui/projects/{ns}/events", get(page::events))
         .route(
             "/ui/projects/{ns}/clusterbackups/{name}/run",
             post(page::run_now),

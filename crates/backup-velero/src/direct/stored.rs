@@ -130,6 +130,19 @@ pub async fn list(
     repo: &Repository,
     selector: &LabelSelector,
 ) -> Result<Vec<StoredBackup>, EngineError> {
+    Ok(list_with_manifests(repo)
+        .await?
+        .into_iter()
+        .map(|(record, _)| record)
+        .filter(|record| selector.matches(&record.labels))
+        .collect())
+}
+
+/// Every committed resource backup in `repo` with its manifest (sizes, checksums, encryption),
+/// oldest first, from one listing of storage; errors as [`list`].
+pub async fn list_with_manifests(
+    repo: &Repository,
+) -> Result<Vec<(StoredBackup, Manifest)>, EngineError> {
     let listing = repo
         .list(backup_core::BackupKind::Resources)
         .await
@@ -140,16 +153,14 @@ pub async fn list(
         )));
     }
     let mut out = Vec::with_capacity(listing.manifests.len());
-    for manifest in &listing.manifests {
-        let record = match from_attributes(manifest)? {
+    for manifest in listing.manifests {
+        let record = match from_attributes(&manifest)? {
             Some(record) => record,
             None => from_object(&read_backup_object(repo, &manifest.name).await?),
         };
-        if selector.matches(&record.labels) {
-            out.push(record);
-        }
+        out.push((record, manifest));
     }
-    out.sort_by(|a, b| (a.taken_at(), &a.name).cmp(&(b.taken_at(), &b.name)));
+    out.sort_by(|(a, _), (b, _)| (a.taken_at(), &a.name).cmp(&(b.taken_at(), &b.name)));
     Ok(out)
 }
 

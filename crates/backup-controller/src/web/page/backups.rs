@@ -11,7 +11,7 @@ use super::{CsrfForm, csrf_refused, error_page, esc, layout, signed_in};
 use crate::web::WebState;
 use crate::web::auth::{Action, require};
 use crate::web::handlers::{
-    LocationQuery, cluster_backups_data, delete_stored, repository, request_run_now,
+    LocationQuery, cluster_backups_data, cluster_listing, delete_stored, request_run_now,
     stored_backups, tarball,
 };
 
@@ -29,16 +29,17 @@ pub async fn cluster(
     let session = Some((caller.user.as_str(), csrf.as_str()));
     let backups = async {
         require(
-            &state.client,
+            &state,
             &caller,
             &ns,
             Action::on("list", "clusterbackups"),
             None,
         )
         .await?;
-        let repo = repository(&state, &ns, &cluster, &LocationQuery { location: None }).await?;
+        let listing =
+            cluster_listing(&state, &ns, &cluster, &LocationQuery { location: None }).await?;
         Ok::<_, crate::web::error::ApiError>((
-            stored_backups(&repo).await?,
+            stored_backups(&listing),
             cluster_backups_data(&state, &ns).await?,
         ))
     };
@@ -46,7 +47,8 @@ pub async fn cluster(
         Ok(b) => b,
         Err(e) => return error_page(e, session),
     };
-    // Runs under way for this cluster, with their progress; the page reloads until they end.
+    // Runs under way for this cluster, with their progress; the page's script follows them
+    // through the project's event stream and reloads the page when one starts or ends.
     let running: Vec<String> = schedules
         .iter()
         .filter_map(|b| {
@@ -60,10 +62,11 @@ pub async fn cluster(
                     last["itemsBackedUp"].as_u64().unwrap_or(0),
                     last["totalItems"].as_u64().unwrap_or(0),
                 );
+                let name = esc(last["name"].as_str().unwrap_or_default());
                 format!(
-                    "<p>{} is running: <progress value=\"{done}\" max=\"{}\"></progress> \
-                     {done} of {total} items</p>",
-                    esc(last["name"].as_str().unwrap_or_default()),
+                    "<p data-run=\"{name}\">{name} is running: \
+                     <progress value=\"{done}\" max=\"{}\"></progress> \
+                     <span class=\"count\">{done} of {total} items</span></p>",
                     total.max(1)
                 )
             })
@@ -107,12 +110,47 @@ pub async fn cluster(
         &format!("Cluster {cluster} of {ns}"),
         session,
         &format!(
-            "<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>{}{body}",
+            "<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>\
+             <div id=\"live\" data-cluster=\"{e_cluster}\" \
+             data-events=\"/ui/projects/{e_ns}/events\">{}</div>{body}<script>{LIVE}</script>",
             running.concat()
         ),
-        !running.is_empty(),
+        false,
     ))
     .into_response()
+}
+
+/// Follows the project's `progress` events: moves this cluster's progress bars, and reloads
+/// the page when one of its runs starts or ends (so its backup appears in the list).
+const LIVE: &str = "(function(){var root=document.getElementById('live');\
+var cluster=root.dataset.cluster,source=new EventSource(root.dataset.events);\
+function running(p){return p==='New'||p==='InProgress';}\
+source.addEventListener('progress',function(e){var d=JSON.parse(e.data);\
+if(d.kind!=='ClusterBackup')return;(d.clusters||[]).forEach(function(c){\
+var run=c.lastBackup;if(c.cluster!==cluster||!run)return;\
+var row=root.querySelector('[data-run=\"'+CSS.escape(run.name)+'\"]');\
+if(!row){if(running(run.phase)){source.close();location.reload();}return;}\
+if(!running(run.phase)){source.close();location.reload();return;}\
+var bar=row.querySelector('progress'),done=run.itemsBackedUp||0,total=run.totalItems||0;\
+bar.max=Math.max(total,1);bar.value=done;\
+row.querySelector('.count').textContent=done+' of '+total+' items';});});})();";
+
+/// `GET /ui/projects/{ns}/events`: the project's progress events for the page's script,
+/// signed in with the session cookie and checked as the API's event stream is.
+pub async fn events(
+    State(state): State<WebState>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (caller, _) = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let see = Action::on("list", "clusterbackups");
+    if let Err(e) = require(&state, &caller, &ns, see, None).await {
+        return e.into_response();
+    }
+    crate::web::events::progress(&state, &ns).into_response()
 }
 
 /// `GET .../backups/{name}/download`.
@@ -127,7 +165,7 @@ pub async fn download(
     };
     let see = Action::on("get", "clusterbackups");
     let download = see.subresource("download");
-    if let Err(e) = require(&state.client, &caller, &ns, see, Some(download)).await {
+    if let Err(e) = require(&state, &caller, &ns, see, Some(download)).await {
         return error_page(e, None);
     }
     tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "download");
@@ -159,7 +197,7 @@ pub async fn delete(
     let see = Action::on("get", "clusterbackups");
     let done = async {
         require(
-            &state.client,
+            &state,
             &caller,
             &ns,
             see,
@@ -198,7 +236,7 @@ pub async fn run_now(
     }
     let done = async {
         require(
-            &state.client,
+            &state,
             &caller,
             &ns,
             Action::on("get", "clusterbackups").named(&name),

@@ -1,5 +1,5 @@
-//! The dashboard's web page, rendered on the server (no assets from anywhere: the style is
-//! inline, there is no script beyond a delete confirmation). It signs in with a Kubernetes
+//! The dashboard's web page, rendered on the server (no assets from anywhere: the style and
+//! the one small script, which follows live progress, are inline). It signs in with a Kubernetes
 //! token once, then works from the session cookie ([`super::session`]); every action is
 //! checked with the project's RBAC exactly as the JSON API checks it, and every form carries
 //! the session's CSRF token.
@@ -21,7 +21,7 @@ mod backups;
 mod overview;
 mod restores;
 
-pub use backups::{cluster, delete, download, run_now};
+pub use backups::{cluster, delete, download, events, run_now};
 pub use overview::project;
 pub use restores::{plan, restore, restores};
 
@@ -110,7 +110,7 @@ pub(super) async fn signed_in(
     else {
         return Err(Redirect::to("/ui").into_response());
     };
-    match review(&state.client, &token).await {
+    match review(state, &token).await {
         Ok(caller) => Ok((caller, cookie)),
         // Revoked or expired token: sign in again.
         Err(e) if e.status == StatusCode::UNAUTHORIZED => Err(Redirect::to("/ui").into_response()),
@@ -173,7 +173,7 @@ pub struct LoginForm {
 /// `POST /ui/login`: checks the token (TokenReview) and starts the session.
 pub async fn login(State(state): State<WebState>, Form(form): Form<LoginForm>) -> Response {
     let token = form.token.trim();
-    match review(&state.client, token).await {
+    match review(&state, token).await {
         Ok(_) => {
             let expires = Timestamp::now().as_second() + MAX_AGE_SECONDS;
             let cookie = state.session_key.seal(token, expires);

@@ -101,7 +101,7 @@ pub async fn project(
     let csrf = state.session_key.csrf(&cookie);
     let session = Some((caller.user.as_str(), csrf.as_str()));
     let see = Action::on("list", "clusterbackups");
-    if let Err(e) = require(&state.client, &caller, &ns, see, None).await {
+    if let Err(e) = require(&state, &caller, &ns, see, None).await {
         return error_page(e, session);
     }
     let data = async {

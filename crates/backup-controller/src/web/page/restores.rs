@@ -45,7 +45,7 @@ pub async fn plan(
     let dry = restore_name("plan");
     let planned = async {
         require(
-            &state.client,
+            &state,
             &caller,
             &ns,
             Action::on("list", "clusterbackups"),
@@ -108,7 +108,7 @@ pub async fn restore(
     }
     let created = async {
         require(
-            &state.client,
+            &state,
             &caller,
             &ns,
             Action::on("list", "clusterbackups"),
@@ -169,7 +169,7 @@ pub async fn restores(
     let csrf = state.session_key.csrf(&cookie);
     let session = Some((caller.user.as_str(), csrf.as_str()));
     if let Err(e) = require(
-        &state.client,
+        &state,
         &caller,
         &ns,
         Action::on("list", "clusterrestores"),
