@@ -1,7 +1,8 @@
 //! The dashboard's page in a real browser (headless Chromium through chromedriver): sign in
 //! with a project user's token, see the fleet overview, a cluster's backups, a restore's plan
-//! before it runs, the restore itself, a download link and a delete; forms without the
-//! session's CSRF token are refused; the console stays free of errors.
+//! before it runs, the restore itself, runs appearing on an open page as they end (live, from
+//! the event stream), a download link and a delete; forms without the session's CSRF token
+//! are refused; the console stays free of errors.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use kube::api::PostParams;
 use serde_json::json;
 use tests::TestNamespace;
 use tests::browser::Browser;
-use tests::controller::{ControllerProcess, Project, free_port, service_account};
+use tests::controller::{ControllerProcess, Project, free_port, http_request, service_account};
 use tests::env::shared;
 
 fn binary() -> &'static Path {
@@ -148,13 +149,39 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         browser.reload_until_text("Completed", Duration::from_secs(60))?;
         shot("restores")?;
 
-        // Run the backup now from the overview; its run appears, running then Completed.
+        // Run the backup now from the overview. The cluster page follows the project's events,
+        // so the run appears there by itself once it is stored: the test never reloads it.
         browser.goto(&format!("{base}/ui/projects/{ns}"))?;
         browser.click(&browser.find("form[action$='/clusterbackups/once/run'] button")?)?;
         browser.wait_for_text(&format!("Project {ns}"), Duration::from_secs(10))?;
         browser.goto(&format!("{base}/ui/projects/{ns}/clusters/c1"))?;
-        let ran = browser.reload_until_text(&format!("{backup}-"), Duration::from_secs(60))?;
+        let ran = browser.wait_for_text(&format!("{backup}-"), Duration::from_secs(60))?;
         ensure!(ran.contains("Completed"), "{ran}");
+        // A run started elsewhere (here through the API) while the page is open shows up the
+        // same way: the page's script sees it start and end in the event stream.
+        let runs = |page: &str| page.matches(&format!("/backups/{backup}-")).count();
+        let before = runs(&browser.source()?);
+        let (code, body) = http_request(
+            addr.parse::<std::net::SocketAddr>()?,
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/clusterbackups/once/run"),
+            Some(&editor),
+            None,
+        )?;
+        ensure!(
+            code == 200,
+            "run-now: {code} {}",
+            String::from_utf8_lossy(&body)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while runs(&browser.source()?) <= before {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the page never showed the API's run: {}",
+                browser.source()?
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
 
         // Delete the first backup, after the confirmation dialog.
         browser
