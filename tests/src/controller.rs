@@ -611,3 +611,45 @@ pub async fn service_account(p: &Project, name: &str, rules: Value) -> Result<St
         .await?;
     Ok(issued.status.context("no token")?.token)
 }
+
+/// `token` (a service-account token the management cluster issued) as it is once expired: the
+/// same claims with `exp` an hour ago, signed again with the local control plane's
+/// service-account key, so the apiserver checks it exactly as its own and refuses it for its
+/// age alone (a TokenRequest cannot ask for less than ten minutes).
+pub fn expired_copy(token: &str) -> Result<String> {
+    use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        bail!("not a JWT: expected header.claims.signature");
+    };
+    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims)?)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    claims["iat"] = json!(now - 7200);
+    claims["nbf"] = json!(now - 7200);
+    claims["exp"] = json!(now - 3600);
+    let signed = format!(
+        "{header}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?)
+    );
+    let key_path = crate::env::env_dir().join("pki/sa.key");
+    let pem = std::fs::read_to_string(&key_path)
+        .with_context(|| format!("reading {}", key_path.display()))?;
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key = RsaKeyPair::from_pkcs8(&STANDARD.decode(der)?)
+        .map_err(|e| anyhow::anyhow!("{}: not a PKCS#8 RSA key: {e}", key_path.display()))?;
+    let mut signature = vec![0; key.public_modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        signed.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|e| anyhow::anyhow!("signing the token: {e}"))?;
+    Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature)))
+}

@@ -409,7 +409,16 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     let (_, left) = call(addr, "GET", &all, Some(&editor), None)?;
     assert_eq!(left["items"].as_array().map(Vec::len), Some(0), "{left}");
 
-    // A token whose ServiceAccount is gone no longer opens anything (as an expired one).
+    // The viewer's own token, expired: refused, and the message says why.
+    let expired = tests::controller::expired_copy(&viewer)?;
+    let (code, refused) = call(addr, "GET", "/api/v1/namespaces", Some(&expired), None)?;
+    assert_eq!(code, 401, "{refused}");
+    assert!(
+        refused["message"].as_str().is_some_and(|m| m.contains("expired")),
+        "{refused}"
+    );
+
+    // A token whose ServiceAccount is gone no longer opens anything.
     kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(p.mgmt.clone(), &ns)
         .delete("viewer", &Default::default())
         .await?;
