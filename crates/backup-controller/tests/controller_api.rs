@@ -414,7 +414,9 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     let (code, refused) = call(addr, "GET", "/api/v1/namespaces", Some(&expired), None)?;
     assert_eq!(code, 401, "{refused}");
     assert!(
-        refused["message"].as_str().is_some_and(|m| m.contains("expired")),
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("expired")),
         "{refused}"
     );
 

@@ -1,8 +1,9 @@
 //! The dashboard's page in a real browser (headless Chromium through chromedriver): sign in
 //! with a project user's token, see the fleet overview, a cluster's backups, a restore's plan
 //! before it runs, the restore itself, runs appearing on an open page as they end (live, from
-//! the event stream), a download link and a delete; forms without the session's CSRF token
-//! are refused; the console stays free of errors.
+//! the event stream), a download link and a delete; a viewer sees the project and nothing of
+//! another one; forms without the session's CSRF token are refused; the console stays free of
+//! errors.
 
 use std::path::Path;
 use std::time::Duration;
@@ -54,6 +55,20 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
             {"apiGroups": ["backupfleet.dev"], "resources": ["clusterrestores"], "verbs": ["create"]}]),
     )
     .await?;
+    let viewer = service_account(
+        &p,
+        "viewer",
+        json!([{"apiGroups": ["backupfleet.dev"],
+                "resources": ["storagelocations", "managedclusters", "clusterbackups", "clusterrestores"],
+                "verbs": ["get", "list", "watch"]}]),
+    )
+    .await?;
+    // Another project, with a cluster whose name must never reach project A's users.
+    let other = Project::create("page-other", &backup_controller::api::crds()).await?;
+    other
+        .apply(other.cluster("hidden-cluster-b7", "c1", json!({})))
+        .await?;
+    let other_ns = other.name().to_string();
     let addr = format!("127.0.0.1:{}", free_port()?);
     let controller = ControllerProcess::start(binary(), &p, "page", &["--api-addr", &addr]).await?;
     let done = p
@@ -202,12 +217,33 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
             std::thread::sleep(Duration::from_millis(200));
         }
 
+        // A viewer of the project sees its clusters and backups, and nothing of the other
+        // project: not in the project list, and its page answers as if it did not exist.
+        browser.click(&browser.find("form[action='/ui/logout'] button")?)?;
+        browser.wait_for_text("token", Duration::from_secs(10))?;
+        browser.type_into(&browser.find("#token")?, &viewer)?;
+        browser.click(&browser.find("button[type=submit]")?)?;
+        let projects = browser.wait_for_text(&ns, Duration::from_secs(10))?;
+        ensure!(!projects.contains(&other_ns), "{projects}");
+        browser.goto(&format!("{base}/ui/projects/{ns}/clusters/c1"))?;
+        let seen = browser.source()?;
+        ensure!(seen.contains(&format!("{backup}-")), "{seen}");
+        browser.goto(&format!("{base}/ui/projects/{other_ns}"))?;
+        let hidden = browser.source()?;
+        shot("viewer-other-project")?;
+        ensure!(
+            hidden.contains("may not see it") && !hidden.contains("hidden-cluster-b7"),
+            "{hidden}"
+        );
+
         // Everything a user did: no console error (Chromium may report the forged form's
-        // 403 once more when its page is left; that one is expected).
+        // 403 once more when its page is left; that one is expected, as is the 404 of the
+        // other project's page).
         let errors: Vec<String> = browser
             .console_errors()?
             .into_iter()
             .filter(|e| !(e.contains("403") && e.contains("/hourly/run")))
+            .filter(|e| !(e.contains("404") && e.contains(&other_ns)))
             .collect();
         ensure!(errors.is_empty(), "console errors: {errors:?}");
         Ok(())
@@ -215,6 +251,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
     .await?;
     drop(controller);
     app.delete().await?;
+    other.delete().await?;
     p.delete().await?;
     checks
 }
