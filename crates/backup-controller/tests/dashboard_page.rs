@@ -167,9 +167,30 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         // Run the backup now from the overview. The cluster page follows the project's events,
         // so the run appears there by itself once it is stored: the test never reloads it.
         browser.goto(&format!("{base}/ui/projects/{ns}"))?;
+        // The form's answer is a new document: mark this one to tell when it has been replaced,
+        // so the next navigation does not race the form's.
+        browser.execute("document.body.dataset.submitted = 'no'")?;
         browser.click(&browser.find("form[action$='/clusterbackups/once/run'] button")?)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // A script may fail while the old document unloads; that is "not yet" too.
+            match browser.execute("return document.body.dataset.submitted || null") {
+                Ok(marker) if marker != json!("no") => break,
+                _ => {}
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the run-now form was never answered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         browser.wait_for_text(&format!("Project {ns}"), Duration::from_secs(10))?;
         browser.goto(&format!("{base}/ui/projects/{ns}/clusters/c1"))?;
+        ensure!(
+            browser.url()?.ends_with("/clusters/c1"),
+            "{}",
+            browser.url()?
+        );
         let ran = browser.wait_for_text(&format!("{backup}-"), Duration::from_secs(60))?;
         ensure!(ran.contains("Completed"), "{ran}");
         // A run started elsewhere (here through the API) while the page is open shows up the

@@ -271,6 +271,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             .collect()
     };
 
+    let run_now_name = scheduled_backup_name(input.name, input.now);
     let fire = match (due, input.run_now) {
         (Due::Now(at), token) if can_run => Some(Firing {
             at,
@@ -281,14 +282,17 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             scheduled: true,
             run_now: token.map(str::to_string),
         }),
-        (_, Some(token)) if can_run => Some(Firing {
+        (_, Some(token)) if can_run && !run_name_taken(input, &run_now_name) => Some(Firing {
             at: input.now,
-            runs: runs(&scheduled_backup_name(input.name, input.now)),
+            runs: runs(&run_now_name),
             scheduled: false,
             run_now: Some(token.to_string()),
         }),
         _ => None,
     };
+    // A run-now whose name (one-second resolution) an earlier run of this second holds waits
+    // for the next second instead of colliding with it.
+    let run_now_waits = fire.is_none() && input.run_now.is_some() && can_run;
 
     // The views as they will be once the firing's runs are registered.
     let views: Vec<ClusterView> = input
@@ -325,10 +329,16 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         // Due but blocked: the slot waits for the fix, nothing is planned.
         _ => None,
     };
-    let requeue_after = next.map(|at| {
+    let mut requeue_after = next.map(|at| {
         let wait = at.duration_since(input.now);
         Duration::try_from(wait).unwrap_or(Duration::ZERO)
     });
+    if run_now_waits {
+        let next_second = Duration::from_nanos(
+            1_000_000_000 - u64::try_from(input.now.subsec_nanosecond()).unwrap_or(0),
+        );
+        requeue_after = Some(requeue_after.map_or(next_second, |r| r.min(next_second)));
+    }
 
     let waiting = busy && (matches!(due, Due::Now(_)) || input.run_now.is_some());
     let mut conditions = vec![ready_condition(input, next, waiting)];
@@ -365,6 +375,20 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         status,
         requeue_after,
     }
+}
+
+/// Whether a run called `name` exists for any cluster: stored, running here, or last recorded.
+fn run_name_taken(input: &PlanInput<'_>, name: &str) -> bool {
+    input.clusters.iter().any(|c| {
+        c.live.as_ref().is_some_and(|l| l.name == name)
+            || c.stored
+                .as_ref()
+                .is_ok_and(|runs| runs.iter().any(|b| b.name == name))
+    }) || input
+        .previous
+        .clusters
+        .iter()
+        .any(|c| c.last_backup.as_ref().is_some_and(|b| b.name == name))
 }
 
 /// Whether runs of an earlier firing are still going.

@@ -690,6 +690,30 @@ fn a_run_now_token_runs_once_outside_the_schedule_without_moving_it() {
 }
 
 #[test]
+fn a_second_run_now_within_the_same_second_waits_for_the_next_one() {
+    let ran = Case::new(serde_json::json!({}), "2026-11-30T09:00:00Z").plan();
+    let mut case = Case::new(serde_json::json!({}), "2026-11-30T09:30:00.250Z");
+    case.previous = ran.status.clone();
+    case.clusters = vec![view(
+        "c1",
+        vec![stored(
+            "nightly-20261130093000",
+            Phase::Completed,
+            "2026-11-30T09:30:00Z",
+        )],
+    )];
+    case.previous.last_run_now_token = Some("first".into());
+    case.run_now = Some("second");
+    let plan = case.plan();
+    assert_eq!(plan.fire, None, "the name is taken this second");
+    assert_eq!(plan.requeue_after, Some(Duration::from_millis(750)));
+    case.now = ts("2026-11-30T09:30:01Z");
+    let fire = case.plan().fire.expect("fires in the next second");
+    assert_eq!(fire.runs[0].1, "nightly-20261130093001");
+    assert_eq!(fire.run_now.as_deref(), Some("second"));
+}
+
+#[test]
 fn run_now_works_for_a_paused_schedule_and_a_one_time_backup_that_ran() {
     let mut paused = Case::new(
         serde_json::json!({"schedule": "@daily", "paused": true}),
