@@ -171,6 +171,20 @@ pub async fn allowed(
     Ok(answer)
 }
 
+/// The caller of a request (its bearer token), once allowed `see` and `act` in `namespace`
+/// (see [`require`]).
+pub async fn authorize(
+    state: &WebState,
+    headers: &HeaderMap,
+    namespace: &str,
+    see: Action<'_>,
+    act: Option<Action<'_>>,
+) -> ApiResult<Caller> {
+    let caller = authenticate(state, headers).await?;
+    require(state, &caller, namespace, see, act).await?;
+    Ok(caller)
+}
+
 /// Requires `see` (else 404, as if absent) and then `act` (else 403).
 pub async fn require(
     state: &WebState,

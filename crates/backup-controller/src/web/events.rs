@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::WebState;
-use super::auth::{Action, authenticate, require};
+use super::auth::{Action, authorize};
 use super::error::ApiResult;
 use crate::api::{ClusterBackup, ClusterRestore};
 
@@ -25,10 +25,9 @@ pub async fn events(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("list", "clusterbackups"),
         None,

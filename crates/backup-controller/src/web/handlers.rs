@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use super::WebState;
-use super::auth::{Action, Caller, allowed, authenticate, require};
+use super::auth::{Action, Caller, allowed, authenticate, authorize};
 use super::cache::{Listing, Objects};
 use super::error::{ApiError, ApiResult};
 use crate::api::status::find;
@@ -107,10 +107,9 @@ pub async fn storage_locations(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("list", "storagelocations"),
         None,
@@ -149,10 +148,9 @@ pub async fn clusters(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("list", "managedclusters"),
         None,
@@ -186,10 +184,9 @@ pub async fn cluster_backups(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("list", "clusterbackups"),
         None,
@@ -342,10 +339,9 @@ pub async fn backups(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("list", "clusterbackups"),
         None,
@@ -362,10 +358,9 @@ pub async fn backup(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("get", "clusterbackups"),
         None,
@@ -387,10 +382,9 @@ pub async fn download(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    let caller = authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("get", "clusterbackups"),
         Some(Action::on("get", "clusterbackups").subresource("download")),
@@ -474,10 +468,9 @@ pub async fn delete_backup(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    let caller = authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("get", "clusterbackups"),
         Some(Action::on("delete", "clusterbackups")),
@@ -536,10 +529,9 @@ pub async fn delete_backups(
     Query(filter): Query<BatchDelete>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    let caller = authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("list", "clusterbackups"),
         Some(Action::on("delete", "clusterbackups")),
@@ -597,10 +589,9 @@ pub async fn run_now(
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    let caller = authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("get", "clusterbackups").named(&name),
         Some(Action::on("patch", "clusterbackups").named(&name)),
@@ -638,10 +629,9 @@ pub async fn create_restore(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let caller = authenticate(&state, &headers).await?;
-    require(
+    let caller = authorize(
         &state,
-        &caller,
+        &headers,
         &ns,
         Action::on("list", "clusterbackups"),
         Some(Action::on("create", "clusterrestores")),

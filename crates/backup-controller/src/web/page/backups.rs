@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::overview::{text, when};
-use super::{CsrfForm, csrf_refused, error_page, esc, layout, signed_in};
+use super::{CsrfForm, error_page, esc, layout, signed_in, signed_in_form};
 use crate::web::WebState;
 use crate::web::auth::{Action, require};
 use crate::web::handlers::{
@@ -187,13 +187,10 @@ pub async fn delete(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (caller, cookie) = match signed_in(&state, &headers).await {
+    let (caller, _) = match signed_in_form(&state, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Some(refused) = csrf_refused(&state, &cookie, &form.csrf) {
-        return refused;
-    }
     let see = Action::on("get", "clusterbackups");
     let done = async {
         require(
@@ -227,13 +224,10 @@ pub async fn run_now(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (caller, cookie) = match signed_in(&state, &headers).await {
+    let (caller, _) = match signed_in_form(&state, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Some(refused) = csrf_refused(&state, &cookie, &form.csrf) {
-        return refused;
-    }
     let done = async {
         require(
             &state,

@@ -137,6 +137,19 @@ pub(super) fn csrf_refused(state: &WebState, cookie: &str, sent: &str) -> Option
     })
 }
 
+/// [`signed_in`] for a form post, whose CSRF token `sent` must also be the session's.
+pub(super) async fn signed_in_form(
+    state: &WebState,
+    headers: &HeaderMap,
+    sent: &str,
+) -> Result<(Caller, String), Response> {
+    let (caller, cookie) = signed_in(state, headers).await?;
+    match csrf_refused(state, &cookie, sent) {
+        Some(refused) => Err(refused),
+        None => Ok((caller, cookie)),
+    }
+}
+
 /// `GET /ui`: the sign-in form, or the projects when signed in.
 pub async fn index(State(state): State<WebState>, headers: HeaderMap) -> Response {
     match signed_in(&state, &headers).await {

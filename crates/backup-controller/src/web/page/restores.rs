@@ -11,7 +11,7 @@ use kube::api::ListParams;
 use serde_json::{Value, json};
 
 use super::overview::text;
-use super::{CsrfForm, csrf_refused, error_page, esc, layout, signed_in};
+use super::{CsrfForm, error_page, esc, layout, signed_in, signed_in_form};
 use crate::api::ClusterRestore;
 use crate::web::WebState;
 use crate::web::auth::{Action, require};
@@ -33,13 +33,10 @@ pub async fn plan(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (caller, cookie) = match signed_in(&state, &headers).await {
+    let (caller, cookie) = match signed_in_form(&state, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Some(refused) = csrf_refused(&state, &cookie, &form.csrf) {
-        return refused;
-    }
     let csrf = state.session_key.csrf(&cookie);
     let session = Some((caller.user.as_str(), csrf.as_str()));
     let dry = restore_name("plan");
@@ -99,13 +96,10 @@ pub async fn restore(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (caller, cookie) = match signed_in(&state, &headers).await {
+    let (caller, _) = match signed_in_form(&state, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if let Some(refused) = csrf_refused(&state, &cookie, &form.csrf) {
-        return refused;
-    }
     let created = async {
         require(
             &state,
