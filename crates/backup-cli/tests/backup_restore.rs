@@ -418,6 +418,40 @@ async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Re
             .as_array()
             .is_some_and(|e| e.is_empty())
     );
+    // The restore's record is committed like a backup: its manifest lists each file with the
+    // SHA-256 of what is stored, and a damaged file is refused instead of misread.
+    let record = loc.dir.path().join("default/local/restores").join(&restore);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record.join("backup-manifest.json"))?)?;
+    let artifacts = manifest["artifacts"].as_array().context("no artifacts")?;
+    let mut names: Vec<&str> = artifacts
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            format!("restore-{restore}-logs.gz"),
+            format!("restore-{restore}-resource-list.json.gz"),
+            format!("restore-{restore}-results.gz"),
+        ]
+    );
+    for artifact in artifacts {
+        let file = record.join(artifact["name"].as_str().unwrap_or_default());
+        assert_eq!(artifact["sha256"], sha256_of(&file)?.as_str(), "{file:?}");
+    }
+    assert_eq!(manifest["attributes"]["phase"], "Completed", "{manifest}");
+    let results = record.join(format!("restore-{restore}-results.gz"));
+    let good = std::fs::read(&results)?;
+    let mut damaged = good.clone();
+    damaged.push(0);
+    std::fs::write(&results, &damaged)?;
+    let refused = run_fails(&["restore", "describe", &restore, "--location", &loc.url])?;
+    assert!(refused.contains("altered or damaged"), "{refused}");
+    std::fs::write(&results, &good)?;
+    run_ok(&["restore", "describe", &restore, "--location", &loc.url])?;
+
     run_ok(&["restore", "delete", &restore, "--location", &loc.url])?;
     let after: Vec<serde_json::Value> = serde_json::from_str(&run_ok(&[
         "restore",

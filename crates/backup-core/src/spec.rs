@@ -27,14 +27,18 @@ pub enum BackupKind {
     Resources,
     /// An etcd v3 snapshot of the whole control plane (KKP's `EtcdBackupConfig`).
     EtcdSnapshot,
+    /// The record of a restore (Velero's results, log and resource list, or the failure
+    /// record), kept like a backup: its files first, then a manifest with each one's SHA-256.
+    RestoreRecord,
 }
 
 impl BackupKind {
-    /// Top-level folder in storage: Velero's `backups`, or `etcd-snapshots`.
+    /// Top-level folder in storage: Velero's `backups` and `restores`, or `etcd-snapshots`.
     pub fn dir(&self) -> &'static str {
         match self {
             BackupKind::Resources => "backups",
             BackupKind::EtcdSnapshot => "etcd-snapshots",
+            BackupKind::RestoreRecord => "restores",
         }
     }
 }

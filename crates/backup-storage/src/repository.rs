@@ -212,6 +212,17 @@ impl Repository {
         Path::from_iter([kind.dir(), name.as_str(), artifact.as_str()])
     }
 
+    /// This repository as restore records are written through it: unencrypted, since every
+    /// reader of the location lists restores, keys or not; and writable even when the location
+    /// is ReadOnly, which protects backups, not the record of a restore from it.
+    pub fn for_restore_records(&self) -> Self {
+        Repository {
+            encryption: None,
+            writable: true,
+            ..self.clone()
+        }
+    }
+
     /// Starts a backup; fails with [`StorageError::AlreadyExists`] if one is committed under
     /// this name, and with [`StorageError::VeleroBackupExists`] if Velero wrote one there (a
     /// `velero-backup.json` without our manifest). Nothing is visible to readers until

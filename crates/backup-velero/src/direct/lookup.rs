@@ -14,9 +14,11 @@
 
 use std::io::Read;
 
-use backup_core::{EngineError, LabelSelector, Phase, Progress, RestoreStatus, StoredBackup};
+use backup_core::{
+    BackupKind, EngineError, LabelSelector, Phase, Progress, RestoreStatus, StoredBackup,
+};
 use backup_storage::object_store::{self, ObjectStoreExt, path::Path};
-use backup_storage::{BackupName, Repository};
+use backup_storage::{ArtifactName, BackupName, Manifest, PHASE_ATTRIBUTE, Repository};
 use bytes::Bytes;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -108,14 +110,91 @@ pub async fn write_failure_record(
     };
     let data = serde_json::to_vec_pretty(&record)
         .map_err(|e| EngineError::Other(format!("encoding restore status: {e}")))?;
-    let path = failure_record_path(name);
-    repo.store()
-        .put(&Path::from(path.as_str()), data.into())
+    commit_restore_record(
+        repo,
+        name,
+        vec![(failure_record_path(name), Bytes::from(data))],
+        &status.phase.to_string(),
+    )
+    .await
+}
+
+/// Stores a restore's record files (paths under `restores/<name>/`) as one committed record:
+/// the files first, then a manifest with each one's size and SHA-256, so a reader can tell a
+/// damaged record from a good one (see [`Repository::for_restore_records`]).
+pub async fn commit_restore_record(
+    repo: &Repository,
+    name: &BackupName,
+    files: Vec<(String, Bytes)>,
+    phase: &str,
+) -> Result<(), EngineError> {
+    let stored = |e: backup_storage::StorageError| EngineError::Unavailable {
+        reason: format!("storing the record of restore {name}: {e}"),
+    };
+    let mut writer = repo
+        .for_restore_records()
+        .begin_backup(BackupKind::RestoreRecord, name)
         .await
-        .map_err(|e| EngineError::Unavailable {
-            reason: format!("writing {path}: {e}"),
-        })?;
+        .map_err(stored)?;
+    for (path, data) in files {
+        let file = path.rsplit('/').next().unwrap_or(&path);
+        let artifact = ArtifactName::new(file).map_err(stored)?;
+        writer
+            .put_artifact_bytes(&artifact, data)
+            .await
+            .map_err(stored)?;
+    }
+    let attributes = [(PHASE_ATTRIBUTE.to_string(), phase.to_string())].into();
+    writer.commit(attributes, None).await.map_err(stored)?;
     Ok(())
+}
+
+/// A file of restore `name`'s record, checked against the record's manifest when it has one
+/// (restores Velero or older versions wrote have none). A file the manifest does not list is
+/// not part of the committed record and reads as absent.
+async fn get_record_file(
+    repo: &Repository,
+    name: &BackupName,
+    manifest: Option<&Manifest>,
+    path: &str,
+) -> Result<Option<(Bytes, Option<Timestamp>)>, EngineError> {
+    let Some(manifest) = manifest else {
+        return get_opt(repo, path).await;
+    };
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let Some(record) = manifest.artifacts.iter().find(|a| a.name.as_str() == file) else {
+        return Ok(None);
+    };
+    let Some((bytes, modified)) = get_opt(repo, path).await? else {
+        return Err(EngineError::Other(format!(
+            "restore {name}: {path} is listed in its record's manifest but missing from storage"
+        )));
+    };
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if bytes.len() as u64 != record.size || digest != record.sha256 {
+        return Err(EngineError::Other(format!(
+            "restore {name}: {path} does not match its record's manifest ({} bytes, SHA-256 {}; \
+             stored: {} bytes, SHA-256 {digest}): the record was altered or damaged",
+            record.size,
+            record.sha256,
+            bytes.len()
+        )));
+    }
+    Ok(Some((bytes, modified)))
+}
+
+/// The manifest of restore `name`'s record, if it was committed with one.
+async fn record_manifest(
+    repo: &Repository,
+    name: &BackupName,
+) -> Result<Option<Manifest>, EngineError> {
+    match repo.get_manifest(BackupKind::RestoreRecord, name).await {
+        Ok(manifest) => Ok(Some(manifest)),
+        Err(backup_storage::StorageError::BackupNotFound { .. }) => Ok(None),
+        Err(e) => Err(EngineError::Other(format!(
+            "restore {name}: its record's manifest is unreadable: {e}"
+        ))),
+    }
 }
 
 /// Deletes every object under `restores/<name>/` (see [`delete_restore`](super::delete_restore)).
@@ -129,9 +208,11 @@ pub async fn delete_restore_files(
         )));
     }
     let prefix = Path::from(format!("restores/{name}"));
-    let listed = backup_storage::listing::tree(repo.store().as_ref(), &prefix)
+    let mut listed = backup_storage::listing::tree(repo.store().as_ref(), &prefix)
         .await
         .map_err(|e| unavailable(prefix.as_ref(), e))?;
+    // The manifest first: a record half deleted is then no longer a committed one.
+    listed.sort_by_key(|o| o.location.filename() != Some(backup_storage::MANIFEST_FILE));
     for object in &listed {
         match repo.store().delete(&object.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -216,15 +297,18 @@ pub async fn stored_restore(
     repo: &Repository,
     name: &BackupName,
 ) -> Result<Option<RestoreStatus>, EngineError> {
+    let manifest = record_manifest(repo, name).await?;
+    let manifest = manifest.as_ref();
     let record_path = failure_record_path(name);
-    if let Some((bytes, _)) = get_opt(repo, &record_path).await? {
+    if let Some((bytes, _)) = get_record_file(repo, name, manifest, &record_path).await? {
         let record: FailureRecord = serde_json::from_slice(&bytes).map_err(|e| {
             EngineError::Other(format!("restore {name}: {record_path} is unreadable: {e}"))
         })?;
         return Ok(Some(record.status));
     }
     let files = RestoreFiles::new(name);
-    let Some((bytes, completed)) = get_opt(repo, &files.results).await? else {
+    let Some((bytes, completed)) = get_record_file(repo, name, manifest, &files.results).await?
+    else {
         return Ok(None);
     };
     let results: OperationResults = gunzip_json(&bytes).map_err(|e| {
@@ -234,7 +318,7 @@ pub async fn stored_restore(
         ))
     })?;
     // The resource list and log only add detail: a missing or unreadable one is no error.
-    let items = match get_opt(repo, &files.resource_list).await {
+    let items = match get_record_file(repo, name, manifest, &files.resource_list).await {
         Ok(Some((bytes, _))) => gunzip_json::<ResourceList>(&bytes).map_or(0, |l| l.len() as u64),
         _ => 0,
     };

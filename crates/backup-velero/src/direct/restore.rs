@@ -471,28 +471,29 @@ impl RestoreRun {
             let files = RestoreFiles::new(&self.name);
             let io =
                 |e: std::io::Error| EngineError::Other(format!("encoding restore results: {e}"));
-            let writes = [
-                (files.results, gzip_json(&journal.results).map_err(io)?),
+            let writes = vec![
+                (
+                    files.results,
+                    gzip_json(&journal.results).map_err(io)?.into(),
+                ),
                 (
                     files.logs,
-                    gzip_bytes(journal.log_text().as_bytes()).map_err(io)?,
+                    gzip_bytes(journal.log_text().as_bytes())
+                        .map_err(io)?
+                        .into(),
                 ),
                 (
                     files.resource_list,
-                    gzip_json(&journal.resource_list).map_err(io)?,
+                    gzip_json(&journal.resource_list).map_err(io)?.into(),
                 ),
             ];
-            for (path, data) in writes {
-                use backup_storage::object_store::ObjectStoreExt;
-                let path = backup_storage::object_store::path::Path::from(path);
-                self.repo
-                    .store()
-                    .put(&path, data.into())
-                    .await
-                    .map_err(|e| EngineError::Unavailable {
-                        reason: format!("writing {path}: {e}"),
-                    })?;
-            }
+            super::lookup::commit_restore_record(
+                &self.repo,
+                &self.name,
+                writes,
+                &phase.to_string(),
+            )
+            .await?;
         }
         {
             let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
