@@ -1,7 +1,7 @@
 //! The dashboard's page in a real browser (headless Chromium through chromedriver): sign in
 //! with a project user's token, see the fleet overview, a cluster's backups, a restore's plan
 //! before it runs, the restore itself, runs appearing on an open page as they end (live, from
-//! the event stream), a download link and a delete; a viewer sees the project and nothing of
+//! the event stream), a download whose SHA-256 is the manifest's, a delete; a viewer sees the project and nothing of
 //! another one; forms without the session's CSRF token are refused; the console stays free of
 //! errors.
 
@@ -87,6 +87,20 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         .to_string();
     let ns = p.name().to_string();
     let base = format!("http://{addr}");
+    let manifest = p
+        .repository("c1")?
+        .get_manifest(
+            backup_core::BackupKind::Resources,
+            &backup_storage::BackupName::new(&backup)?,
+        )
+        .await?;
+    let recorded_sha256 = manifest
+        .artifacts
+        .iter()
+        .find(|a| a.name.as_str() == format!("{backup}.tar.gz"))
+        .context("no tarball in the manifest")?
+        .sha256
+        .clone();
 
     // Screenshots of each page, kept as test artifacts.
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/dashboard");
@@ -151,6 +165,18 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         );
         let download = browser.find("a[href$='/download']")?;
         ensure!(!download.is_empty());
+        // What the page's download link delivers is the stored tarball: its SHA-256, computed
+        // in the browser, is the one the manifest records.
+        let downloaded = browser.execute(&format!(
+            "return fetch('/ui/projects/{ns}/clusters/c1/backups/{backup}/download')\
+             .then(r => r.arrayBuffer()).then(b => crypto.subtle.digest('SHA-256', b))\
+             .then(d => Array.from(new Uint8Array(d))\
+             .map(x => x.toString(16).padStart(2, '0')).join(''));"
+        ))?;
+        ensure!(
+            downloaded == json!(recorded_sha256),
+            "downloaded {downloaded}, recorded {recorded_sha256}"
+        );
         browser.click(&browser.find("form[action$='/plan'] button")?)?;
         let plan = browser.wait_for_text("Dry run of restoring", Duration::from_secs(60))?;
         ensure!(
