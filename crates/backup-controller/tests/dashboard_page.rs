@@ -235,12 +235,18 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
             "run-now: {code} {}",
             String::from_utf8_lossy(&body)
         );
+        // Settled: the run is listed and no run is shown running any more (a page that still
+        // shows one reloads itself when it ends, which would pull the next click's button
+        // away).
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while runs(&browser.source()?) <= before {
+        loop {
+            let page = browser.source()?;
+            if runs(&page) > before && !page.contains("<p data-run=") {
+                break;
+            }
             ensure!(
                 std::time::Instant::now() < deadline,
-                "the page never showed the API's run: {}",
-                browser.source()?
+                "the page never showed the API's run settled: {page}"
             );
             std::thread::sleep(Duration::from_millis(200));
         }
