@@ -384,6 +384,16 @@ impl Repository {
         self.open_stored(kind, &manifest, artifact, false).await
     }
 
+    /// [`Repository::open_stored_artifact`] for a manifest already read.
+    pub async fn open_stored_in(
+        &self,
+        manifest: &Manifest,
+        artifact: &ArtifactName,
+    ) -> Result<ArtifactStream> {
+        self.open_stored(manifest.kind, manifest, artifact, false)
+            .await
+    }
+
     /// The verified stored bytes, decrypted when `decrypt` and the artifact is encrypted.
     async fn open_stored(
         &self,

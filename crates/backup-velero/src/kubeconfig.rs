@@ -188,8 +188,7 @@ fn server_key(config: &kube::Config) -> String {
     let mut server = config.cluster_url.to_string();
     for cert in config.root_cert.iter().flatten() {
         server.push('#');
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(cert);
-        server.extend(digest.iter().map(|b| format!("{b:02x}")));
+        server.push_str(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(cert)));
     }
     server
 }

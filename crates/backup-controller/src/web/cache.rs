@@ -317,10 +317,7 @@ mod tests {
     #[tokio::test]
     async fn a_listing_is_listed_once_while_fresh_again_when_its_runs_changed_and_failure_is_an_error()
      {
-        let cache = Arc::new(WebCache {
-            listings: Expiring::new(LISTING_MAX_AGE),
-            ..WebCache::default()
-        });
+        let cache = Arc::new(WebCache::default());
         let key: ListingKey = ("p".into(), "main".into(), "c1".into());
         let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let list = {

@@ -2,6 +2,8 @@
 //! then reads or writes through the management cluster's API or storage with the controller's
 //! own credentials, logging the caller's name for every write.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -17,8 +19,6 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-use std::sync::Arc;
 
 use super::WebState;
 use super::auth::{Action, Caller, allowed, authenticate, authorize};

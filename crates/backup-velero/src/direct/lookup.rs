@@ -149,38 +149,48 @@ pub async fn commit_restore_record(
     Ok(())
 }
 
-/// A file of restore `name`'s record, checked against the record's manifest when it has one
-/// (restores Velero or older versions wrote have none). A file the manifest does not list is
-/// not part of the committed record and reads as absent.
+/// A file of restore `name`'s record and when it was stored, read through the record's
+/// manifest when it has one, so its size and SHA-256 are verified (restores Velero or older
+/// versions wrote have none and are read as stored). A file the manifest does not list is not
+/// part of the committed record and reads as absent.
 async fn get_record_file(
     repo: &Repository,
     name: &BackupName,
     manifest: Option<&Manifest>,
     path: &str,
 ) -> Result<Option<(Bytes, Option<Timestamp>)>, EngineError> {
+    use backup_storage::StorageError;
+    use futures::TryStreamExt;
     let Some(manifest) = manifest else {
         return get_opt(repo, path).await;
     };
     let file = path.rsplit('/').next().unwrap_or(path);
-    let Some(record) = manifest.artifacts.iter().find(|a| a.name.as_str() == file) else {
+    let artifact = ArtifactName::new(file).map_err(storage_error)?;
+    if manifest.artifact(&artifact).is_none() {
         return Ok(None);
-    };
-    let Some((bytes, modified)) = get_opt(repo, path).await? else {
-        return Err(EngineError::Other(format!(
-            "restore {name}: {path} is listed in its record's manifest but missing from storage"
-        )));
-    };
-    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    if bytes.len() as u64 != record.size || digest != record.sha256 {
-        return Err(EngineError::Other(format!(
-            "restore {name}: {path} does not match its record's manifest ({} bytes, SHA-256 {}; \
-             stored: {} bytes, SHA-256 {digest}): the record was altered or damaged",
-            record.size,
-            record.sha256,
-            bytes.len()
-        )));
     }
-    Ok(Some((bytes, modified)))
+    let read = async {
+        let stream = repo.open_stored_in(manifest, &artifact).await?;
+        stream
+            .try_fold(Vec::new(), |mut all, chunk| async move {
+                all.extend_from_slice(&chunk);
+                Ok(all)
+            })
+            .await
+    };
+    match read.await {
+        Ok(bytes) => Ok(Some((Bytes::from(bytes), Some(manifest.created)))),
+        Err(
+            e @ (StorageError::ChecksumMismatch { .. }
+            | StorageError::Truncated { .. }
+            | StorageError::Oversized { .. }
+            | StorageError::MissingArtifact { .. }),
+        ) => Err(EngineError::Other(format!(
+            "restore {name}: {path} does not match its record's manifest, so the record was \
+             altered or damaged: {e}"
+        ))),
+        Err(e) => Err(storage_error(e)),
+    }
 }
 
 /// The manifest of restore `name`'s record, if it was committed with one.
