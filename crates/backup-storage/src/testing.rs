@@ -1,4 +1,5 @@
-//! Test support (feature `testing`): runs a real S3 server, `s3s-fs`, on 127.0.0.1.
+//! Test support (feature `testing`): runs a real S3 server, `s3s-fs`, on 127.0.0.1, and
+//! ([`azurite`]) Azure's blob emulator.
 //!
 //! Shared by this crate's conformance suite and `cargo xtask bench storage`, so both exercise
 //! the same real HTTP/S3 path instead of a mock. The server is killed when the handle drops,
@@ -12,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::StorageError;
 use crate::repository::Repository;
+
+pub mod azurite;
 
 /// How to install the server; quoted in every "not found" error.
 pub const INSTALL_HINT: &str = "cargo install s3s-fs@0.14.1 --features binary --locked";

@@ -1,6 +1,7 @@
 //! The one conformance suite every backend passes: memory, local files, a real S3 server
-//! (s3s-fs on 127.0.0.1), and write-once storage (any second write of a key fails). Each check is a generic async fn; the macro at the bottom instantiates
-//! all of them per backend.
+//! (s3s-fs on 127.0.0.1), Azure Blob Storage (Azurite on 127.0.0.1), and write-once storage
+//! (any second write of a key fails) on memory and on Azurite. Each check is a generic async fn;
+//! the macro at the bottom instantiates all of them per backend.
 
 mod support;
 
@@ -838,3 +839,5 @@ conformance!(Memory);
 conformance!(File);
 conformance!(S3);
 conformance!(WriteOnce);
+conformance!(Azure);
+conformance!(AzureWriteOnce);

@@ -13,6 +13,7 @@ use backup_storage::object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use backup_storage::testing::S3sFs;
+use backup_storage::testing::azurite::Azurite;
 use backup_storage::{Location, Repository};
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -26,6 +27,10 @@ pub enum Backend {
     /// Memory behind [`backup_storage::write_once::WriteOnceStore`]: any second write of a
     /// key fails, so every check also proves nothing it stores is ever rewritten.
     WriteOnce,
+    /// Azure Blob Storage: a private Azurite per fixture, through an `az://` location.
+    Azure,
+    /// Azurite behind [`backup_storage::write_once::WriteOnceStore`].
+    AzureWriteOnce,
 }
 
 /// A base store (already confined to a base prefix) plus whatever keeps it alive.
@@ -37,6 +42,7 @@ pub struct Fixture {
     pub backend: Backend,
     _tempdir: Option<tempfile::TempDir>,
     pub s3: Option<S3sFs>,
+    pub azurite: Option<Azurite>,
 }
 
 impl Fixture {
@@ -59,6 +65,7 @@ pub fn fixture(backend: Backend) -> Fixture {
                 backend,
                 _tempdir: None,
                 s3: None,
+                azurite: None,
             }
         }
         Backend::WriteOnce => {
@@ -72,6 +79,7 @@ pub fn fixture(backend: Backend) -> Fixture {
                 backend,
                 _tempdir: None,
                 s3: None,
+                azurite: None,
             }
         }
         Backend::File => {
@@ -84,6 +92,7 @@ pub fn fixture(backend: Backend) -> Fixture {
                 backend,
                 _tempdir: Some(dir),
                 s3: None,
+                azurite: None,
             }
         }
         Backend::S3 => {
@@ -101,6 +110,31 @@ pub fn fixture(backend: Backend) -> Fixture {
                 backend,
                 _tempdir: None,
                 s3: Some(server),
+                azurite: None,
+            }
+        }
+        Backend::Azure | Backend::AzureWriteOnce => {
+            // Never skip: a missing Azurite fails the test with the install command.
+            let server = Azurite::start()
+                .unwrap_or_else(|e| panic!("Azure conformance tests need Azurite: {e}"));
+            server.create_container("conformance").unwrap();
+            let raw = Location::parse("az://conformance/base")
+                .unwrap()
+                .open_with_env(&server.options(), |_| None)
+                .unwrap();
+            let store: Arc<dyn ObjectStore> = match backend {
+                Backend::AzureWriteOnce => {
+                    Arc::new(backup_storage::write_once::WriteOnceStore::new(raw.clone()))
+                }
+                _ => raw.clone(),
+            };
+            Fixture {
+                store,
+                raw,
+                backend,
+                _tempdir: None,
+                s3: None,
+                azurite: Some(server),
             }
         }
     }
