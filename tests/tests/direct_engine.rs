@@ -1,6 +1,7 @@
 //! End-to-end tests of the direct (agentless) engine against the real local apiservers and the
-//! S3 server: backups in Velero's format, restores, migration, policies, dry runs, CRDs, and
-//! refusal of damaged or missing backups. Each test uses its own namespaces and storage scope.
+//! S3 server (the round trip also on Azure Blob Storage, Azurite): backups in Velero's format,
+//! restores, migration, policies, dry runs, CRDs, and refusal of damaged or missing backups.
+//! Each test uses its own namespaces and storage scope.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,6 +45,14 @@ fn repository_in(scope: &str) -> Result<Repository> {
         ),
     ]);
     Ok(Repository::open(&s3.location, &options)?.scoped_str("e2e", scope)?)
+}
+
+/// A repository on Azure Blob Storage (the environment's Azurite, through its `az://` location
+/// and the options a user gives), in a scope of its own.
+fn azure_repository(test: &str) -> Result<Repository> {
+    let azure = shared()?.azure()?;
+    Ok(Repository::open(&azure.location, &azure.options())?
+        .scoped_str("e2e", &unique_name("s", test))?)
 }
 
 fn spec_for(namespaces: &[&str]) -> BackupSpec {
@@ -197,12 +206,22 @@ async fn artifact(repo: &Repository, backup: &str, file: &str) -> Result<Vec<u8>
 
 #[tokio::test]
 async fn backup_delete_namespace_restore_gives_back_equal_objects() -> Result<()> {
+    backup_delete_namespace_restore(repository("round_trip")?, "round_trip").await
+}
+
+#[tokio::test]
+async fn backup_delete_namespace_restore_on_azure_blob_storage() -> Result<()> {
+    backup_delete_namespace_restore(azure_repository("round_trip_az")?, "round_trip_az").await
+}
+
+/// Backs a sample app in cluster c1 up into `repo`, checks Velero's files through the manifest,
+/// deletes the namespace, restores it and compares the objects with the originals.
+async fn backup_delete_namespace_restore(repo: Repository, test: &str) -> Result<()> {
     let env = shared()?;
     let c1 = env.client("c1").await?;
-    let ns = TestNamespace::create(&c1, "round_trip").await?;
+    let ns = TestNamespace::create(&c1, test).await?;
     sample_app(&c1, &ns.name).await?;
     let before = app_state(&c1, &ns.name).await?;
-    let repo = repository("round_trip")?;
     let engine = DirectEngine::new(c1.clone(), repo.clone());
     backup(&engine, "b1", &spec_for(&[&ns.name])).await?;
 
@@ -423,7 +442,7 @@ async fn dry_run_reports_and_writes_nothing() -> Result<()> {
         cms.get_opt("gone").await?.is_none(),
         "a dry run must not create"
     );
-    let stored = repo.store().list(Some(&"restores".into()));
+    let stored = repo.store().list(Some(&"velero/restores".into()));
     let count = futures::StreamExt::count(stored).await;
     assert_eq!(count, 0, "a dry run must not write restore files");
     ns.delete().await?;
@@ -507,7 +526,7 @@ fn tarball_file(repo_scope_probe: &str, backup: &str) -> Result<std::path::PathB
     let bucket = &shared()?.s3().bucket;
     let scope_dir = root.join(bucket).join("e2e").join(repo_scope_probe);
     Ok(scope_dir
-        .join("backups")
+        .join(backup_core::BackupKind::Resources.dir())
         .join(backup)
         .join(format!("{backup}.tar.gz")))
 }
@@ -1105,7 +1124,7 @@ async fn a_backup_velero_wrote_restores_without_a_manifest_of_ours() -> Result<(
         .repository()
         .store()
         .delete(&object_store::path::Path::from(format!(
-            "backups/by-velero/{}",
+            "velero/backups/by-velero/{}",
             backup_storage::MANIFEST_FILE
         )))
         .await?;
@@ -1131,7 +1150,7 @@ async fn a_backup_velero_wrote_restores_without_a_manifest_of_ours() -> Result<(
         Some("v")
     );
     // Damaged, it is refused by its own format (gzip's CRC, tar) before anything is created.
-    let tarball = object_store::path::Path::from("backups/by-velero/by-velero.tar.gz");
+    let tarball = object_store::path::Path::from("velero/backups/by-velero/by-velero.tar.gz");
     let mut bytes = engine
         .repository()
         .store()

@@ -172,7 +172,7 @@ async fn two_clusters_never_share_a_prefix_and_escapes_are_refused() -> Result<(
     );
     assert_eq!(
         (pa.as_str(), pb.as_str()),
-        ("base/proj/c1", "base/proj/c10")
+        ("base/proj/c1/velero", "base/proj/c10/velero")
     );
     // Velero lists `<prefix>/backups/`: neither cluster's tree contains the other's.
     assert!(!format!("{pb}/").starts_with(&format!("{pa}/")));

@@ -54,6 +54,36 @@ pub enum LocationCommand {
     /// Backups Velero wrote into a shared location (a velero-backup.json without our manifest)
     /// are never touched. Exits 0 when nothing was refused.
     Gc(LocationGcArgs),
+    /// Move backups written before the `velero/` folder into it.
+    ///
+    /// A cluster's resource backups and restore records now live in
+    /// <location>/<project>/<cluster>/velero/ (the prefix its Velero BackupStorageLocation
+    /// points at, which must hold only Velero's folders); etcd snapshots stay beside it.
+    /// Backups in the old place (backups/ and restores/ directly in the cluster's folder) are
+    /// not listed until they are moved. Each backup's files are copied first and its manifest
+    /// last, then the old files are deleted; no key is written twice, so Object Lock buckets
+    /// work; an interrupted move is resumed by running the command again.
+    MigrateLayout(LocationMigrateArgs),
+}
+
+#[derive(Args)]
+pub struct LocationMigrateArgs {
+    /// Location URL, e.g. file:///var/lib/backups or s3://bucket/prefix.
+    pub location: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Every cluster under the location that holds backups in the old place, instead of the
+    /// one named by --project/--cluster.
+    #[arg(long)]
+    pub all_clusters: bool,
+    /// Location option overriding the environment, e.g. --option region=eu-west-1 (repeatable).
+    #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+    /// Say which clusters have backups to move, move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 #[derive(Args)]

@@ -30,7 +30,7 @@ impl Location {
 
     /// The directory of backup `name` inside the default scope (`default/local`).
     fn backup_dir(&self, name: &str) -> PathBuf {
-        self.dir.path().join("default/local/backups").join(name)
+        self.dir.path().join("default/local/velero/backups").join(name)
     }
 }
 
@@ -420,7 +420,7 @@ async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Re
     );
     // The restore's record is committed like a backup: its manifest lists each file with the
     // SHA-256 of what is stored, and a damaged file is refused instead of misread.
-    let record = loc.dir.path().join("default/local/restores").join(&restore);
+    let record = loc.dir.path().join("default/local/velero/restores").join(&restore);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(record.join("backup-manifest.json"))?)?;
     let artifacts = manifest["artifacts"].as_array().context("no artifacts")?;
@@ -1192,6 +1192,95 @@ async fn restore_from_a_schedule_uses_its_newest_backup() -> Result<()> {
     }
     .await;
     delete_namespace(&c2, &moved).await?;
+    ns.delete().await?;
+    checks
+}
+
+/// The names of the directories directly in `dir`, sorted.
+fn subdirectories(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Every kind of record we write (a backup, a restore, an etcd snapshot) leaves the folder a
+/// cluster's Velero BSL points at (`velero/`) with Velero's own folders only, as Velero's
+/// `IsValid` requires. Then the layout before `velero/`: backups moved back to the old place
+/// are not listed, a warning names the command, and `location migrate-layout` moves them
+/// into `velero/` intact.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_we_write_passes_veleros_check_and_the_old_layout_moves() -> Result<()> {
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let loc = Location::new()?;
+    let ns = populated_namespace(&c1, "bk-layout").await?;
+    let name = unique_name("bk", "layout");
+    let copy = format!("{}-copy", ns.name);
+    let etcd = backup_etcd::testing::EtcdServer::start().await?;
+    let checks = async {
+        create_backup(&loc, &name, &ns.name)?;
+        let restore = unique_name("rs", "layout");
+        run_ok(&[
+            "restore", "create", &restore, "--from-backup", &name, "--kubeconfig",
+            &kubeconfig("c1")?, "--location", &loc.url, "--namespace-mapping",
+            &format!("{}:{copy}", ns.name),
+        ])?;
+        run_ok(&[
+            "etcd", "snapshot", "--endpoints", etcd.endpoint(), "--location", &loc.url,
+            "--name", "layout",
+        ])?;
+
+        let scope = loc.dir.path().join("default/local");
+        assert_eq!(subdirectories(&scope)?, ["etcd-snapshots", "velero"]);
+        let cluster = backup_velero::in_cluster::InClusterConfig::new("default", "local")?;
+        let prefix = backup_velero::in_cluster::translate::velero_prefix(&cluster, None)?;
+        let top = subdirectories(&loc.dir.path().join(&prefix))?;
+        assert_eq!(top, ["backups", "restores"], "under {prefix}");
+        let rejected =
+            backup_velero::format::bsl_layout::invalid_top_level_dirs(top.iter().map(|d| d.as_str()));
+        assert!(rejected.is_empty(), "Velero would reject {rejected:?} under {prefix}");
+
+        // The layout before `velero/`: Velero's folders directly in the cluster's folder.
+        for dir in ["backups", "restores"] {
+            std::fs::rename(scope.join("velero").join(dir), scope.join(dir))?;
+        }
+        let out = run(&["backup", "list", "--location", &loc.url, "-o", "json"]);
+        ensure!(out.status.success(), "list failed: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "[]");
+        assert!(
+            stderr(&out).contains("backupctl location migrate-layout"),
+            "{}",
+            stderr(&out)
+        );
+        let dry = run_ok(&[
+            "location", "migrate-layout", &loc.url, "--all-clusters", "--dry-run", "-o", "json",
+        ])?;
+        let dry: serde_json::Value = serde_json::from_str(&dry)?;
+        assert_eq!(dry[0]["scope"], "default/local", "{dry}");
+        assert_eq!(dry[0]["legacyFolders"], serde_json::json!(["backups", "restores"]));
+        assert_eq!(dry[0]["moved"], 0, "{dry}");
+        assert!(scope.join("backups").join(&name).is_dir(), "a dry run moved files");
+
+        let done = run_ok(&["location", "migrate-layout", &loc.url, "--all-clusters", "-o", "json"])?;
+        let done: serde_json::Value = serde_json::from_str(&done)?;
+        assert_eq!(done[0]["moved"], 2, "{done}");
+        assert_eq!(subdirectories(&scope)?, ["etcd-snapshots", "velero"]);
+        let rows = list(&loc)?;
+        let row = listed(&rows, &name).with_context(|| format!("{name} not listed: {rows:?}"))?;
+        assert_eq!(row["phase"], "Completed", "{row}");
+        run_ok(&["backup", "verify", &name, "--location", &loc.url])?;
+        let restores = run_ok(&["restore", "list", "--location", &loc.url, "-o", "json"])?;
+        assert!(restores.contains(&restore), "{restores}");
+        Ok(())
+    }
+    .await;
+    delete_namespace(&c1, &copy).await?;
     ns.delete().await?;
     checks
 }

@@ -271,7 +271,7 @@ async fn backup_verify_names_each_corrupt_backup_and_exits_one() {
     committed(&url, "rotten", b"bytes that will rot").await;
     let file = dir
         .path()
-        .join("default/local/backups/rotten/rotten.tar.gz");
+        .join("default/local/velero/backups/rotten/rotten.tar.gz");
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[3] ^= 0x20;
     std::fs::write(&file, bytes).unwrap();
@@ -311,7 +311,7 @@ async fn location_gc_removes_interrupted_uploads_only() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
     committed(&url, "kept", b"a committed backup").await;
-    let orphan = dir.path().join("default/local/backups/cut-off");
+    let orphan = dir.path().join("default/local/velero/backups/cut-off");
     std::fs::create_dir_all(&orphan).unwrap();
     std::fs::write(orphan.join("cut-off.tar.gz"), b"half an upload").unwrap();
 

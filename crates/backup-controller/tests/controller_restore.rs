@@ -160,7 +160,7 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
         "a dry run creates nothing"
     );
     assert!(
-        stored_under(&p, "c1", "restores/plan-c2").await?.is_empty(),
+        stored_under(&p, "c1", "velero/restores/plan-c2").await?.is_empty(),
         "a dry run writes nothing to storage"
     );
 
@@ -211,7 +211,7 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
             "the resource modifier labelled shop-{i}: {labels:?}"
         );
     }
-    let results = stored_under(&p, "c1", "restores/dr-c2").await?;
+    let results = stored_under(&p, "c1", "velero/restores/dr-c2").await?;
     assert!(
         results
             .iter()
@@ -299,7 +299,7 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
         .find(|a| a.name.as_str().ends_with(".tar.gz"))
         .context("the backup has a tarball")?;
     let corrupt_target = unique_name("corrupt", "restore");
-    let path = ObjectPath::from(format!("backups/shop/{}", tarball.name.as_str()));
+    let path = ObjectPath::from(format!("velero/backups/shop/{}", tarball.name.as_str()));
     let original = repo.store().get(&path).await?.bytes().await?;
     let mut damaged = original.to_vec();
     let middle = damaged.len() / 2;
@@ -343,7 +343,7 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
         .delete("dr", &DeleteParams::default())
         .await?;
     tests::controller::wait_until(Duration::from_secs(30), "dr's results deleted", || async {
-        Ok(stored_under(&p, "c1", "restores/dr-c2").await?.is_empty())
+        Ok(stored_under(&p, "c1", "velero/restores/dr-c2").await?.is_empty())
     })
     .await
     .with_context(|| controller.log_text())?;

@@ -254,7 +254,7 @@ async fn a_run_removes_what_interrupted_runs_left_in_its_cluster_scope() -> Resu
     let p = project("orphans").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
-    let leftover = Path::from("backups/cut-off/cut-off.tar.gz");
+    let leftover = Path::from("velero/backups/cut-off/cut-off.tar.gz");
     let c1 = p.repository("c1")?;
     c1.store()
         .put(&leftover, PutPayload::from_static(b"half an upload"))

@@ -77,7 +77,8 @@ async fn a_velero_cluster_gets_the_location_and_a_velero_backup_and_status_follo
     let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
 
     // The location, as KKP hands it to Velero: the BSL under <prefix>/<project>/<cluster>
-    // with its own credential Secret, in the cluster's Velero namespace.
+    // (in its `velero` folder, which holds Velero's folders only) with its own credential
+    // Secret, in the cluster's Velero namespace.
     let s3 = shared()?.s3();
     let bsl_name = object_name("vc1", "location", "main");
     let bsls: Api<BackupStorageLocation> = Api::namespaced(c1.clone(), &velero_ns.name);
@@ -96,7 +97,7 @@ async fn a_velero_cluster_gets_the_location_and_a_velero_backup_and_status_follo
     assert_eq!(bsl["spec"]["objectStorage"]["bucket"], s3.bucket.as_str());
     assert_eq!(
         bsl["spec"]["objectStorage"]["prefix"],
-        format!("{}/{}/vc1", p.prefix, p.name())
+        format!("{}/{}/vc1/velero", p.prefix, p.name())
     );
     assert_eq!(bsl["spec"]["config"]["s3Url"], s3.endpoint.as_str());
     assert_eq!(

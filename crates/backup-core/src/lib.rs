@@ -40,6 +40,6 @@ pub use retention::{
 pub use schedule::{Schedule, ScheduleError};
 pub use selector::{LabelSelector, Operator, Requirement, SelectorError};
 pub use spec::{
-    BackupKind, BackupSpec, ExistingResourcePolicy, RestoreSpec, RestoreStatusSpec, ScheduleSpec,
-    SpecError,
+    BackupKind, BackupSpec, ExistingResourcePolicy, LEGACY_VELERO_DIRS, RestoreSpec,
+    RestoreStatusSpec, ScheduleSpec, SpecError, VELERO_DIR,
 };

@@ -32,13 +32,24 @@ pub enum BackupKind {
     RestoreRecord,
 }
 
+/// The folder of a cluster's storage scope that holds Velero's layout (`backups/`, `restores/`)
+/// and nothing else, so a Velero BackupStorageLocation can point its prefix at it: Velero marks
+/// a location Unavailable when its prefix holds any other top-level folder, and our etcd
+/// snapshots therefore live beside this folder, not in it.
+pub const VELERO_DIR: &str = "velero";
+
+/// Layout of a cluster's scope before [`VELERO_DIR`]: Velero's folders sat directly in the
+/// scope, beside `etcd-snapshots/`. Read only to move such backups into the current layout.
+pub const LEGACY_VELERO_DIRS: [&str; 2] = ["backups", "restores"];
+
 impl BackupKind {
-    /// Top-level folder in storage: Velero's `backups` and `restores`, or `etcd-snapshots`.
+    /// Folder of this kind in a cluster's scope (`/`-separated): `velero/backups` and
+    /// `velero/restores` (Velero's layout under [`VELERO_DIR`]), or `etcd-snapshots`.
     pub fn dir(&self) -> &'static str {
         match self {
-            BackupKind::Resources => "backups",
+            BackupKind::Resources => "velero/backups",
             BackupKind::EtcdSnapshot => "etcd-snapshots",
-            BackupKind::RestoreRecord => "restores",
+            BackupKind::RestoreRecord => "velero/restores",
         }
     }
 }
@@ -277,8 +288,13 @@ mod tests {
 
     #[test]
     fn backup_kind_dirs_and_serde() {
-        assert_eq!(BackupKind::Resources.dir(), "backups");
+        assert_eq!(BackupKind::Resources.dir(), "velero/backups");
+        assert_eq!(BackupKind::RestoreRecord.dir(), "velero/restores");
         assert_eq!(BackupKind::EtcdSnapshot.dir(), "etcd-snapshots");
+        for kind in [BackupKind::Resources, BackupKind::RestoreRecord] {
+            assert!(kind.dir().starts_with(&format!("{VELERO_DIR}/")));
+        }
+        assert!(!BackupKind::EtcdSnapshot.dir().starts_with(VELERO_DIR));
         assert_eq!(
             serde_json::to_string(&BackupKind::EtcdSnapshot).unwrap(),
             "\"etcd-snapshot\""

@@ -335,6 +335,10 @@ pub enum StorageError {
         path: String,
     },
 
+    /// Moving backups out of the old layout cannot go on (see [`Repository::migrate_legacy_layout`](crate::Repository::migrate_legacy_layout)).
+    #[error("cannot move backups into the velero/ folder: {0}")]
+    Layout(String),
+
     /// A storage operation failed.
     #[error("storage {operation} of `{path}` failed: {source}")]
     Store {

@@ -94,18 +94,21 @@ impl Repository {
         grace: SignedDuration,
         now: Timestamp,
     ) -> Result<BTreeMap<String, Dir>> {
-        let root = Path::from(kind.dir());
+        let root = Repository::kind_root(kind);
+        let depth = root.parts().count();
         let mut dirs: BTreeMap<String, Dir> = BTreeMap::new();
         let objects = crate::listing::tree(self.store().as_ref(), &root)
             .await
             .map_err(|e| StorageError::store("list", &root, e))?;
         for meta in objects {
+            // The parts below the kind's folder: `<name>/<file>[/...]`.
             let parts: Vec<String> = meta
                 .location
                 .parts()
+                .skip(depth)
                 .map(|p| p.as_ref().to_string())
                 .collect();
-            let [_, name, file, ..] = parts.as_slice() else {
+            let [name, file, ..] = parts.as_slice() else {
                 continue;
             };
             let dir = dirs.entry(name.clone()).or_default();
@@ -113,8 +116,8 @@ impl Repository {
                 .unwrap_or(Timestamp::MAX);
             dir.newest = Some(dir.newest.map_or(modified, |n| n.max(modified)));
             dir.bytes += meta.size;
-            dir.committed |= parts.len() == 3 && file == MANIFEST_FILE;
-            dir.velero |= parts.len() == 3 && file == VELERO_BACKUP_FILE;
+            dir.committed |= parts.len() == 2 && file == MANIFEST_FILE;
+            dir.velero |= parts.len() == 2 && file == VELERO_BACKUP_FILE;
             dir.objects.push(meta.location);
         }
         let cutoff = now.checked_sub(grace).unwrap_or(Timestamp::MIN);
@@ -173,11 +176,11 @@ mod tests {
                     .unwrap()
             }
         };
-        put("backups/cut/cut.tar.gz").await;
-        put("backups/cut/cut-logs.gz").await;
+        put("velero/backups/cut/cut.tar.gz").await;
+        put("velero/backups/cut/cut-logs.gz").await;
         // Velero's own backup in a shared location.
-        put("backups/velero-made/velero-backup.json").await;
-        put("backups/velero-made/velero-made.tar.gz").await;
+        put("velero/backups/velero-made/velero-backup.json").await;
+        put("velero/backups/velero-made/velero-made.tar.gz").await;
 
         let now = Timestamp::now();
         let young = repo
@@ -203,13 +206,13 @@ mod tests {
         assert_eq!(removed, found);
         assert!(
             store
-                .head(&Path::from("backups/cut/cut.tar.gz"))
+                .head(&Path::from("velero/backups/cut/cut.tar.gz"))
                 .await
                 .is_err()
         );
         assert!(
             store
-                .head(&Path::from("backups/velero-made/velero-made.tar.gz"))
+                .head(&Path::from("velero/backups/velero-made/velero-made.tar.gz"))
                 .await
                 .is_ok()
         );

@@ -17,14 +17,17 @@
 //!   [`Repository::with_identities`] it reads back as plaintext. Manifests stay plaintext and
 //!   record which artifacts are encrypted and to which recipient [`Fingerprint`]s.
 //!
-//! Storage layout under a scope: `<kind dir>/<backup>/<artifact>` and
-//! `<kind dir>/<backup>/backup-manifest.json`, where the kind dir is `backups` or
-//! `etcd-snapshots`, so Velero's own files can live beside ours.
+//! Storage layout under a cluster's scope: `<kind dir>/<backup>/<artifact>` and
+//! `<kind dir>/<backup>/backup-manifest.json`, where the kind dir ([`BackupKind::dir`]) is
+//! `velero/backups` or `velero/restores` (Velero's layout, so a Velero BSL whose prefix is the
+//! scope's `velero` folder reads our backups and we read its), or `etcd-snapshots`, beside
+//! `velero/` so that Velero's check of its prefix's top-level folders passes.
 
 mod credentials;
 pub mod crypt;
 mod error;
 mod gc;
+mod layout;
 pub mod listing;
 mod location;
 mod manifest;
@@ -44,6 +47,7 @@ pub use credentials::{DEFAULT_AWS_PROFILE, credential_options};
 pub use crypt::{Encryption, Fingerprint, Identities, Recipient};
 pub use error::{Result, StorageError};
 pub use gc::{Orphan, VELERO_BACKUP_FILE};
+pub use layout::Migrated;
 pub use location::{Backend, Location};
 pub use manifest::{
     ArtifactEncryption, ArtifactRecord, ENCRYPTED_FORMAT_VERSION, EncryptionScheme, FORMAT_VERSION,

@@ -95,6 +95,15 @@ impl Repository {
         })
     }
 
+    /// This repository as a ReadOnly location gives it.
+    #[cfg(test)]
+    pub(crate) fn read_only(self) -> Self {
+        Self {
+            writable: false,
+            ..self
+        }
+    }
+
     /// Whether backups may be written and deleted through this repository.
     pub fn is_writable(&self) -> bool {
         self.writable
@@ -196,12 +205,17 @@ impl Repository {
         &self.store
     }
 
+    /// The folder of `kind` in this scope ([`BackupKind::dir`] may have several segments).
+    pub fn kind_root(kind: BackupKind) -> Path {
+        Path::from(kind.dir())
+    }
+
     pub(crate) fn backup_dir(kind: BackupKind, name: &BackupName) -> Path {
-        Path::from_iter([kind.dir(), name.as_str()])
+        Self::kind_root(kind).join(name.as_str())
     }
 
     pub(crate) fn manifest_path(kind: BackupKind, name: &BackupName) -> Path {
-        Path::from_iter([kind.dir(), name.as_str(), MANIFEST_FILE])
+        Self::backup_dir(kind, name).join(MANIFEST_FILE)
     }
 
     pub(crate) fn artifact_path(
@@ -209,7 +223,7 @@ impl Repository {
         name: &BackupName,
         artifact: &ArtifactName,
     ) -> Path {
-        Path::from_iter([kind.dir(), name.as_str(), artifact.as_str()])
+        Self::backup_dir(kind, name).join(artifact.as_str())
     }
 
     /// This repository as restore records are written through it: unencrypted, since every
@@ -321,7 +335,7 @@ impl Repository {
     /// or abandoned) are invisible; unreadable manifests are reported in
     /// [`BackupListing::problems`].
     pub async fn list(&self, kind: BackupKind) -> Result<BackupListing> {
-        let root = Path::from(kind.dir());
+        let root = Self::kind_root(kind);
         // Directories whose name is not a valid backup name were not written by us: skipped.
         // A directory without a manifest (an upload in progress or abandoned, or Velero's) is
         // found missing by the manifest read below and skipped there.

@@ -193,7 +193,7 @@ async fn manifest_last_and_list_only_committed(f: Fixture) {
         !all_paths(f.store.as_ref())
             .await
             .iter()
-            .any(|p| p.starts_with("backups/x/"))
+            .any(|p| p.starts_with("velero/backups/x/"))
     );
 }
 
@@ -201,7 +201,7 @@ async fn corrupt_manifest_is_reported(f: Fixture) {
     let repo = f.repo();
     let kind = BackupKind::Resources;
     write_backup(&repo, kind, "good").await;
-    let path = Path::from(format!("backups/bad/{MANIFEST_FILE}"));
+    let path = Path::from(format!("velero/backups/bad/{MANIFEST_FILE}"));
     f.store
         .put(&path, PutPayload::from_static(b"{ nope"))
         .await
@@ -229,7 +229,7 @@ async fn delete_removes_everything_manifest_first(f: Fixture) {
     // A Velero file beside ours belongs to the backup too.
     f.store
         .put(
-            &Path::from("backups/doomed/velero-backup.json"),
+            &Path::from("velero/backups/doomed/velero-backup.json"),
             PutPayload::from_static(b"{}"),
         )
         .await
@@ -239,14 +239,14 @@ async fn delete_removes_everything_manifest_first(f: Fixture) {
     let order = deleted.lock().unwrap().clone();
     assert_eq!(
         order.first().map(String::as_str),
-        Some("backups/doomed/backup-manifest.json")
+        Some("velero/backups/doomed/backup-manifest.json")
     );
     assert_eq!(order.len(), 4, "{order:?}");
     let remaining = all_paths(f.store.as_ref()).await;
     assert!(
         remaining
             .iter()
-            .all(|p| p.starts_with("backups/doomed-not/")),
+            .all(|p| p.starts_with("velero/backups/doomed-not/")),
         "{remaining:?}"
     );
     assert_eq!(remaining.len(), 3);
@@ -280,7 +280,7 @@ async fn scoping_isolates_clusters(f: Fixture) {
     assert!(
         paths
             .iter()
-            .all(|p| p.starts_with("proj-a/cluster-1/backups/same-name/")),
+            .all(|p| p.starts_with("proj-a/cluster-1/velero/backups/same-name/")),
         "{paths:?}"
     );
     assert!(base.list(kind).await.unwrap().manifests.is_empty());
@@ -304,7 +304,7 @@ async fn checksums_are_verified(f: Fixture) {
     let repo = f.repo();
     let kind = BackupKind::Resources;
     let (_, big) = write_backup(&repo, kind, "b").await;
-    let path = Path::from("backups/b/data.tar.gz");
+    let path = Path::from("velero/backups/b/data.tar.gz");
 
     let mut flipped = big.clone();
     flipped[big.len() / 2] ^= 0x01;
@@ -545,7 +545,7 @@ async fn encrypted_round_trip_and_verify_without_keys(f: Fixture) {
     // Stored bytes are an age file, and the stored checksum verifies without any key.
     let stored = f
         .store
-        .get(&Path::from("backups/enc/data.tar.gz"))
+        .get(&Path::from("velero/backups/enc/data.tar.gz"))
         .await
         .unwrap()
         .bytes()
@@ -788,7 +788,7 @@ async fn velero_backups_are_never_overwritten(f: Fixture) {
     let repo = f.repo();
     f.raw
         .put(
-            &Path::from("backups/velero-made/velero-backup.json"),
+            &Path::from("velero/backups/velero-made/velero-backup.json"),
             PutPayload::from_static(b"{}"),
         )
         .await

@@ -369,6 +369,7 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
     for (name, problem) in &unreadable {
         eprintln!("error: backup {name} is unreadable and not listed: {problem}");
     }
+    args.store.warn_of_legacy_layout(&repo).await?;
     Ok(if unreadable.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -62,6 +62,24 @@ impl StoreArgs {
             .and_then(|repo| repo.scoped_str(&self.scope.project, &self.scope.cluster))
             .with_context(|| format!("cannot use location {}", self.location))
     }
+
+    /// Says so on stderr when the scope still holds backups in the layout before `velero/`:
+    /// they are not listed until `location migrate-layout` moves them.
+    pub async fn warn_of_legacy_layout(&self, repo: &Repository) -> Result<()> {
+        let legacy = repo.legacy_folders().await?;
+        if !legacy.is_empty() {
+            let (project, cluster) = (&self.scope.project, &self.scope.cluster);
+            eprintln!(
+                "warning: {project}/{cluster} also holds backups in the old layout ({}/ directly \
+                 in the cluster's folder), which are not listed; move them into its velero/ \
+                 folder with: backupctl location migrate-layout {} --project {project} \
+                 --cluster {cluster}",
+                legacy.join("/, "),
+                self.location,
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Parses `KEY=VALUE`.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use backup_storage::{Availability, Repository};
 use serde::Serialize;
 
-use crate::cli::{LocationCheckArgs, LocationGcArgs};
+use crate::cli::{LocationCheckArgs, LocationGcArgs, LocationMigrateArgs};
 use crate::output::{self, Tabular};
 
 #[derive(Serialize)]
@@ -122,6 +122,68 @@ pub async fn gc(args: LocationGcArgs) -> Result<ExitCode> {
             last_modified: o.last_modified.to_string(),
             removed: !args.dry_run,
         }));
+    }
+    output::print(&rows, args.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One cluster's move out of the old layout.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MigrationRow {
+    scope: String,
+    /// The old layout's folders found (`backups`, `restores`).
+    legacy_folders: Vec<&'static str>,
+    /// Backup and restore folders moved (0 on a dry run).
+    moved: usize,
+    objects_copied: usize,
+    objects_deleted: usize,
+}
+
+impl Tabular for MigrationRow {
+    fn header() -> Vec<&'static str> {
+        vec!["SCOPE", "OLD FOLDERS", "MOVED", "COPIED", "DELETED"]
+    }
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.scope.clone(),
+            self.legacy_folders.join(","),
+            self.moved.to_string(),
+            self.objects_copied.to_string(),
+            self.objects_deleted.to_string(),
+        ]
+    }
+}
+
+pub async fn migrate_layout(args: LocationMigrateArgs) -> Result<ExitCode> {
+    let options: BTreeMap<String, String> = args.options.into_iter().collect();
+    let location = Repository::open(&args.location, &options)
+        .with_context(|| format!("cannot use location {}", args.location))?;
+    let scopes = if args.all_clusters {
+        location.legacy_scopes().await?
+    } else {
+        vec![(args.scope.project, args.scope.cluster)]
+    };
+    let mut rows = Vec::new();
+    for (project, cluster) in scopes {
+        let scope = format!("{project}/{cluster}");
+        let repository = location.scoped_str(&project, &cluster)?;
+        let legacy_folders = repository.legacy_folders().await?;
+        let moved = if args.dry_run || legacy_folders.is_empty() {
+            backup_storage::Migrated::default()
+        } else {
+            repository
+                .migrate_legacy_layout()
+                .await
+                .with_context(|| format!("moving the backups of {scope}"))?
+        };
+        rows.push(MigrationRow {
+            scope,
+            legacy_folders,
+            moved: moved.folders.len(),
+            objects_copied: moved.copied,
+            objects_deleted: moved.deleted,
+        });
     }
     output::print(&rows, args.output)?;
     Ok(ExitCode::SUCCESS)

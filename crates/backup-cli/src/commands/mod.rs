@@ -19,6 +19,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Group::Location(LocationCommand::Check(args)) => location::check(args).await,
         Group::Location(LocationCommand::Gc(args)) => location::gc(args).await,
+        Group::Location(LocationCommand::MigrateLayout(args)) => {
+            location::migrate_layout(args).await
+        }
         Group::Schedule(ScheduleCommand::Next(args)) => schedule::next(args),
         Group::Etcd(command) => etcd::run(command).await,
         Group::Backup(command) => backup::run(command).await,

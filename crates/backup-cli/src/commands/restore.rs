@@ -278,6 +278,7 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
         .map(|(name, status)| StoredRow::of(name.as_str(), status.as_ref()))
         .collect();
     output::print(&rows, args.output)?;
+    args.store.warn_of_legacy_layout(&repo).await?;
     Ok(ExitCode::SUCCESS)
 }
 

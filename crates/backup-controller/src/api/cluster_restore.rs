@@ -157,7 +157,7 @@ pub struct ClusterRestoreStatus {
 pub struct ClusterRestoreResult {
     /// The target ManagedCluster.
     pub cluster: String,
-    /// The restore's name in storage (`restores/<name>/` in the source cluster's scope).
+    /// The restore's name in storage (`velero/restores/<name>/` in the source cluster's scope).
     pub restore_name: String,
     /// Velero's phase.
     pub phase: Phase,

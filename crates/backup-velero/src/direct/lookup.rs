@@ -35,11 +35,11 @@ pub use crate::in_cluster::translate::VELERO_SCHEDULE_LABEL as SCHEDULE_LABEL;
 const LOG_HEAD_BYTES: u64 = 16 * 1024;
 
 /// Our record of a restore that failed before Velero's files were written:
-/// `restores/<name>/backup-fleet-restore-status.json`. The name cannot collide with Velero's
+/// `velero/restores/<name>/backup-fleet-restore-status.json`. The name cannot collide with Velero's
 /// (`restore-<name>-...`), and the file lies in the restore's directory, so deleting the
 /// restore's files (as Velero does, by prefix) deletes it too.
 pub fn failure_record_path(name: &BackupName) -> String {
-    format!("restores/{name}/backup-fleet-restore-status.json")
+    format!("{}/backup-fleet-restore-status.json", RestoreFiles::dir(name))
 }
 
 /// The content of [`failure_record_path`].
@@ -217,7 +217,7 @@ pub async fn delete_restore_files(
             "the location is ReadOnly, so the files of restore {name} stay in it"
         )));
     }
-    let prefix = Path::from(format!("restores/{name}"));
+    let prefix = Path::from(RestoreFiles::dir(name));
     let mut listed = backup_storage::listing::tree(repo.store().as_ref(), &prefix)
         .await
         .map_err(|e| unavailable(prefix.as_ref(), e))?;
@@ -242,7 +242,7 @@ pub async fn delete_restore_files(
 pub async fn list_restores(
     repo: &Repository,
 ) -> Result<Vec<(BackupName, Option<RestoreStatus>)>, EngineError> {
-    let root = Path::from("restores");
+    let root = Repository::kind_root(BackupKind::RestoreRecord);
     let dirs = backup_storage::listing::subdirectories(repo.store().as_ref(), &root)
         .await
         .map_err(|e| unavailable(root.as_ref(), e))?;
@@ -499,7 +499,7 @@ mod tests {
         let name = BackupName::new("r1").unwrap();
         let files = RestoreFiles::new(&name);
         let ours = failure_record_path(&name);
-        assert!(ours.starts_with("restores/r1/"));
+        assert!(ours.starts_with("velero/restores/r1/"));
         assert!(![files.results, files.logs, files.resource_list].contains(&ours));
     }
 }

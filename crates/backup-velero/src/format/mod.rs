@@ -16,9 +16,12 @@
 //! ```
 //!
 //! Our own checksummed manifest (`backup-manifest.json`, from `backup-storage`) sits beside
-//! these files and is written last, so a backup is listed only once all of them exist.
+//! these files and is written last, so a backup is listed only once all of them exist. These
+//! paths are relative to a BSL's prefix, which for our clusters is the scope's
+//! [`backup_core::VELERO_DIR`] folder (see [`bsl_layout`]).
 
 pub mod backup_object;
+pub mod bsl_layout;
 pub mod names;
 pub mod pipe;
 pub mod results;

@@ -30,21 +30,27 @@ impl BackupFiles {
     }
 }
 
-/// The object paths of one restore's files, relative to the location scope.
+/// The object paths of one restore's files, relative to the cluster's scope (Velero's
+/// `restores/<name>/` under [`backup_core::VELERO_DIR`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreFiles {
-    /// `restores/<name>/restore-<name>-results.gz`.
+    /// `velero/restores/<name>/restore-<name>-results.gz`.
     pub results: String,
-    /// `restores/<name>/restore-<name>-logs.gz`.
+    /// `velero/restores/<name>/restore-<name>-logs.gz`.
     pub logs: String,
-    /// `restores/<name>/restore-<name>-resource-list.json.gz`.
+    /// `velero/restores/<name>/restore-<name>-resource-list.json.gz`.
     pub resource_list: String,
 }
 
 impl RestoreFiles {
+    /// The folder of restore `name`: every file of its record lies in it.
+    pub fn dir(name: &BackupName) -> String {
+        format!("{}/{name}", backup_core::BackupKind::RestoreRecord.dir())
+    }
+
     /// Velero's paths for restore `name` (already validated as a single path segment).
     pub fn new(name: &BackupName) -> Self {
-        let dir = format!("restores/{name}");
+        let dir = Self::dir(name);
         RestoreFiles {
             results: format!("{dir}/restore-{name}-results.gz"),
             logs: format!("{dir}/restore-{name}-logs.gz"),
@@ -72,7 +78,7 @@ mod tests {
         let restore = RestoreFiles::new(&name);
         assert_eq!(
             restore.results,
-            "restores/nightly-1/restore-nightly-1-results.gz"
+            "velero/restores/nightly-1/restore-nightly-1-results.gz"
         );
         assert!(restore.logs.ends_with("restore-nightly-1-logs.gz"));
     }

@@ -119,7 +119,7 @@ impl InClusterEngine {
         }
     }
 
-    /// Writes the BSL for core location `name` (prefix `<project>/<cluster>`) and its
+    /// Writes the BSL for core location `name` (prefix `<project>/<cluster>/velero`) and its
     /// credential Secret into the Velero namespace with server-side apply; marks it default
     /// when asked. Returns the BSL as stored.
     pub async fn ensure_location(

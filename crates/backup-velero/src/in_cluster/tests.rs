@@ -3,7 +3,7 @@ use backup_core::{
 };
 use serde_json::json;
 
-use super::translate::{self, cluster_prefix, object_name};
+use super::translate::{self, cluster_prefix, object_name, velero_prefix};
 use super::*;
 use crate::api::{Backup, BackupPhase, BackupProgress, BackupStatus};
 
@@ -138,6 +138,10 @@ fn prefixes_isolate_clusters() {
     assert_eq!(a, "fleet/proj/c1");
     assert_eq!(b, "fleet/proj/c2");
     assert_eq!(cluster_prefix(&cfg(), None).unwrap(), "proj/c1");
+    assert_eq!(
+        velero_prefix(&cfg(), Some("fleet")).unwrap(),
+        "fleet/proj/c1/velero"
+    );
 }
 
 #[test]
@@ -211,5 +215,8 @@ fn location_uses_given_credentials_or_the_reference() {
     );
     let data = secret.unwrap().data.unwrap();
     assert_eq!(data["aws"].0, b"k");
-    assert_eq!(bsl.spec.object_storage.prefix.as_deref(), Some("proj/c1"));
+    assert_eq!(
+        bsl.spec.object_storage.prefix.as_deref(),
+        Some("proj/c1/velero")
+    );
 }

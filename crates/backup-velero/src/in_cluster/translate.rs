@@ -82,6 +82,18 @@ pub fn cluster_prefix(cfg: &InClusterConfig, base: Option<&str>) -> Result<Strin
     }
 }
 
+/// The prefix a cluster's Velero BackupStorageLocation points at: the cluster's prefix plus
+/// [`backup_core::VELERO_DIR`], the folder that holds only Velero's own folders (`backups/`,
+/// `restores/`), so Velero's check of the prefix's top-level folders passes even though the
+/// cluster's scope also holds our `etcd-snapshots/`.
+pub fn velero_prefix(cfg: &InClusterConfig, base: Option<&str>) -> Result<String, VeleroError> {
+    Ok(format!(
+        "{}/{}",
+        cluster_prefix(cfg, base)?,
+        backup_core::VELERO_DIR
+    ))
+}
+
 fn labels(cfg: &InClusterConfig) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
@@ -124,7 +136,7 @@ pub fn storage_location(
     spec.validate()
         .map_err(|e| VeleroError::Invalid(e.to_string()))?;
     let bsl_name = location_name(cfg, name);
-    let prefix = cluster_prefix(cfg, spec.prefix.as_deref())?;
+    let prefix = velero_prefix(cfg, spec.prefix.as_deref())?;
     let key = spec
         .credential
         .as_ref()

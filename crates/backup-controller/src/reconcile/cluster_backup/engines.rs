@@ -1,6 +1,6 @@
 //! The engine behind one cluster's runs: direct (agentless, writes the location itself) or
 //! Velero in the cluster (the location is handed to Velero as a BSL under the same prefix,
-//! `<prefix>/<namespace>/<cluster>`, with its credential Secret, as KKP does).
+//! `<prefix>/<namespace>/<cluster>/velero`, with its credential Secret, as KKP does).
 
 use std::collections::BTreeMap;
 
