@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use backup_velero::kubeconfig;
 use kube::Client;
 
-use crate::env_state::{ClusterState, EnvState, S3State, pid_alive};
+use crate::env_state::{AzureState, ClusterState, EnvState, S3State, pid_alive};
 
 /// Environment variable overriding the environment directory.
 pub const DIR_VAR: &str = "BACKUP_TEST_ENV_DIR";
@@ -84,9 +84,10 @@ pub fn ensure_up(dir: &Path) -> Result<TestEnv> {
     Ok(TestEnv { state })
 }
 
-/// Whether every recorded process is alive (a quick check; `env up` does the full one).
+/// Whether every recorded process is alive (a quick check; `env up` does the full one), Azurite
+/// included: an environment from before Azurite was part of it goes through `env up`, which adds it.
 pub fn all_running(state: &EnvState) -> bool {
-    state.processes().all(|p| pid_alive(p.pid))
+    state.azure.is_some() && state.processes().all(|p| pid_alive(p.pid))
 }
 
 /// An exclusive lock on `<dir>.harness.lock`, so one test process at a time checks or starts
@@ -127,6 +128,14 @@ impl TestEnv {
     /// The S3 server, bucket and credentials.
     pub fn s3(&self) -> &S3State {
         &self.state.s3
+    }
+
+    /// Azure Blob Storage (Azurite), its container and location options.
+    pub fn azure(&self) -> Result<&AzureState> {
+        self.state
+            .azure
+            .as_ref()
+            .context("the environment has no Azurite; `cargo xtask env up` adds it")
     }
 
     /// The etcd endpoint of cluster `name`.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// The state file's name inside the environment directory.
 pub const STATE_FILE: &str = "env.json";
 
-/// A whole environment: clusters plus the S3 server.
+/// A whole environment: clusters plus the S3 server and Azurite.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvState {
     /// The environment directory (absolute).
@@ -25,6 +25,10 @@ pub struct EnvState {
     pub clusters: Vec<ClusterState>,
     /// The S3-compatible server.
     pub s3: S3State,
+    /// Azure Blob Storage (Azurite). `None` only in an environment started before Azurite was
+    /// part of it; `cargo xtask env up` then adds it without restarting the rest.
+    #[serde(default)]
+    pub azure: Option<AzureState>,
 }
 
 /// One cluster: etcd, kube-apiserver, kube-controller-manager.
@@ -110,13 +114,40 @@ pub struct S3State {
     pub process: ProcessState,
 }
 
+/// Azure Blob Storage: Azurite's blob service with its development account and one container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AzureState {
+    /// The blob endpoint of Azurite's development account (whose published key the location
+    /// options carry), `http://127.0.0.1:<port>/devstoreaccount1`.
+    pub endpoint: String,
+    /// Container made ready at start.
+    pub container: String,
+    /// Storage location URL, `az://<container>`.
+    pub location: String,
+    /// Azurite's data directory.
+    pub root: PathBuf,
+    /// Shell file exporting the AZURE_STORAGE_* variables object_store reads.
+    pub env_file: PathBuf,
+    /// The server process (`node` running `azurite-blob`).
+    pub process: ProcessState,
+}
+
+impl AzureState {
+    /// The options of [`AzureState::location`], as a StorageLocation's `config` or
+    /// `backupctl --option KEY=VALUE` gives them: account and key, endpoint, plain HTTP allowed.
+    pub fn options(&self) -> std::collections::BTreeMap<String, String> {
+        backup_storage::testing::azurite::location_options(&self.endpoint)
+    }
+}
+
 impl EnvState {
-    /// Every process of the environment: each cluster's, then the S3 server.
+    /// Every process of the environment: each cluster's, then the S3 server, then Azurite.
     pub fn processes(&self) -> impl Iterator<Item = &ProcessState> {
         self.clusters
             .iter()
             .flat_map(|c| c.processes.iter())
             .chain(std::iter::once(&self.s3.process))
+            .chain(self.azure.as_ref().map(|a| &a.process))
     }
 
     /// The cluster called `name` (`mgmt`, `c1`, ...).
@@ -242,13 +273,36 @@ mod tests {
                 env_file: dir.join("s3.env"),
                 process: process("s3s-fs", 9000),
             },
+            azure: Some(AzureState {
+                endpoint: "http://127.0.0.1:10000/devstoreaccount1".into(),
+                container: "backups".into(),
+                location: "az://backups".into(),
+                root: dir.join("azurite"),
+                env_file: dir.join("azure.env"),
+                process: process("azurite", 10000),
+            }),
         };
         state.save().unwrap();
         let loaded = EnvState::load(&dir).unwrap().unwrap();
         assert_eq!(loaded.cluster("mgmt").unwrap().ports.apiserver, 6443);
         assert!(loaded.cluster("c9").is_err());
         let names: Vec<_> = loaded.processes().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["mgmt/etcd", "s3s-fs"]);
+        assert_eq!(names, ["mgmt/etcd", "s3s-fs", "azurite"]);
+        let options = loaded.azure.as_ref().unwrap().options();
+        assert_eq!(
+            options["endpoint"],
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(options["allow_http"], "true");
+
+        // A state written before Azurite was part of the environment still loads.
+        let mut old: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        old.as_object_mut().unwrap().remove("azure");
+        std::fs::write(dir.join(STATE_FILE), old.to_string()).unwrap();
+        let loaded = EnvState::load(&dir).unwrap().unwrap();
+        assert!(loaded.azure.is_none());
+        assert_eq!(loaded.processes().count(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,5 +1,6 @@
 //! Test harness for the real local control plane (`cargo xtask env up`): per-cluster etcd,
-//! kube-apiserver and kube-controller-manager on 127.0.0.1, plus an S3 server.
+//! kube-apiserver and kube-controller-manager on 127.0.0.1, plus an S3 server and Azure Blob
+//! Storage (Azurite).
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {

@@ -62,10 +62,10 @@ pub fn run(args: TestArgs) -> Result<()> {
     tests
 }
 
-/// Debian packages (the control plane's and the test tools', see `env::packages`) and the S3
-/// server binary.
+/// Debian packages (the control plane's and the test tools', see `env::packages`), Azurite and
+/// the S3 server binary.
 fn ensure_prerequisites() -> Result<()> {
-    env::packages::ensure_test_prerequisites()?;
+    env::ensure_test_prerequisites()?;
     if which("s3s-fs").is_none() {
         println!("installing {S3S_FS} (once per machine, ~3 minutes)");
         cargo(&["install", S3S_FS, "--features", "binary", "--locked"])?;

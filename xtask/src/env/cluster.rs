@@ -47,7 +47,7 @@ pub fn start(
     // etcd.
     let etcd_data = dir.join("etcd");
     let (_etcd, etcd_ports) = start_with_retry(
-        shared,
+        shared.ports,
         &[
             previous.map(|p| p.etcd_client),
             previous.map(|p| p.etcd_peer),
@@ -85,7 +85,7 @@ pub fn start(
     let pki = shared.pki;
     let ca = pki.ca_cert.as_path();
     let (_apiserver, api_port) = start_with_retry(
-        shared,
+        shared.ports,
         &[previous.map(|p| p.apiserver)],
         |p| Spec {
             name: format!("{name}/kube-apiserver"),
@@ -146,7 +146,7 @@ pub fn start(
 
     // kube-controller-manager: namespace deletion, garbage collection, service accounts.
     let (mut cm, cm_port) = start_with_retry(
-        shared,
+        shared.ports,
         &[previous.map(|p| p.controller_manager)],
         |p| Spec {
             name: format!("{name}/kube-controller-manager"),
@@ -257,7 +257,7 @@ fn record(
 /// `ready(ports)`. When the process dies because a port was taken meanwhile, tries again on new
 /// ports; any other failure is returned with the process's log tail.
 pub fn start_with_retry(
-    shared: &Shared<'_>,
+    ports: &Mutex<PortPicker>,
     preferred: &[Option<u16>],
     spec: impl Fn(&[u16]) -> Spec,
     timeout: Duration,
@@ -266,10 +266,7 @@ pub fn start_with_retry(
     let mut last_error = anyhow!("no attempt made");
     for attempt in 0..PORT_ATTEMPTS {
         let ports = {
-            let mut picker = shared
-                .ports
-                .lock()
-                .map_err(|_| anyhow!("port picker poisoned"))?;
+            let mut picker = ports.lock().map_err(|_| anyhow!("port picker poisoned"))?;
             preferred
                 .iter()
                 .map(|p| picker.pick(if attempt == 0 { *p } else { None }))

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::cluster::{self, Shared};
 use super::ports::PortPicker;
 use super::process::{self, Liveness};
-use super::{certs, health, kubeconfig, kubernetes_build, packages, s3};
+use super::{azurite, certs, health, kubeconfig, kubernetes_build, packages, s3};
 use ::tests::lock::FileLock;
 use tests::env_state::{ClusterState, EnvState, ProcessState, STATE_FILE};
 
@@ -21,6 +21,8 @@ const PROGRAMS: &[&str] = &[
     "kube-apiserver",
     "kube-controller-manager",
     "s3s-fs",
+    // Azurite (`node .../azurite-blob`).
+    "node",
 ];
 /// How long a process gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(10);
@@ -62,12 +64,24 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
     };
     if let Some(state) = &previous {
         let problems = problems(state);
-        if problems.is_empty() && state.clusters.len() == n {
+        if problems.is_empty() && state.clusters.len() == n && state.azure.is_some() {
             print_info(state);
             println!(
                 "already up and healthy (checked in {:.1} s)",
                 start.elapsed().as_secs_f64()
             );
+            return Ok(());
+        }
+        if problems.is_empty() && state.clusters.len() == n {
+            // Started before Azurite was part of the environment: add it, leave the rest running.
+            packages::ensure_installed()?;
+            let azurite_bins = azurite::ensure_installed()?;
+            let mut state = state.clone();
+            let picker = Mutex::new(PortPicker::new());
+            state.azure = Some(azurite::start(dir, &picker, &azurite_bins, None)?);
+            state.save()?;
+            print_info(&state);
+            println!("Azurite added in {:.1} s", start.elapsed().as_secs_f64());
             return Ok(());
         }
         if state.clusters.len() != n {
@@ -89,6 +103,7 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
     packages::ensure_installed()?;
     let bins = kubernetes_build::ensure_built()?;
     let s3s_fs = s3::ensure_binary()?;
+    let azurite_bins = azurite::ensure_installed()?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join(MARKER_FILE), "made by `cargo xtask env up`\n")?;
     let pki = certs::generate(&dir.join("pki"))?;
@@ -101,7 +116,7 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
     };
     let names = cluster_names(n);
     println!(
-        "starting {n} clusters ({}) and S3 in {}",
+        "starting {n} clusters ({}), S3 and Azurite in {}",
         names
             .iter()
             .map(|c| c.0.as_str())
@@ -116,7 +131,7 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
             .and_then(|s| s.clusters.iter().find(|c| c.name == name))
             .map(|c| c.ports)
     };
-    let (clusters, s3) = std::thread::scope(|scope| {
+    let (clusters, s3, azure) = std::thread::scope(|scope| {
         let handles: Vec<_> = names
             .iter()
             .map(|(name, role)| {
@@ -130,6 +145,15 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
             &s3s_fs,
             previous.as_ref().map(|s| s.s3.process.port),
         );
+        let azure = azurite::start(
+            dir,
+            &picker,
+            &azurite_bins,
+            previous
+                .as_ref()
+                .and_then(|s| s.azure.as_ref())
+                .map(|a| a.process.port),
+        );
         let clusters: Vec<Result<ClusterState>> = handles
             .into_iter()
             .map(|h| {
@@ -137,7 +161,7 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
                     .unwrap_or_else(|_| Err(anyhow!("a cluster start thread panicked")))
             })
             .collect();
-        (clusters, s3)
+        (clusters, s3, azure)
     });
     let mut errors: Vec<String> = clusters
         .iter()
@@ -145,6 +169,9 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
         .map(|e| format!("{e:#}"))
         .collect();
     if let Err(err) = &s3 {
+        errors.push(format!("{err:#}"));
+    }
+    if let Err(err) = &azure {
         errors.push(format!("{err:#}"));
     }
     if !errors.is_empty() {
@@ -158,6 +185,7 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
     }
     let clusters: Vec<ClusterState> = clusters.into_iter().filter_map(Result::ok).collect();
     let s3 = s3?;
+    let azure = Some(azure?);
 
     let merged = dir.join("kubeconfig");
     let entries: Vec<kubeconfig::Entry<'_>> = clusters
@@ -176,6 +204,7 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
         kubeconfig: merged,
         clusters,
         s3,
+        azure,
     };
     state.save()?;
     print_info(&state);
@@ -381,6 +410,14 @@ fn print_info(state: &EnvState) {
         state.s3.location,
         state.s3.root.display()
     );
+    if let Some(azure) = &state.azure {
+        println!(
+            "  azure {}  location {}  root {}",
+            azure.endpoint,
+            azure.location,
+            azure.root.display()
+        );
+    }
     println!("use it:");
     println!(
         "  export KUBECONFIG={}   # contexts: {}",
@@ -393,5 +430,12 @@ fn print_info(state: &EnvState) {
             .join(", ")
     );
     println!("  source {}", state.s3.env_file.display());
+    if let Some(azure) = &state.azure {
+        println!(
+            "  source {}   # for {}",
+            azure.env_file.display(),
+            azure.location
+        );
+    }
     println!("  state (JSON): {}", state.dir.join(STATE_FILE).display());
 }

@@ -1,17 +1,19 @@
 //! `cargo xtask env`: the local control plane on 127.0.0.1 — per cluster a real etcd 3.4,
 //! kube-apiserver and kube-controller-manager 1.20.2 (built once from Debian's source package),
-//! plus one S3 server (s3s-fs).
+//! plus one S3 server (s3s-fs) and one Azure Blob Storage emulator (Azurite).
 //!
 //! Layout of the environment directory (default `<workspace>/target/local-env`, or
 //! `$BACKUP_TEST_ENV_DIR`): `env.json` (state), `kubeconfig` (merged), `<cluster>.kubeconfig`,
 //! `<cluster>.inline.kubeconfig` (self-contained, as kept in a Secret),
-//! `s3.env`, `pki/`, `<cluster>/` (etcd data, logs, pid files), `s3/` (buckets), `s3.log`.
+//! `s3.env`, `pki/`, `<cluster>/` (etcd data, logs, pid files), `s3/` (buckets), `s3.log`,
+//! `azure.env`, `azurite/` (containers), `azurite.log`.
 //! `<dir>.lock` next to it serialises `up`/`down` (and the test harness) across processes.
 //!
 //! `up` is idempotent: a healthy environment of the requested size is left alone; anything else
 //! (stale pid files, a dead or unhealthy process, a different size) is torn down and started
 //! fresh, keeping the previous ports where they are still free.
 
+mod azurite;
 mod certs;
 mod cluster;
 mod health;
@@ -50,8 +52,8 @@ pub enum EnvCommand {
     },
     /// Only build (or find in the cache) kube-apiserver and kube-controller-manager.
     Build,
-    /// Only install the Debian packages the control plane, the build and the tests need (what
-    /// `cargo xtask test` installs, e.g. the `age` CLI the interoperability tests run).
+    /// Only install the Debian packages the control plane, the build and the tests need, and
+    /// Azurite (what `cargo xtask test` installs, e.g. the `age` CLI the interoperability tests run).
     Install,
 }
 
@@ -105,6 +107,13 @@ pub fn down(dir: &Path) -> Result<()> {
     lifecycle::down(dir)
 }
 
+/// Installs what `cargo xtask test` needs: the Debian packages (see [`packages`]) and Azurite.
+pub fn ensure_test_prerequisites() -> Result<()> {
+    packages::ensure_test_prerequisites()?;
+    azurite::ensure_installed()?;
+    Ok(())
+}
+
 /// Default number of clusters: `mgmt`, `c1`, `c2`.
 const DEFAULT_CLUSTERS: usize = 3;
 
@@ -114,7 +123,7 @@ pub fn run(cmd: EnvCommand) -> Result<()> {
         EnvCommand::Up { clusters, dir } => lifecycle::up(&dir.resolve()?, usize::from(clusters)),
         EnvCommand::Down { dir } => lifecycle::down(&dir.resolve()?),
         EnvCommand::Status { dir } => lifecycle::status(&dir.resolve()?),
-        EnvCommand::Install => packages::ensure_test_prerequisites(),
+        EnvCommand::Install => ensure_test_prerequisites(),
         EnvCommand::Build => {
             let bins = kubernetes_build::ensure_built()?;
             println!(

@@ -48,6 +48,10 @@ pub const TEST_TOOLS: &[Requirement] = &[
     req("chromium-driver", "/usr/bin/chromedriver"),
 ];
 
+/// Node.js and npm, which install and run Azurite (Azure Blob Storage's emulator, see
+/// `env::azurite`). Azurite 3.37 declares node >= 22 but runs on bookworm's 18 (checked).
+pub const NODE: &[Requirement] = &[req("nodejs", "/usr/bin/node"), req("npm", "/usr/bin/npm")];
+
 /// GNU time, which the benchmarks use to measure each child's peak RSS.
 pub const GNU_TIME: Requirement = req("time", "/usr/bin/time");
 
@@ -94,16 +98,16 @@ pub fn missing(required: &[Requirement]) -> Vec<Requirement> {
         .collect()
 }
 
-/// Installs what the control plane and the workspace's build need: [`ETCD`], [`PROTOC`] and
-/// [`CONTROL_PLANE`], in one apt run.
+/// Installs what the control plane and the workspace's build need: [`ETCD`], [`PROTOC`],
+/// [`CONTROL_PLANE`] and [`NODE`], in one apt run.
 pub fn ensure_installed() -> Result<()> {
-    ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE].concat())
+    ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE, NODE].concat())
 }
 
 /// Installs everything `cargo xtask test` needs: [`ensure_installed`]'s packages and
 /// [`TEST_TOOLS`], in one apt run.
 pub fn ensure_test_prerequisites() -> Result<()> {
-    ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE, TEST_TOOLS].concat())
+    ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE, NODE, TEST_TOOLS].concat())
 }
 
 /// Installs the package of every requirement whose file is missing, with `apt-get install -y`,

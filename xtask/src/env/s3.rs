@@ -71,7 +71,7 @@ pub fn start(shared: &Shared<'_>, binary: &Path, previous_port: Option<u16>) -> 
     let log = shared.dir.join("s3.log");
     let pid_file = shared.dir.join("s3.pid");
     let (_server, port) = start_with_retry(
-        shared,
+        shared.ports,
         &[previous_port],
         |p| Spec {
             name: "s3/s3s-fs".into(),
