@@ -134,7 +134,7 @@ pub struct AzureState {
 
 impl AzureState {
     /// The options of [`AzureState::location`], as a StorageLocation's `config` or
-    /// `backupctl --option KEY=VALUE` gives them: account and key, endpoint, plain HTTP allowed.
+    /// `backupctl --option KEY=VALUE` gives them: account and key, endpoint.
     pub fn options(&self) -> std::collections::BTreeMap<String, String> {
         backup_storage::testing::azurite::location_options(&self.endpoint)
     }
@@ -293,7 +293,6 @@ mod tests {
             options["endpoint"],
             "http://127.0.0.1:10000/devstoreaccount1"
         );
-        assert_eq!(options["allow_http"], "true");
 
         // A state written before Azurite was part of the environment still loads.
         let mut old: serde_json::Value =

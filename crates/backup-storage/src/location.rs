@@ -289,20 +289,8 @@ impl Location {
                     .with_container_name(container)
                     .with_client_options(client.clone())
                     .with_retry(retry_config());
-                for (key, value) in options {
-                    let name = if key == "storageAccount" {
-                        "account_name"
-                    } else {
-                        key.as_str()
-                    };
-                    let parsed =
-                        AzureConfigKey::from_str(&name.to_ascii_lowercase()).map_err(|_| {
-                            unknown_option(
-                                key,
-                                "storageAccount or object_store's Azure keys (e.g. access_key)",
-                            )
-                        })?;
-                    builder = builder.with_config(parsed, value);
+                for (key, value) in azure_config(options)? {
+                    builder = builder.with_config(key, value);
                 }
                 Arc::new(builder.build().map_err(configure)?)
             }
@@ -457,6 +445,56 @@ pub(crate) fn s3_config(
     Ok(config.into_values().collect())
 }
 
+/// Resolves Azure options: Velero's `storageAccount` or object_store's keys (`account_name`,
+/// `access_key`, `endpoint`, ...). An `http://` endpoint (Azurite, or any blob endpoint without
+/// TLS, e.g. `http://127.0.0.1:10000/devstoreaccount1`) implies `allow_http` unless that is
+/// given, as for S3. `use_emulator` is refused together with `endpoint`, because object_store's
+/// emulator mode ignores it and always dials 127.0.0.1:10000.
+pub(crate) fn azure_config(
+    options: &BTreeMap<String, String>,
+) -> Result<Vec<(AzureConfigKey, String)>> {
+    use AzureConfigKey as K;
+    let mut config: BTreeMap<String, (AzureConfigKey, String)> = BTreeMap::new();
+    for (key, value) in options {
+        let name = match key.as_str() {
+            "storageAccount" => "account_name".to_string(),
+            other => other.to_ascii_lowercase(),
+        };
+        let parsed = AzureConfigKey::from_str(&name).map_err(|_| {
+            unknown_option(
+                key,
+                "storageAccount or object_store's Azure keys (e.g. access_key, endpoint, allow_http)",
+            )
+        })?;
+        config.insert(parsed.as_ref().to_string(), (parsed, value.clone()));
+    }
+    let value = |key: AzureConfigKey| config.get(key.as_ref()).map(|(_, v)| v.clone());
+    let Some(endpoint) = value(K::Endpoint) else {
+        return Ok(config.into_values().collect());
+    };
+    if let Some(emulator) = value(K::UseEmulator)
+        && parse_bool("use_emulator", &emulator)?
+    {
+        return Err(StorageError::InvalidOption {
+            key: "use_emulator".into(),
+            reason: format!(
+                "the emulator mode ignores endpoint `{endpoint}` and always uses                  http://127.0.0.1:10000; for an emulator elsewhere remove use_emulator and give                  the endpoint with the account (storageAccount, access_key)"
+            ),
+        });
+    }
+    let url = Url::parse(&endpoint).map_err(|e| StorageError::InvalidOption {
+        key: "endpoint".into(),
+        reason: format!(
+            "`{endpoint}` is not a URL ({e}); use e.g. https://ACCOUNT.blob.core.windows.net"
+        ),
+    })?;
+    let allow_http = K::Client(ClientConfigKey::AllowHttp);
+    if url.scheme() == "http" && !config.contains_key(allow_http.as_ref()) {
+        config.insert(allow_http.as_ref().to_string(), (allow_http, "true".into()));
+    }
+    Ok(config.into_values().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,6 +636,69 @@ mod tests {
             .open(&BTreeMap::from([("x".to_string(), "y".to_string())]))
             .unwrap_err();
         assert!(matches!(err, StorageError::InvalidOption { .. }));
+    }
+
+    #[test]
+    fn azure_endpoints_and_emulator_options() {
+        let lookup = |config: &[(AzureConfigKey, String)], key: AzureConfigKey| {
+            config
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let allow_http = AzureConfigKey::Client(ClientConfigKey::AllowHttp);
+        let options = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // An Azurite endpoint: plain HTTP is implied, Velero's account key is understood.
+        let c = azure_config(&options(&[
+            ("storageAccount", "devstoreaccount1"),
+            ("access_key", "a2V5"),
+            ("endpoint", "http://127.0.0.1:10000/devstoreaccount1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            lookup(&c, AzureConfigKey::AccountName).as_deref(),
+            Some("devstoreaccount1")
+        );
+        assert_eq!(
+            lookup(&c, AzureConfigKey::Endpoint).as_deref(),
+            Some("http://127.0.0.1:10000/devstoreaccount1")
+        );
+        assert_eq!(lookup(&c, allow_http).as_deref(), Some("true"));
+        // HTTPS implies nothing; an explicit allow_http is kept as given.
+        let c = azure_config(&options(&[("endpoint", "https://a.blob.core.windows.net")])).unwrap();
+        assert_eq!(lookup(&c, allow_http), None);
+        let c = azure_config(&options(&[
+            ("endpoint", "http://127.0.0.1:1/a"),
+            ("allow_http", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(lookup(&c, allow_http).as_deref(), Some("false"));
+        // Without an endpoint the emulator mode is object_store's own (127.0.0.1:10000).
+        let c = azure_config(&options(&[("use_emulator", "true")])).unwrap();
+        assert_eq!(
+            lookup(&c, AzureConfigKey::UseEmulator).as_deref(),
+            Some("true")
+        );
+
+        let err = azure_config(&options(&[
+            ("use_emulator", "true"),
+            ("endpoint", "http://127.0.0.1:1/a"),
+        ]))
+        .unwrap_err();
+        assert!(
+            matches!(err, StorageError::InvalidOption { ref key, .. } if key == "use_emulator")
+        );
+        assert!(err.to_string().contains("remove use_emulator"), "{err}");
+        let err = azure_config(&options(&[("endpoint", "127.0.0.1:10000")])).unwrap_err();
+        assert!(matches!(err, StorageError::InvalidOption { ref key, .. } if key == "endpoint"));
+        assert!(err.to_string().contains("blob.core.windows.net"), "{err}");
+        let err = azure_config(&options(&[("bogus", "1")])).unwrap_err();
+        assert!(err.to_string().contains("storageAccount"), "{err}");
     }
 
     #[test]

@@ -146,13 +146,13 @@ pub fn endpoint(port: u16) -> String {
 }
 
 /// The options of an `az://` location on the server at `endpoint`, as a user writes them:
-/// the account (Velero's `storageAccount`) and its key, the endpoint, and plain HTTP allowed.
+/// the account (Velero's `storageAccount`), its key and the endpoint (whose `http://` allows
+/// plain HTTP).
 pub fn location_options(endpoint: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("storageAccount".to_string(), ACCOUNT.to_string()),
         ("access_key".to_string(), ACCOUNT_KEY.to_string()),
         ("endpoint".to_string(), endpoint.to_string()),
-        ("allow_http".to_string(), "true".to_string()),
     ])
 }
 
