@@ -1042,6 +1042,26 @@ fn has_any_file(dir: &Path) -> bool {
     })
 }
 
+/// Creates `count` ConfigMaps of 4 KiB each in `ns`.
+async fn fill_with_config_maps(client: &Client, ns: &str, count: usize) -> Result<()> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let payload = "x".repeat(4096);
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let cms = cms.clone();
+            let cm = ConfigMap {
+                metadata: meta(&format!("cm-{i:05}"), ns),
+                data: Some([("payload".to_owned(), payload.clone())].into()),
+                ..ConfigMap::default()
+            };
+            async move { cms.create(&PostParams::default(), &cm).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_a_running_backup_leaves_nothing_listed() -> Result<()> {
     const OBJECTS: usize = 4000;
@@ -1052,21 +1072,7 @@ async fn killing_a_running_backup_leaves_nothing_listed() -> Result<()> {
     let name = unique_name("bk", "kill");
     let kc = kubeconfig("c1")?;
     let result = async {
-        let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns.name);
-        let payload = "x".repeat(4096);
-        futures::stream::iter(0..OBJECTS)
-            .map(|i| {
-                let cms = cms.clone();
-                let cm = ConfigMap {
-                    metadata: meta(&format!("cm-{i:05}"), &ns.name),
-                    data: Some([("payload".to_owned(), payload.clone())].into()),
-                    ..ConfigMap::default()
-                };
-                async move { cms.create(&PostParams::default(), &cm).await }
-            })
-            .buffer_unordered(32)
-            .try_collect::<Vec<_>>()
-            .await?;
+        fill_with_config_maps(&c1, &ns.name, OBJECTS).await?;
 
         let mut child = backupctl()
             .args([
@@ -1283,4 +1289,94 @@ async fn every_kind_we_write_passes_veleros_check_and_the_old_layout_moves() -> 
     delete_namespace(&c1, &copy).await?;
     ns.delete().await?;
     checks
+}
+
+/// `restore list -o json`: the row of restore `name`.
+fn restore_row(loc: &Location, name: &str) -> Result<serde_json::Value> {
+    let out = run_ok(&["restore", "list", "--location", &loc.url, "-o", "json"])?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    listed(&rows, name)
+        .cloned()
+        .with_context(|| format!("restore {name} is not listed: {out}"))
+}
+
+/// A restore killed mid-way is not left invisible: while its signs of life are fresh it is
+/// listed without a phase (it may be running elsewhere); once they are older than the window
+/// (aged here on disk, as time would age them), the next read records it Failed, with a
+/// committed record saying why.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_running_restore_records_it_failed_once_its_signs_of_life_stop() -> Result<()> {
+    const OBJECTS: usize = 3000;
+    let env = tests::shared()?;
+    let c1 = env.client("c1").await?;
+    let c2 = env.client("c2").await?;
+    let loc = Location::new()?;
+    let ns = TestNamespace::create(&c1, "rs-kill").await?;
+    let target = format!("{}-cut", ns.name);
+    let name = unique_name("bk", "rs-kill");
+    let restore = unique_name("rs", "kill");
+    let result = async {
+        fill_with_config_maps(&c1, &ns.name, OBJECTS).await?;
+        create_backup(&loc, &name, &ns.name)?;
+        let mut child = backupctl()
+            .args([
+                "restore", "create", &restore, "--from-backup", &name, "--kubeconfig",
+                &kubeconfig("c2")?, "--location", &loc.url, "--namespace-mapping",
+                &format!("{}:{target}", ns.name),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        // Killed once it has created objects in the target cluster.
+        let created: Api<ConfigMap> = Api::namespaced(c2.clone(), &target);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!("backupctl exited ({status}) before it could be killed");
+            }
+            let some = kube::api::ListParams::default().limit(1);
+            if created.list(&some).await.is_ok_and(|l| !l.items.is_empty()) {
+                break;
+            }
+            ensure!(start.elapsed() < Duration::from_secs(60), "no object was restored in 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        child.kill()?;
+        let status = child.wait()?;
+        let record = loc.dir.path().join("default/local/velero/restores").join(&restore);
+        ensure!(
+            !record.join("backup-manifest.json").exists(),
+            "the restore of {OBJECTS} ConfigMaps finished before the kill ({status}); use more \
+             objects so the kill lands mid-restore"
+        );
+        let beats: Vec<PathBuf> = std::fs::read_dir(&record)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?;
+        ensure!(!beats.is_empty(), "no sign of life in {}", record.display());
+
+        let fresh = restore_row(&loc, &restore)?;
+        assert!(fresh["phase"].is_null(), "judged before its window passed: {fresh}");
+
+        let long_ago = std::time::SystemTime::now() - Duration::from_secs(600);
+        for beat in &beats {
+            std::fs::File::options()
+                .write(true)
+                .open(beat)?
+                .set_modified(long_ago)?;
+        }
+        let gone = restore_row(&loc, &restore)?;
+        assert_eq!(gone["phase"], "Failed", "{gone}");
+        let why = gone["errors"][0].as_str().unwrap_or_default();
+        assert!(why.contains("stopped before it finished"), "{gone}");
+        // Recorded once, with a manifest, and read back the same by a later reader.
+        assert!(record.join("backup-manifest.json").is_file());
+        assert!(record.join("backup-fleet-restore-status.json").is_file());
+        let again = run_ok(&["restore", "describe", &restore, "--location", &loc.url, "-o", "json"])?;
+        assert!(again.contains("stopped before it finished"), "{again}");
+        Ok(())
+    }
+    .await;
+    delete_namespace(&c2, &target).await?;
+    ns.delete().await?;
+    result
 }

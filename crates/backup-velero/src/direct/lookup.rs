@@ -89,10 +89,12 @@ async fn exists(repo: &Repository, path: &str) -> Result<bool, EngineError> {
     }
 }
 
-/// Whether storage holds a finished restore named `name` (so the name is taken).
+/// Whether storage holds a restore named `name`, finished or with signs of life (see
+/// [`liveness`](super::liveness)), so the name is taken.
 pub async fn restore_stored(repo: &Repository, name: &BackupName) -> Result<bool, EngineError> {
     Ok(exists(repo, &RestoreFiles::new(name).results).await?
-        || exists(repo, &failure_record_path(name)).await?)
+        || exists(repo, &failure_record_path(name)).await?
+        || !super::liveness::beats(repo, name).await?.is_empty())
 }
 
 /// Records a failed restore's final status (see [`failure_record_path`]).
@@ -302,8 +304,36 @@ pub fn status_from_results(
 }
 
 /// The final status of restore `name` as storage records it, or `None` when storage knows no
-/// such (finished, non-dry-run) restore.
+/// such (finished, non-dry-run) restore. A restore of ours with no record whose signs of life
+/// stopped (see [`liveness`](super::liveness)) is recorded `Failed` here, once, by the first
+/// reader that finds it so.
 pub async fn stored_restore(
+    repo: &Repository,
+    name: &BackupName,
+) -> Result<Option<RestoreStatus>, EngineError> {
+    use super::liveness::{Liveness, beat_backup, beats, gone_status, judge};
+    if let Some(status) = recorded_restore(repo, name).await? {
+        return Ok(Some(status));
+    }
+    let beats = beats(repo, name).await?;
+    let times: Vec<Timestamp> = beats.iter().map(|(_, at)| *at).collect();
+    let Liveness::Gone { first, last } = judge(&times, Timestamp::now()) else {
+        return Ok(None);
+    };
+    let status = gone_status(first, last);
+    let backup = beat_backup(repo, &beats[0].0).await?;
+    if let Err(e) = write_failure_record(repo, name, &backup, &status).await {
+        // Another reader may have recorded it first; its record is as good as ours.
+        return match recorded_restore(repo, name).await? {
+            Some(recorded) => Ok(Some(recorded)),
+            None => Err(e),
+        };
+    }
+    Ok(Some(status))
+}
+
+/// What the record of restore `name` says, if it has one.
+async fn recorded_restore(
     repo: &Repository,
     name: &BackupName,
 ) -> Result<Option<RestoreStatus>, EngineError> {

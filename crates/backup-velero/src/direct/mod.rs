@@ -22,6 +22,7 @@ mod backup;
 mod collect;
 pub mod discovery;
 mod errors;
+pub mod liveness;
 mod lookup;
 mod plan;
 mod report;
@@ -509,8 +510,25 @@ impl RestoreEngine for DirectEngine {
         };
         let repo = self.repo.clone();
         let dry_run = spec.dry_run;
+        // A restore that writes to the cluster leaves signs of life in storage from its start,
+        // so that one cut off mid-way is recorded Failed by the next reader.
+        let beating = if dry_run {
+            None
+        } else {
+            let records = self.repo.for_restore_records();
+            liveness::beat(&records, &name_ok, &backup_ok, jiff::Timestamp::now()).await?;
+            Some(tokio::spawn(liveness::keep_beating(
+                records,
+                name_ok.clone(),
+                backup_ok.clone(),
+            )))
+        };
         self.track(tokio::spawn(async move {
-            if let Err(e) = run.run().await {
+            let result = run.run().await;
+            if let Some(beating) = beating {
+                beating.abort();
+            }
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "direct restore failed");
                 let mut last = status.get();
                 mark_failed(&mut last, &e);
