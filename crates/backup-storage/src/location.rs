@@ -289,6 +289,12 @@ impl Location {
                     .with_container_name(container)
                     .with_client_options(client.clone())
                     .with_retry(retry_config());
+                // Our client options replaced the ones from_env read (AZURE_ALLOW_HTTP, ...).
+                let process_env = std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+                for (key, value) in azure_client_env(process_env) {
+                    builder = builder.with_config(key, value);
+                }
                 for (key, value) in azure_config(options)? {
                     builder = builder.with_config(key, value);
                 }
@@ -445,6 +451,19 @@ pub(crate) fn s3_config(
     Ok(config.into_values().collect())
 }
 
+/// The `AZURE_*` variables among `vars` that set HTTP client options (`AZURE_ALLOW_HTTP`,
+/// `AZURE_PROXY_URL`, ...), which object_store keeps in the client options we replace.
+fn azure_client_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(AzureConfigKey, String)> {
+    vars.filter(|(name, _)| name.starts_with("AZURE_"))
+        .filter_map(
+            |(name, value)| match AzureConfigKey::from_str(&name.to_ascii_lowercase()) {
+                Ok(key @ AzureConfigKey::Client(_)) => Some((key, value)),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
 /// Resolves Azure options: Velero's `storageAccount` or object_store's keys (`account_name`,
 /// `access_key`, `endpoint`, ...). An `http://` endpoint (Azurite, or any blob endpoint without
 /// TLS, e.g. `http://127.0.0.1:10000/devstoreaccount1`) implies `allow_http` unless that is
@@ -478,7 +497,9 @@ pub(crate) fn azure_config(
         return Err(StorageError::InvalidOption {
             key: "use_emulator".into(),
             reason: format!(
-                "the emulator mode ignores endpoint `{endpoint}` and always uses                  http://127.0.0.1:10000; for an emulator elsewhere remove use_emulator and give                  the endpoint with the account (storageAccount, access_key)"
+                "the emulator mode ignores endpoint `{endpoint}` and always uses \
+                 http://127.0.0.1:10000; for an emulator elsewhere remove use_emulator and give \
+                 the endpoint with the account (storageAccount, access_key)"
             ),
         });
     }
@@ -699,6 +720,19 @@ mod tests {
         assert!(err.to_string().contains("blob.core.windows.net"), "{err}");
         let err = azure_config(&options(&[("bogus", "1")])).unwrap_err();
         assert!(err.to_string().contains("storageAccount"), "{err}");
+
+        // From the environment, only the HTTP client's settings are taken again.
+        let env = [
+            ("AZURE_ALLOW_HTTP", "true"),
+            ("AZURE_STORAGE_ACCOUNT_NAME", "a"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AZURE_NOT_A_KEY", "x"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            azure_client_env(env.into_iter()),
+            vec![(allow_http, "true".to_string())]
+        );
     }
 
     #[test]
