@@ -1,6 +1,6 @@
 //! End-to-end checks of the local control plane itself: the clusters serve real Kubernetes
 //! semantics (CRUD, namespace deletion by the controller-manager, CRDs), and the harness hands out
-//! working handles.
+//! working handles (S3, Azure Blob Storage, etcd).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -155,6 +155,20 @@ fn the_environment_describes_working_s3_and_etcd() -> Result<()> {
         );
         assert!(cluster.apiserver_url.starts_with("https://127.0.0.1:"));
     }
+    Ok(())
+}
+
+/// Azurite serves the recorded `az://` location with the recorded options: the availability
+/// probe writes, reads and deletes its sentinel there.
+#[tokio::test]
+async fn the_environment_describes_working_azure_blob_storage() -> Result<()> {
+    let azure = shared()?.azure()?;
+    assert_eq!(azure.location, format!("az://{}", azure.container));
+    assert!(azure.endpoint.starts_with("http://127.0.0.1:"));
+    assert!(std::fs::read_to_string(&azure.env_file)?.contains("AZURE_ALLOW_HTTP=true"));
+    let repo = backup_storage::Repository::open(&azure.location, &azure.options())?
+        .scoped_str("e2e", &unique_name("p", "azure"))?;
+    assert_eq!(repo.probe().await, backup_storage::Availability::Available);
     Ok(())
 }
 
