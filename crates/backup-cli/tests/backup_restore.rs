@@ -30,7 +30,10 @@ impl Location {
 
     /// The directory of backup `name` inside the default scope (`default/local`).
     fn backup_dir(&self, name: &str) -> PathBuf {
-        self.dir.path().join("default/local/velero/backups").join(name)
+        self.dir
+            .path()
+            .join("default/local/velero/backups")
+            .join(name)
     }
 }
 
@@ -420,7 +423,11 @@ async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Re
     );
     // The restore's record is committed like a backup: its manifest lists each file with the
     // SHA-256 of what is stored, and a damaged file is refused instead of misread.
-    let record = loc.dir.path().join("default/local/velero/restores").join(&restore);
+    let record = loc
+        .dir
+        .path()
+        .join("default/local/velero/restores")
+        .join(&restore);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(record.join("backup-manifest.json"))?)?;
     let artifacts = manifest["artifacts"].as_array().context("no artifacts")?;
@@ -1233,13 +1240,27 @@ async fn every_kind_we_write_passes_veleros_check_and_the_old_layout_moves() -> 
         create_backup(&loc, &name, &ns.name)?;
         let restore = unique_name("rs", "layout");
         run_ok(&[
-            "restore", "create", &restore, "--from-backup", &name, "--kubeconfig",
-            &kubeconfig("c1")?, "--location", &loc.url, "--namespace-mapping",
+            "restore",
+            "create",
+            &restore,
+            "--from-backup",
+            &name,
+            "--kubeconfig",
+            &kubeconfig("c1")?,
+            "--location",
+            &loc.url,
+            "--namespace-mapping",
             &format!("{}:{copy}", ns.name),
         ])?;
         run_ok(&[
-            "etcd", "snapshot", "--endpoints", etcd.endpoint(), "--location", &loc.url,
-            "--name", "layout",
+            "etcd",
+            "snapshot",
+            "--endpoints",
+            etcd.endpoint(),
+            "--location",
+            &loc.url,
+            "--name",
+            "layout",
         ])?;
 
         let scope = loc.dir.path().join("default/local");
@@ -1248,9 +1269,13 @@ async fn every_kind_we_write_passes_veleros_check_and_the_old_layout_moves() -> 
         let prefix = backup_velero::in_cluster::translate::velero_prefix(&cluster, None)?;
         let top = subdirectories(&loc.dir.path().join(&prefix))?;
         assert_eq!(top, ["backups", "restores"], "under {prefix}");
-        let rejected =
-            backup_velero::format::bsl_layout::invalid_top_level_dirs(top.iter().map(|d| d.as_str()));
-        assert!(rejected.is_empty(), "Velero would reject {rejected:?} under {prefix}");
+        let rejected = backup_velero::format::bsl_layout::invalid_top_level_dirs(
+            top.iter().map(|d| d.as_str()),
+        );
+        assert!(
+            rejected.is_empty(),
+            "Velero would reject {rejected:?} under {prefix}"
+        );
 
         // The layout before `velero/`: Velero's folders directly in the cluster's folder.
         for dir in ["backups", "restores"] {
@@ -1265,15 +1290,34 @@ async fn every_kind_we_write_passes_veleros_check_and_the_old_layout_moves() -> 
             stderr(&out)
         );
         let dry = run_ok(&[
-            "location", "migrate-layout", &loc.url, "--all-clusters", "--dry-run", "-o", "json",
+            "location",
+            "migrate-layout",
+            &loc.url,
+            "--all-clusters",
+            "--dry-run",
+            "-o",
+            "json",
         ])?;
         let dry: serde_json::Value = serde_json::from_str(&dry)?;
         assert_eq!(dry[0]["scope"], "default/local", "{dry}");
-        assert_eq!(dry[0]["legacyFolders"], serde_json::json!(["backups", "restores"]));
+        assert_eq!(
+            dry[0]["legacyFolders"],
+            serde_json::json!(["backups", "restores"])
+        );
         assert_eq!(dry[0]["moved"], 0, "{dry}");
-        assert!(scope.join("backups").join(&name).is_dir(), "a dry run moved files");
+        assert!(
+            scope.join("backups").join(&name).is_dir(),
+            "a dry run moved files"
+        );
 
-        let done = run_ok(&["location", "migrate-layout", &loc.url, "--all-clusters", "-o", "json"])?;
+        let done = run_ok(&[
+            "location",
+            "migrate-layout",
+            &loc.url,
+            "--all-clusters",
+            "-o",
+            "json",
+        ])?;
         let done: serde_json::Value = serde_json::from_str(&done)?;
         assert_eq!(done[0]["moved"], 2, "{done}");
         assert_eq!(subdirectories(&scope)?, ["etcd-snapshots", "velero"]);
@@ -1320,8 +1364,16 @@ async fn killing_a_running_restore_records_it_failed_once_its_signs_of_life_stop
         create_backup(&loc, &name, &ns.name)?;
         let mut child = backupctl()
             .args([
-                "restore", "create", &restore, "--from-backup", &name, "--kubeconfig",
-                &kubeconfig("c2")?, "--location", &loc.url, "--namespace-mapping",
+                "restore",
+                "create",
+                &restore,
+                "--from-backup",
+                &name,
+                "--kubeconfig",
+                &kubeconfig("c2")?,
+                "--location",
+                &loc.url,
+                "--namespace-mapping",
                 &format!("{}:{target}", ns.name),
             ])
             .stdout(Stdio::null())
@@ -1338,12 +1390,19 @@ async fn killing_a_running_restore_records_it_failed_once_its_signs_of_life_stop
             if created.list(&some).await.is_ok_and(|l| !l.items.is_empty()) {
                 break;
             }
-            ensure!(start.elapsed() < Duration::from_secs(60), "no object was restored in 60 s");
+            ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "no object was restored in 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         child.kill()?;
         let status = child.wait()?;
-        let record = loc.dir.path().join("default/local/velero/restores").join(&restore);
+        let record = loc
+            .dir
+            .path()
+            .join("default/local/velero/restores")
+            .join(&restore);
         ensure!(
             !record.join("backup-manifest.json").exists(),
             "the restore of {OBJECTS} ConfigMaps finished before the kill ({status}); use more \
@@ -1355,7 +1414,10 @@ async fn killing_a_running_restore_records_it_failed_once_its_signs_of_life_stop
         ensure!(!beats.is_empty(), "no sign of life in {}", record.display());
 
         let fresh = restore_row(&loc, &restore)?;
-        assert!(fresh["phase"].is_null(), "judged before its window passed: {fresh}");
+        assert!(
+            fresh["phase"].is_null(),
+            "judged before its window passed: {fresh}"
+        );
 
         let long_ago = std::time::SystemTime::now() - Duration::from_secs(600);
         for beat in &beats {
@@ -1371,7 +1433,15 @@ async fn killing_a_running_restore_records_it_failed_once_its_signs_of_life_stop
         // Recorded once, with a manifest, and read back the same by a later reader.
         assert!(record.join("backup-manifest.json").is_file());
         assert!(record.join("backup-fleet-restore-status.json").is_file());
-        let again = run_ok(&["restore", "describe", &restore, "--location", &loc.url, "-o", "json"])?;
+        let again = run_ok(&[
+            "restore",
+            "describe",
+            &restore,
+            "--location",
+            &loc.url,
+            "-o",
+            "json",
+        ])?;
         assert!(again.contains("stopped before it finished"), "{again}");
         Ok(())
     }
