@@ -194,7 +194,10 @@ mod tests {
         put(&memory, "etcd-snapshots/s/snapshot.db", b"db").await;
         // Every key may be written once only, as in an Object Lock bucket.
         let repo = Repository::new(Arc::new(WriteOnce::new(memory.clone())));
-        assert_eq!(repo.legacy_folders().await.unwrap(), ["backups", "restores"]);
+        assert_eq!(
+            repo.legacy_folders().await.unwrap(),
+            ["backups", "restores"]
+        );
 
         let moved = repo.migrate_legacy_layout().await.unwrap();
         assert_eq!(moved.folders, ["backups/a", "backups/v", "restores/r"]);
@@ -210,21 +213,32 @@ mod tests {
             ]
         );
         assert!(repo.legacy_folders().await.unwrap().is_empty());
-        assert_eq!(repo.migrate_legacy_layout().await.unwrap(), Migrated::default());
+        assert_eq!(
+            repo.migrate_legacy_layout().await.unwrap(),
+            Migrated::default()
+        );
     }
 
     #[tokio::test]
     async fn scopes_of_the_old_layout_are_found_under_a_location() {
         let memory = Arc::new(InMemory::new());
         put(&memory, "p1/c1/backups/a/backup-manifest.json", b"{}").await;
-        put(&memory, "p1/c2/velero/backups/a/backup-manifest.json", b"{}").await;
+        put(
+            &memory,
+            "p1/c2/velero/backups/a/backup-manifest.json",
+            b"{}",
+        )
+        .await;
         put(&memory, "p2/c3/restores/r/restore-r-results.gz", b"r").await;
         put(&memory, "p2/c4/etcd-snapshots/s/snapshot.db", b"db").await;
         put(&memory, "not a project!/c5/backups/a/x", b"x").await;
         let repo = Repository::new(memory);
         assert_eq!(
             repo.legacy_scopes().await.unwrap(),
-            [("p1".to_string(), "c1".to_string()), ("p2".into(), "c3".into())]
+            [
+                ("p1".to_string(), "c1".to_string()),
+                ("p2".into(), "c3".into())
+            ]
         );
     }
 
@@ -255,7 +269,11 @@ mod tests {
         let repo = Repository::new(memory.clone());
         let e = repo.migrate_legacy_layout().await.unwrap_err();
         assert!(e.to_string().contains("different size"), "{e}");
-        assert!(keys(&memory).await.contains(&"backups/a/a.tar.gz".to_string()));
+        assert!(
+            keys(&memory)
+                .await
+                .contains(&"backups/a/a.tar.gz".to_string())
+        );
     }
 
     #[tokio::test]

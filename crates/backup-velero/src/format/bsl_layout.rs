@@ -7,8 +7,9 @@
 //! `velero/` folder keeps working beside our etcd snapshots.
 
 /// The top-level folders Velero allows under a BSL's prefix (its object-store layout).
-pub const VELERO_TOP_LEVEL_DIRS: [&str; 6] =
-    ["backups", "restores", "restic", "metadata", "plugins", "kopia"];
+pub const VELERO_TOP_LEVEL_DIRS: [&str; 6] = [
+    "backups", "restores", "restic", "metadata", "plugins", "kopia",
+];
 
 /// The folders among `top_level` that would make Velero mark the location Unavailable
 /// ("Backup store contains invalid top-level directories"), in the given order.
