@@ -6,7 +6,15 @@
 //!   and vs the raw paged LIST (limit 500, body read and discarded) — the physical limit;
 //! - the same backup encrypted with age (`--encrypt-to`) vs unencrypted, alternating;
 //! - `backupctl restore create` into `c2` vs `kubectl create -f` of the same objects;
-//! - our peak RSS (GNU time) of backup and restore at N and, optionally, at a larger count.
+//! - our peak RSS (GNU time) of backup and restore at `--rss-objects` and
+//!   `--rss-objects-large` (50k and 200k by default), with the restore's figure against its goal
+//!   (≤ 150 MiB) and whether it stays flat from the first count to the second.
+//!
+//! The peak-RSS object sets live in namespaces of their own (`rss-NNN`, [`RSS_PER_NAMESPACE`]
+//! each) on `c1`: the larger set contains the smaller, both are created once and reused by
+//! later runs (only missing objects are created), and `--drop-rss-objects` removes them at the
+//! end. Their restored copies on `c2` and the backups made of them are removed at the end of
+//! every run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,9 +38,23 @@ pub struct ResourcesBenchArgs {
     /// Namespaces they are spread over.
     #[arg(long, default_value_t = 100)]
     pub namespaces: usize,
-    /// Also measure peak RSS with this many objects (0 = skip).
+    /// Measure peak RSS of backup and restore with this many objects (0 = skip); a multiple
+    /// of 500 (the objects per namespace of the peak-RSS set).
     #[arg(long, default_value_t = 50_000)]
     pub rss_objects: usize,
+    /// And again with this many (0 = skip): restore memory must be flat from the first count
+    /// to this one. The first time, creating the extra objects takes minutes.
+    #[arg(long, default_value_t = 200_000)]
+    pub rss_objects_large: usize,
+    /// Only the peak-RSS measurements: no backup/restore comparison with kubectl.
+    #[arg(long)]
+    pub rss_only: bool,
+    /// Remove the peak-RSS object set from c1 at the end (it is kept for later runs otherwise).
+    #[arg(long)]
+    pub drop_rss_objects: bool,
+    /// Measure this backupctl instead of building one (e.g. an older build, for a before/after).
+    #[arg(long)]
+    pub backupctl: Option<std::path::PathBuf>,
     /// Encrypted backups (`--encrypt-to`), each followed by an unencrypted one; the best of
     /// each kind (the first unencrypted backup included) gives the ratio (0 = skip).
     #[arg(long, default_value_t = 2)]
@@ -40,15 +62,39 @@ pub struct ResourcesBenchArgs {
 }
 
 const LABEL: &str = "backup-fleet.bench/resources";
+/// Objects per namespace of the peak-RSS sets.
+const RSS_PER_NAMESPACE: usize = 500;
+/// Namespace prefix of the peak-RSS sets.
+const RSS_PREFIX: &str = "rss";
+/// Peak RSS the restore must stay within at every measured count.
+const RESTORE_RSS_GOAL_MIB: f64 = 150.0;
+/// Growth of the restore's peak RSS from the first count to the larger one still called flat.
+const FLAT_TOLERANCE: f64 = 0.10;
 
 pub fn run(args: ResourcesBenchArgs) -> Result<()> {
     ensure!(
         args.namespaces > 0 && args.objects >= args.namespaces,
         "need at least one object per namespace"
     );
+    for n in [args.rss_objects, args.rss_objects_large] {
+        ensure!(
+            n % RSS_PER_NAMESPACE == 0,
+            "--rss-objects and --rss-objects-large must be multiples of {RSS_PER_NAMESPACE} \
+             (the objects per namespace of the peak-RSS set), not {n}"
+        );
+    }
+    ensure!(
+        args.rss_objects_large == 0 || args.rss_objects_large > args.rss_objects,
+        "--rss-objects-large ({}) must be larger than --rss-objects ({})",
+        args.rss_objects_large,
+        args.rss_objects
+    );
     let env_dir = crate::env::default_dir()?;
     crate::env::up_default(&env_dir)?;
-    let backupctl = build_backupctl()?;
+    let backupctl = match &args.backupctl {
+        Some(path) => path.clone(),
+        None => build_backupctl()?,
+    };
     tokio::runtime::Runtime::new()?.block_on(bench(args, &env_dir, &backupctl))
 }
 
@@ -71,8 +117,9 @@ fn ns_name(prefix: &str, i: usize) -> String {
     format!("{prefix}-{i:03}")
 }
 
-/// Makes sure exactly `count` ConfigMaps exist over the bench namespaces of `c1`: a previous
-/// run may have left more (the large RSS run), and then they are all removed first.
+/// Makes sure exactly `count` ConfigMaps exist over the bench namespaces of `c1`: an earlier
+/// version of this bench grew them for its peak-RSS run (now in `rss-*` namespaces of their
+/// own), and such a larger set is removed first.
 pub(super) async fn populate_exactly(
     client: &Client,
     namespaces: usize,
@@ -89,57 +136,35 @@ pub(super) async fn populate_exactly(
     populate(client, namespaces, count).await
 }
 
+/// Creates namespace `name` (labelled as the bench's) unless it exists.
+async fn ensure_namespace(client: &Client, name: &str) -> Result<()> {
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some([(LABEL.to_string(), "true".to_string())].into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Makes sure `count` ConfigMaps exist over the bench namespaces of `c1` (idempotent).
 async fn populate(client: &Client, namespaces: usize, count: usize) -> Result<()> {
-    let ns_api: Api<Namespace> = Api::all(client.clone());
     for i in 0..namespaces {
-        let ns = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(ns_name("bench", i)),
-                labels: Some([(LABEL.to_string(), "true".to_string())].into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        match ns_api.create(&PostParams::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
+        ensure_namespace(client, &ns_name("bench", i)).await?;
     }
-    let value = "x".repeat(400);
-    let start = Instant::now();
-    let created: Vec<Result<bool>> = futures::stream::iter(0..count)
-        .map(|i| {
-            let client = client.clone();
-            let value = value.clone();
-            async move {
-                let ns = ns_name("bench", i % namespaces);
-                let cm: ConfigMap = serde_json::from_value(json!({
-                    "metadata": {"name": format!("cm-{i:06}"), "labels": {"app": "bench", "shard": (i % 7).to_string()}},
-                    "data": {"payload": value, "index": i.to_string()}
-                }))?;
-                match Api::<ConfigMap>::namespaced(client, &ns).create(&PostParams::default(), &cm).await {
-                    Ok(_) => Ok(true),
-                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    let mut new = 0;
-    for c in created {
-        new += usize::from(c?);
-    }
-    if new > 0 {
-        eprintln!(
-            "created {new} ConfigMaps in {:.1} s",
-            start.elapsed().as_secs_f64()
-        );
-    }
-    Ok(())
+    let objects = (0..count)
+        .map(|i| (ns_name("bench", i % namespaces), i))
+        .collect();
+    create_config_maps(client, objects).await
 }
 
 /// Deletes namespaces with `prefix` on a cluster and waits until they are gone.
@@ -165,6 +190,69 @@ pub(super) async fn clear(client: &Client, prefix: &str) -> Result<()> {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+    Ok(())
+}
+
+/// Makes sure the peak-RSS set holds (at least) `count` ConfigMaps: object `i` is `cm-<i>` in
+/// namespace `rss-<i / 500>`, so a smaller set is the first namespaces of a larger one. Only
+/// missing objects are created (one metadata LIST per namespace finds them).
+async fn populate_rss(client: &Client, count: usize) -> Result<()> {
+    let mut missing = Vec::new();
+    for n in 0..count / RSS_PER_NAMESPACE {
+        let ns = ns_name(RSS_PREFIX, n);
+        ensure_namespace(client, &ns).await?;
+        let existing: std::collections::HashSet<String> =
+            Api::<ConfigMap>::namespaced(client.clone(), &ns)
+                .list_metadata(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter_map(|m| m.metadata.name)
+                .collect();
+        let first = n * RSS_PER_NAMESPACE;
+        missing.extend(
+            (first..first + RSS_PER_NAMESPACE)
+                .filter(|i| !existing.contains(&format!("cm-{i:06}")))
+                .map(|i| (ns.clone(), i)),
+        );
+    }
+    create_config_maps(client, missing).await
+}
+
+/// Creates ConfigMap `cm-<i>` (~0.5 KB) in each given namespace, 32 at a time; existing ones
+/// are left alone.
+async fn create_config_maps(client: &Client, objects: Vec<(String, usize)>) -> Result<()> {
+    let value = "x".repeat(400);
+    let start = Instant::now();
+    let created: Vec<Result<bool>> = futures::stream::iter(objects)
+        .map(|(ns, i)| {
+            let client = client.clone();
+            let value = value.clone();
+            async move {
+                let cm: ConfigMap = serde_json::from_value(json!({
+                    "metadata": {"name": format!("cm-{i:06}"), "labels": {"app": "bench", "shard": (i % 7).to_string()}},
+                    "data": {"payload": value, "index": i.to_string()}
+                }))?;
+                match Api::<ConfigMap>::namespaced(client, &ns).create(&PostParams::default(), &cm).await {
+                    Ok(_) => Ok(true),
+                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let mut new = 0;
+    for c in created {
+        new += usize::from(c?);
+    }
+    if new > 0 {
+        eprintln!(
+            "created {new} ConfigMaps in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -207,15 +295,17 @@ fn backupctl_cmd(backupctl: &Path, state: &EnvState, c: &Cluster, args: &[&str])
 
 /// Our backup of the bench's ConfigMaps on `c`, measured.
 fn our_backup(backupctl: &Path, state: &EnvState, c: &Cluster, name: &str) -> Result<Measured> {
-    our_backup_with(backupctl, state, c, name, &[])
+    our_backup_with(backupctl, state, c, name, "bench-*", &[])
 }
 
-/// [`our_backup`] with more arguments (e.g. `--encrypt-to`).
+/// Our backup of the ConfigMaps in `namespaces` (comma-separated, globs allowed) on `c`, with
+/// more arguments (e.g. `--encrypt-to`), measured.
 fn our_backup_with(
     backupctl: &Path,
     state: &EnvState,
     c: &Cluster,
     name: &str,
+    namespaces: &str,
     extra: &[&str],
 ) -> Result<Measured> {
     let mut args = vec![
@@ -223,7 +313,7 @@ fn our_backup_with(
         "create",
         name,
         "--include-namespaces",
-        "bench-*",
+        namespaces,
         "--include-resources",
         "configmaps",
     ];
@@ -253,19 +343,86 @@ fn our_restore(
     )
 }
 
-async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Result<()> {
-    let state = EnvState::load(env_dir)?
-        .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
-    let c1 = cluster(&state, "c1").await?;
-    let c2 = cluster(&state, "c2").await?;
-    let work = env_dir.join("bench-resources");
+/// Deletes backup `name` of the bench's scope (its files and restore records stay small; the
+/// tarballs of the peak-RSS sets do not).
+fn delete_backup(backupctl: &Path, state: &EnvState, name: &str) -> Result<()> {
+    let out = Command::new(backupctl)
+        .args(["backup", "delete", name])
+        .args(["--location", &state.s3.location])
+        .args(["--project", "bench", "--cluster", "c1"])
+        .envs(state.s3.aws_env())
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "backupctl backup delete {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Peak RSS of backup and restore at one size of the peak-RSS set.
+struct RssRun {
+    objects: usize,
+    backup: Measured,
+    restore: Measured,
+}
+
+/// Backs up the first `objects` of the peak-RSS set from `c1` and restores them into `c2`
+/// (emptied of an earlier copy first), measuring both; the backup is deleted afterwards.
+async fn rss_run(
+    backupctl: &Path,
+    state: &EnvState,
+    (c1, c2): (&Cluster, &Cluster),
+    objects: usize,
+    stamp: &str,
+) -> Result<RssRun> {
+    populate_rss(&c1.client, objects).await?;
+    let namespaces: Vec<String> = (0..objects / RSS_PER_NAMESPACE)
+        .map(|n| ns_name(RSS_PREFIX, n))
+        .collect();
+    let name = format!("rss-{objects}-{stamp}");
+    let backup = our_backup_with(backupctl, state, c1, &name, &namespaces.join(","), &[])?;
+    clear(&c2.client, RSS_PREFIX).await?;
+    let restore = our_restore(backupctl, state, c2, &format!("rr-{name}"), &name)?;
+    delete_backup(backupctl, state, &name)?;
+    eprintln!(
+        "{objects} objects: restore peak RSS {:.1} MiB in {:.1} s",
+        mib(restore.peak_rss_kib),
+        restore.elapsed.as_secs_f64()
+    );
+    Ok(RssRun {
+        objects,
+        backup,
+        restore,
+    })
+}
+
+/// Our backup and restore of `args.objects` ConfigMaps vs kubectl and the raw LIST.
+struct Comparison {
+    ours: Measured,
+    encrypted_best: Option<Measured>,
+    plain_best: Duration,
+    kubectl: Measured,
+    listed: usize,
+    raw: Duration,
+    ours_restore: Measured,
+    kubectl_create: Duration,
+}
+
+async fn compare(
+    args: &ResourcesBenchArgs,
+    state: &EnvState,
+    backupctl: &Path,
+    (c1, c2): (&Cluster, &Cluster),
+    stamp: &str,
+) -> Result<Comparison> {
+    let work = state.dir.join("bench-resources");
     std::fs::create_dir_all(&work)?;
     populate_exactly(&c1.client, args.namespaces, args.objects).await?;
-    let stamp = jiff::Timestamp::now().strftime("%H%M%S").to_string();
 
     // Backup: ours, kubectl, raw LIST.
     let name = format!("res-{}-{stamp}", args.objects);
-    let ours = our_backup(backupctl, &state, &c1, &name)?;
+    let ours = our_backup(backupctl, state, c1, &name)?;
     // Encrypted (age, one X25519 recipient) vs unencrypted, alternating; best of each.
     let recipient = backup_storage::Identities::generate().recipients()[0].to_string();
     let mut plain_best = ours.elapsed;
@@ -273,7 +430,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     for run in 0..args.encrypted_runs {
         let encrypt = ["--encrypt-to", recipient.as_str()];
         let enc_name = format!("{name}-enc{run}");
-        let enc = our_backup_with(backupctl, &state, &c1, &enc_name, &encrypt)?;
+        let enc = our_backup_with(backupctl, state, c1, &enc_name, "bench-*", &encrypt)?;
         eprintln!(
             "encrypted backup {run}: {:.2} s (CPU {:.2} s)",
             enc.elapsed.as_secs_f64(),
@@ -283,7 +440,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
             encrypted_best = Some(enc);
         }
         if run + 1 < args.encrypted_runs {
-            let again = our_backup(backupctl, &state, &c1, &format!("{name}-plain{run}"))?;
+            let again = our_backup(backupctl, state, c1, &format!("{name}-plain{run}"))?;
             eprintln!(
                 "unencrypted backup {}: {:.2} s (CPU {:.2} s)",
                 run + 1,
@@ -317,7 +474,7 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
     clear(&c2.client, "bench").await?;
     clear(&c2.client, "kbench").await?;
     let restore_name = format!("rr-{stamp}");
-    let ours_restore = our_restore(backupctl, &state, &c2, &restore_name, &name)?;
+    let ours_restore = our_restore(backupctl, state, c2, &restore_name, &name)?;
     let objects = kubectl_objects(&dump)?;
     let create_file = work.join("kubectl-create.json");
     std::fs::write(
@@ -343,84 +500,144 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
         String::from_utf8_lossy(&out.stderr)
     );
     let kubectl_create = start.elapsed();
+    clear(&c2.client, "kbench").await.ok();
+    Ok(Comparison {
+        ours,
+        encrypted_best,
+        plain_best,
+        kubectl,
+        listed,
+        raw,
+        ours_restore,
+        kubectl_create,
+    })
+}
 
-    let big = if args.rss_objects > args.objects {
-        populate(&c1.client, args.namespaces, args.rss_objects).await?;
-        let name = format!("res-{}-{stamp}", args.rss_objects);
-        let big = our_backup(backupctl, &state, &c1, &name)?;
-        // Restore memory must not grow with the backup either.
-        clear(&c2.client, "bench").await?;
-        let restored = our_restore(backupctl, &state, &c2, &format!("rr-big-{stamp}"), &name)?;
-        Some((big, restored))
-    } else {
+async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Result<()> {
+    let state = EnvState::load(env_dir)?
+        .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
+    let c1 = cluster(&state, "c1").await?;
+    let c2 = cluster(&state, "c2").await?;
+    let stamp = jiff::Timestamp::now().strftime("%H%M%S").to_string();
+    let compared = if args.rss_only {
         None
+    } else {
+        Some(compare(&args, &state, backupctl, (&c1, &c2), &stamp).await?)
     };
+    let mut rss = Vec::new();
+    for objects in [args.rss_objects, args.rss_objects_large] {
+        if objects > 0 {
+            rss.push(rss_run(backupctl, &state, (&c1, &c2), objects, &stamp).await?);
+        }
+    }
+    // The restored copies go at once (c2 is shared); the sets on c1 stay for the next run
+    // unless asked otherwise.
+    clear(&c2.client, RSS_PREFIX).await?;
+    clear(&c2.client, "bench").await?;
+    if args.drop_rss_objects {
+        clear(&c1.client, RSS_PREFIX).await?;
+    }
 
     let s = |d: Duration| d.as_secs_f64();
-    println!(
-        "\nresources bench: {} ConfigMaps (~0.5 KB) over {} namespaces, Kubernetes 1.20 on 127.0.0.1",
-        args.objects, args.namespaces
-    );
-    println!(
-        "  backup  ours (backupctl → S3):        {:7.2} s   (CPU {:.2} s)",
-        s(ours.elapsed),
-        s(ours.cpu)
-    );
-    if let Some(enc) = encrypted_best {
+    if let Some(c) = compared {
         println!(
-            "  backup  ours encrypted (--encrypt-to): {:7.2} s   (CPU {:.2} s) encrypted/unencrypted = {:.2} (goal ≤ 1.15; best of {} vs {})",
-            s(enc.elapsed),
-            s(enc.cpu),
-            s(enc.elapsed) / s(plain_best),
-            args.encrypted_runs,
-            args.encrypted_runs,
+            "\nresources bench: {} ConfigMaps (~0.5 KB) over {} namespaces, Kubernetes 1.20 on 127.0.0.1",
+            args.objects, args.namespaces
+        );
+        println!(
+            "  backup  ours (backupctl → S3):        {:7.2} s   (CPU {:.2} s)",
+            s(c.ours.elapsed),
+            s(c.ours.cpu)
+        );
+        if let Some(enc) = c.encrypted_best {
+            println!(
+                "  backup  ours encrypted (--encrypt-to): {:7.2} s   (CPU {:.2} s) encrypted/unencrypted = {:.2} (goal ≤ 1.15; best of {} vs {})",
+                s(enc.elapsed),
+                s(enc.cpu),
+                s(enc.elapsed) / s(c.plain_best),
+                args.encrypted_runs,
+                args.encrypted_runs,
+            );
+        }
+        println!(
+            "  backup  kubectl get -A -o json:        {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
+            s(c.kubectl.elapsed),
+            s(c.ours.elapsed) / s(c.kubectl.elapsed)
+        );
+        println!(
+            "  backup  raw paged LIST ({} items): {:7.2} s   ours/raw = {:.2} (goal ≤ 2.5)",
+            c.listed,
+            s(c.raw),
+            s(c.ours.elapsed) / s(c.raw)
+        );
+        println!(
+            "  restore ours (backupctl → c2):         {:7.2} s   (CPU {:.2} s)",
+            s(c.ours_restore.elapsed),
+            s(c.ours_restore.cpu)
+        );
+        println!(
+            "  restore kubectl create -f:             {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
+            s(c.kubectl_create),
+            s(c.ours_restore.elapsed) / s(c.kubectl_create)
+        );
+        println!(
+            "  peak RSS backup  at {:>6}:            {:7.1} MiB (goal ≤ 150 MiB)",
+            args.objects,
+            mib(c.ours.peak_rss_kib)
+        );
+        println!(
+            "  peak RSS restore at {:>6}:            {:7.1} MiB",
+            args.objects,
+            mib(c.ours_restore.peak_rss_kib)
         );
     }
-    println!(
-        "  backup  kubectl get -A -o json:        {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
-        s(kubectl.elapsed),
-        s(ours.elapsed) / s(kubectl.elapsed)
-    );
-    println!(
-        "  backup  raw paged LIST ({listed} items): {:7.2} s   ours/raw = {:.2} (goal ≤ 2.5)",
-        s(raw),
-        s(ours.elapsed) / s(raw)
-    );
-    println!(
-        "  restore ours (backupctl → c2):         {:7.2} s   (CPU {:.2} s)",
-        s(ours_restore.elapsed),
-        s(ours_restore.cpu)
-    );
-    println!(
-        "  restore kubectl create -f:             {:7.2} s   ours/kubectl = {:.2} (goal ≤ 0.3)",
-        s(kubectl_create),
-        s(ours_restore.elapsed) / s(kubectl_create)
-    );
-    println!(
-        "  peak RSS backup  at {:>6}:            {:7.1} MiB (goal ≤ 150 MiB)",
-        args.objects,
-        mib(ours.peak_rss_kib)
-    );
-    println!(
-        "  peak RSS restore at {:>6}:            {:7.1} MiB",
-        args.objects,
-        mib(ours_restore.peak_rss_kib)
-    );
-    if let Some((backup, restore)) = big {
+    if !rss.is_empty() {
         println!(
-            "  peak RSS backup  at {:>6}:            {:7.1} MiB in {:.2} s (goal: flat)",
-            args.rss_objects,
-            mib(backup.peak_rss_kib),
-            s(backup.elapsed)
-        );
-        println!(
-            "  peak RSS restore at {:>6}:            {:7.1} MiB in {:.2} s (goal: flat)",
-            args.rss_objects,
-            mib(restore.peak_rss_kib),
-            s(restore.elapsed)
+            "\npeak RSS (GNU time) of backupctl, ConfigMaps (~0.5 KB) in namespaces of {RSS_PER_NAMESPACE}:"
         );
     }
-    clear(&c2.client, "kbench").await.ok();
+    for run in &rss {
+        let restore = mib(run.restore.peak_rss_kib);
+        println!(
+            "  backup  at {:>7}: {:7.1} MiB in {:7.2} s (CPU {:.2} s)",
+            run.objects,
+            mib(run.backup.peak_rss_kib),
+            s(run.backup.elapsed),
+            s(run.backup.cpu)
+        );
+        println!(
+            "  restore at {:>7}: {:7.1} MiB in {:7.2} s (CPU {:.2} s)   goal ≤ {RESTORE_RSS_GOAL_MIB} MiB: {}",
+            run.objects,
+            restore,
+            s(run.restore.elapsed),
+            s(run.restore.cpu),
+            if restore <= RESTORE_RSS_GOAL_MIB {
+                "met"
+            } else {
+                "MISSED"
+            }
+        );
+    }
+    if let [small, large] = &rss[..] {
+        let (a, b) = (
+            mib(small.restore.peak_rss_kib),
+            mib(large.restore.peak_rss_kib),
+        );
+        let growth = b / a - 1.0;
+        println!(
+            "  restore {} → {} objects: {:+.1} MiB ({:+.0}%): {} (goal: flat, within {:.0}%)",
+            small.objects,
+            large.objects,
+            b - a,
+            growth * 100.0,
+            if growth <= FLAT_TOLERANCE {
+                "flat"
+            } else {
+                "NOT flat"
+            },
+            FLAT_TOLERANCE * 100.0
+        );
+    }
     Ok(())
 }
 
