@@ -424,7 +424,10 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
             output::print(&[summary], OutputFormat::Table)?;
             if spec.dry_run {
                 println!();
-                output::print(&report.items, OutputFormat::Table)?;
+                output::print(
+                    &report.items.iter().collect::<Vec<_>>(),
+                    OutputFormat::Table,
+                )?;
             }
             for line in warning_lines(&status.warnings, &args.name) {
                 eprintln!("warning: {line}");
