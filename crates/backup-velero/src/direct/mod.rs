@@ -28,6 +28,7 @@ mod plan;
 mod report;
 mod restore;
 pub mod sanitize;
+mod spill;
 mod spool;
 pub mod stored;
 

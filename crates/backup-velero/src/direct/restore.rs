@@ -2,24 +2,30 @@
 //! them group by group in Velero's priority order, several at a time within a group.
 //!
 //! The whole tarball is read (and its SHA-256 checked against the manifest) before anything is
-//! created, so a corrupted backup is refused instead of half-restored. Item bodies are never
-//! all in memory: the tarball is downloaded to a temporary file and each item's JSON is spooled
-//! to another ([`spool`](super::spool)); only a small summary per item (path, planning head,
-//! spool offset and length, a few hundred bytes) stays in memory, and bodies are read back in
-//! batches of at most 1 MiB just before their items are created, [`CREATE_CONCURRENCY`] at a
-//! time. The temporary files disappear when the run ends, however it ends.
+//! created, so a corrupted backup is refused instead of half-restored. What is kept per item
+//! lives on disk, so a restore's memory does not grow with the backup (but for the resource
+//! list, a short line per restored object):
+//! - the tarball is downloaded to a temporary file and each item's JSON is spooled to another
+//!   ([`spool`](super::spool));
+//! - each item's summary (path, planning head, spool offset and length) goes to a temporary
+//!   file too, and the plan is made in passes over it and comes out of an external sort in
+//!   restore order ([`plan`](super::plan), [`spill`](super::spill));
+//! - a blocking task reads the planned items in that order with their bodies, in batches of at
+//!   most 1 MiB, and hands them over a bounded channel, one channel per group, to the creates,
+//!   [`CREATE_CONCURRENCY`] at a time;
+//! - each item's outcome goes to the report's temporary file
+//!   ([`ItemOutcomes`](super::report::ItemOutcomes)).
+//!
+//! The temporary files disappear when the run ends, however it ends.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backup_core::velero_data::restore_order;
-use backup_core::{
-    BackupKind, EngineError, ExistingResourcePolicy, GroupResource, Phase, RestoreSpec,
-};
+use backup_core::{BackupKind, EngineError, ExistingResourcePolicy, Phase, RestoreSpec};
 use backup_storage::{BackupName, Repository};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, stream};
 use jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -28,7 +34,7 @@ use tokio::sync::mpsc;
 
 use super::collect::{Journal, SharedJournal, SharedStatus, lock};
 use super::errors::storage_error;
-use super::plan::{Entry, Planned, plan};
+use super::plan::{ItemsBuilder, Plan, Planned, PlannedItems, plan};
 use super::report::{Action, ItemOutcome, RestoreReport};
 use super::sanitize::{PrepareOptions, prepare};
 use super::spool::{Spool, SpoolError, spool_tarball};
@@ -37,6 +43,12 @@ use crate::format::{BackupFiles, ItemPath, RestoreFiles, gzip_bytes, gzip_json};
 
 /// Creates in flight within one priority group.
 const CREATE_CONCURRENCY: usize = 32;
+/// Most items read from the spool in one batch.
+const BATCH_ITEMS: usize = 256;
+/// Most bytes of bodies in one batch (a batch holds at least one item).
+const BATCH_BYTES: u64 = 1024 * 1024;
+/// Batches read ahead of the creates, per group.
+const BATCHES_AHEAD: usize = 2;
 /// How long to wait for a restored CRD to be Established.
 const CRD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -90,11 +102,75 @@ fn is_builtin_group(group: &str) -> bool {
         || group.ends_with(".k8s.io")
 }
 
+/// What restoring one item came to.
+struct Done {
+    /// The CRD's name, when it created or updated a CRD (to wait until it is Established).
+    crd: Option<String>,
+    outcome: ItemOutcome,
+}
+
+impl Done {
+    fn failed(outcome: ItemOutcome) -> Self {
+        Done { crd: None, outcome }
+    }
+}
+
+/// Planned items with their bodies (or why a body could not be read).
+type Batch = Vec<(Planned, std::io::Result<Vec<u8>>)>;
+
+/// Reads the planned items in restore order with their bodies (blocking) and hands them to the
+/// creates: for each group, its rank in the plan's order and a channel of its items in batches
+/// (at most [`BATCH_ITEMS`] items or [`BATCH_BYTES`] bytes of bodies). A group's channel is
+/// closed before the next group is announced, so the next group starts once this one is done.
+/// Stops early, without error, when the creates stop listening.
+fn feed(
+    items: PlannedItems,
+    spool: &Spool,
+    groups: &mpsc::Sender<(usize, mpsc::Receiver<Batch>)>,
+) -> std::io::Result<()> {
+    let mut group: Option<(usize, mpsc::Sender<Batch>)> = None;
+    let mut batch: Batch = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let (rank, p) = item?;
+        let len = p.record.len();
+        let same_group = group.as_ref().is_some_and(|(current, _)| *current == rank);
+        if !same_group || batch.len() >= BATCH_ITEMS || bytes + len > BATCH_BYTES {
+            if let Some((_, tx)) = &group
+                && !batch.is_empty()
+                && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+            {
+                return Ok(());
+            }
+            bytes = 0;
+        }
+        if !same_group {
+            // Closed first: the creates finish this group before they take the next.
+            drop(group.take());
+            let (tx, rx) = mpsc::channel(BATCHES_AHEAD);
+            if groups.blocking_send((rank, rx)).is_err() {
+                return Ok(());
+            }
+            group = Some((rank, tx));
+        }
+        bytes += len;
+        let body = spool.read(p.record);
+        batch.push((p, body));
+    }
+    if let Some((_, tx)) = &group
+        && !batch.is_empty()
+    {
+        // The creates may have stopped listening: nothing left to do either way.
+        let _ = tx.blocking_send(batch);
+    }
+    Ok(())
+}
+
 impl RestoreRun {
-    /// Downloads the tarball to a temporary file, then spools its items and summarises each
-    /// one. Fails, having created nothing, unless the download verified against the manifest
-    /// and the gzip and tar streams were read to their end.
-    async fn load(&self) -> Result<(Arc<Spool>, Vec<(ItemPath, Entry)>), EngineError> {
+    /// Downloads the tarball to a temporary file, then spools its items, summarises each one
+    /// and plans the restore. Fails, having created nothing, unless the download verified
+    /// against the manifest and the gzip and tar streams were read to their end.
+    async fn load(&self, journal: &SharedJournal) -> Result<(Arc<Spool>, Plan), EngineError> {
         let files = BackupFiles::new(&self.backup).map_err(storage_error)?;
         let mut stream = if self.velero_written {
             self.repo
@@ -109,18 +185,17 @@ impl RestoreRun {
         .map_err(storage_error)?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
         let filter = self.spec.filter.clone();
+        let journal = Arc::clone(journal);
         let reader = tokio::task::spawn_blocking(move || {
-            let mut entries: Vec<(ItemPath, Entry)> = Vec::new();
-            let spool = spool_tarball(ChannelReader::new(rx), |seq, path, data, record| {
-                let summary = Entry::of(&path, data, record, &filter);
-                let entry = (path, summary);
-                match entries.get_mut(seq) {
-                    // A plain copy replacing a preferred-version one.
-                    Some(slot) => *slot = entry,
-                    None => entries.push(entry),
-                }
+            let mut items = ItemsBuilder::new(filter.clone());
+            let spool = spool_tarball(ChannelReader::new(rx), |pos, path, plain, data, record| {
+                items.add(pos, &path, plain, data, record)
             })?;
-            Ok::<_, SpoolError>((Arc::new(spool), entries))
+            let planned = items
+                .finish()
+                .and_then(|items| plan(&items, &filter, &mut lock(&journal)))
+                .map_err(SpoolError::Local)?;
+            Ok::<_, SpoolError>((Arc::new(spool), planned))
         });
         while let Some(chunk) = stream.next().await {
             let failed = chunk.is_err();
@@ -139,7 +214,7 @@ impl RestoreRun {
                     self.backup
                 )),
                 SpoolError::Local(e) => EngineError::Other(format!(
-                    "restore {} could not spool the backup's items to a temporary file: {e}",
+                    "restore {} could not keep the backup's items in temporary files: {e}",
                     self.name
                 )),
             })
@@ -157,65 +232,65 @@ impl RestoreRun {
             "info",
             format!("starting restore {} from backup {}", self.name, self.backup),
         );
-        let (spool, entries) = self.load().await?;
-        let planned = plan(entries, &self.spec.filter, &mut lock(&journal));
-        self.status.add_total(planned.len() as u64);
-        let mut groups: BTreeMap<GroupResource, Vec<Planned>> = BTreeMap::new();
-        for p in planned {
-            groups.entry(p.gr()).or_default().push(p);
-        }
-        let order = restore_order(groups.keys().cloned());
+        let (spool, plan) = self.load(&journal).await?;
+        self.status.add_total(plan.total);
+        let Plan {
+            order,
+            namespaces,
+            items,
+            ..
+        } = plan;
+        let (groups_tx, mut groups) = mpsc::channel(1);
+        let feeder = tokio::task::spawn_blocking(move || feed(items, &spool, &groups_tx));
         let mut ensured_namespaces = false;
-        for gr in order {
-            let Some(items) = groups.remove(&gr) else {
-                continue;
-            };
-            let resource = gr.to_string();
+        while let Some((rank, batches)) = groups.recv().await {
+            let resource = order[rank].to_string();
             if !ensured_namespaces
                 && resource != "namespaces"
                 && !resource.starts_with("customresourcedefinitions")
             {
-                self.ensure_namespaces(&groups, &items, &journal).await;
+                self.ensure_namespaces(&namespaces, &journal).await;
                 ensured_namespaces = true;
             }
-            let outcomes: Vec<(Option<String>, ItemOutcome)> = spool
-                .read_batched(items, |p| p.record)
+            let mut batches: mpsc::Receiver<Batch> = batches;
+            let mut outcomes = stream::poll_fn(move |cx| batches.poll_recv(cx))
+                .flat_map(stream::iter)
                 .map(|(p, body)| self.restore_item(p, body, &journal))
-                .buffer_unordered(CREATE_CONCURRENCY)
-                .collect()
-                .await;
+                .buffer_unordered(CREATE_CONCURRENCY);
             let mut crds = Vec::new();
-            {
-                let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
-                for (crd, outcome) in outcomes {
-                    crds.extend(crd);
-                    report.items.push(outcome);
-                }
+            while let Some(done) = outcomes.next().await {
+                crds.extend(done.crd);
+                (self.report.lock().unwrap_or_else(|e| e.into_inner()))
+                    .items
+                    .push(done.outcome);
             }
+            drop(outcomes);
             if !self.spec.dry_run {
                 for crd in crds {
                     self.wait_established(&crd, &journal).await;
                 }
             }
         }
+        feeder
+            .await
+            .map_err(|e| EngineError::Other(format!("reading the planned items crashed: {e}")))?
+            .map_err(|e| {
+                EngineError::Other(format!(
+                    "restore {} could not read its planned items from temporary files: {e}",
+                    self.name
+                ))
+            })?;
         self.finish(started, journal).await
     }
 
-    /// Creates target namespaces that items need but the backup does not hold.
-    async fn ensure_namespaces(
-        &self,
-        rest: &BTreeMap<GroupResource, Vec<Planned>>,
-        first: &[Planned],
-        journal: &SharedJournal,
-    ) {
+    /// Creates target namespaces that items need but the backup does not hold; `namespaces`
+    /// are those of the planned namespaced items, as the backup names them.
+    async fn ensure_namespaces(&self, namespaces: &BTreeSet<String>, journal: &SharedJournal) {
         if self.spec.dry_run {
             return;
         }
-        let targets: BTreeSet<String> = rest
-            .values()
-            .flatten()
-            .chain(first)
-            .filter_map(|p| p.path.namespace.as_deref())
+        let targets: BTreeSet<String> = namespaces
+            .iter()
             .map(|ns| self.spec.target_namespace(ns).to_string())
             .collect();
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
@@ -262,13 +337,13 @@ impl RestoreRun {
         );
     }
 
-    /// Restores one item; returns the CRD name when it created or updated a CRD.
+    /// Restores one item.
     async fn restore_item(
         &self,
         p: Planned,
         body: std::io::Result<Vec<u8>>,
         journal: &SharedJournal,
-    ) -> (Option<String>, ItemOutcome) {
+    ) -> Done {
         let target_ns = p
             .path
             .namespace
@@ -307,7 +382,7 @@ impl RestoreRun {
                     name: p.path.name.clone(),
                     action: Action::Failed,
                 };
-                return (None, outcome);
+                return Done::failed(outcome);
             }
         };
         let mut original = original;
@@ -336,7 +411,7 @@ impl RestoreRun {
         let fail = |message: String| {
             lock(journal).error(target_ns.as_deref(), message);
             self.status.add_done(1);
-            (None, outcome(Action::Failed))
+            Done::failed(outcome(Action::Failed))
         };
         let Some(ar) = api_resource(&p.path, &object) else {
             return fail(format!(
@@ -422,7 +497,10 @@ impl RestoreRun {
         let crd = (resource == "customresourcedefinitions.apiextensions.k8s.io"
             && action != Action::Skipped)
             .then(|| name.clone());
-        (crd, outcome(action))
+        Done {
+            crd,
+            outcome: outcome(action),
+        }
     }
 
     /// Overwrites an existing object with the backed-up one (policy `update`), keeping what the

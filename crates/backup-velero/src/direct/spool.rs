@@ -5,30 +5,22 @@
 //! copy), then reads that file once (gunzip + tar) and appends each item's raw JSON to a second
 //! anonymous temporary file, the spool. The spool is a plain concatenation of item bodies with
 //! no framing; each item is found by its [`Record`] (`offset`, `len`), which the caller keeps
-//! with the item's other small metadata. Bodies are read back one by one with [`Spool::read`]
-//! just before their item is created.
+//! with the item's other small metadata (on disk too, see [`plan`](super::plan)). Bodies are
+//! read back with [`Spool::read`] just before their item is created.
 //!
-//! When a tarball holds an item's preferred-version copy before its plain copy, both are
-//! appended and the plain copy's record replaces the other (see
-//! [`for_each_item`](crate::format::tarball::for_each_item)); the first copy stays in the file
-//! unused. Both files come from [`tempfile::tempfile`], so they have no name on disk (or are
-//! deleted at once) and their space is freed when they are dropped, whether the restore ends
-//! well, fails or the process dies. They live in the system temporary directory (`TMPDIR`).
+//! The tarball is read with [`for_each_entry`], which remembers only recent paths: an item's
+//! copies that are far apart in the tarball are all spooled, and the caller keeps one by the
+//! reader's rule; the others stay in the file unused. Both files come from
+//! [`tempfile::tempfile`], so they have no name on disk (or are deleted at once) and their space
+//! is freed when they are dropped, whether the restore ends well, fails or the process dies.
+//! They live in the system temporary directory (`TMPDIR`).
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
-
-use futures::{Stream, StreamExt, stream};
 
 use crate::format::ItemPath;
-use crate::format::tarball::{TarballError, for_each_item};
-
-/// Most items whose bodies are read in one blocking call.
-const BATCH_ITEMS: usize = 256;
-/// Most bytes of bodies read in one blocking call (a batch holds at least one item).
-const BATCH_BYTES: u64 = 1024 * 1024;
+use crate::format::tarball::{TarballError, for_each_entry};
 
 /// Where one item's body is in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +29,20 @@ pub(super) struct Record {
     len: u64,
 }
 
-#[cfg(test)]
 impl Record {
-    /// A record for tests of code that only carries records around.
-    pub(super) fn for_test(offset: u64, len: u64) -> Self {
+    /// Rebuilds a record from [`Record::parts`].
+    pub(super) fn from_parts(offset: u64, len: u64) -> Self {
         Record { offset, len }
+    }
+
+    /// Where the body starts and how long it is.
+    pub(super) fn parts(self) -> (u64, u64) {
+        (self.offset, self.len)
+    }
+
+    /// The body's length.
+    pub(super) fn len(self) -> u64 {
+        self.len
     }
 }
 
@@ -104,52 +105,6 @@ impl Spool {
         self.file.read_exact_at(&mut data, record.offset)?;
         Ok(data)
     }
-
-    /// Reads the bodies of `items` in batches (up to [`BATCH_ITEMS`] items or [`BATCH_BYTES`]
-    /// bytes), each batch on a blocking thread, and yields every item with its body in order.
-    /// One thread round trip per batch instead of per item: for many small objects the round
-    /// trips, not the reads, were the cost.
-    pub(super) fn read_batched<T: Send + 'static>(
-        self: &Arc<Self>,
-        items: Vec<T>,
-        record: fn(&T) -> Record,
-    ) -> impl Stream<Item = (T, io::Result<Vec<u8>>)> + use<T> {
-        let mut batches: Vec<Vec<T>> = Vec::new();
-        let mut bytes = 0;
-        for item in items {
-            let len = record(&item).len;
-            match batches.last_mut() {
-                Some(batch) if batch.len() < BATCH_ITEMS && bytes + len <= BATCH_BYTES => {
-                    bytes += len;
-                    batch.push(item);
-                }
-                _ => {
-                    bytes = len;
-                    batches.push(vec![item]);
-                }
-            }
-        }
-        let spool = Arc::clone(self);
-        stream::iter(batches)
-            .then(move |batch| {
-                let spool = Arc::clone(&spool);
-                async move {
-                    let records: Vec<Record> = batch.iter().map(record).collect();
-                    let bodies = tokio::task::spawn_blocking(move || {
-                        records.into_iter().map(|r| spool.read(r)).collect()
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        let message = format!("reading the spool crashed: {e}");
-                        (0..batch.len())
-                            .map(|_| Err(io::Error::other(message.clone())))
-                            .collect::<Vec<_>>()
-                    });
-                    stream::iter(batch.into_iter().zip(bodies))
-                }
-            })
-            .flatten()
-    }
 }
 
 /// Why [`spool_tarball`] failed.
@@ -164,14 +119,15 @@ pub(super) enum SpoolError {
 }
 
 /// Copies `download` (a tarball) into a temporary file, then reads it and spools its items,
-/// calling `item` with each item's sequence number, path, JSON and record (the same sequence
-/// number again when a plain copy replaces a preferred-version one: keep the last). Blocking.
+/// calling `item` with each one's position, path, whether it is the plain copy, JSON and record
+/// (see [`for_each_entry`] for which copies of an item are passed). Blocking. An error from
+/// `item` is a local one (it stops the read and is returned as [`SpoolError::Local`]).
 ///
 /// Whatever `item` saw is valid only when this returns `Ok`: the download, the gzip stream and
 /// the tar archive were then read completely and the format version was checked.
 pub(super) fn spool_tarball<R: Read>(
     mut download: R,
-    mut item: impl FnMut(usize, ItemPath, &[u8], Record),
+    mut item: impl FnMut(u64, ItemPath, bool, &[u8], Record) -> io::Result<()>,
 ) -> Result<Spool, SpoolError> {
     let mut tarball =
         BufWriter::with_capacity(256 * 1024, tempfile::tempfile().map_err(SpoolError::Local)?);
@@ -193,16 +149,17 @@ pub(super) fn spool_tarball<R: Read>(
         .map_err(SpoolError::Local)?;
     let mut spool = SpoolWriter::new().map_err(SpoolError::Local)?;
     let mut local = None;
-    let read = for_each_item(
+    let read = for_each_entry(
         BufReader::with_capacity(256 * 1024, tarball),
-        |seq, path, data| {
-            let record = spool.append(&data).map_err(|e| {
+        |pos, path, plain, data| {
+            let stored = spool
+                .append(&data)
+                .and_then(|record| item(pos, path, plain, &data, record));
+            stored.map_err(|e| {
                 let message = e.to_string();
                 local = Some(e);
-                io::Error::other(message)
-            })?;
-            item(seq, path, &data, record);
-            Ok(())
+                io::Error::other(message).into()
+            })
         },
     );
     match (read, local) {
@@ -241,31 +198,19 @@ mod tests {
         assert!(spool.read(Record { offset: 0, len: 1 }).is_err());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_records_read_back_in_any_order_and_concurrently() {
+    #[test]
+    fn many_records_read_back_in_any_order() {
         let body = |i: usize| format!("{{\"i\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 300));
         let mut w = SpoolWriter::new().unwrap();
         let records: Vec<Record> = (0..20_000)
             .map(|i| w.append(body(i).as_bytes()).unwrap())
             .collect();
-        let spool = Arc::new(w.finish().unwrap());
+        let spool = w.finish().unwrap();
         for i in (0..records.len()).rev().step_by(7) {
             assert_eq!(spool.read(records[i]).unwrap(), body(i).as_bytes());
         }
-        // In batches, in the order asked for, whatever the order in the file; batches split by
-        // count (256) and by bytes (1 MiB), and every item comes back exactly once.
-        let wanted: Vec<(usize, Record)> = (0..records.len())
-            .map(|k| k * 37 % records.len())
-            .map(|i| (i, records[i]))
-            .collect();
-        let got: Vec<_> = spool
-            .read_batched(wanted.clone(), |&(_, record)| record)
-            .collect()
-            .await;
-        assert_eq!(got.iter().map(|(w, _)| *w).collect::<Vec<_>>(), wanted);
-        for ((i, _), data) in got {
-            assert_eq!(data.unwrap(), body(i).as_bytes());
-        }
+        let (offset, len) = records[5].parts();
+        assert_eq!(Record::from_parts(offset, len), records[5]);
     }
 
     #[test]
@@ -284,8 +229,10 @@ mod tests {
         }
         let gz = w.finish().unwrap();
         let mut seen = Vec::new();
-        let spool = spool_tarball(&gz[..], |_, path, data, record| {
+        let spool = spool_tarball(&gz[..], |_, path, plain, data, record| {
+            assert!(plain);
             seen.push((path.name, data.to_vec(), record));
+            Ok(())
         })
         .unwrap();
         assert_eq!(seen.len(), 3);
@@ -294,9 +241,12 @@ mod tests {
             assert_eq!(spool.read(record).unwrap(), data);
         }
         let refused = |r: Result<Spool, SpoolError>| matches!(r, Err(SpoolError::Refused(_)));
-        assert!(refused(spool_tarball(&gz[..gz.len() - 4], |_, _, _, _| {})));
+        let nothing = |_, _, _, _: &[u8], _| Ok(());
+        assert!(refused(spool_tarball(&gz[..gz.len() - 4], nothing)));
         let failing = io::Read::chain(&gz[..20], FailingReader);
-        assert!(refused(spool_tarball(failing, |_, _, _, _| {})));
+        assert!(refused(spool_tarball(failing, nothing)));
+        let local = spool_tarball(&gz[..], |_, _, _, _, _| Err(io::Error::other("disk full")));
+        assert!(matches!(local, Err(SpoolError::Local(e)) if e.to_string() == "disk full"));
     }
 
     /// A download that fails (as a checksum mismatch does).

@@ -5,7 +5,7 @@
 //! `resources/<resource.group>/<version>-preferredversion/...`. The reader accepts tarballs with
 //! either copy or both and yields each item once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 
 use flate2::Compression;
@@ -139,9 +139,10 @@ pub fn read_tarball<R: Read>(input: R) -> Result<Vec<TarballItem>, TarballError>
 /// Dedup rule (the same as [`read_tarball`]'s): the plain copy of an item wins over its
 /// `<version>-preferredversion` copy and each item is passed once, except when the
 /// preferred-version copy comes first in the tarball: then the plain copy is passed again
-/// afterwards, with the same sequence number, and replaces it. Only the paths seen so far are
+/// afterwards, with the same sequence number, and replaces it. The paths seen so far are
 /// remembered (in a hash map: ordered maps spent most of the reading time comparing paths with
-/// long common prefixes), not their data. Other entries are ignored.
+/// long common prefixes), not their data; [`for_each_entry`] remembers only the last few.
+/// Other entries are ignored.
 ///
 /// The whole stream is read, including the gzip trailer (CRC and length), and
 /// `metadata/version` is checked at the end. Items are passed before those checks can finish,
@@ -152,10 +153,89 @@ where
     R: Read,
     F: FnMut(usize, ItemPath, Vec<u8>) -> Result<(), TarballError>,
 {
-    let mut archive = tar::Archive::new(GzDecoder::new(input));
-    let mut version: Option<String> = None;
     // Path -> its sequence number and whether the copy passed was the plain one.
     let mut seen: HashMap<ItemPath, (usize, bool)> = HashMap::new();
+    walk(input, |path, plain, data| {
+        let seq = match seen.get(&path) {
+            Some((_, true)) => return Ok(()),
+            Some((_, false)) if !plain => return Ok(()),
+            Some((seq, false)) => *seq,
+            None => seen.len(),
+        };
+        let data = data.read()?;
+        seen.insert(path.clone(), (seq, plain));
+        item(seq, path, data)
+    })
+}
+
+/// How many recent paths [`for_each_entry`] remembers.
+const RECENT_PATHS: usize = 1024;
+
+/// Reads a Velero tarball as a stream, as [`for_each_item`] does, but remembers only the last
+/// [`RECENT_PATHS`] item paths, so its memory does not grow with the tarball. It calls `entry`
+/// with a position (counting the calls), the normalised path, whether this is the plain copy
+/// (not a `<version>-preferredversion` one) and the JSON.
+///
+/// A copy of an item is left out when a copy among the recent paths already decides the item
+/// under [`for_each_item`]'s rule (an earlier plain copy, or an earlier preferred-version copy
+/// when this is one too). That catches the copies Velero and we write, one right after the
+/// other; copies further apart are all passed, and the caller resolves them by the same rule:
+/// per path, the first plain copy, else the first copy, at the position of the first copy.
+pub fn for_each_entry<R, F>(input: R, mut entry: F) -> Result<(), TarballError>
+where
+    R: Read,
+    F: FnMut(u64, ItemPath, bool, Vec<u8>) -> Result<(), TarballError>,
+{
+    // Recent path -> whether its plain copy was passed; and the order they came in.
+    let mut recent: HashMap<ItemPath, bool> = HashMap::new();
+    let mut order: VecDeque<ItemPath> = VecDeque::new();
+    let mut pos = 0;
+    walk(input, |path, plain, data| {
+        match recent.get_mut(&path) {
+            Some(true) => return Ok(()),
+            Some(false) if !plain => return Ok(()),
+            Some(seen) => *seen = true,
+            None => {
+                if order.len() == RECENT_PATHS
+                    && let Some(oldest) = order.pop_front()
+                {
+                    recent.remove(&oldest);
+                }
+                recent.insert(path.clone(), plain);
+                order.push_back(path.clone());
+            }
+        }
+        let data = data.read()?;
+        entry(pos, path, plain, data)?;
+        pos += 1;
+        Ok(())
+    })
+}
+
+/// The body of the tar entry being passed, read only if wanted.
+struct EntryData<'a> {
+    input: &'a mut dyn Read,
+    size: u64,
+}
+
+impl EntryData<'_> {
+    fn read(self) -> Result<Vec<u8>, TarballError> {
+        let mut data = Vec::with_capacity(self.size as usize);
+        self.input.read_to_end(&mut data)?;
+        Ok(data)
+    }
+}
+
+/// Reads a tarball and calls `item` with the normalised path of every item entry, whether it
+/// is the plain copy, and its unread body; then reads to the end of the gzip stream and checks
+/// the format version.
+fn walk<R, F>(input: R, mut item: F) -> Result<(), TarballError>
+where
+    R: Read,
+    F: FnMut(ItemPath, bool, EntryData<'_>) -> Result<(), TarballError>,
+{
+    let mut archive = tar::Archive::new(GzDecoder::new(input));
+    let mut version: Option<String> = None;
     for entry in archive.entries()? {
         let mut entry = entry?;
         if !entry.header().entry_type().is_file() {
@@ -176,16 +256,14 @@ where
             continue;
         };
         let plain = parsed.version_dir.take().is_none();
-        let seq = match seen.get(&parsed) {
-            Some((_, true)) => continue,
-            Some((_, false)) if !plain => continue,
-            Some((seq, false)) => *seq,
-            None => seen.len(),
-        };
-        let mut data = Vec::with_capacity(size as usize);
-        entry.read_to_end(&mut data)?;
-        seen.insert(parsed.clone(), (seq, plain));
-        item(seq, parsed, data)?;
+        item(
+            parsed,
+            plain,
+            EntryData {
+                input: &mut entry,
+                size,
+            },
+        )?;
     }
     // tar stops at its end-of-archive blocks; read the gzip stream to its end so its CRC and
     // length trailer are checked and a truncated or altered tail is refused too.
@@ -368,6 +446,66 @@ mod tests {
                 "resources/secrets/namespaces/x/s.json".into(),
                 "plain".into()
             )]
+        );
+    }
+
+    /// Every call `for_each_entry` makes, in order: position, path, plain, data.
+    fn entries(gz: &[u8]) -> Vec<(u64, String, bool, String)> {
+        let mut out = Vec::new();
+        for_each_entry(gz, |pos, path, plain, data| {
+            out.push((
+                pos,
+                path.to_path()?,
+                plain,
+                String::from_utf8(data).unwrap(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn the_bounded_reader_leaves_out_nearby_copies_and_passes_distant_ones() {
+        let got = entries(&sample());
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|(_, _, plain, _)| *plain));
+        assert_eq!(got[2].0, 2);
+        let s = "resources/secrets/namespaces/x/s.json";
+        let pref = "resources/secrets/v1-preferredversion/namespaces/x/s.json";
+        let preferred_first = raw(&[
+            ("metadata/version", "1.1.0"),
+            (pref, "pref"),
+            (pref, "pref again"),
+            (s, "plain"),
+            (s, "plain again"),
+            (pref, "pref once more"),
+        ]);
+        assert_eq!(
+            entries(&preferred_first),
+            [
+                (0, s.into(), false, "pref".into()),
+                (1, s.into(), true, "plain".into())
+            ]
+        );
+        // A copy further away than the recent paths reach is passed for the caller to resolve.
+        let mut far = vec![("metadata/version".to_string(), "1.1.0".to_string())];
+        far.push((pref.into(), "pref".into()));
+        for i in 0..RECENT_PATHS {
+            far.push((
+                format!("resources/configmaps/namespaces/x/c{i}.json"),
+                "{}".into(),
+            ));
+        }
+        far.push((s.into(), "plain".into()));
+        far.push((pref.into(), "pref again".into()));
+        let far: Vec<(&str, &str)> = far.iter().map(|(p, d)| (p.as_str(), d.as_str())).collect();
+        let got = entries(&raw(&far));
+        assert_eq!(got.len(), RECENT_PATHS + 2);
+        assert_eq!(got[0], (0, s.into(), false, "pref".into()));
+        assert_eq!(
+            got[RECENT_PATHS + 1],
+            ((RECENT_PATHS + 1) as u64, s.into(), true, "plain".into())
         );
     }
 
