@@ -39,7 +39,10 @@ const LOG_HEAD_BYTES: u64 = 16 * 1024;
 /// (`restore-<name>-...`), and the file lies in the restore's directory, so deleting the
 /// restore's files (as Velero does, by prefix) deletes it too.
 pub fn failure_record_path(name: &BackupName) -> String {
-    format!("{}/backup-fleet-restore-status.json", RestoreFiles::dir(name))
+    format!(
+        "{}/backup-fleet-restore-status.json",
+        RestoreFiles::dir(name)
+    )
 }
 
 /// The content of [`failure_record_path`].
@@ -115,10 +118,31 @@ pub async fn write_failure_record(
     commit_restore_record(
         repo,
         name,
-        vec![(failure_record_path(name), Bytes::from(data))],
+        vec![(failure_record_path(name), Bytes::from(data).into())],
         &status.phase.to_string(),
     )
     .await
+}
+
+/// The content of one file of a restore's record.
+pub enum RecordData {
+    /// Small, in memory.
+    Bytes(Bytes),
+    /// Streamed from a file (a temporary one), from its current position to its end, so a
+    /// large file is never all in memory.
+    File(std::fs::File),
+}
+
+impl From<Bytes> for RecordData {
+    fn from(data: Bytes) -> Self {
+        RecordData::Bytes(data)
+    }
+}
+
+impl From<Vec<u8>> for RecordData {
+    fn from(data: Vec<u8>) -> Self {
+        RecordData::Bytes(data.into())
+    }
 }
 
 /// Stores a restore's record files (paths under `restores/<name>/`) as one committed record:
@@ -127,7 +151,7 @@ pub async fn write_failure_record(
 pub async fn commit_restore_record(
     repo: &Repository,
     name: &BackupName,
-    files: Vec<(String, Bytes)>,
+    files: Vec<(String, RecordData)>,
     phase: &str,
 ) -> Result<(), EngineError> {
     let stored = |e: backup_storage::StorageError| EngineError::Unavailable {
@@ -141,10 +165,14 @@ pub async fn commit_restore_record(
     for (path, data) in files {
         let file = path.rsplit('/').next().unwrap_or(&path);
         let artifact = ArtifactName::new(file).map_err(stored)?;
-        writer
-            .put_artifact_bytes(&artifact, data)
-            .await
-            .map_err(stored)?;
+        match data {
+            RecordData::Bytes(data) => writer.put_artifact_bytes(&artifact, data).await,
+            RecordData::File(file) => {
+                let file = tokio::fs::File::from_std(file);
+                writer.put_artifact(&artifact, file).await
+            }
+        }
+        .map_err(stored)?;
     }
     let attributes = [(PHASE_ATTRIBUTE.to_string(), phase.to_string())].into();
     writer.commit(attributes, None).await.map_err(stored)?;

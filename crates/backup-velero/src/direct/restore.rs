@@ -2,9 +2,8 @@
 //! them group by group in Velero's priority order, several at a time within a group.
 //!
 //! The whole tarball is read (and its SHA-256 checked against the manifest) before anything is
-//! created, so a corrupted backup is refused instead of half-restored. What is kept per item
-//! lives on disk, so a restore's memory does not grow with the backup (but for the resource
-//! list, a short line per restored object):
+//! created, so a corrupted backup is refused instead of half-restored. Nothing per item stays
+//! in memory, so a restore's memory does not grow with the backup:
 //! - the tarball is downloaded to a temporary file and each item's JSON is spooled to another
 //!   ([`spool`](super::spool));
 //! - each item's summary (path, planning head, spool offset and length) goes to a temporary
@@ -14,7 +13,9 @@
 //!   most 1 MiB, and hands them over a bounded channel, one channel per group, to the creates,
 //!   [`CREATE_CONCURRENCY`] at a time;
 //! - each item's outcome goes to the report's temporary file
-//!   ([`ItemOutcomes`](super::report::ItemOutcomes)).
+//!   ([`ItemOutcomes`](super::report::ItemOutcomes)), and each restored object's line of the
+//!   resource list to an external sort, streamed at the end into a gzipped temporary file,
+//!   which is uploaded from there.
 //!
 //! The temporary files disappear when the run ends, however it ends.
 
@@ -32,8 +33,9 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::collect::{Journal, SharedJournal, SharedStatus, lock};
+use super::collect::{Journal, ResourceListSpill, SharedJournal, SharedStatus, lock};
 use super::errors::storage_error;
+use super::lookup::RecordData;
 use super::plan::{ItemsBuilder, Plan, Planned, PlannedItems, plan};
 use super::report::{Action, ItemOutcome, RestoreReport};
 use super::sanitize::{PrepareOptions, prepare};
@@ -107,11 +109,18 @@ struct Done {
     /// The CRD's name, when it created or updated a CRD (to wait until it is Established).
     crd: Option<String>,
     outcome: ItemOutcome,
+    /// Its line of the resource list (`apiVersion/Kind`, `namespace/name`) when it was restored
+    /// or already there.
+    listed: Option<(String, String)>,
 }
 
 impl Done {
     fn failed(outcome: ItemOutcome) -> Self {
-        Done { crd: None, outcome }
+        Done {
+            crd: None,
+            outcome,
+            listed: None,
+        }
     }
 }
 
@@ -242,6 +251,7 @@ impl RestoreRun {
         } = plan;
         let (groups_tx, mut groups) = mpsc::channel(1);
         let feeder = tokio::task::spawn_blocking(move || feed(items, &spool, &groups_tx));
+        let mut resource_list = ResourceListSpill::default();
         let mut ensured_namespaces = false;
         while let Some((rank, batches)) = groups.recv().await {
             let resource = order[rank].to_string();
@@ -260,6 +270,11 @@ impl RestoreRun {
             let mut crds = Vec::new();
             while let Some(done) = outcomes.next().await {
                 crds.extend(done.crd);
+                if let Some((kind, object)) = &done.listed
+                    && !self.spec.dry_run
+                {
+                    resource_list.add(kind, object);
+                }
                 (self.report.lock().unwrap_or_else(|e| e.into_inner()))
                     .items
                     .push(done.outcome);
@@ -280,7 +295,7 @@ impl RestoreRun {
                     self.name
                 ))
             })?;
-        self.finish(started, journal).await
+        self.finish(started, journal, resource_list).await
     }
 
     /// Creates target namespaces that items need but the backup does not hold; `namespaces`
@@ -488,18 +503,18 @@ impl RestoreRun {
                 );
             }
         }
-        {
-            let mut j = lock(journal);
-            j.resource_list
-                .add(&ar.api_version, &ar.kind, target_ns.as_deref(), &name);
-        }
         self.status.add_done(1);
         let crd = (resource == "customresourcedefinitions.apiextensions.k8s.io"
             && action != Action::Skipped)
             .then(|| name.clone());
+        let listed = match &target_ns {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name.clone(),
+        };
         Done {
             crd,
             outcome: outcome(action),
+            listed: Some((format!("{}/{}", ar.api_version, ar.kind), listed)),
         }
     }
 
@@ -528,9 +543,13 @@ impl RestoreRun {
         api.replace(name, &params, &desired).await.map(|_| ())
     }
 
-    async fn finish(self, started: Timestamp, journal: SharedJournal) -> Result<(), EngineError> {
+    async fn finish(
+        self,
+        started: Timestamp,
+        journal: SharedJournal,
+        resource_list: ResourceListSpill,
+    ) -> Result<(), EngineError> {
         let mut journal = std::mem::take(&mut *lock(&journal));
-        journal.resource_list.sort();
         let phase = if journal.results.errors.is_empty() {
             Phase::Completed
         } else {
@@ -549,6 +568,15 @@ impl RestoreRun {
             let files = RestoreFiles::new(&self.name);
             let io =
                 |e: std::io::Error| EngineError::Other(format!("encoding restore results: {e}"));
+            let listed = tokio::task::spawn_blocking(move || resource_list.gzip_json())
+                .await
+                .map_err(|e| EngineError::Other(format!("writing the resource list crashed: {e}")))?
+                .map_err(|e| {
+                    EngineError::Other(format!(
+                        "restore {} could not write its resource list from temporary files: {e}",
+                        self.name
+                    ))
+                })?;
             let writes = vec![
                 (
                     files.results,
@@ -560,10 +588,7 @@ impl RestoreRun {
                         .map_err(io)?
                         .into(),
                 ),
-                (
-                    files.resource_list,
-                    gzip_json(&journal.resource_list).map_err(io)?.into(),
-                ),
+                (files.resource_list, RecordData::File(listed)),
             ];
             super::lookup::commit_restore_record(
                 &self.repo,

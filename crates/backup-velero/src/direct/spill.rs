@@ -5,7 +5,8 @@
 //! - [`Sorter`]: an external sort. Records are buffered up to [`SORT_BUDGET`] bytes, then sorted
 //!   and written out as a run; [`Sorter::finish`] merges the runs (at most [`FAN_IN`] at a time,
 //!   in several passes when there are more) into one [`Sorted`] stream. Records compare as
-//!   bytes, so callers build keys that sort as they need (big-endian integers).
+//!   bytes, so callers build keys that sort as they need: big-endian integers, and strings
+//!   through [`put_key_str`].
 //! - [`put_str`] and friends / [`Fields`]: a small binary encoding of the fields of a record.
 //!
 //! Every file is a [`tempfile::tempfile`]: it has no name, and its space is freed when it is
@@ -392,7 +393,7 @@ pub(super) fn put_u32(out: &mut Vec<u8>, v: u32) {
 }
 
 /// Appends a string, length first: equal strings encode equally and no encoding is a prefix of
-/// another, but the order is not the strings'.
+/// another, but the order is not the strings' (see [`put_key_str`] for that).
 pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -407,6 +408,18 @@ pub(super) fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
             put_str(out, s);
         }
     }
+}
+
+/// Appends a string so that records sort by it as [`str`]'s `Ord` does, whatever follows: NUL
+/// bytes are escaped as `00 FF` and the string ends with `00 00`.
+pub(super) fn put_key_str(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(0xff);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
 }
 
 /// Reads back the fields of a record, in the order they were put.
@@ -464,6 +477,21 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A string put with [`put_key_str`].
+    pub(super) fn key_str(&mut self) -> io::Result<String> {
+        let mut out = Vec::new();
+        loop {
+            match self.take(1)?[0] {
+                0 => match self.take(1)?[0] {
+                    0 => break,
+                    _ => out.push(0),
+                },
+                b => out.push(b),
+            }
+        }
+        String::from_utf8(out).map_err(|e| invalid(e.to_string()))
+    }
+
     /// What has not been read.
     pub(super) fn rest(&self) -> &'a [u8] {
         self.data
@@ -517,6 +545,25 @@ mod tests {
     }
 
     #[test]
+    fn key_strings_sort_as_strings_whatever_follows() {
+        let words = ["", "a", "a\0", "a\0b", "ab", "a/b", "b", "\0", "é"];
+        let mut sorter = Sorter::with_budget(8);
+        for (i, w) in words.iter().enumerate() {
+            let mut r = Vec::new();
+            put_key_str(&mut r, w);
+            put_key_str(&mut r, &format!("tail{}", words.len() - i));
+            sorter.push(&r).unwrap();
+        }
+        let got: Vec<String> = sorted(sorter)
+            .iter()
+            .map(|r| Fields::new(r).key_str().unwrap())
+            .collect();
+        let mut expected: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        expected.sort();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
     fn fields_round_trip_and_refuse_short_records() {
         let mut r = Vec::new();
         put_u8(&mut r, 7);
@@ -525,6 +572,7 @@ mod tests {
         put_str(&mut r, "ünï");
         put_opt_str(&mut r, None);
         put_opt_str(&mut r, Some(""));
+        put_key_str(&mut r, "k\0y");
         r.extend_from_slice(b"rest");
         let mut f = Fields::new(&r);
         assert_eq!(f.u8().unwrap(), 7);
@@ -533,6 +581,7 @@ mod tests {
         assert_eq!(f.str().unwrap(), "ünï");
         assert_eq!(f.opt_str().unwrap(), None);
         assert_eq!(f.opt_str().unwrap(), Some(""));
+        assert_eq!(f.key_str().unwrap(), "k\0y");
         assert_eq!(f.rest(), b"rest");
         assert!(Fields::new(&r[..6]).str().is_err());
     }
