@@ -11,10 +11,11 @@
 //!   (≤ 150 MiB) and whether it stays flat from the first count to the second.
 //!
 //! The peak-RSS object sets live in namespaces of their own (`rss-NNN`, [`RSS_PER_NAMESPACE`]
-//! each) on `c1`: the larger set contains the smaller, both are created once and reused by
-//! later runs (only missing objects are created), and `--drop-rss-objects` removes them at the
-//! end. Their restored copies on `c2` and the backups made of them are removed at the end of
-//! every run.
+//! each) on `c1`, the larger set containing the smaller (only missing objects are created).
+//! They are removed at the end of the run, with their restored copies on `c2` and the backups
+//! made of them: left on `c1`, 200k ConfigMaps slow down every cluster-wide LIST there (our
+//! backups of a namespace glob, other tests, this bench's own kubectl comparison). Repeated
+//! peak-RSS runs keep them with `--keep-rss-objects` and then reuse them.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -49,9 +50,11 @@ pub struct ResourcesBenchArgs {
     /// Only the peak-RSS measurements: no backup/restore comparison with kubectl.
     #[arg(long)]
     pub rss_only: bool,
-    /// Remove the peak-RSS object set from c1 at the end (it is kept for later runs otherwise).
+    /// Keep the peak-RSS object set on c1 for the next run (it is removed at the end
+    /// otherwise); meant for repeated `--rss-only` runs, as the set slows down the kubectl
+    /// comparison's cluster-wide LISTs.
     #[arg(long)]
-    pub drop_rss_objects: bool,
+    pub keep_rss_objects: bool,
     /// Measure this backupctl instead of building one (e.g. an older build, for a before/after).
     #[arg(long)]
     pub backupctl: Option<std::path::PathBuf>,
@@ -419,6 +422,16 @@ async fn compare(
     let work = state.dir.join("bench-resources");
     std::fs::create_dir_all(&work)?;
     populate_exactly(&c1.client, args.namespaces, args.objects).await?;
+    let rss_kept = Api::<Namespace>::all(c1.client.clone())
+        .get_opt(&ns_name(RSS_PREFIX, 0))
+        .await?
+        .is_some();
+    if rss_kept {
+        eprintln!(
+            "note: c1 still holds the peak-RSS set (--keep-rss-objects): the cluster-wide LISTs \
+             below (kubectl get -A, the raw LIST, our backup's) read it too"
+        );
+    }
 
     // Backup: ours, kubectl, raw LIST.
     let name = format!("res-{}-{stamp}", args.objects);
@@ -530,11 +543,11 @@ async fn bench(args: ResourcesBenchArgs, env_dir: &Path, backupctl: &Path) -> Re
             rss.push(rss_run(backupctl, &state, (&c1, &c2), objects, &stamp).await?);
         }
     }
-    // The restored copies go at once (c2 is shared); the sets on c1 stay for the next run
-    // unless asked otherwise.
+    // The clusters are shared: leave them as they were, but for the 10k set (and the
+    // peak-RSS set when asked).
     clear(&c2.client, RSS_PREFIX).await?;
     clear(&c2.client, "bench").await?;
-    if args.drop_rss_objects {
+    if !args.keep_rss_objects {
         clear(&c1.client, RSS_PREFIX).await?;
     }
 
