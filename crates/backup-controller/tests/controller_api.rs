@@ -331,8 +331,9 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     assert_eq!(code, 413);
     // A corrupted backup never downloads whole: the mismatch, found at the end, keeps the
     // last bytes back, so the download is shorter than the announced length.
-    let stored_path =
-        backup_storage::object_store::path::Path::from(format!("velero/backups/{backup}/{backup}.tar.gz"));
+    let stored_path = backup_storage::object_store::path::Path::from(format!(
+        "velero/backups/{backup}/{backup}.tar.gz"
+    ));
     let mut damaged = stored.clone();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0xff;

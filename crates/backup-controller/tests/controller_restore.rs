@@ -160,7 +160,9 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
         "a dry run creates nothing"
     );
     assert!(
-        stored_under(&p, "c1", "velero/restores/plan-c2").await?.is_empty(),
+        stored_under(&p, "c1", "velero/restores/plan-c2")
+            .await?
+            .is_empty(),
         "a dry run writes nothing to storage"
     );
 
@@ -343,7 +345,9 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
         .delete("dr", &DeleteParams::default())
         .await?;
     tests::controller::wait_until(Duration::from_secs(30), "dr's results deleted", || async {
-        Ok(stored_under(&p, "c1", "velero/restores/dr-c2").await?.is_empty())
+        Ok(stored_under(&p, "c1", "velero/restores/dr-c2")
+            .await?
+            .is_empty())
     })
     .await
     .with_context(|| controller.log_text())?;
