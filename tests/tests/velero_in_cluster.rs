@@ -79,7 +79,7 @@ async fn translations_are_stored_exactly_as_expected() -> Result<()> {
                          "annotations": annotations},
             "spec": {
                 "provider": "aws",
-                "objectStorage": {"bucket": "fleet-bucket", "prefix": "base/proj/c1"},
+                "objectStorage": {"bucket": "fleet-bucket", "prefix": "base/proj/c1/velero"},
                 "config": {"region": "minio"},
                 "credential": {"name": "c1-location-main", "key": "cloud"},
                 "default": true,
