@@ -272,6 +272,10 @@ impl Location {
                     .with_bucket_name(bucket)
                     .with_client_options(client.clone())
                     .with_retry(retry_config());
+                // Our client options replaced the ones from_env read (GOOGLE_PROXY_URL, ...).
+                for (key, value) in client_env(process_env(), "GOOGLE_", google_client_key) {
+                    builder = builder.with_config(key, value);
+                }
                 for (key, value) in options {
                     let parsed =
                         GoogleConfigKey::from_str(&key.to_ascii_lowercase()).map_err(|_| {
@@ -290,9 +294,7 @@ impl Location {
                     .with_client_options(client.clone())
                     .with_retry(retry_config());
                 // Our client options replaced the ones from_env read (AZURE_ALLOW_HTTP, ...).
-                let process_env = std::env::vars_os()
-                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-                for (key, value) in azure_client_env(process_env) {
+                for (key, value) in client_env(process_env(), "AZURE_", azure_client_key) {
                     builder = builder.with_config(key, value);
                 }
                 for (key, value) in azure_config(options)? {
@@ -451,17 +453,34 @@ pub(crate) fn s3_config(
     Ok(config.into_values().collect())
 }
 
-/// The `AZURE_*` variables among `vars` that set HTTP client options (`AZURE_ALLOW_HTTP`,
-/// `AZURE_PROXY_URL`, ...), which object_store keeps in the client options we replace.
-fn azure_client_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(AzureConfigKey, String)> {
-    vars.filter(|(name, _)| name.starts_with("AZURE_"))
-        .filter_map(
-            |(name, value)| match AzureConfigKey::from_str(&name.to_ascii_lowercase()) {
-                Ok(key @ AzureConfigKey::Client(_)) => Some((key, value)),
-                _ => None,
-            },
-        )
+/// The variables among `vars` named `<prefix>...` that set HTTP client options
+/// (`AZURE_ALLOW_HTTP`, `GOOGLE_PROXY_URL`, ...): the provider's `from_env` builder reads them
+/// into client options, which ours replace, so they are given again through `client_key`
+/// (which keeps a provider key only when it is a client key).
+fn client_env<K: FromStr>(
+    vars: impl Iterator<Item = (String, String)>,
+    prefix: &str,
+    client_key: impl Fn(K) -> Option<K>,
+) -> Vec<(K, String)> {
+    vars.filter(|(name, _)| name.starts_with(prefix))
+        .filter_map(|(name, value)| {
+            let key = K::from_str(&name.to_ascii_lowercase()).ok()?;
+            Some((client_key(key)?, value))
+        })
         .collect()
+}
+
+/// This process's environment, as UTF-8 pairs (others cannot name an option).
+fn process_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
+fn azure_client_key(key: AzureConfigKey) -> Option<AzureConfigKey> {
+    matches!(key, AzureConfigKey::Client(_)).then_some(key)
+}
+
+fn google_client_key(key: GoogleConfigKey) -> Option<GoogleConfigKey> {
+    matches!(key, GoogleConfigKey::Client(_)).then_some(key)
 }
 
 /// Resolves Azure options: Velero's `storageAccount` or object_store's keys (`account_name`,
@@ -730,8 +749,22 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         assert_eq!(
-            azure_client_env(env.into_iter()),
+            client_env(env.clone().into_iter(), "AZURE_", azure_client_key),
             vec![(allow_http, "true".to_string())]
+        );
+        // The same for GCS: only GOOGLE_* client settings, none of Azure's.
+        let google = [
+            ("GOOGLE_ALLOW_HTTP", "true"),
+            ("GOOGLE_SERVICE_ACCOUNT", "/k.json"),
+            ("GOOGLE_NOT_A_KEY", "x"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(
+            client_env(env.into_iter().chain(google), "GOOGLE_", google_client_key),
+            vec![(
+                GoogleConfigKey::Client(ClientConfigKey::AllowHttp),
+                "true".to_string()
+            )]
         );
     }
 
