@@ -467,6 +467,12 @@ impl RestoreEngine for DirectEngine {
                 })
             };
         }
+        let modifiers = spec
+            .resource_modifiers
+            .as_ref()
+            .map(|m| m.compile())
+            .transpose()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let (backup_ok, source) = resolve_restore_source(&self.repo, spec).await?;
         // An encrypted backup without a matching identity is refused here, before the run
         // starts: nothing is created in the cluster and nothing is written to storage.
@@ -476,6 +482,13 @@ impl RestoreEngine for DirectEngine {
                 what: "restore",
                 name: name.into(),
             });
+        }
+        // A restore that writes to the cluster leaves signs of life in storage from its start,
+        // so that one cut off mid-way is recorded Failed by the next reader. The first is
+        // written before the run is registered: if storage refuses it, nothing has started.
+        if !spec.dry_run {
+            let records = self.repo.for_restore_records();
+            liveness::beat(&records, &name_ok, &backup_ok, jiff::Timestamp::now()).await?;
         }
         let status = SharedStatus::default();
         let report = Arc::new(Mutex::new(RestoreReport {
@@ -492,12 +505,6 @@ impl RestoreEngine for DirectEngine {
                 report.clone(),
             ),
         );
-        let modifiers = spec
-            .resource_modifiers
-            .as_ref()
-            .map(|m| m.compile())
-            .transpose()
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let run = RestoreRun {
             client: self.client.clone(),
             repo: self.repo.clone(),
@@ -511,19 +518,13 @@ impl RestoreEngine for DirectEngine {
         };
         let repo = self.repo.clone();
         let dry_run = spec.dry_run;
-        // A restore that writes to the cluster leaves signs of life in storage from its start,
-        // so that one cut off mid-way is recorded Failed by the next reader.
-        let beating = if dry_run {
-            None
-        } else {
-            let records = self.repo.for_restore_records();
-            liveness::beat(&records, &name_ok, &backup_ok, jiff::Timestamp::now()).await?;
-            Some(tokio::spawn(liveness::keep_beating(
-                records,
+        let beating = (!dry_run).then(|| {
+            tokio::spawn(liveness::keep_beating(
+                self.repo.for_restore_records(),
                 name_ok.clone(),
                 backup_ok.clone(),
-            )))
-        };
+            ))
+        });
         self.track(tokio::spawn(async move {
             let result = run.run().await;
             if let Some(beating) = beating {
