@@ -1,9 +1,7 @@
 # The controller image: built with the workspace's toolchain, run distroless as non-root.
 # (Not built on the development machine, which has no container runtime; see README.)
+# Nothing but Rust is needed to build (the etcd gRPC client is generated and committed).
 FROM rust:1.95-bookworm AS build
-RUN apt-get update \
- && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p backup-controller -p backup-cli \

@@ -50,19 +50,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     tokio::runtime::Runtime::new()?.block_on(demo(args, controller))
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
-}
-
 async fn demo(args: DemoArgs, controller: Option<PathBuf>) -> Result<()> {
     let keep = KeepCount::new(args.keep)?;
     ensure!(args.backups >= 1, "--backups must be at least 1");
     let dir = args
         .storage
-        .unwrap_or_else(|| workspace_root().join("target/demo-storage"));
+        .unwrap_or_else(|| crate::workspace_root().join("target/demo-storage"));
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }

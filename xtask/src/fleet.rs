@@ -34,11 +34,9 @@ pub fn build(package: &str, bin: &str, release: bool) -> Result<PathBuf> {
     let status = cmd.status()?;
     ensure!(
         status.success(),
-        "cargo build -p {package} --bin {bin} ({profile}) failed"
+        "cargo build -p {package} --bin {bin} ({profile}) failed: the compiler's message is above"
     );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace root")?;
+    let root = crate::workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));

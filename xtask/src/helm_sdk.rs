@@ -16,7 +16,7 @@ const SDK: &str = "helm-python-sdk==0.2.2";
 /// Debian's python3 (the venv must not depend on a user's pyenv).
 const PYTHON: &str = "/usr/bin/python3";
 /// `python3 -m venv` needs ensurepip, which Debian ships in python3-venv.
-const VENV: &[Requirement] = &[
+pub const VENV: &[Requirement] = &[
     Requirement {
         package: "python3",
         provides: PYTHON,
@@ -32,11 +32,7 @@ const CHECK: &str = "import os, sys, helm_python; \
 
 /// The venv's directory.
 pub fn venv_dir() -> Result<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set")?;
-    Ok(cache.join("backup-fleet/helm-venv"))
+    Ok(crate::env::cache_dir()?.join("helm-venv"))
 }
 
 /// The venv's python, with the SDK importable; makes the venv when it is missing or broken.
@@ -60,6 +56,11 @@ pub fn ensure() -> Result<PathBuf> {
         );
     }
     Ok(python)
+}
+
+/// Whether the venv is there and Helm's SDK loads in it.
+pub fn is_ready() -> bool {
+    venv_dir().is_ok_and(|dir| works(&dir.join("bin/python")))
 }
 
 fn works(python: &std::path::Path) -> bool {

@@ -11,10 +11,6 @@ use anyhow::{Context, Result, bail};
 
 use crate::env;
 
-/// The S3 server the storage conformance suite and the control plane run; 0.17 needs a newer
-/// rustc than this machine's.
-const S3S_FS: &str = "s3s-fs@0.14.1";
-
 #[derive(clap::Args)]
 pub struct TestArgs {
     /// Skip `cargo fmt --check` and `cargo clippy` (faster local iterations).
@@ -28,9 +24,9 @@ pub struct TestArgs {
     pub cargo_test_args: Vec<String>,
 }
 
-pub fn run(args: TestArgs) -> Result<()> {
-    ensure_prerequisites()?;
-    let helm_python = crate::helm_sdk::ensure()?;
+/// Runs the suite; `cargo xtask` has installed [`crate::prerequisites::Needs::tests`] first.
+pub fn run(args: TestArgs, helm_python: &Path) -> Result<()> {
+    crate::proto::run(crate::proto::ProtoArgs { check: true })?;
     if !args.skip_lints {
         cargo(&["fmt", "--all", "--check"]).context("formatting differs: run `cargo fmt --all`")?;
         cargo(&[
@@ -60,31 +56,6 @@ pub fn run(args: TestArgs) -> Result<()> {
         eprintln!("warning: taking the local control plane down failed: {err:#}");
     }
     tests
-}
-
-/// Debian packages (the control plane's and the test tools', see `env::packages`), Azurite and
-/// the S3 server binary.
-fn ensure_prerequisites() -> Result<()> {
-    env::ensure_test_prerequisites()?;
-    if which("s3s-fs").is_none() {
-        println!("installing {S3S_FS} (once per machine, ~3 minutes)");
-        cargo(&["install", S3S_FS, "--features", "binary", "--locked"])?;
-    }
-    Ok(())
-}
-
-/// Finds `program` on PATH or in cargo's bin dir (where `cargo install` puts it).
-pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
-        .map(|home| home.join("bin"));
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .chain(cargo_bin)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
 }
 
 fn cargo(args: &[&str]) -> Result<()> {

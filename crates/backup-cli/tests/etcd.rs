@@ -21,7 +21,6 @@ async fn seeded_etcd(keys: usize) -> EtcdServer {
             .put(
                 format!("/cli/{i:04}"),
                 format!("value-{i}").repeat(i % 50 + 1),
-                None,
             )
             .await
             .unwrap();
@@ -203,8 +202,8 @@ async fn snapshot_list_restore_and_prune_through_the_cli() {
     .await
     .unwrap();
     let mut client = restored.client().await.unwrap();
-    let value = client.get("/cli/0123", None).await.unwrap();
-    assert_eq!(value.kvs()[0].value(), "value-123".repeat(24).as_bytes());
+    let value = client.get("/cli/0123").await.unwrap();
+    assert_eq!(value.as_deref(), Some("value-123".repeat(24).as_bytes()));
 
     // Restoring again into the now non-empty dir is refused.
     let out = backupctl(
@@ -496,8 +495,8 @@ async fn encrypted_snapshots_use_age_keygen_keys_and_decrypt_with_the_age_cli() 
         .await
         .unwrap();
         let mut client = etcd.client().await.unwrap();
-        let value = client.get("/cli/0123", None).await.unwrap();
-        assert_eq!(value.kvs()[0].value(), "value-123".repeat(24).as_bytes());
+        let value = client.get("/cli/0123").await.unwrap();
+        assert_eq!(value.as_deref(), Some("value-123".repeat(24).as_bytes()));
     }
 
     // Listing verifies the stored checksum without a key.

@@ -367,15 +367,12 @@ async fn controllers(
     let backups = backups.reconcile_on(tokio_stream_of(triggers.backups));
     // Etcd configs look again when their snapshot ended (to write its outcome), and at their
     // next firing.
-    #[cfg(feature = "etcd")]
     let etcd_configs = Controller::new(
         api::<crate::api::EtcdBackupConfig>(&client, namespace),
         wc.clone(),
     )
     .reconcile_on(tokio_stream_of(triggers.etcd))
     .with_config(controller_config());
-    #[cfg(not(feature = "etcd"))]
-    drop(triggers.etcd);
 
     // Management backups look again when their run ended, and at their next firing.
     let management_backups = Controller::new(
@@ -446,7 +443,6 @@ async fn controllers(
         error_policy(management_backup::CONTROLLER),
         ctx.clone(),
     );
-    #[cfg(feature = "etcd")]
     let run_etcd = etcd_configs
         .run(
             |o, c| {
@@ -461,9 +457,6 @@ async fn controllers(
         )
         .map(|_| ())
         .boxed();
-    // Built without snapshots: EtcdBackupConfigs are left to a controller that has them.
-    #[cfg(not(feature = "etcd"))]
-    let run_etcd = futures::stream::pending::<()>().boxed();
     let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| future::ready(()));
     tokio::select! {
         _ = drain(run_locations.map(|_| ()).boxed()) => {}

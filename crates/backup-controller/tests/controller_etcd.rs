@@ -2,8 +2,6 @@
 //! rotates to `keep`, records KKP's `lastBackups`, stores where `backupctl etcd` looks, and
 //! turns every problem (no etcd access, unknown cluster, bad keep, unreachable etcd) into a
 //! condition or a failed record that says what happened.
-// Snapshots are the `etcd` feature's (on by default; off in tooling that only needs the API).
-#![cfg(feature = "etcd")]
 
 use std::path::Path;
 use std::time::Duration;

@@ -8,9 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
-
 use crate::error::{EtcdError, Result};
+use crate::rpc::{
+    self, Certificate, Channel, ClientTlsConfig, Identity, MaintenanceClient, StatusRequest,
+};
 
 /// How long a TCP connect or the first status call may take before the member counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,8 +55,8 @@ impl std::fmt::Debug for TlsPem {
 }
 
 impl TlsPem {
-    fn options(&self) -> TlsOptions {
-        let mut options = TlsOptions::new();
+    fn options(&self) -> ClientTlsConfig {
+        let mut options = ClientTlsConfig::new();
         if let Some(ca) = &self.ca {
             options = options.ca_certificate(Certificate::from_pem(ca.clone()));
         }
@@ -96,7 +97,7 @@ pub struct MemberStatus {
 
 /// A connected member.
 pub(crate) struct Member {
-    pub client: Client,
+    pub client: MaintenanceClient<Channel>,
     pub status: MemberStatus,
 }
 
@@ -110,11 +111,11 @@ fn read_tls_file(what: &'static str, path: &Path) -> Result<Vec<u8>> {
 
 /// Builds rustls options from the files, failing early (before any connection) on unreadable
 /// or half-given files.
-fn tls_options(tls: &TlsFiles) -> Result<Option<TlsOptions>> {
+fn tls_options(tls: &TlsFiles) -> Result<Option<ClientTlsConfig>> {
     if tls.is_empty() {
         return Ok(None);
     }
-    let mut options = TlsOptions::new();
+    let mut options = ClientTlsConfig::new();
     if let Some(ca) = &tls.ca {
         let pem = read_tls_file("CA certificate", ca)?;
         options = options.ca_certificate(Certificate::from_pem(pem));
@@ -178,7 +179,7 @@ fn looks_like_tls(message: &str) -> bool {
 }
 
 /// Connects to one endpoint and reads its status.
-async fn connect_one(endpoint: &str, tls_options: Option<TlsOptions>) -> Result<Member> {
+async fn connect_one(endpoint: &str, tls_options: Option<ClientTlsConfig>) -> Result<Member> {
     let (https, authority) = host_port(endpoint)?;
     // Plain TCP first: separates "nothing listens" from "something else listens".
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&authority)).await {
@@ -202,10 +203,7 @@ async fn connect_one(endpoint: &str, tls_options: Option<TlsOptions>) -> Result<
     } else {
         endpoint.trim_end_matches('/').to_string()
     };
-    let mut options = ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
-    if uses_tls {
-        options = options.with_tls(tls_options.unwrap_or_default());
-    }
+    let tls = uses_tls.then(|| tls_options.unwrap_or_default());
     let failed = |e: String| {
         if uses_tls && looks_like_tls(&e) {
             EtcdError::Tls {
@@ -220,20 +218,25 @@ async fn connect_one(endpoint: &str, tls_options: Option<TlsOptions>) -> Result<
         }
     };
     let attempt = async {
-        let mut client = Client::connect([url.as_str()], Some(options))
+        let channel = rpc::connect(&url, tls, CONNECT_TIMEOUT)
             .await
             .map_err(|e| failed(error_chain(&e)))?;
-        let status = client.status().await.map_err(|e| failed(error_chain(&e)))?;
-        let header = status.header().ok_or_else(|| {
+        let mut client = MaintenanceClient::new(channel);
+        let status = client
+            .status(StatusRequest {})
+            .await
+            .map_err(|e| failed(error_chain(&e)))?
+            .into_inner();
+        let header = status.header.ok_or_else(|| {
             failed("its status response has no header (not an etcd v3 server?)".to_string())
         })?;
         let status = MemberStatus {
             endpoint: endpoint.to_string(),
-            member_id: header.member_id(),
-            cluster_id: header.cluster_id(),
-            revision: header.revision(),
-            db_size: status.db_size(),
-            version: status.version().to_string(),
+            member_id: header.member_id,
+            cluster_id: header.cluster_id,
+            revision: header.revision,
+            db_size: status.db_size,
+            version: status.version,
         };
         Ok(Member { client, status })
     };

@@ -21,6 +21,7 @@ mod error;
 mod listing;
 mod prune;
 mod restore;
+pub mod rpc;
 mod snapshot;
 #[cfg(feature = "testing")]
 pub mod testing;

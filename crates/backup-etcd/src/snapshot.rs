@@ -14,12 +14,12 @@ use backup_core::naming::{scheduled_backup_name, validate_dns1123_label};
 use backup_core::retention::KeepCount;
 use backup_storage::{ArtifactName, BackupKind, BackupName, Manifest, Repository, Sweep};
 use bytes::Bytes;
-use etcd_client::SnapshotStreaming;
 use jiff::Timestamp;
 
 use crate::connect::{self, EtcdConnection, MemberStatus, error_chain};
 use crate::error::{EtcdError, Result};
 use crate::prune::prune;
+use crate::rpc::{self, SnapshotResponse};
 use crate::trailing_hash::{TRAILER_LEN, TrailingHashVerifier, VerifiedSnapshot};
 use crate::{SNAPSHOT_ARTIFACT, attributes};
 
@@ -121,13 +121,13 @@ pub async fn take_snapshot(
             level: request.compression_level,
         });
     }
-    let member = connect::connect(connection).await?;
+    let mut member = connect::connect(connection).await?;
     let status = member.status.clone();
     let stream = member
         .client
-        .maintenance_client()
-        .snapshot()
+        .snapshot(rpc::SnapshotRequest {})
         .await
+        .map(tonic::Response::into_inner)
         .map_err(|e| EtcdError::SnapshotStream {
             endpoint: status.endpoint.clone(),
             received: 0,
@@ -245,7 +245,7 @@ struct PumpResult {
 
 /// Pulls etcd messages, verifies and compresses them, and yields compressed pieces.
 struct Pump {
-    stream: SnapshotStreaming,
+    stream: tonic::Streaming<SnapshotResponse>,
     verifier: TrailingHashVerifier,
     encoder: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
     endpoint: String,
@@ -285,7 +285,7 @@ impl Pump {
                 break;
             };
             let mut write_error = None;
-            self.verifier.push(message.blob(), |payload| {
+            self.verifier.push(&message.blob, |payload| {
                 if write_error.is_none() {
                     write_error = encoder.write_all(payload).err();
                 }
@@ -297,7 +297,7 @@ impl Pump {
                 let received = self.verifier.received();
                 progress(SnapshotProgress {
                     received,
-                    total: received + message.remaining_bytes(),
+                    total: received + message.remaining_bytes,
                 });
             }
             if encoder.get_ref().len() >= FLUSH_BYTES {

@@ -9,6 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::connect::{EtcdConnection, TlsFiles, member_status};
+use crate::rpc::{
+    self, Certificate, Channel, ClientTlsConfig, Identity, KvClient, PutRequest, RangeRequest,
+    RangeResponse, RequestOp, TxnRequest, request_op,
+};
 
 /// Why a test server or PKI could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -313,21 +317,21 @@ impl EtcdServer {
         }
     }
 
-    /// A connected etcd-client for writing test data.
-    pub async fn client(&self) -> Result<etcd_client::Client, etcd_client::Error> {
-        let mut options = etcd_client::ConnectOptions::new();
-        if let Some(pki) = &self.tls {
+    /// A connected key-value client for writing and reading test data.
+    pub async fn client(&self) -> Result<TestClient, tonic::transport::Error> {
+        let tls = self.tls.as_ref().map(|pki| {
             let read = |p: &Path| std::fs::read(p).unwrap_or_default();
-            options = options.with_tls(
-                etcd_client::TlsOptions::new()
-                    .ca_certificate(etcd_client::Certificate::from_pem(read(&pki.ca)))
-                    .identity(etcd_client::Identity::from_pem(
-                        read(&pki.client_cert),
-                        read(&pki.client_key),
-                    )),
-            );
-        }
-        etcd_client::Client::connect([self.endpoint.as_str()], Some(options)).await
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(read(&pki.ca)))
+                .identity(Identity::from_pem(
+                    read(&pki.client_cert),
+                    read(&pki.client_key),
+                ))
+        });
+        let channel = rpc::connect(&self.endpoint, tls, Duration::from_secs(5)).await?;
+        Ok(TestClient {
+            kv: KvClient::new(channel),
+        })
     }
 
     /// Kills it now (same as dropping) and waits for it to exit.
@@ -340,5 +344,70 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The key-value calls tests and benches fill and read a store with.
+pub struct TestClient {
+    kv: KvClient<Channel>,
+}
+
+impl TestClient {
+    /// Writes one key.
+    pub async fn put(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), tonic::Status> {
+        self.put_all([(key.into(), value.into())]).await
+    }
+
+    /// Writes every pair in one transaction (etcd allows 128 operations per transaction by
+    /// default).
+    pub async fn put_all(
+        &mut self,
+        pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), tonic::Status> {
+        let success = pairs
+            .into_iter()
+            .map(|(key, value)| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key,
+                    value,
+                    lease: 0,
+                })),
+            })
+            .collect();
+        self.kv
+            .txn(TxnRequest {
+                success,
+                failure: Vec::new(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The value of `key`, if it exists.
+    pub async fn get(&mut self, key: impl Into<Vec<u8>>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let page = self.range(key.into(), Vec::new(), 1, 0).await?;
+        Ok(page.kvs.into_iter().next().map(|kv| kv.value))
+    }
+
+    /// Keys from `key` up to (not including) `range_end`, at most `limit` of them (0: all), at
+    /// `revision` (0: the newest).
+    pub async fn range(
+        &mut self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        limit: i64,
+        revision: i64,
+    ) -> Result<RangeResponse, tonic::Status> {
+        let request = RangeRequest {
+            key,
+            range_end,
+            limit,
+            revision,
+        };
+        Ok(self.kv.range(request).await?.into_inner())
     }
 }

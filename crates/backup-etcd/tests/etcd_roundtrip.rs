@@ -102,7 +102,7 @@ async fn tls_with_client_certificates_works_and_a_foreign_ca_is_refused() {
     .await
     .unwrap();
     let mut client = server.client().await.unwrap();
-    client.put("/test/tls", "yes", None).await.unwrap();
+    client.put("/test/tls", "yes").await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::open(
@@ -171,7 +171,7 @@ async fn tls_with_client_certificates_works_and_a_foreign_ca_is_refused() {
 async fn scheduled_names_and_keep_n_rotation_per_configuration() {
     let server = EtcdServer::start().await.unwrap();
     let mut client = server.client().await.unwrap();
-    client.put("/test/a", "1", None).await.unwrap();
+    client.put("/test/a", "1").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = Repository::open(
         &format!("file://{}", dir.path().display()),

@@ -12,7 +12,6 @@ use super::child::{Measured, build_backupctl, process_cpu, run_measured};
 use anyhow::Context;
 use backup_etcd::testing::EtcdServer;
 use backup_storage::{BackupKind, Repository};
-use etcd_client::{Txn, TxnOp};
 
 /// Options for the etcd benchmark.
 #[derive(clap::Args, Debug)]
@@ -166,9 +165,9 @@ async fn fill(server: &EtcdServer, size_mib: u64) -> anyhow::Result<()> {
                 }
             }
             value.truncate(VALUE_BYTES);
-            ops.push(TxnOp::put(format!("/bench/{n:08}"), value, None));
+            ops.push((format!("/bench/{n:08}").into_bytes(), value));
         }
-        client.txn(Txn::new().and_then(ops)).await?;
+        client.put_all(ops).await?;
     }
     Ok(())
 }

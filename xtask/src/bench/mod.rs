@@ -3,7 +3,6 @@
 
 mod child;
 mod controller;
-#[cfg(feature = "etcd-bench")]
 mod etcd;
 mod etcd_schedule;
 mod resources;
@@ -12,21 +11,15 @@ mod storage;
 
 use clap::Subcommand;
 
+use crate::env::packages::{ETCD, GNU_TIME, Requirement};
+use crate::prerequisites::Needs;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Upload a large artifact to a local S3 server (s3s-fs), ours vs `rclone copy`.
     Storage(storage::StorageBenchArgs),
     /// Snapshot a ~256 MiB etcd: `backupctl etcd snapshot` vs `etcdctl snapshot save`.
-    #[cfg(feature = "etcd-bench")]
     Etcd(etcd::EtcdBenchArgs),
-    /// Snapshot a ~256 MiB etcd: `backupctl etcd snapshot` vs `etcdctl snapshot save`
-    /// (installs protoc and etcd, then re-runs xtask with the `etcd-bench` feature).
-    #[cfg(not(feature = "etcd-bench"))]
-    Etcd {
-        /// Options of the etcd benchmark (see `cargo xtask bench etcd -- --help`).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
     /// EtcdBackupConfigs at `@every 1m` on the three local etcds for 10 minutes: every snapshot
     /// on time (lag from its slot) and rotation exact.
     EtcdSchedule(etcd_schedule::EtcdScheduleBenchArgs),
@@ -40,66 +33,45 @@ pub enum BenchCommand {
     Controller(controller::ControllerBenchArgs),
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Storage(args) => {
-            ensure_peer(crate::env::packages::Requirement {
-                package: "rclone",
-                provides: "/usr/bin/rclone",
-            })?;
-            storage::run(args)
-        }
-        #[cfg(feature = "etcd-bench")]
-        BenchCommand::Etcd(args) => {
-            use crate::env::packages::{ETCD, GNU_TIME, ensure_packages};
-            ensure_packages(ETCD)?;
-            ensure_packages(&[GNU_TIME])?;
-            etcd::run(args)
-        }
-        #[cfg(not(feature = "etcd-bench"))]
-        BenchCommand::Etcd { args } => rerun_with_etcd_bench(&args),
-        BenchCommand::Resources(args) => {
-            ensure_peer(crate::env::packages::Requirement {
-                package: "kubernetes-client",
-                provides: "/usr/bin/kubectl",
-            })?;
-            // GNU time measures each child's own peak RSS (see bench::child::run_measured).
-            crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
-            resources::run(args)
-        }
-        BenchCommand::EtcdSchedule(args) => etcd_schedule::run(args),
-        BenchCommand::Restore(args) => {
-            // The peer's restores are measured under GNU time (see bench::child::run_measured).
-            crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
-            restore::run(args)
-        }
-        BenchCommand::Controller(args) => {
-            // The peer's runs are measured under GNU time (see bench::child::run_measured).
-            crate::env::packages::ensure_packages(&[crate::env::packages::GNU_TIME])?;
-            controller::run(args)
+impl BenchCommand {
+    /// What the benchmark and its peer need on the machine (see [`crate::prerequisites`]).
+    pub fn needs(&self) -> Needs {
+        let measured = Needs::debian(&[GNU_TIME]);
+        match self {
+            BenchCommand::Storage(_) => Needs::debian(&[RCLONE]).and(Needs::s3s_fs()),
+            BenchCommand::Etcd(_) => Needs::debian(ETCD).and(measured),
+            BenchCommand::EtcdSchedule(_) => Needs::control_plane(),
+            BenchCommand::Resources(_) => Needs::control_plane()
+                .and(Needs::debian(&[KUBECTL]))
+                .and(measured),
+            BenchCommand::Restore(_) | BenchCommand::Controller(_) => {
+                Needs::control_plane().and(measured)
+            }
         }
     }
 }
 
-/// The peer a benchmark compares against must be there; install its Debian package if not.
-fn ensure_peer(peer: crate::env::packages::Requirement) -> anyhow::Result<()> {
-    crate::env::packages::ensure_packages(&[peer])
-}
+/// The peer of `bench storage`.
+const RCLONE: Requirement = Requirement {
+    package: "rclone",
+    provides: "/usr/bin/rclone",
+};
 
-/// Installs what the etcd benchmark needs to build and run (protoc for etcd's gRPC client,
-/// etcd and etcdctl), then runs xtask again with the `etcd-bench` feature.
-#[cfg(not(feature = "etcd-bench"))]
-fn rerun_with_etcd_bench(args: &[String]) -> anyhow::Result<()> {
-    use crate::env::packages::{ETCD, GNU_TIME, PROTOC, ensure_packages};
-    ensure_packages(PROTOC)?;
-    ensure_packages(ETCD)?;
-    ensure_packages(&[GNU_TIME])?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["run", "--quiet", "-p", "xtask", "--features", "etcd-bench"])
-        .args(["--", "bench", "etcd"])
-        .args(args)
-        .status()?;
-    anyhow::ensure!(status.success(), "the etcd benchmark failed ({status})");
-    Ok(())
+/// The peer of `bench resources`.
+const KUBECTL: Requirement = Requirement {
+    package: "kubernetes-client",
+    provides: "/usr/bin/kubectl",
+};
+
+/// Runs one benchmark; `cargo xtask` has installed [`BenchCommand::needs`] first (GNU time
+/// measures each child's own peak RSS, see `bench::child::run_measured`).
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Storage(args) => storage::run(args),
+        BenchCommand::Etcd(args) => etcd::run(args),
+        BenchCommand::EtcdSchedule(args) => etcd_schedule::run(args),
+        BenchCommand::Resources(args) => resources::run(args),
+        BenchCommand::Restore(args) => restore::run(args),
+        BenchCommand::Controller(args) => controller::run(args),
+    }
 }

@@ -31,18 +31,9 @@ pub struct KubeBinaries {
 const APISERVER: &str = "kube-apiserver";
 const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 
-/// `$XDG_CACHE_HOME/backup-fleet` or `$HOME/.cache/backup-fleet`.
-pub fn cache_root() -> Result<PathBuf> {
-    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .context("neither XDG_CACHE_HOME nor HOME is set: nowhere to cache Kubernetes")?;
-            PathBuf::from(home).join(".cache")
-        }
-    };
-    Ok(base.join("backup-fleet"))
+/// The machine's cache of what xtask builds once (see [`super::cache_dir`]).
+fn cache_root() -> Result<PathBuf> {
+    super::cache_dir()
 }
 
 /// The cached binaries, if a complete build is in the cache.
@@ -71,7 +62,7 @@ pub fn ensure_built() -> Result<KubeBinaries> {
     if let Some(binaries) = cached()? {
         return Ok(binaries);
     }
-    packages::ensure_installed()?;
+    packages::ensure_packages(packages::CONTROL_PLANE)?;
     packages::ensure_deb_src()?;
     build(&root)?;
     cached()?.context("the Kubernetes build finished but its binaries are not in the cache")

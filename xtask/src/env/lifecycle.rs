@@ -9,7 +9,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use super::cluster::{self, Shared};
 use super::ports::PortPicker;
 use super::process::{self, Liveness};
-use super::{azurite, certs, health, kubeconfig, kubernetes_build, packages, s3};
+use super::{azurite, certs, health, kubeconfig, kubernetes_build, s3};
+use crate::prerequisites::Needs;
 use ::tests::lock::FileLock;
 use tests::env_state::{ClusterState, EnvState, ProcessState, STATE_FILE};
 
@@ -74,7 +75,7 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
         }
         if problems.is_empty() && state.clusters.len() == n {
             // Started before Azurite was part of the environment: add it, leave the rest running.
-            packages::ensure_installed()?;
+            crate::prerequisites::ensure(&Needs::control_plane())?;
             let azurite_bins = azurite::ensure_installed()?;
             let mut state = state.clone();
             let picker = Mutex::new(PortPicker::new());
@@ -100,7 +101,7 @@ pub fn up(dir: &Path, n: usize) -> Result<()> {
         teardown(dir)?;
     }
 
-    packages::ensure_installed()?;
+    crate::prerequisites::ensure(&Needs::control_plane())?;
     let bins = kubernetes_build::ensure_built()?;
     let s3s_fs = s3::ensure_binary()?;
     let azurite_bins = azurite::ensure_installed()?;

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::prerequisites::Needs;
+
 /// `cargo xtask env ...` subcommands.
 #[derive(clap::Subcommand)]
 pub enum EnvCommand {
@@ -107,11 +109,62 @@ pub fn down(dir: &Path) -> Result<()> {
     lifecycle::down(dir)
 }
 
-/// Installs what `cargo xtask test` needs: the Debian packages (see [`packages`]) and Azurite.
-pub fn ensure_test_prerequisites() -> Result<()> {
-    packages::ensure_test_prerequisites()?;
-    azurite::ensure_installed()?;
-    Ok(())
+/// `$XDG_CACHE_HOME/backup-fleet` or `$HOME/.cache/backup-fleet`: what xtask builds or installs
+/// once per machine (Kubernetes, Azurite, Helm's SDK, fresh-check's base image).
+pub fn cache_dir() -> Result<PathBuf> {
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .context("neither XDG_CACHE_HOME nor HOME is set: nowhere to cache builds")?;
+            PathBuf::from(home).join(".cache")
+        }
+    };
+    Ok(base.join("backup-fleet"))
+}
+
+/// Whether kube-apiserver and kube-controller-manager are in the cache.
+pub fn kubernetes_is_built() -> bool {
+    matches!(kubernetes_build::cached(), Ok(Some(_)))
+}
+
+/// Whether the S3 server's binary is there.
+pub fn s3s_fs_is_installed() -> bool {
+    s3::find_binary().is_some()
+}
+
+/// Whether Azurite's server is there.
+pub fn azurite_is_installed() -> bool {
+    backup_storage::testing::azurite::find_binary().is_ok()
+}
+
+/// Builds kube-apiserver and kube-controller-manager once per machine (see
+/// [`kubernetes_build`]), or finds them in the cache.
+pub fn ensure_kubernetes_built() -> Result<()> {
+    kubernetes_build::ensure_built().map(drop)
+}
+
+/// Installs the S3 server with `cargo install` unless it is there.
+pub fn ensure_s3s_fs() -> Result<()> {
+    s3::ensure_binary().map(drop)
+}
+
+/// Installs Azurite with npm unless it is there.
+pub fn ensure_azurite() -> Result<()> {
+    azurite::ensure_installed().map(drop)
+}
+
+impl EnvCommand {
+    /// What the subcommand needs on the machine (see [`crate::prerequisites`]).
+    pub fn needs(&self) -> Needs {
+        match self {
+            EnvCommand::Up { .. } => Needs::control_plane(),
+            EnvCommand::Down { .. } | EnvCommand::Status { .. } => Needs::nothing(),
+            EnvCommand::Build => Needs::debian(packages::CONTROL_PLANE).and(Needs::kubernetes()),
+            EnvCommand::Install => Needs::tests(),
+        }
+    }
 }
 
 /// Default number of clusters: `mgmt`, `c1`, `c2`.
@@ -123,7 +176,11 @@ pub fn run(cmd: EnvCommand) -> Result<()> {
         EnvCommand::Up { clusters, dir } => lifecycle::up(&dir.resolve()?, usize::from(clusters)),
         EnvCommand::Down { dir } => lifecycle::down(&dir.resolve()?),
         EnvCommand::Status { dir } => lifecycle::status(&dir.resolve()?),
-        EnvCommand::Install => ensure_test_prerequisites(),
+        // `cargo xtask` installed them before running this (see `EnvCommand::needs`).
+        EnvCommand::Install => {
+            println!("everything `cargo xtask test` needs is installed");
+            Ok(())
+        }
         EnvCommand::Build => {
             let bins = kubernetes_build::ensure_built()?;
             println!(

@@ -8,9 +8,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// A Debian package and a file it installs that a build or run needs. A requirement is met when
-/// the file is there, not when dpkg says the package is: `protobuf-compiler` installed with
-/// `--no-install-recommends` gives `protoc` but not the well-known `.proto` files etcd's client
-/// needs, which only `libprotobuf-dev` provides.
+/// the file is there, not when dpkg says the package is: a package installed without its
+/// recommends, or half-removed, may lack the very file we need.
 #[derive(Clone, Copy, Debug)]
 pub struct Requirement {
     /// The Debian package that provides [`Requirement::provides`].
@@ -27,15 +26,6 @@ const fn req(package: &'static str, provides: &'static str) -> Requirement {
 pub const ETCD: &[Requirement] = &[
     req("etcd-server", "/usr/bin/etcd"),
     req("etcd-client", "/usr/bin/etcdctl"),
-];
-
-/// What `etcd-client`'s build script needs: `protoc` and the well-known types it imports.
-pub const PROTOC: &[Requirement] = &[
-    req("protobuf-compiler", "/usr/bin/protoc"),
-    req(
-        "libprotobuf-dev",
-        "/usr/include/google/protobuf/descriptor.proto",
-    ),
 ];
 
 /// Real peers the test suites interoperate with: the `age` CLI and `age-keygen` (Debian's
@@ -96,18 +86,6 @@ pub fn missing(required: &[Requirement]) -> Vec<Requirement> {
         .filter(|r| !Path::new(r.provides).exists())
         .copied()
         .collect()
-}
-
-/// Installs what the control plane and the workspace's build need: [`ETCD`], [`PROTOC`],
-/// [`CONTROL_PLANE`] and [`NODE`], in one apt run.
-pub fn ensure_installed() -> Result<()> {
-    ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE, NODE].concat())
-}
-
-/// Installs everything `cargo xtask test` needs: [`ensure_installed`]'s packages and
-/// [`TEST_TOOLS`], in one apt run.
-pub fn ensure_test_prerequisites() -> Result<()> {
-    ensure_packages(&[ETCD, PROTOC, CONTROL_PLANE, NODE, TEST_TOOLS].concat())
 }
 
 /// Installs the package of every requirement whose file is missing, with `apt-get install -y`,

@@ -46,7 +46,7 @@ pub fn ensure_binary() -> Result<PathBuf> {
 }
 
 /// `s3s-fs` on PATH, else `$CARGO_HOME/bin` or `~/.cargo/bin`.
-fn find_binary() -> Option<PathBuf> {
+pub fn find_binary() -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();

@@ -7,7 +7,6 @@
 pub mod cluster_backup;
 pub mod cluster_migration;
 pub mod cluster_restore;
-#[cfg(feature = "etcd")]
 pub mod etcd_backup;
 pub mod etcd_restore;
 pub mod managed_cluster;

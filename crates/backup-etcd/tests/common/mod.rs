@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use backup_etcd::testing::{EtcdConfig, EtcdServer, free_port};
+use backup_etcd::testing::{EtcdConfig, EtcdServer, TestClient, free_port};
 use backup_etcd::{MemberOptions, RestoreRequest, restore};
 use backup_storage::{BackupName, Repository};
-use etcd_client::{Client, GetOptions, Txn, TxnOp};
 
 /// A small xorshift generator: deterministic data without a dependency.
 pub struct Rng(u64);
@@ -54,39 +53,37 @@ pub fn test_data(count: usize, seed: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .collect()
 }
 
-pub async fn write_all(client: &mut Client, data: &BTreeMap<Vec<u8>, Vec<u8>>) {
+pub async fn write_all(client: &mut TestClient, data: &BTreeMap<Vec<u8>, Vec<u8>>) {
     let entries: Vec<_> = data.iter().collect();
     for batch in entries.chunks(100) {
-        let ops: Vec<TxnOp> = batch
-            .iter()
-            .map(|(k, v)| TxnOp::put(k.to_vec(), v.to_vec(), None))
-            .collect();
-        client.txn(Txn::new().and_then(ops)).await.unwrap();
+        let pairs = batch.iter().map(|(k, v)| (k.to_vec(), v.to_vec()));
+        client.put_all(pairs).await.unwrap();
     }
 }
 
 /// Every key under `/test/` and the store's revision, read in pages at one revision (a single
 /// response would exceed gRPC's 4 MiB message limit).
-pub async fn read_all(client: &mut Client) -> (BTreeMap<Vec<u8>, Vec<u8>>, i64) {
+pub async fn read_all(client: &mut TestClient) -> (BTreeMap<Vec<u8>, Vec<u8>>, i64) {
     let mut data = BTreeMap::new();
     let mut from = b"/test/".to_vec();
     let mut revision = 0;
     loop {
-        let mut options = GetOptions::new().with_range("/test0").with_limit(500);
-        if revision > 0 {
-            options = options.with_revision(revision);
-        }
-        let response = client.get(from.clone(), Some(options)).await.unwrap();
+        let response = client
+            .range(from.clone(), b"/test0".to_vec(), 500, revision)
+            .await
+            .unwrap();
         if revision == 0 {
-            revision = response.header().unwrap().revision();
+            revision = response.header.as_ref().unwrap().revision;
         }
-        for kv in response.kvs() {
-            data.insert(kv.key().to_vec(), kv.value().to_vec());
+        let more = response.more;
+        let last = response.kvs.last().map(|kv| kv.key.clone());
+        for kv in response.kvs {
+            data.insert(kv.key, kv.value);
         }
-        match response.kvs().last() {
-            Some(last) if response.more() => {
-                from = last.key().to_vec();
-                from.push(0);
+        match last {
+            Some(mut last) if more => {
+                last.push(0);
+                from = last;
             }
             _ => break,
         }
