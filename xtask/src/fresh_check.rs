@@ -7,8 +7,11 @@
 //! with user, mount and PID namespaces and `chroot`; only the host's Rust toolchain (read-only)
 //! and a clone of the repository's committed HEAD (with its own, empty target directory) are
 //! put inside. It shares the host's network, as a machine on the same network would, so apt and
-//! crates.io answer. Whatever a command needs beyond that, it must install itself: this is what
-//! catches a prerequisite that developers' machines happened to have.
+//! crates.io answer, and with it the network's trust: the host's local CA certificates
+//! (`/usr/local/share/ca-certificates`, e.g. a TLS-inspecting egress proxy's) and the variables
+//! that point tools at the CA bundle ([`NETWORK_TRUST_VARS`]). Whatever a command needs beyond
+//! that, it must install itself: this is what catches a prerequisite that developers' machines
+//! happened to have.
 //!
 //! The report gives each command's time and, for a failure, its first error line; the full
 //! output of each command is kept in `<dir>/logs/`.
@@ -51,6 +54,22 @@ const SOURCES: &[&str] = &[
     "deb http://deb.debian.org/debian bookworm main",
     "deb http://deb.debian.org/debian bookworm-updates main",
     "deb http://deb.debian.org/debian-security bookworm-security main",
+];
+
+/// Where a machine keeps its local CA certificates (`update-ca-certificates` adds them to the
+/// bundle).
+const LOCAL_CAS: &str = "/usr/local/share/ca-certificates";
+
+/// Variables that point tools at the CA bundle; passed in when the host sets them, as they
+/// belong to the network the machine is on, not to this project.
+const NETWORK_TRUST_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
 ];
 
 /// Where the repository is cloned inside the root filesystem.
@@ -187,6 +206,15 @@ fn prepare_rootfs(base: &Path, rootfs: &Path, repo: &Path) -> Result<()> {
     )?;
     std::fs::copy("/etc/resolv.conf", rootfs.join("etc/resolv.conf"))
         .context("copying /etc/resolv.conf")?;
+    if let Ok(entries) = std::fs::read_dir(LOCAL_CAS) {
+        let target = inside(rootfs, LOCAL_CAS);
+        std::fs::create_dir_all(&target)?;
+        for entry in entries {
+            let entry = entry?;
+            std::fs::copy(entry.path(), target.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
     std::fs::create_dir_all(inside(rootfs, RUST_INSIDE))?;
     Ok(())
 }
@@ -251,17 +279,25 @@ fn session_script(rootfs: &Path, sysroot: &Path, commands: &[String]) -> String 
          mount --rbind /sys {root}/sys\n\
          mount --bind {sysroot} {rust}\n\
          mount -o remount,bind,ro {rust}\n\
+         chroot {root} /usr/sbin/update-ca-certificates >/dev/null\n\
          n=0\n",
         sysroot = shell_quote(&sysroot.to_string_lossy()),
     );
     let path = format!(
         "{RUST_INSIDE}/bin:/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     );
+    let trust: String = NETWORK_TRUST_VARS
+        .iter()
+        .filter_map(|name| {
+            let value = std::env::var(name).ok()?;
+            Some(format!(" {name}={}", shell_quote(&value)))
+        })
+        .collect();
     for command in commands {
         let inner = shell_quote(&format!("cd {REPO_INSIDE} && {command}"));
         script.push_str(&format!(
             "n=$((n+1))\nstart=$(date +%s)\n\
-             chroot {root} /usr/bin/env -i HOME=/root PATH={path} LANG=C.UTF-8 TERM=dumb \
+             chroot {root} /usr/bin/env -i HOME=/root PATH={path} LANG=C.UTF-8 TERM=dumb{trust} \
              /bin/bash -c {inner} 2>&1 | tee \"$logs/$n.log\"\n\
              code=${{PIPESTATUS[0]}}\n\
              echo \"$n $code $(( $(date +%s) - start ))\" >> \"$logs/results\"\n\
