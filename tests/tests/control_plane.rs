@@ -202,7 +202,7 @@ async fn the_inline_kubeconfig_is_self_contained_and_works_from_bytes() -> Resul
     assert!(!text.contains("certificate-authority:"), "{text}");
 
     // Its bytes alone make a client that talks to c1, with TLS verified by the embedded CA.
-    let client = client_from_bytes(&bytes, None).await?;
+    let client = client_from_bytes(&bytes, None, Default::default()).await?;
     let namespaces: Api<Namespace> = Api::all(client);
     let names: Vec<String> = namespaces
         .list(&ListParams::default())

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use backup_controller::context::Settings;
 use backup_controller::runtime::RunConfig;
+use backup_controller::tenancy::TenancyArgs;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -84,6 +85,8 @@ pub struct RunArgs {
     /// after it when it differs from the release they last saw.
     #[arg(long, default_value = env!("CARGO_PKG_VERSION"), value_parser = release)]
     pub release: String,
+    #[command(flatten)]
+    pub tenancy: TenancyArgs,
 }
 
 fn release(text: &str) -> Result<String, String> {
@@ -137,6 +140,7 @@ impl RunArgs {
                 orphan_grace: self.orphan_grace,
                 management_namespace,
                 release: self.release,
+                tenancy: self.tenancy.policy(),
                 ..Settings::default()
             },
         })

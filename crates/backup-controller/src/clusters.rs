@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backup_net::AddressPolicy;
 use backup_velero::direct::discovery::DiscoveryCache;
 use backup_velero::in_cluster::{DEFAULT_VELERO_NAMESPACE, InClusterConfig, InClusterEngine};
 use backup_velero::kubeconfig::{KubeconfigError, cluster_client_from_bytes};
@@ -53,6 +54,10 @@ impl ClusterProblem {
             ClusterProblem::Secret(SecretError::Missing { .. }) => "KubeconfigSecretMissing",
             ClusterProblem::Secret(SecretError::KeyMissing { .. }) => "KubeconfigKeyMissing",
             ClusterProblem::Secret(SecretError::Api { .. }) => "KubeconfigUnreadable",
+            ClusterProblem::Kubeconfig {
+                source: KubeconfigError::AddressNotAllowed { .. },
+                ..
+            } => "AddressNotAllowed",
             ClusterProblem::Kubeconfig { .. } => "KubeconfigInvalid",
         }
     }
@@ -160,14 +165,18 @@ impl Cache {
 #[derive(Clone)]
 pub struct Clusters {
     mgmt: kube::Client,
+    /// Checked on every connection to a user cluster (its kubeconfig is the project's).
+    addresses: Arc<AddressPolicy>,
     cache: Arc<Mutex<Cache>>,
 }
 
 impl Clusters {
-    /// An empty cache reading kubeconfig Secrets through the management client `mgmt`.
-    pub fn new(mgmt: kube::Client) -> Self {
+    /// An empty cache reading kubeconfig Secrets through the management client `mgmt`, whose
+    /// clients dial only what `addresses` allows.
+    pub fn new(mgmt: kube::Client, addresses: Arc<AddressPolicy>) -> Self {
         Clusters {
             mgmt,
+            addresses,
             cache: Arc::default(),
         }
     }
@@ -184,12 +193,16 @@ impl Clusters {
             cluster.spec.kubeconfig_key(),
         )
         .await?;
-        let built = cluster_client_from_bytes(&secret.data, cluster.spec.context.as_deref())
-            .await
-            .map_err(|source| ClusterProblem::Kubeconfig {
-                secret: reference.name.clone(),
-                source,
-            })?;
+        let built = cluster_client_from_bytes(
+            &secret.data,
+            cluster.spec.context.as_deref(),
+            Arc::clone(&self.addresses),
+        )
+        .await
+        .map_err(|source| ClusterProblem::Kubeconfig {
+            secret: reference.name.clone(),
+            source,
+        })?;
         let discovery = self
             .lock()
             .discovery((namespace.clone(), name.clone()), &built.server);

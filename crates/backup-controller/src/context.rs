@@ -15,6 +15,7 @@ use crate::clusters::Clusters;
 use crate::locations::Locations;
 use crate::metrics::Metrics;
 use crate::runs::Runs;
+use crate::tenancy::TenantPolicy;
 
 /// Our server-side-apply field manager and event reporter.
 pub const FIELD_MANAGER: &str = "backup-fleet-controller";
@@ -36,6 +37,8 @@ pub struct Settings {
     pub management_namespace: String,
     /// The release this controller runs as; ManagementBackups owe a backup when it changes.
     pub release: String,
+    /// What the platform lends projects (addresses, `file` root, identity).
+    pub tenancy: TenantPolicy,
 }
 
 impl Default for Settings {
@@ -47,6 +50,7 @@ impl Default for Settings {
             orphan_grace: jiff::SignedDuration::from_hours(24),
             management_namespace: "default".into(),
             release: env!("CARGO_PKG_VERSION").into(),
+            tenancy: TenantPolicy::default(),
         }
     }
 }
@@ -117,8 +121,8 @@ impl Context {
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
-            clusters: Clusters::new(client.clone()),
-            locations: Locations::new(client.clone()),
+            clusters: Clusters::new(client.clone(), Arc::clone(&settings.tenancy.addresses)),
+            locations: Locations::new(client.clone(), settings.tenancy.clone()),
             client,
             clock,
             metrics,

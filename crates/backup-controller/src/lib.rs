@@ -20,6 +20,7 @@ pub mod runs;
 pub mod runtime;
 pub mod secrets;
 pub mod telemetry;
+pub mod tenancy;
 pub mod web;
 
 pub use error::Error;

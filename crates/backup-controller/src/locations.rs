@@ -14,6 +14,7 @@ use kube::runtime::reflector::Store;
 use crate::NamespacedName;
 use crate::api::{InvalidField, StorageLocation};
 use crate::secrets::{self, SecretError};
+use crate::tenancy::TenantPolicy;
 
 /// A location ready to use.
 #[derive(Clone)]
@@ -96,7 +97,9 @@ impl LocationProblem {
             LocationProblem::AmbiguousDefault { .. } => "AmbiguousDefaultLocation",
             LocationProblem::Invalid { .. } => "LocationInvalid",
             LocationProblem::Credentials { .. } => "CredentialsUnreadable",
-            LocationProblem::Open { .. } => "LocationUnusable",
+            LocationProblem::Open { source, .. } => {
+                source.refusal_reason().unwrap_or("LocationUnusable")
+            }
         }
     }
 
@@ -122,14 +125,16 @@ type Cache = HashMap<NamespacedName, (Built, ResolvedLocation)>;
 #[derive(Clone)]
 pub struct Locations {
     client: kube::Client,
+    tenancy: TenantPolicy,
     cache: Arc<Mutex<Cache>>,
 }
 
 impl Locations {
-    /// An empty cache reading Secrets through `client`.
-    pub fn new(client: kube::Client) -> Self {
+    /// An empty cache reading Secrets through `client`, opening locations as `tenancy` says.
+    pub fn new(client: kube::Client, tenancy: TenantPolicy) -> Self {
         Locations {
             client,
+            tenancy,
             cache: Arc::default(),
         }
     }
@@ -179,6 +184,16 @@ impl Locations {
     ) -> Result<ResolvedLocation, LocationProblem> {
         let name = location.name_any();
         let namespace = location.namespace().unwrap_or_default();
+        // Refused options first, so the condition names the refusal (`OptionNotAllowed`),
+        // not an invalid spec.
+        backup_core::location_options::check_options(
+            &location.spec.provider,
+            &location.spec.config,
+        )
+        .map_err(|e| LocationProblem::Open {
+            name: name.clone(),
+            source: Box::new(e.into()),
+        })?;
         let spec = location
             .spec
             .to_core()
@@ -215,20 +230,22 @@ impl Locations {
             secret_version: credentials.as_ref().map(|c| c.resource_version.clone()),
             identity_version: identity.as_ref().map(|c| c.resource_version.clone()),
         };
-        let key = (namespace, name.clone());
+        let key = (namespace.clone(), name.clone());
         if let Some((cached_built, cached)) = self.lock().get(&key)
             && *cached_built == built
         {
             return Ok(cached.clone());
         }
         let data = credentials.map(|c| Arc::new(c.data));
-        let repo =
-            Repository::open_spec(&spec, data.as_deref().map(Vec::as_slice)).map_err(|source| {
-                LocationProblem::Open {
-                    name: name.clone(),
-                    source: Box::new(source),
-                }
-            })?;
+        let repo = Repository::open_spec(
+            &spec,
+            data.as_deref().map(Vec::as_slice),
+            &self.tenancy.storage(&namespace),
+        )
+        .map_err(|source| LocationProblem::Open {
+            name: name.clone(),
+            source: Box::new(source),
+        })?;
         let invalid = |field: &str, message: String| LocationProblem::Invalid {
             name: name.clone(),
             field: InvalidField::new(field, message),
@@ -279,18 +296,22 @@ impl Locations {
 }
 
 /// Opens location `name` (or the namespace's default) read straight from the API, for a
-/// process that keeps no informer (the etcd agent next to etcd).
+/// process that keeps no informer (the etcd agent next to etcd), under the same `tenancy` as
+/// the controller's.
 pub async fn open_from_api(
     client: &kube::Client,
     namespace: &str,
     name: Option<&str>,
+    tenancy: TenantPolicy,
 ) -> crate::error::Result<ResolvedLocation> {
     let api: kube::Api<StorageLocation> = kube::Api::namespaced(client.clone(), namespace);
     let listed = api.list(&Default::default()).await.map_err(|e| {
         crate::Error::kube(format!("listing the StorageLocations of {namespace}"), e)
     })?;
     let location = pick_from(listed.items.into_iter().map(Arc::new), namespace, name)?;
-    Ok(Locations::new(client.clone()).open(&location).await?)
+    Ok(Locations::new(client.clone(), tenancy)
+        .open(&location)
+        .await?)
 }
 
 /// The location object a reference means: by name in the namespace, or its one default.

@@ -122,6 +122,7 @@ pub async fn run_with_clock(
                 client.clone(),
                 config.namespace.as_deref(),
                 session_key,
+                config.settings.tenancy.clone(),
             );
             let web_stop = stopped(stop_rx.clone());
             Some(tokio::spawn(async move {

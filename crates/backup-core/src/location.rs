@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::GoDuration;
+use crate::location_options::{OptionNotAllowed, check_options};
 
 /// Providers whose bucket naming we know; others (plugins) are accepted as-is.
 pub const KNOWN_PROVIDERS: &[&str] = &["aws", "gcp", "azure", "file", "memory"];
@@ -79,6 +80,9 @@ pub enum LocationError {
         /// The value stored under the empty key.
         value: String,
     },
+    /// A config key outside the provider's allow-list (see [`crate::location_options`]).
+    #[error("storage location {0}")]
+    OptionNotAllowed(#[from] OptionNotAllowed),
 }
 
 /// Velero's `accessMode`: whether backups may be written and deleted through this location.
@@ -196,6 +200,7 @@ impl StorageLocationSpec {
         if let Some(v) = self.config.get("") {
             return Err(LocationError::EmptyConfigKey { value: v.clone() });
         }
+        check_options(&self.provider, &self.config)?;
         Ok(())
     }
 }

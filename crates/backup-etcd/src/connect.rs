@@ -6,7 +6,10 @@
 //! as `etcdctl snapshot save` insists on a single endpoint.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use backup_net::AddressPolicy;
 
 use crate::error::{EtcdError, Result};
 use crate::rpc::{
@@ -76,6 +79,9 @@ pub struct EtcdConnection {
     pub tls: TlsFiles,
     /// TLS material in memory; used instead of `tls` when set.
     pub tls_pem: Option<TlsPem>,
+    /// When the endpoints are a project's (the controller), every address dialled is checked
+    /// against this policy, after DNS; `None` (an operator's own command line) dials anything.
+    pub addresses: Option<Arc<AddressPolicy>>,
 }
 
 /// What etcd said about itself right before the snapshot.
@@ -179,10 +185,24 @@ fn looks_like_tls(message: &str) -> bool {
 }
 
 /// Connects to one endpoint and reads its status.
-async fn connect_one(endpoint: &str, tls_options: Option<ClientTlsConfig>) -> Result<Member> {
+async fn connect_one(
+    endpoint: &str,
+    tls_options: Option<ClientTlsConfig>,
+    addresses: Option<&Arc<AddressPolicy>>,
+) -> Result<Member> {
     let (https, authority) = host_port(endpoint)?;
+    let dialled = match addresses {
+        Some(policy) => checked_addresses(endpoint, &authority, policy).await?,
+        None => Vec::new(),
+    };
     // Plain TCP first: separates "nothing listens" from "something else listens".
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&authority)).await {
+    let tcp = async {
+        match addresses {
+            Some(_) => tokio::net::TcpStream::connect(&dialled[..]).await,
+            None => tokio::net::TcpStream::connect(&authority).await,
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, tcp).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             return Err(EtcdError::Unreachable {
@@ -218,14 +238,14 @@ async fn connect_one(endpoint: &str, tls_options: Option<ClientTlsConfig>) -> Re
         }
     };
     let attempt = async {
-        let channel = rpc::connect(&url, tls, CONNECT_TIMEOUT)
+        let channel = rpc::connect(&url, tls, CONNECT_TIMEOUT, addresses.cloned())
             .await
             .map_err(|e| failed(error_chain(&e)))?;
         let mut client = MaintenanceClient::new(channel);
         let status = client
             .status(StatusRequest {})
             .await
-            .map_err(|e| failed(error_chain(&e)))?
+            .map_err(|e| failed(status_summary(&e)))?
             .into_inner();
         let header = status.header.ok_or_else(|| {
             failed("its status response has no header (not an etcd v3 server?)".to_string())
@@ -246,6 +266,61 @@ async fn connect_one(endpoint: &str, tls_options: Option<ClientTlsConfig>) -> Re
             "no etcd status answer within {:?}",
             CONNECT_TIMEOUT * 2
         ))),
+    }
+}
+
+/// The addresses `authority` (`host:port`) resolves to, each allowed by `policy`; a refusal
+/// names the endpoint.
+async fn checked_addresses(
+    endpoint: &str,
+    authority: &str,
+    policy: &Arc<AddressPolicy>,
+) -> Result<Vec<std::net::SocketAddr>> {
+    let (host, port) = authority
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| EtcdError::InvalidEndpoint {
+            endpoint: endpoint.to_string(),
+            reason: "it needs a host and a numeric port".into(),
+        })?;
+    let resolver = backup_net::GuardedResolver::new(Arc::clone(policy));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match resolver.resolve(host).await {
+        Ok(found) => Ok(found
+            .into_iter()
+            .map(|mut a| {
+                a.set_port(port);
+                a
+            })
+            .collect()),
+        Err(e) => match backup_net::denied_in(&e) {
+            Some(denied) => Err(EtcdError::AddressNotAllowed {
+                endpoint: endpoint.to_string(),
+                denied: denied.clone(),
+            }),
+            None => Err(EtcdError::Unreachable {
+                endpoint: endpoint.to_string(),
+                reason: e.to_string(),
+            }),
+        },
+    }
+}
+
+/// What a gRPC peer answered, in fixed words: its status code. The message is the peer's own
+/// text, and the peer is whatever the endpoint names, so it is never repeated.
+pub(crate) fn status_summary(status: &tonic::Status) -> String {
+    match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal => {
+            // tonic reports transport failures (TLS, refused streams) with these codes and its
+            // own description as the source; a peer's message is not a source.
+            let mut text = format!("gRPC status {:?}", status.code());
+            if let Some(source) = std::error::Error::source(status) {
+                text.push_str(": ");
+                text.push_str(&error_chain(source));
+            }
+            text
+        }
+        code => format!("gRPC status {code:?}"),
     }
 }
 
@@ -276,7 +351,7 @@ pub(crate) async fn connect(connection: &EtcdConnection) -> Result<Member> {
     };
     let mut failures = Vec::new();
     for endpoint in &connection.endpoints {
-        match connect_one(endpoint.trim(), tls.clone()).await {
+        match connect_one(endpoint.trim(), tls.clone(), connection.addresses.as_ref()).await {
             Ok(member) => return Ok(member),
             Err(e) => failures.push(e),
         }

@@ -58,6 +58,18 @@ pub enum EtcdError {
         reason: String,
     },
 
+    /// The endpoint (or an address its name resolves to) is one projects may not reach.
+    #[error(
+        "etcd endpoint `{endpoint}`: {denied}; name etcd by an address outside the link-local \
+         and metadata ranges and the platform's own networks"
+    )]
+    AddressNotAllowed {
+        /// The endpoint.
+        endpoint: String,
+        /// The refusal.
+        denied: backup_net::AddressDenied,
+    },
+
     /// Something accepts connections at the endpoint, but it did not answer as etcd v3.
     #[error(
         "endpoint `{endpoint}` accepts connections but did not answer as an etcd v3 server: {reason}; check that the port is etcd's client port (not the peer port or another service) and whether etcd requires TLS (--cacert/--cert/--key)"

@@ -16,7 +16,7 @@ use backup_storage::{ArtifactName, BackupKind, BackupName, Manifest, Repository,
 use bytes::Bytes;
 use jiff::Timestamp;
 
-use crate::connect::{self, EtcdConnection, MemberStatus, error_chain};
+use crate::connect::{self, EtcdConnection, MemberStatus, status_summary};
 use crate::error::{EtcdError, Result};
 use crate::prune::prune;
 use crate::rpc::{self, SnapshotResponse};
@@ -131,7 +131,7 @@ pub async fn take_snapshot(
         .map_err(|e| EtcdError::SnapshotStream {
             endpoint: status.endpoint.clone(),
             received: 0,
-            reason: error_chain(&e),
+            reason: status_summary(&e),
         })?;
     let mut writer = repo.begin_backup(BackupKind::EtcdSnapshot, &name).await?;
     let artifact = ArtifactName::new(SNAPSHOT_ARTIFACT)?;
@@ -279,7 +279,7 @@ impl Pump {
                 .map_err(|e| EtcdError::SnapshotStream {
                     endpoint: self.endpoint.clone(),
                     received: self.verifier.received(),
-                    reason: error_chain(&e),
+                    reason: status_summary(&e),
                 })?;
             let Some(message) = message else {
                 break;

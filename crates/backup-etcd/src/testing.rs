@@ -314,6 +314,7 @@ impl EtcdServer {
                 .map(TestPki::client_files)
                 .unwrap_or_default(),
             tls_pem: None,
+            addresses: None,
         }
     }
 
@@ -328,7 +329,7 @@ impl EtcdServer {
                     read(&pki.client_key),
                 ))
         });
-        let channel = rpc::connect(&self.endpoint, tls, Duration::from_secs(5)).await?;
+        let channel = rpc::connect(&self.endpoint, tls, Duration::from_secs(5), None).await?;
         Ok(TestClient {
             kv: KvClient::new(channel),
         })

@@ -108,6 +108,46 @@ async fn an_http_listener_is_not_etcd() {
 }
 
 #[tokio::test]
+async fn a_projects_endpoint_in_a_denied_range_is_never_dialled() {
+    // The platform denies loopback; the endpoint is named `localhost`, so only the address
+    // it resolves to can refuse it. The listener stands for whatever the project aimed at.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let policy = backup_net::AddressPolicy::with_denied(
+        backup_net::AddressPolicy::parse_cidrs("127.0.0.0/8,::1").unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for endpoint in [
+        format!("http://localhost:{port}"),
+        format!("http://127.0.0.1:{port}"),
+        "http://169.254.169.254:2379".to_string(),
+    ] {
+        let connection = EtcdConnection {
+            addresses: Some(std::sync::Arc::new(policy.clone())),
+            ..connection(&endpoint)
+        };
+        let err = take_snapshot(
+            &file_repo(dir.path()),
+            &connection,
+            &SnapshotRequest::one_shot("s"),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, EtcdError::AddressNotAllowed { .. }),
+            "{endpoint}: {err}"
+        );
+        assert!(err.to_string().contains(&endpoint), "{err}");
+    }
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the listener was reached"
+    );
+}
+
+#[tokio::test]
 async fn invalid_names_and_levels_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let conn = connection("http://127.0.0.1:1");

@@ -220,7 +220,8 @@ pub enum StorageError {
     /// The store refused to delete a backup: an immutable (write-once, object-lock) bucket
     /// under retention, or credentials without delete permission.
     #[error(
-        "storage refused to delete backup `{backup}` ({source}); if the bucket is immutable (object lock / WORM), the backup can be deleted once its retention period ends, otherwise grant delete permission"
+        "storage refused to delete backup `{backup}` ({}); if the bucket is immutable (object lock / WORM), the backup can be deleted once its retention period ends, otherwise grant delete permission",
+        crate::remote::summary(.source)
     )]
     DeletionRefused {
         /// The backup.
@@ -335,12 +336,71 @@ pub enum StorageError {
         path: String,
     },
 
+    /// A location `config` key outside the provider's allow-list.
+    #[error("{0}")]
+    OptionNotAllowed(#[from] backup_core::location_options::OptionNotAllowed),
+
+    /// A project's location without a credential Secret, where the platform lends no identity.
+    #[error(
+        "this {provider} location names no credential Secret: set spec.credential to a Secret \
+         of this namespace holding the provider's credentials file (Velero's format); the \
+         controller's own identity (environment, instance metadata, workload identity) is not \
+         lent to this namespace"
+    )]
+    CredentialRequired {
+        /// The provider.
+        provider: String,
+    },
+
+    /// A project's `file` location where the platform set no root for them.
+    #[error(
+        "file locations are disabled here: the platform has not set a directory for them \
+         (backup-controller --file-root, chart value controller.fileRoot); use an object store"
+    )]
+    FileLocationsDisabled,
+
+    /// A project's `file` location outside the platform's root.
+    #[error(
+        "directory `{directory}` is outside the root for file locations `{root}`: {how}; put \
+         the location under {root}"
+    )]
+    OutsideFileRoot {
+        /// The location's directory.
+        directory: String,
+        /// The platform's root.
+        root: String,
+        /// How it leaves the root.
+        how: String,
+    },
+
+    /// The platform's root for file locations is unusable.
+    #[error("the root for file locations `{root}` cannot be used: {reason}")]
+    FileRoot {
+        /// The root.
+        root: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// An address a project named (or one its names resolved to) that projects may not reach.
+    #[error(
+        "{what}: {denied}; name an address outside the link-local and metadata ranges and the \
+         platform's own networks"
+    )]
+    AddressNotAllowed {
+        /// Which field or operation named it.
+        what: String,
+        /// The refusal.
+        denied: backup_net::AddressDenied,
+    },
+
     /// Moving backups out of the old layout cannot go on (see [`Repository::migrate_legacy_layout`](crate::Repository::migrate_legacy_layout)).
     #[error("cannot move backups into the velero/ folder: {0}")]
     Layout(String),
 
-    /// A storage operation failed.
-    #[error("storage {operation} of `{path}` failed: {source}")]
+    /// A storage operation failed. The message summarises the store's answer (see
+    /// [`crate::remote`]); the whole chain is the source.
+    #[error("storage {operation} of `{path}` failed: {}", crate::remote::summary(.source))]
     Store {
         /// What we were doing (`put`, `get`, `list`, ...).
         operation: &'static str,
@@ -363,12 +423,32 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// For a refusal of what a project asked for (see [`crate::tenancy`]), the condition reason
+    /// that names it: `OptionNotAllowed`, `CredentialRequired`, `FileLocationsDisabled`,
+    /// `OutsideFileRoot` or `AddressNotAllowed`.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        Some(match self {
+            StorageError::OptionNotAllowed(_) => "OptionNotAllowed",
+            StorageError::CredentialRequired { .. } => "CredentialRequired",
+            StorageError::FileLocationsDisabled => "FileLocationsDisabled",
+            StorageError::OutsideFileRoot { .. } => "OutsideFileRoot",
+            StorageError::AddressNotAllowed { .. } => "AddressNotAllowed",
+            _ => return None,
+        })
+    }
+
     /// Wraps an object_store error with the operation and path it came from.
     pub(crate) fn store(
         operation: &'static str,
         path: &object_store::path::Path,
         source: object_store::Error,
     ) -> Self {
+        if let Some(denied) = backup_net::denied_in(&source) {
+            return StorageError::AddressNotAllowed {
+                what: format!("storage {operation} of `{path}`"),
+                denied: denied.clone(),
+            };
+        }
         if is_metadata_fallback(&source.to_string()) {
             return StorageError::NoCredentials {
                 operation,

@@ -33,7 +33,9 @@ mod location;
 mod manifest;
 pub mod names;
 mod probe;
+pub mod remote;
 mod repository;
+pub mod tenancy;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod upload;
@@ -56,6 +58,7 @@ pub use manifest::{
 pub use names::{ArtifactName, BackupName, NameKind, ScopeSegment};
 pub use probe::Availability;
 pub use repository::{BackupListing, Repository, Sweep};
+pub use tenancy::Tenancy;
 pub use upload::UploadOptions;
 pub use verify::ArtifactStream;
 pub use writer::BackupWriter;

@@ -26,6 +26,7 @@ use backup_core::{FILE_PROVIDER, StorageLocationSpec};
 
 use crate::error::{Result, StorageError};
 use crate::names::ScopeSegment;
+use crate::tenancy::{GuardedConnector, Tenancy};
 
 /// Which object store a URL selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +136,15 @@ impl Location {
         })
     }
 
+    /// A `file` location at `dir` (already judged acceptable by the caller).
+    pub(crate) fn file(dir: PathBuf) -> Self {
+        Self {
+            url: format!("file://{}", dir.display()),
+            backend: Backend::File(dir),
+            prefix: Path::default(),
+        }
+    }
+
     /// The backend this URL selects.
     pub fn backend(&self) -> &Backend {
         &self.backend
@@ -220,6 +230,39 @@ impl Location {
         env: impl Fn(&str) -> Option<String>,
         ca_bundle: Option<&[u8]>,
     ) -> Result<Arc<dyn ObjectStore>> {
+        self.build(options, ca_bundle, Some(&env), None)
+    }
+
+    /// Opens a project's location under `tenancy` (see [`crate::tenancy`]): `options` are the
+    /// allowed keys, already mapped, plus those of the credential Secret. Without lent
+    /// identity, no environment variable is read and every connection is guarded.
+    pub(crate) fn open_for_project(
+        &self,
+        options: &BTreeMap<String, String>,
+        ca_bundle: Option<&[u8]>,
+        tenancy: &Tenancy,
+    ) -> Result<Arc<dyn ObjectStore>> {
+        if tenancy.lend_identity {
+            let env = |k: &str| std::env::var(k).ok();
+            return self.build(options, ca_bundle, Some(&env), None);
+        }
+        let guard = || GuardedConnector {
+            policy: Arc::clone(&tenancy.addresses),
+            ca_bundle: ca_bundle.map(<[u8]>::to_vec),
+        };
+        self.build(options, ca_bundle, None, Some(&guard))
+    }
+
+    /// Builds the store. `env`: the environment to take `AWS_*`, `GOOGLE_*` and `AZURE_*`
+    /// defaults from (none: the options alone). `guard`: makes the HTTP connector every
+    /// client of the store connects through (none: object_store's own).
+    fn build(
+        &self,
+        options: &BTreeMap<String, String>,
+        ca_bundle: Option<&[u8]>,
+        env: Option<EnvLookup<'_>>,
+        guard: Option<&dyn Fn() -> GuardedConnector>,
+    ) -> Result<Arc<dyn ObjectStore>> {
         let mut client = client_options();
         if let Some(pem) = ca_bundle {
             let certificates = object_store::Certificate::from_pem_bundle(pem).map_err(|e| {
@@ -262,19 +305,30 @@ impl Location {
                     .with_bucket_name(bucket)
                     .with_client_options(client.clone())
                     .with_retry(retry_config());
-                for (key, value) in s3_config(options, env)? {
+                if let Some(guard) = guard {
+                    builder = builder.with_http_connector(guard());
+                }
+                for (key, value) in s3_config(options, |k| env.and_then(|env| env(k)))? {
                     builder = builder.with_config(key, value);
                 }
                 Arc::new(builder.build().map_err(configure)?)
             }
             Backend::Gcs { bucket } => {
-                let mut builder = GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_client_options(client.clone())
-                    .with_retry(retry_config());
+                let mut builder = match env {
+                    Some(_) => GoogleCloudStorageBuilder::from_env(),
+                    None => GoogleCloudStorageBuilder::new(),
+                }
+                .with_bucket_name(bucket)
+                .with_client_options(client.clone())
+                .with_retry(retry_config());
+                if let Some(guard) = guard {
+                    builder = builder.with_http_connector(guard());
+                }
                 // Our client options replaced the ones from_env read (GOOGLE_PROXY_URL, ...).
-                for (key, value) in client_env(process_env(), "GOOGLE_", google_client_key) {
-                    builder = builder.with_config(key, value);
+                if env.is_some() {
+                    for (key, value) in client_env(process_env(), "GOOGLE_", google_client_key) {
+                        builder = builder.with_config(key, value);
+                    }
                 }
                 for (key, value) in options {
                     let parsed =
@@ -289,13 +343,21 @@ impl Location {
                 Arc::new(builder.build().map_err(configure)?)
             }
             Backend::Azure { container } => {
-                let mut builder = MicrosoftAzureBuilder::from_env()
-                    .with_container_name(container)
-                    .with_client_options(client.clone())
-                    .with_retry(retry_config());
+                let mut builder = match env {
+                    Some(_) => MicrosoftAzureBuilder::from_env(),
+                    None => MicrosoftAzureBuilder::new(),
+                }
+                .with_container_name(container)
+                .with_client_options(client.clone())
+                .with_retry(retry_config());
+                if let Some(guard) = guard {
+                    builder = builder.with_http_connector(guard());
+                }
                 // Our client options replaced the ones from_env read (AZURE_ALLOW_HTTP, ...).
-                for (key, value) in client_env(process_env(), "AZURE_", azure_client_key) {
-                    builder = builder.with_config(key, value);
+                if env.is_some() {
+                    for (key, value) in client_env(process_env(), "AZURE_", azure_client_key) {
+                        builder = builder.with_config(key, value);
+                    }
                 }
                 for (key, value) in azure_config(options)? {
                     builder = builder.with_config(key, value);
@@ -310,6 +372,9 @@ impl Location {
         }
     }
 }
+
+/// Reads one environment variable (the process's, or a caller's stand-in).
+type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 fn unknown_option(key: &str, accepted: &str) -> StorageError {
     StorageError::InvalidOption {

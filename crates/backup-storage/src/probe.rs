@@ -4,7 +4,6 @@
 //! a backup does: write a small sentinel, read it back, compare, delete. Failures are classified into
 //! reasons a user can act on, keeping the underlying message for the details.
 
-use std::error::Error as _;
 use std::fmt;
 
 use bytes::Bytes;
@@ -12,6 +11,7 @@ use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
+use crate::remote::{chain_text, summary};
 use crate::repository::Repository;
 
 /// The outcome of [`Repository::probe`].
@@ -32,6 +32,12 @@ pub enum Availability {
     /// The endpoint could not be reached (connection refused, DNS, timeout).
     Unreachable {
         /// Underlying error.
+        message: String,
+    },
+    /// The endpoint (or an address it resolved or redirected to) is one projects may not
+    /// reach: link-local, a metadata service, or the platform's own networks.
+    AddressNotAllowed {
+        /// Which address, and why.
         message: String,
     },
     /// Reads work but writes are refused.
@@ -64,6 +70,7 @@ impl Availability {
             Availability::BucketMissing { .. } => "BucketMissing",
             Availability::AccessDenied { .. } => "AccessDenied",
             Availability::Unreachable { .. } => "Unreachable",
+            Availability::AddressNotAllowed { .. } => "AddressNotAllowed",
             Availability::ReadOnly { .. } => "ReadOnly",
             Availability::Corrupt { .. } => "Corrupt",
             Availability::Failed { .. } => "Failed",
@@ -87,6 +94,9 @@ impl fmt::Display for Availability {
                 f,
                 "storage endpoint unreachable: check the endpoint URL (s3Url), DNS and network ({message})"
             ),
+            Availability::AddressNotAllowed { message } => {
+                write!(f, "storage endpoint not allowed: {message}")
+            }
             Availability::ReadOnly { message } => write!(
                 f,
                 "storage is read-only for these credentials: grant write and delete permission ({message})"
@@ -106,38 +116,28 @@ enum Class {
     BucketMissing,
     AccessDenied,
     Unreachable,
+    AddressNotAllowed,
     Other,
 }
 
-/// What a status message says of an error: its whole chain, except that a failure of the
-/// instance-metadata fallback (its retries run to pages) says what it means.
+/// What a status message says of an error: the store's answer summarised (never its body,
+/// see [`crate::remote`]), except that a failure of the instance-metadata fallback (its retries
+/// run to pages) says what it means.
 fn message_of(err: &object_store::Error) -> String {
-    let text = chain_text(err);
-    if crate::error::is_metadata_fallback(&text) {
+    if backup_net::denied_in(err).is_none() && crate::error::is_metadata_fallback(&chain_text(err))
+    {
         "no credentials were given (the cloud's instance metadata, tried last, did not answer): \
          set access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
             .to_string()
     } else {
-        text
+        summary(err)
     }
-}
-
-/// The error and all its sources, joined, for matching S3 error codes and for messages.
-fn chain_text(err: &object_store::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 fn classify(err: &object_store::Error) -> Class {
+    if backup_net::denied_in(err).is_some() {
+        return Class::AddressNotAllowed;
+    }
     if crate::error::is_metadata_fallback(&chain_text(err)) {
         return Class::AccessDenied;
     }
@@ -197,6 +197,7 @@ fn to_availability(class: Class, message: String) -> Availability {
         Class::BucketMissing => Availability::BucketMissing { message },
         Class::AccessDenied => Availability::AccessDenied { message },
         Class::Unreachable => Availability::Unreachable { message },
+        Class::AddressNotAllowed => Availability::AddressNotAllowed { message },
         Class::Other => Availability::Failed { message },
     }
 }

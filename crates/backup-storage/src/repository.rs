@@ -19,6 +19,7 @@ use crate::error::{Result, StorageError};
 use crate::location::Location;
 use crate::manifest::{ArtifactRecord, MANIFEST_FILE, Manifest};
 use crate::names::{ArtifactName, BackupName, ScopeSegment};
+use crate::tenancy::Tenancy;
 use crate::upload::UploadOptions;
 use crate::verify::{ArtifactStream, Verified};
 use crate::writer::BackupWriter;
@@ -72,23 +73,19 @@ impl Repository {
         }
     }
 
-    /// Opens the location a Velero-style spec describes, authenticated only by `credentials`
-    /// (the provider's credentials file from the location's Secret) and the spec's own config:
-    /// never by the process environment, so one tenant's location cannot borrow the
-    /// credentials of the process that opens it. A `ReadOnly` spec gives a repository that
-    /// refuses to start backups or delete ([`StorageError::ReadOnly`]).
-    pub fn open_spec(spec: &StorageLocationSpec, credentials: Option<&[u8]>) -> Result<Self> {
-        let location = Location::from_spec(spec)?;
-        let mut options = spec.config.clone();
-        let profile = options.remove("profile");
-        if let Some(file) = credentials {
-            options.extend(crate::credentials::credential_options(
-                &spec.provider,
-                file,
-                profile.as_deref(),
-            )?);
-        }
-        let store = location.open_with_ca(&options, |_| None, spec.ca_cert.as_deref())?;
+    /// Opens the location a project declared (a Velero-style spec) under the platform's
+    /// `tenancy` (see [`crate::tenancy`]): only allowed config keys, authenticated only by
+    /// `credentials` (the provider's credentials file from the location's Secret) unless the
+    /// platform lends its identity, every connection's address checked, a `file` location only
+    /// under the platform's root. So one project's location cannot borrow the files, identity
+    /// or network position of the process that opens it. A `ReadOnly` spec gives a repository
+    /// that refuses to start backups or delete ([`StorageError::ReadOnly`]).
+    pub fn open_spec(
+        spec: &StorageLocationSpec,
+        credentials: Option<&[u8]>,
+        tenancy: &Tenancy,
+    ) -> Result<Self> {
+        let store = crate::tenancy::open_store(spec, credentials, tenancy)?;
         Ok(Self {
             writable: spec.access_mode.is_writable(),
             ..Self::new(store)

@@ -14,7 +14,9 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use backup_net::AddressPolicy;
 use kube::Client;
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig, LoadDataError, NamedContext};
 
@@ -116,6 +118,21 @@ pub enum KubeconfigError {
         /// What is wrong, without the kubeconfig's data.
         reason: String,
     },
+    /// The API server named by a kubeconfig given as data is an address projects may not
+    /// reach (link-local, a metadata service, the platform's own networks).
+    #[error(
+        "the `server` of context {context:?} of {origin}: {denied}; name the cluster's API \
+         server by an address outside the link-local and metadata ranges and the platform's own \
+         networks"
+    )]
+    AddressNotAllowed {
+        /// The kubeconfig.
+        origin: KubeconfigOrigin,
+        /// The context that was selected.
+        context: String,
+        /// The refusal.
+        denied: Box<backup_net::AddressDenied>,
+    },
     /// No kubeconfig exists and this process does not run in a pod either.
     #[error(
         "no kubeconfig ($KUBECONFIG is unset and ~/.kube/config does not exist) and no \
@@ -142,12 +159,16 @@ fn describe_context_problem(wanted: Option<&str>, available: &[String]) -> Strin
 }
 
 /// A client for `context` (default: the current context) of the kubeconfig in `kubeconfig`,
-/// which must be self-contained: see the [module documentation](self).
+/// which must be self-contained: see the [module documentation](self). Every connection it
+/// makes is checked against `addresses` (see [`backup_net`]).
 pub async fn client_from_bytes(
     kubeconfig: &[u8],
     context: Option<&str>,
+    addresses: Arc<AddressPolicy>,
 ) -> Result<Client, KubeconfigError> {
-    Ok(cluster_client_from_bytes(kubeconfig, context).await?.client)
+    Ok(cluster_client_from_bytes(kubeconfig, context, addresses)
+        .await?
+        .client)
 }
 
 /// A client for a user cluster and which API server it talks to.
@@ -165,6 +186,7 @@ pub struct ClusterClient {
 pub async fn cluster_client_from_bytes(
     kubeconfig: &[u8],
     context: Option<&str>,
+    addresses: Arc<AddressPolicy>,
 ) -> Result<ClusterClient, KubeconfigError> {
     let origin = KubeconfigOrigin::Data;
     let text = std::str::from_utf8(kubeconfig).map_err(|e| KubeconfigError::Parse {
@@ -178,9 +200,45 @@ pub async fn cluster_client_from_bytes(
     let (name, selected) = select_context(&parsed, context, &origin)?;
     ensure_self_contained(&parsed, selected, &name, &origin)?;
     let config = config_from_kubeconfig(parsed, &name, &origin).await?;
+    if let Some(Err(denied)) = config.cluster_url.host().map(|h| addresses.check_host(h)) {
+        return Err(KubeconfigError::AddressNotAllowed {
+            origin,
+            context: name,
+            denied: Box::new(denied),
+        });
+    }
     let server = server_key(&config);
-    let client = Client::try_from(config).map_err(|e| classify_client_error(e, origin, name))?;
+    let client =
+        guarded_client(config, addresses).map_err(|e| classify_client_error(e, origin, name))?;
     Ok(ClusterClient { client, server })
+}
+
+/// kube's client for `config`, built as `Client::try_from` builds it (timeouts, base URI,
+/// authentication, extra headers), except that it connects through
+/// [`backup_net::guarded_http_connector`], so every address it dials (after DNS, on every
+/// connection) is checked against `addresses`, and that it never uses a proxy (a kubeconfig
+/// given as data may not name one, see [`ensure_self_contained`]).
+fn guarded_client(config: kube::Config, addresses: Arc<AddressPolicy>) -> kube::Result<Client> {
+    use kube::client::ConfigExt;
+    // kube installs the process's TLS provider the same way before building its own clients.
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+    let https = config
+        .rustls_https_connector_with_connector(backup_net::guarded_http_connector(addresses))?;
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    let http = hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http);
+    Ok(Client::new(service, config.default_namespace))
 }
 
 /// [`ClusterClient::server`] of `config`: its URL, and a digest of each trusted CA certificate.
@@ -330,6 +388,9 @@ fn ensure_self_contained(
         .iter()
         .find(|c| c.name == context.cluster)
         .and_then(|c| c.cluster.as_ref());
+    if cluster.is_some_and(|c| c.proxy_url.is_some()) {
+        return refuse("connects through a proxy (`proxy-url`)");
+    }
     if let Some(cluster) = cluster
         && cluster.certificate_authority.is_some()
         && cluster.certificate_authority_data.is_none()
@@ -588,7 +649,7 @@ users:
     }
 
     async fn bytes_error(yaml: &str, context: Option<&str>) -> KubeconfigError {
-        match client_from_bytes(yaml.as_bytes(), context).await {
+        match client_from_bytes(yaml.as_bytes(), context, Default::default()).await {
             Ok(_) => panic!("expected an error"),
             Err(e) => {
                 let message = e.to_string();
@@ -609,7 +670,7 @@ users:
             assert!(matches!(e, KubeconfigError::Parse { .. }), "{e}");
             assert!(e.to_string().contains("the kubeconfig data"), "{e}");
         }
-        let e = match client_from_bytes(b"\xff\xfe kubeconfig", None).await {
+        let e = match client_from_bytes(b"\xff\xfe kubeconfig", None, Default::default()).await {
             Err(e) => e,
             Ok(_) => panic!("non-UTF-8 accepted"),
         };
@@ -674,6 +735,58 @@ users:
     }
 
     #[tokio::test]
+    async fn a_proxy_or_a_metadata_server_is_refused() {
+        let proxied = kubeconfig(Some("a"), "").replace(
+            "insecure-skip-tls-verify: true",
+            "insecure-skip-tls-verify: true\n    proxy-url: http://127.0.0.1:3128",
+        );
+        let e = bytes_error(&proxied, None).await;
+        assert!(matches!(e, KubeconfigError::NotSelfContained { .. }), "{e}");
+        assert!(e.to_string().contains("proxy-url"), "{e}");
+        for server in ["https://169.254.169.254", "https://[fd00:ec2::254]:443"] {
+            let yaml = kubeconfig(Some("a"), "").replace("https://127.0.0.1:1", server);
+            let e = bytes_error(&yaml, None).await;
+            assert!(
+                matches!(e, KubeconfigError::AddressNotAllowed { .. }),
+                "{e}"
+            );
+            assert!(e.to_string().contains("`server`"), "{e}");
+            assert!(!e.to_string().contains(SECRET), "{e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_connection_is_checked_after_dns() {
+        use k8s_openapi::api::core::v1::Namespace;
+        // Something listens on 127.0.0.1; the platform denies loopback; the kubeconfig names
+        // it as `localhost`, so only the resolved address can refuse it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let yaml = kubeconfig(Some("a"), "")
+            .replace("https://127.0.0.1:1", &format!("https://localhost:{port}"));
+        let denied = Arc::new(AddressPolicy::with_denied(
+            AddressPolicy::parse_cidrs("127.0.0.0/8,::1").unwrap(),
+        ));
+        let client = client_from_bytes(yaml.as_bytes(), None, denied)
+            .await
+            .unwrap();
+        let err = kube::Api::<Namespace>::all(client)
+            .list(&Default::default())
+            .await
+            .unwrap_err();
+        assert!(
+            backup_net::denied_in(&err).is_some(),
+            "not refused by the address policy: {err:?}"
+        );
+        assert_eq!(
+            listener.accept().unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "the listener was reached"
+        );
+    }
+
+    #[tokio::test]
     async fn undecodable_inline_data_is_a_config_error_without_the_data() {
         let yaml = kubeconfig(Some("a"), "").replace(
             "insecure-skip-tls-verify: true",
@@ -690,7 +803,12 @@ users:
 
     #[tokio::test]
     async fn a_self_contained_kubeconfig_makes_a_client_without_connecting() {
-        let client = client_from_bytes(kubeconfig(Some("a"), "").as_bytes(), Some("b")).await;
+        let client = client_from_bytes(
+            kubeconfig(Some("a"), "").as_bytes(),
+            Some("b"),
+            Default::default(),
+        )
+        .await;
         assert!(client.is_ok(), "{:?}", client.err());
     }
 

@@ -229,6 +229,8 @@ async fn snapshot(args: SnapshotArgs) -> Result<ExitCode> {
             key: args.key,
         },
         tls_pem: None,
+        // The operator's own command line: any endpoint they name.
+        addresses: None,
     };
     let bar = progress_bar();
     let progress_target = bar.clone();

@@ -47,6 +47,9 @@ pub struct AgentArgs {
     /// How often to look for new restores, as a duration (`2s`).
     #[arg(long, default_value = "2s", value_parser = duration)]
     pub poll: Duration,
+    /// What the StorageLocation a project wrote may use here, as for the controller.
+    #[command(flatten)]
+    pub tenancy: backup_controller::tenancy::TenancyArgs,
 }
 
 fn duration(raw: &str) -> Result<Duration, String> {
@@ -149,6 +152,7 @@ async fn carry_out(
             client,
             &args.namespace,
             restore.spec.storage_location.as_deref(),
+            args.tenancy.clone().policy(),
         )
         .await
         .context("cannot open the StorageLocation")?;

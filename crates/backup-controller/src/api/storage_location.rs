@@ -208,7 +208,7 @@ fn location_field(e: &backup_core::LocationError) -> &'static str {
         E::InvalidPrefix { .. } => "spec.objectStorage.prefix",
         E::InvalidCredential { .. } => "spec.credential",
         E::InvalidCaBundle => "spec.objectStorage.caCert",
-        E::EmptyConfigKey { .. } => "spec.config",
+        E::EmptyConfigKey { .. } | E::OptionNotAllowed(_) => "spec.config",
     }
 }
 

@@ -251,6 +251,7 @@ async fn target(
         connection: EtcdConnection {
             endpoints: access.endpoints.clone(),
             tls_pem,
+            addresses: Some(std::sync::Arc::clone(&ctx.settings.tenancy.addresses)),
             ..EtcdConnection::default()
         },
         repo,

@@ -46,6 +46,7 @@ impl WebState {
         client: kube::Client,
         namespace: Option<&str>,
         session_key: session::SessionKey,
+        tenancy: crate::tenancy::TenantPolicy,
     ) -> Self {
         let objects = cache::Objects {
             locations: watch_into_store(&client, namespace),
@@ -53,7 +54,7 @@ impl WebState {
             backups: watch_into_store(&client, namespace),
         };
         WebState {
-            locations: crate::locations::Locations::new(client.clone()),
+            locations: crate::locations::Locations::new(client.clone(), tenancy),
             client,
             session_key,
             objects,

@@ -8,7 +8,10 @@
 #[rustfmt::skip] // prettyplease formats it; `cargo xtask proto --check` owns its exact text.
 mod etcdserverpb;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use backup_net::AddressPolicy;
 
 pub use etcdserverpb::kv_client::KvClient;
 pub use etcdserverpb::maintenance_client::MaintenanceClient;
@@ -20,16 +23,25 @@ use tonic::transport::Endpoint;
 pub use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// Opens a gRPC channel to one member at `url` (`http://` or `https://host:port`), with TLS
-/// when `tls` is given. The connection is made now, so a refused or failed handshake shows
-/// here and not on the first call.
+/// when `tls` is given, every address dialled checked against `addresses` when given (see
+/// [`backup_net`]). The connection is made now, so a refused or failed handshake shows here
+/// and not on the first call.
 pub async fn connect(
     url: &str,
     tls: Option<ClientTlsConfig>,
     connect_timeout: Duration,
+    addresses: Option<Arc<AddressPolicy>>,
 ) -> Result<Channel, tonic::transport::Error> {
     let mut endpoint = Endpoint::from_shared(url.to_string())?.connect_timeout(connect_timeout);
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls)?;
     }
-    endpoint.connect().await
+    match addresses {
+        Some(policy) => {
+            endpoint
+                .connect_with_connector(backup_net::guarded_http_connector(policy))
+                .await
+        }
+        None => endpoint.connect().await,
+    }
 }
