@@ -199,8 +199,10 @@ mod tests {
             ("file", "anything"),
             ("someplugin", "region"),
         ] {
+            // Beside an allowed key, so the refused one is the one named.
+            let allowed = allowed_keys(provider).next().unwrap_or(key);
             let err =
-                check_options(provider, &config(&[("region", "x"), (key, "v")])).expect_err(key);
+                check_options(provider, &config(&[(allowed, "x"), (key, "v")])).expect_err(key);
             assert_eq!(err.key, key);
             let text = err.to_string();
             assert!(text.contains(&format!("{key:?}")), "{text}");
@@ -212,6 +214,43 @@ mod tests {
         assert!(
             err.to_string().contains("allowed are region, s3Url"),
             "{err}"
+        );
+    }
+
+    /// The README's "Storage location options" table, row by row: (provider, key, meaning).
+    fn readme_rows() -> Vec<(String, String, String)> {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("### Storage location options")
+            .nth(1)
+            .expect("the README has a \"Storage location options\" section");
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with("| provider |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+                assert_eq!(cells.len(), 3, "{row}");
+                (
+                    cells[0].to_string(),
+                    cells[1].trim_matches('`').to_string(),
+                    cells[2].to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_shows_exactly_this_table() {
+        let code: Vec<(String, String, String)> = LOCATION_OPTIONS
+            .iter()
+            .map(|o| (o.provider.into(), o.key.into(), o.meaning.into()))
+            .collect();
+        assert_eq!(
+            readme_rows(),
+            code,
+            "README.md's \"Storage location options\" table differs from LOCATION_OPTIONS"
         );
     }
 

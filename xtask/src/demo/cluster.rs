@@ -456,10 +456,19 @@ pub async fn run(
         .dir
         .join("controller-logs")
         .join(format!("{PROJECT}.log"));
-    let mut controller =
-        fleet::ControllerProcess::start(binary, state.cluster("mgmt")?, PROJECT, log).await?;
+    // `file` locations are the controller's own filesystem: the platform allows them only under
+    // a root it chooses (here the demo's storage directory).
+    let file_root = storage.display().to_string();
+    let mut controller = fleet::ControllerProcess::start_with(
+        binary,
+        state.cluster("mgmt")?,
+        PROJECT,
+        log,
+        &["--file-root", &file_root],
+    )
+    .await?;
     println!(
-        "   backup-controller running (pid {}, log {})\n",
+        "   backup-controller running (pid {}, log {}, --file-root {file_root})\n",
         controller.pid,
         controller.log.display()
     );

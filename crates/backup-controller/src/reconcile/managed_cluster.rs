@@ -114,8 +114,19 @@ fn velero_reason(e: &VeleroError) -> &'static str {
     }
 }
 
-/// Reachability from a failed version request.
+/// Reachability from a failed version request. The server's own words are never repeated
+/// (see [`backup_velero::kube_errors::summary`]).
 pub fn unreachable(e: &kube::Error) -> Reachability {
+    if backup_net::denied_in(e).is_some() {
+        return Reachability::Unreachable {
+            reason: "AddressNotAllowed".into(),
+            message: format!(
+                "{}; name the API server by an address outside the link-local and metadata \
+                 ranges and the platform's own networks",
+                backup_velero::kube_errors::summary(e)
+            ),
+        };
+    }
     let (reason, hint) = match backup_velero::kube_errors::status_code(e) {
         Some(401) => (
             "Unauthorized",
@@ -132,7 +143,7 @@ pub fn unreachable(e: &kube::Error) -> Reachability {
     };
     Reachability::Unreachable {
         reason: reason.into(),
-        message: format!("{e}; {hint}"),
+        message: format!("{}; {hint}", backup_velero::kube_errors::summary(e)),
     }
 }
 

@@ -253,12 +253,16 @@ impl Listing {
         };
         match &e {
             kube::Error::Api(s) if s.code == 403 || s.code == 404 || s.code == 405 => {
-                j.warn(None, format!("could not list {what}, skipped: {e}"));
+                let said = crate::kube_errors::summary(&e);
+                j.warn(None, format!("could not list {what}, skipped: {said}"));
                 j.results
                     .warnings
-                    .add_velero(format!("could not list {what}: {}", s.message));
+                    .add_velero(format!("could not list {what}: {said}"));
             }
-            _ => j.error(scope, format!("listing {what} failed: {e}")),
+            _ => j.error(
+                scope,
+                format!("listing {what} failed: {}", crate::kube_errors::summary(&e)),
+            ),
         }
     }
 

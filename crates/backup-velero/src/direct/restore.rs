@@ -485,7 +485,10 @@ impl RestoreRun {
                 Err(kube::Error::Api(s)) if is_transient(&s) && attempts < 40 => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Err(e) => return fail(format!("could not restore {where_}: {e}")),
+                Err(e) => {
+                    let said = crate::kube_errors::summary(&e);
+                    return fail(format!("could not restore {where_}: {said}"));
+                }
             }
         };
         if keep_status
@@ -499,7 +502,10 @@ impl RestoreRun {
             {
                 lock(journal).warn(
                     target_ns.as_deref(),
-                    format!("{where_}: restoring status failed: {e}"),
+                    format!(
+                        "{where_}: restoring status failed: {}",
+                        crate::kube_errors::summary(&e)
+                    ),
                 );
             }
         }
