@@ -21,6 +21,28 @@ fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
     objects.iter().filter(|o| o["kind"] == kind).collect()
 }
 
+/// The ClusterRoles a ClusterRoleBinding binds (cluster-wide rights).
+fn bound_cluster_roles(objects: &[Value]) -> Vec<&Value> {
+    let bound: Vec<&Value> = of_kind(objects, "ClusterRoleBinding")
+        .into_iter()
+        .map(|b| &b["roleRef"]["name"])
+        .collect();
+    of_kind(objects, "ClusterRole")
+        .into_iter()
+        .filter(|r| bound.contains(&&r["metadata"]["name"]))
+        .collect()
+}
+
+/// Whether `role` has a rule on Secrets.
+fn reads_secrets(role: &Value) -> bool {
+    role["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| rule["resources"].as_array().into_iter().flatten())
+        .any(|r| r == "secrets")
+}
+
 /// The value combinations users reach for.
 fn combinations() -> Vec<(&'static str, Value)> {
     vec![
@@ -36,6 +58,12 @@ fn combinations() -> Vec<(&'static str, Value)> {
                    "podDisruptionBudget": {"enabled": false},
                    "networkPolicy": {"enabled": true},
                    "controller": {"watchNamespace": "project-a", "release": "v1.2.0+build_7"}}),
+        ),
+        (
+            "ManagementBackup grant, file root, no denied ranges, identity lent",
+            json!({"managementBackup": {"readProjectSecrets": true},
+                   "controller": {"fileRoot": "/var/lib/backups", "denyCIDRs": [],
+                                  "lendIdentityTo": ["platform", "ops"]}}),
         ),
     ]
 }
@@ -72,9 +100,14 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
             .filter_map(Value::as_str)
             .collect();
         assert_eq!(args[0], "run");
-        // The ClusterRole: nothing wildcarded, Secrets only read.
-        let role = of_kind(&objects, "ClusterRole")[0];
-        for rule in role["rules"].as_array().into_iter().flatten() {
+        // The ClusterRoles: nothing wildcarded; Secrets only in the one projects bind, and
+        // only `get` (by name: nothing lists or watches them).
+        let roles = of_kind(&objects, "ClusterRole");
+        assert_eq!(roles.len(), 2, "{name}");
+        for rule in roles
+            .iter()
+            .flat_map(|r| r["rules"].as_array().into_iter().flatten())
+        {
             for field in ["apiGroups", "resources", "verbs"] {
                 assert!(
                     !rule[field]
@@ -85,15 +118,29 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                     "{name}: wildcard in {rule}"
                 );
             }
-            if rule["resources"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| r == "secrets")
-            {
-                assert_eq!(rule["verbs"], json!(["get", "list", "watch"]), "{name}");
-            }
         }
+        let project_secrets = roles
+            .iter()
+            .find(|r| r["metadata"]["name"] == "bf-backup-fleet-project-secrets")
+            .with_context(|| format!("{name}: no -project-secrets ClusterRole"))?;
+        assert_eq!(
+            project_secrets["rules"],
+            json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]),
+            "{name}"
+        );
+        assert!(
+            roles
+                .iter()
+                .filter(|r| r["metadata"]["name"] != project_secrets["metadata"]["name"])
+                .all(|r| !reads_secrets(r)),
+            "{name}: Secrets in the controller's own ClusterRole"
+        );
+        let grant = args.contains(&"--management-backup-secrets");
+        let secrets_bound = bound_cluster_roles(&objects).into_iter().any(reads_secrets);
+        assert_eq!(
+            secrets_bound, grant,
+            "{name}: Secrets are bound cluster-wide exactly with managementBackup.readProjectSecrets"
+        );
         assert!(chart.notes().contains("StorageLocation"), "{name}");
         assert_eq!(chart.crds.len(), 8, "{name}: the CRDs ship with the chart");
 
@@ -119,6 +166,47 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                 assert_eq!(of_kind(&objects, "Role").len(), 1, "the Lease's Role");
                 assert!(of_kind(&objects, "ServiceMonitor").is_empty());
                 assert!(of_kind(&objects, "NetworkPolicy").is_empty());
+                // Tenancy: loopback denied, no file root, no identity lent, no Secrets.
+                assert!(
+                    args.contains(&"--deny-cidrs=127.0.0.0/8,::1/128"),
+                    "{args:?}"
+                );
+                for absent in [
+                    "--file-root",
+                    "--lend-identity-to",
+                    "--management-backup-secrets",
+                ] {
+                    assert!(!args.iter().any(|a| a.starts_with(absent)), "{args:?}");
+                }
+                assert_eq!(of_kind(&objects, "ClusterRoleBinding").len(), 1);
+                let notes = chart.notes();
+                assert!(
+                    notes.contains("--clusterrole=bf-backup-fleet-project-secrets")
+                        && notes.contains("--serviceaccount=backup-fleet-system:bf-backup-fleet"),
+                    "{notes}"
+                );
+            }
+            "ManagementBackup grant, file root, no denied ranges, identity lent" => {
+                assert!(args.contains(&"--management-backup-secrets"), "{args:?}");
+                assert!(args.contains(&"--file-root=/var/lib/backups"), "{args:?}");
+                assert!(
+                    args.contains(&"--lend-identity-to=platform,ops"),
+                    "{args:?}"
+                );
+                assert!(
+                    !args.iter().any(|a| a.starts_with("--deny-cidrs")),
+                    "{args:?}"
+                );
+                let binding = of_kind(&objects, "ClusterRoleBinding")
+                    .into_iter()
+                    .find(|b| b["roleRef"]["name"] == "bf-backup-fleet-project-secrets")
+                    .context("no ClusterRoleBinding of the -project-secrets ClusterRole")?;
+                assert_eq!(
+                    binding["subjects"],
+                    json!([{"kind": "ServiceAccount", "name": "bf-backup-fleet",
+                            "namespace": "backup-fleet-system"}])
+                );
+                assert!(chart.notes().contains("encrypt to an age recipient"));
             }
             "metrics ServiceMonitor on" => {
                 let monitor = of_kind(&objects, "ServiceMonitor")[0];
@@ -160,6 +248,18 @@ fn bad_values_fail_rendering_naming_the_value() -> Result<()> {
             "controller/orphanGrace",
         ),
         (json!({"replicas": 3}), "replicas"),
+        (
+            json!({"controller": {"denyCIDRs": ["10.0.0.0"]}}),
+            "controller/denyCIDRs",
+        ),
+        (
+            json!({"controller": {"fileRoot": "backups"}}),
+            "controller/fileRoot",
+        ),
+        (
+            json!({"managementBackup": {"readProjectSecrets": "yes"}}),
+            "managementBackup/readProjectSecrets",
+        ),
         (
             json!({"leaderElection": {"enabled": false}}),
             "leaderElection.enabled=false",
@@ -217,6 +317,20 @@ async fn apply(client: &Client, object: &Value, namespace: &str, dry_run: bool) 
     Ok(())
 }
 
+/// The objects of `examples/<file>`.
+fn examples(file: &str) -> Result<Vec<Value>> {
+    let path = tests::helm::chart_dir().join("../../examples").join(file);
+    let text = std::fs::read_to_string(&path)?;
+    let mut objects = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let object: Value = serde::Deserialize::deserialize(document)?;
+        if !object.is_null() {
+            objects.push(object);
+        }
+    }
+    Ok(objects)
+}
+
 #[tokio::test]
 async fn the_apiserver_accepts_every_rendered_object() -> Result<()> {
     let env = shared()?;
@@ -251,13 +365,36 @@ async fn the_apiserver_accepts_every_rendered_object() -> Result<()> {
             .map(|c| serde_yaml_ng::from_str(c))
             .collect::<Result<_, _>>()?;
     tests::controller::install_crds(&mgmt, &crds).await?;
-    let example =
-        std::fs::read_to_string(tests::helm::chart_dir().join("../../examples/first-backup.yaml"))?;
-    for document in serde_yaml_ng::Deserializer::from_str(&example) {
-        let object: Value = serde::Deserialize::deserialize(document)?;
-        apply(&mgmt, &object, &release_ns.name, true)
-            .await
-            .with_context(|| format!("examples/first-backup.yaml: {object}"))?;
+    // And a project's consent, as examples/project-onboarding.yaml gives it: a RoleBinding of
+    // the chart's -project-secrets ClusterRole to its ServiceAccount, for the default release.
+    let onboarding = examples("project-onboarding.yaml")?;
+    ensure!(onboarding.len() == 1, "{onboarding:?}");
+    let default_install = render(&json!({}), "backup-fleet", "backup-fleet-system")?
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .objects()?;
+    let consent = &onboarding[0];
+    ensure!(
+        consent["kind"] == "RoleBinding"
+            && of_kind(&default_install, "ClusterRole")
+                .iter()
+                .any(|r| r["metadata"]["name"] == consent["roleRef"]["name"] && reads_secrets(r))
+            && of_kind(&default_install, "ServiceAccount").iter().any(|a| {
+                json!([{"kind": "ServiceAccount", "name": a["metadata"]["name"],
+                        "namespace": a["metadata"]["namespace"]}])
+                    == consent["subjects"]
+            }),
+        "examples/project-onboarding.yaml does not bind the default install's \
+         -project-secrets ClusterRole to its ServiceAccount: {consent}"
+    );
+    for (file, objects) in [
+        ("first-backup.yaml", examples("first-backup.yaml")?),
+        ("project-onboarding.yaml", onboarding),
+    ] {
+        for object in objects {
+            apply(&mgmt, &object, &release_ns.name, true)
+                .await
+                .with_context(|| format!("examples/{file}: {object}"))?;
+        }
     }
     release_ns.delete().await
 }

@@ -2,13 +2,17 @@
 //! cluster `mgmt` on run-now and when it starts as a new release; `backupctl restore create`
 //! brings the backup into a fresh management cluster (`c2`, with the CRDs installed as the
 //! chart would), and a controller there resumes without re-running what already ran.
+//!
+//! A ManagementBackup holds every project's credentials, so the controller takes one only with
+//! the platform's grant (`--management-backup-secrets`) and writes it only to a location that
+//! encrypts to an age recipient; the restore reads it with that recipient's identity.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use backup_controller::context::Settings;
 use backup_controller::runtime::RunConfig;
-use backup_storage::BackupName;
+use backup_storage::{BackupName, Identities};
 use backup_velero::format::{ResourceList, gunzip_json};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
@@ -45,6 +49,7 @@ fn controller(
         settings: Settings {
             management_namespace: namespace.to_string(),
             release: release.to_string(),
+            management_backup_secrets: true,
             ..Settings::default()
         },
     };
@@ -78,6 +83,16 @@ async fn the_management_cluster_is_backed_up_and_comes_back_in_a_fresh_one() -> 
     let p = Project::create("mgmt-backup", &backup_controller::api::crds()).await?;
     let ns = p.name().to_string();
     p.apply(p.s3_location("main", true)?).await?;
+    // Where the management backups go: the same storage, encrypted to a key of the platform's.
+    let key = Identities::generate();
+    p.secret("age-key", "identity", key.to_identity_file().as_bytes())
+        .await?;
+    let mut sealed = p.s3_location("sealed", false)?;
+    sealed["spec"]["encryption"] = json!({
+        "recipients": [key.recipients()[0].to_string()],
+        "identitySecret": {"name": "age-key", "key": "identity"}
+    });
+    p.apply(sealed).await?;
     p.apply(p.cluster("c1", "c1", json!({"env": "prod"})))
         .await?;
     let template = json!({"includedNamespaces": ["kube-public"]});
@@ -104,7 +119,7 @@ async fn the_management_cluster_is_backed_up_and_comes_back_in_a_fresh_one() -> 
     p.apply(management(
         "mgmt",
         json!({"schedule": "@every 1h", "performOnManagementUpgrade": true,
-               "retention": {"keep": 2}}),
+               "storageLocation": "sealed", "retention": {"keep": 2}}),
     ))
     .await?;
     p.apply(management(
@@ -153,7 +168,7 @@ async fn the_management_cluster_is_backed_up_and_comes_back_in_a_fresh_one() -> 
     let mut asked = management(
         "mgmt",
         json!({"schedule": "@every 1h", "performOnManagementUpgrade": true,
-               "retention": {"keep": 2}}),
+               "storageLocation": "sealed", "retention": {"keep": 2}}),
     );
     asked["metadata"]["annotations"] = json!({"backupfleet.dev/run-now": "t1"});
     p.apply(asked).await?;
@@ -182,7 +197,7 @@ async fn the_management_cluster_is_backed_up_and_comes_back_in_a_fresh_one() -> 
 
     // What it holds: our objects, the Secrets they reference, the component's ConfigMap and
     // the namespace; not the unrelated Secret.
-    let repo = p.repository("management")?;
+    let repo = p.repository("management")?.with_identities(key.clone());
     let mut list_bytes = Vec::new();
     repo.download_artifact_to(
         backup_core::BackupKind::Resources,
@@ -205,6 +220,7 @@ async fn the_management_cluster_is_backed_up_and_comes_back_in_a_fresh_one() -> 
         ("backupfleet.dev/v1alpha1/ManagementBackup", "mgmt"),
         ("v1/Secret", S3_SECRET),
         ("v1/Secret", "c1-kubeconfig"),
+        ("v1/Secret", "age-key"),
         ("v1/ConfigMap", "settings"),
     ] {
         ensure!(has(kind, name), "{kind} {name} missing from {:?}", list.0);
@@ -257,6 +273,10 @@ async fn the_management_cluster_is_backed_up_and_comes_back_in_a_fresh_one() -> 
         format!("secret_access_key={}", s3.secret_access_key),
     ];
     let kubeconfig = fresh.kubeconfig.display().to_string();
+    let keys = tempfile::tempdir()?;
+    let identity_file = keys.path().join("age-key.txt");
+    std::fs::write(&identity_file, key.to_identity_file())?;
+    let identity_file = identity_file.display().to_string();
     let mut args = vec![
         "restore",
         "create",
@@ -277,6 +297,8 @@ async fn the_management_cluster_is_backed_up_and_comes_back_in_a_fresh_one() -> 
         &ns,
         "--restore-status",
         "*.backupfleet.dev",
+        "--identity-file",
+        &identity_file,
     ];
     for option in &options {
         args.extend(["--option", option]);

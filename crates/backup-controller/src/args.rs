@@ -85,6 +85,14 @@ pub struct RunArgs {
     /// after it when it differs from the release they last saw.
     #[arg(long, default_value = env!("CARGO_PKG_VERSION"), value_parser = release)]
     pub release: String,
+    /// Take ManagementBackups. They read every Secret that our objects reference, in every
+    /// namespace, so they need the platform's grant: the Helm chart's
+    /// `managementBackup.readProjectSecrets=true` binds its `<fullname>-project-secrets`
+    /// ClusterRole (get on Secrets) cluster-wide and passes this flag, and the two must match.
+    /// Off by default: ManagementBackups are refused (`SecretsNotGranted`). With it, the
+    /// location each writes to must still encrypt to an age recipient (`EncryptionRequired`).
+    #[arg(long)]
+    pub management_backup_secrets: bool,
     #[command(flatten)]
     pub tenancy: TenancyArgs,
 }
@@ -141,6 +149,7 @@ impl RunArgs {
                 management_namespace,
                 release: self.release,
                 tenancy: self.tenancy.policy(),
+                management_backup_secrets: self.management_backup_secrets,
                 ..Settings::default()
             },
         })

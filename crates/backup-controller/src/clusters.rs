@@ -53,6 +53,7 @@ impl ClusterProblem {
         match self {
             ClusterProblem::Secret(SecretError::Missing { .. }) => "KubeconfigSecretMissing",
             ClusterProblem::Secret(SecretError::KeyMissing { .. }) => "KubeconfigKeyMissing",
+            ClusterProblem::Secret(SecretError::NotShared { .. }) => secrets::NOT_SHARED_REASON,
             ClusterProblem::Secret(SecretError::Api { .. }) => "KubeconfigUnreadable",
             ClusterProblem::Kubeconfig {
                 source: KubeconfigError::AddressNotAllowed { .. },
@@ -252,6 +253,17 @@ mod tests {
         cache.forget(&key("c1-team-b"));
         assert!(!cache.by_server.contains_key("https://10.0.0.1:6443#ca1"));
         assert_eq!(cache.by_server.len(), 1);
+    }
+
+    #[test]
+    fn a_kubeconfig_the_project_has_not_shared_is_said_so() {
+        let not_shared = ClusterProblem::Secret(SecretError::NotShared {
+            namespace: "project-a".into(),
+            name: "c1-kubeconfig".into(),
+        });
+        assert_eq!(not_shared.reason(), "SecretsNotShared");
+        assert!(!not_shared.is_retryable());
+        assert!(not_shared.to_string().contains("project-onboarding.yaml"));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Settings {
     pub release: String,
     /// What the platform lends projects (addresses, `file` root, identity).
     pub tenancy: TenantPolicy,
+    /// Whether the platform granted ManagementBackups every project's Secrets (the chart's
+    /// `managementBackup.readProjectSecrets`); without it they are refused (`SecretsNotGranted`).
+    pub management_backup_secrets: bool,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             management_namespace: "default".into(),
             release: env!("CARGO_PKG_VERSION").into(),
             tenancy: TenantPolicy::default(),
+            management_backup_secrets: false,
         }
     }
 }

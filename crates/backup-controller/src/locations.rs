@@ -96,6 +96,9 @@ impl LocationProblem {
             LocationProblem::NoDefault { .. } => "NoDefaultLocation",
             LocationProblem::AmbiguousDefault { .. } => "AmbiguousDefaultLocation",
             LocationProblem::Invalid { .. } => "LocationInvalid",
+            LocationProblem::Credentials { source, .. } if source.is_not_shared() => {
+                secrets::NOT_SHARED_REASON
+            }
             LocationProblem::Credentials { .. } => "CredentialsUnreadable",
             LocationProblem::Open { source, .. } => {
                 source.refusal_reason().unwrap_or("LocationUnusable")
@@ -359,5 +362,29 @@ fn pick_from(
                 }),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_the_project_has_not_shared_are_said_so() {
+        let problem = |source| LocationProblem::Credentials {
+            name: "main".into(),
+            source,
+        };
+        let not_shared = problem(SecretError::NotShared {
+            namespace: "project-a".into(),
+            name: "s3-creds".into(),
+        });
+        assert_eq!(not_shared.reason(), "SecretsNotShared");
+        assert!(!not_shared.is_retryable());
+        let missing = problem(SecretError::Missing {
+            namespace: "project-a".into(),
+            name: "s3-creds".into(),
+        });
+        assert_eq!(missing.reason(), "CredentialsUnreadable");
     }
 }

@@ -4,7 +4,9 @@
 //! Reconciles are triggered by changes, never by a polling loop: a ClusterBackup is woken at
 //! its next firing (the reconcile's requeue), by its runs (progress and completion), by changes
 //! to the ManagedClusters and StorageLocations of its namespace, and by a slow storage resync;
-//! StorageLocations and ManagedClusters also when the Secrets they reference change.
+//! StorageLocations and ManagedClusters also when the Secrets they reference change, where the
+//! controller may watch Secrets. The Helm chart grants it none: a project lets it `get` its own
+//! by name (its consent), so there they are read again at each probe and each run instead.
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -283,6 +285,7 @@ async fn controllers(
     let namespace = config.namespace.as_deref();
     let wc = watcher::Config::default();
     let secrets: Api<PartialObjectMeta<Secret>> = api(&client, namespace);
+    let watch_secrets = may_watch_secrets(&client, namespace).await;
 
     // Locations and clusters write a probe time into their status on every reconcile, so they
     // must not be woken by their own status writes (that would probe in a tight loop).
@@ -329,38 +332,45 @@ async fn controllers(
 
     // A Secret changed: its locations and clusters look again (credentials, kubeconfigs).
     let by_secret_locations = location_store.clone();
-    let locations = locations.watches(secrets.clone(), wc.clone(), move |secret| {
-        by_secret_locations
-            .state()
-            .iter()
-            .filter(|l| {
-                let name = secret.name_any();
-                let named = |reference: Option<&backup_core::CredentialRef>| {
-                    reference.is_some_and(|c| c.name == name)
-                };
-                l.namespace() == secret.namespace()
-                    && (named(l.spec.credential.as_ref())
-                        || named(
-                            l.spec
-                                .encryption
-                                .as_ref()
-                                .and_then(|e| e.identity_secret.as_ref()),
-                        ))
-            })
-            .map(|l| ObjectRef::from_obj(l.as_ref()))
-            .collect::<Vec<_>>()
-    });
+    let locations = match watch_secrets {
+        false => locations,
+        true => locations.watches(secrets.clone(), wc.clone(), move |secret| {
+            by_secret_locations
+                .state()
+                .iter()
+                .filter(|l| {
+                    let name = secret.name_any();
+                    let named = |reference: Option<&backup_core::CredentialRef>| {
+                        reference.is_some_and(|c| c.name == name)
+                    };
+                    l.namespace() == secret.namespace()
+                        && (named(l.spec.credential.as_ref())
+                            || named(
+                                l.spec
+                                    .encryption
+                                    .as_ref()
+                                    .and_then(|e| e.identity_secret.as_ref()),
+                            ))
+                })
+                .map(|l| ObjectRef::from_obj(l.as_ref()))
+                .collect::<Vec<_>>()
+        }),
+    };
     let by_secret_clusters = cluster_store.clone();
-    let clusters = clusters.watches(secrets, wc.clone(), move |secret| {
-        by_secret_clusters
-            .state()
-            .iter()
-            .filter(|c| {
-                c.namespace() == secret.namespace() && c.spec.kubeconfig.name == secret.name_any()
-            })
-            .map(|c| ObjectRef::from_obj(c.as_ref()))
-            .collect::<Vec<_>>()
-    });
+    let clusters = match watch_secrets {
+        false => clusters,
+        true => clusters.watches(secrets, wc.clone(), move |secret| {
+            by_secret_clusters
+                .state()
+                .iter()
+                .filter(|c| {
+                    c.namespace() == secret.namespace()
+                        && c.spec.kubeconfig.name == secret.name_any()
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        }),
+    };
 
     // ClusterBackups look again when their runs progress or end, and when a location or
     // cluster of their namespace changed (their reconcilers wake them, see
@@ -469,6 +479,45 @@ async fn controllers(
         _ = drain(run_etcd_restores.map(|_| ()).boxed()) => {}
         _ = drain(run_management.map(|_| ()).boxed()) => {}
     }
+}
+
+/// Whether this controller may list and watch Secrets where it reconciles (asked with
+/// SelfSubjectAccessReviews). Only then are they watched: under the Helm chart it may only get
+/// a project's Secrets by name, and a watch would be refused (403) over and over.
+async fn may_watch_secrets(client: &kube::Client, namespace: Option<&str>) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    for verb in ["list", "watch"] {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    resource: Some("secrets".into()),
+                    namespace: namespace.map(str::to_string),
+                    ..ResourceAttributes::default()
+                }),
+                ..SelfSubjectAccessReviewSpec::default()
+            },
+            ..SelfSubjectAccessReview::default()
+        };
+        match reviews.create(&Default::default(), &review).await {
+            Ok(answer) if answer.status.as_ref().is_some_and(|s| s.allowed) => {}
+            Ok(_) => {
+                tracing::info!(
+                    "Secrets are not watched (this controller may not {verb} them): \
+                     locations and clusters read theirs again at each probe"
+                );
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "asking whether Secrets may be watched failed; not watching them");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Every controller's configuration: bounded concurrency.

@@ -445,3 +445,89 @@ async fn broken_kubeconfigs_are_conditions_failed_runs_and_never_leak_the_token(
     still_healthy(&mut controller);
     p.delete().await
 }
+
+/// Waits until ManagementBackup `name` is `Ready=False` with `reason`; returns the message.
+async fn management_refused(p: &Project, name: &str, reason: &str) -> Result<String> {
+    let m = p
+        .wait_for(
+            "ManagementBackup",
+            name,
+            WAIT,
+            &format!("Ready=False {reason}"),
+            |m| has_condition(m, "Ready", "False", reason),
+        )
+        .await?;
+    Ok(condition(&m, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+#[tokio::test]
+async fn a_management_backup_needs_the_platforms_grant_and_an_encrypting_location() -> Result<()> {
+    let p = project("mgmt-refused").await?;
+    p.apply(p.s3_location("main", true)?).await?;
+    let management = |token: &str| {
+        json!({"kind": "ManagementBackup",
+               "metadata": {"name": "mgmt", "annotations": {"backupfleet.dev/run-now": token}},
+               "spec": {}})
+    };
+    p.apply(management("t1")).await?;
+
+    // Without the platform's grant: refused, saying which chart value grants it.
+    let mut ungranted =
+        ControllerProcess::start(binary(), &p, "ungranted", &["--no-leader-election"]).await?;
+    let message = management_refused(&p, "mgmt", "SecretsNotGranted")
+        .await
+        .with_context(|| ungranted.log_text())?;
+    assert!(
+        message.contains("managementBackup.readProjectSecrets"),
+        "{message}"
+    );
+    still_healthy(&mut ungranted);
+    ungranted.stop()?;
+
+    // With it, but to a location that encrypts to nobody: it would hold every project's
+    // credentials in the clear.
+    let granted = ControllerProcess::start(
+        binary(),
+        &p,
+        "granted",
+        &["--no-leader-election", "--management-backup-secrets"],
+    )
+    .await?;
+    let message = management_refused(&p, "mgmt", "EncryptionRequired")
+        .await
+        .with_context(|| granted.log_text())?;
+    assert!(
+        message.contains("StorageLocation main") && message.contains("age recipient"),
+        "{message}"
+    );
+    let m = p.get("ManagementBackup", "mgmt").await?;
+    assert!(
+        m["status"]["lastBackups"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "nothing was written: {m:#}"
+    );
+
+    // The location encrypts: the next run completes.
+    let key = backup_storage::Identities::generate();
+    let mut sealed = p.s3_location("main", true)?;
+    sealed["spec"]["encryption"] = json!({"recipients": [key.recipients()[0].to_string()]});
+    p.apply(sealed).await?;
+    p.apply(management("t2")).await?;
+    p.wait_for(
+        "ManagementBackup",
+        "mgmt",
+        WAIT,
+        "the encrypted management backup completed",
+        |m| {
+            m["status"]["lastBackups"][0]["backupPhase"] == "Completed"
+                && has_condition(m, "Ready", "True", "Ready")
+        },
+    )
+    .await
+    .with_context(|| granted.log_text())?;
+    p.delete().await
+}

@@ -281,7 +281,11 @@ async fn tls(
     };
     let problem = |e: secrets::SecretError| {
         (
-            "EtcdTlsUnreadable".to_string(),
+            match e.is_not_shared() {
+                true => secrets::NOT_SHARED_REASON,
+                false => "EtcdTlsUnreadable",
+            }
+            .to_string(),
             format!("ManagedCluster {}'s spec.etcd.tls: {e}", cluster.name_any()),
         )
     };

@@ -212,7 +212,11 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action
             .await;
     }
     write_status(&ctx, cluster.as_ref(), &status).await?;
-    Ok(Action::requeue(ctx.settings.cluster_probe_every))
+    let every = ctx.settings.cluster_probe_every;
+    Ok(Action::requeue(match &reachability {
+        Reachability::Unreachable { reason, .. } => crate::secrets::recheck_after(reason, every),
+        Reachability::Reachable { .. } => every,
+    }))
 }
 
 async fn cleanup(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action> {

@@ -6,6 +6,11 @@
 //! ConfigMaps they reference (as the engine's additional items, which no Velero filter can
 //! name), their Namespaces (the engine adds those of every item), and whatever the
 //! `orLabelSelectors` match (the filter).
+//!
+//! So a run holds every project's credentials: it is taken only in the controller's own
+//! namespace, only once the platform granted it every project's Secrets
+//! (`--management-backup-secrets`, else `SecretsNotGranted`), and only to a location that
+//! encrypts to an age recipient (else `EncryptionRequired`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,8 +34,9 @@ use crate::api::{
     BackupRecord, ClusterBackup, ClusterMigration, ClusterRestore, EtcdBackupConfig, EtcdRestore,
     ManagedCluster, ManagementBackup, ManagementBackupStatus, StorageLocation,
 };
-use crate::context::Context;
+use crate::context::{Context, Settings};
 use crate::error::Result;
+use crate::locations::ResolvedLocation;
 use crate::runs::{ObjectKey, RunFinished, Wake};
 
 /// The controller's name in metrics.
@@ -79,15 +85,8 @@ async fn apply(backup: Arc<ManagementBackup>, ctx: Arc<Context>) -> Result<Actio
         );
         status
     };
-    let management = &ctx.settings.management_namespace;
-    if &namespace != management {
-        let status = refuse(
-            "NotManagementNamespace",
-            format!(
-                "ManagementBackups are honoured only in the controller's namespace {management}: \
-                 they read every project, so a project may not take one; create it there"
-            ),
-        );
+    if let Some((reason, message)) = refusal(&ctx.settings, &namespace) {
+        let status = refuse(reason, message);
         return write_if_changed(&ctx, &backup, &previous, &status).await;
     }
     let spec = match backup.spec.validate(&name) {
@@ -196,6 +195,50 @@ async fn apply(backup: Arc<ManagementBackup>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
+/// Why this controller takes no ManagementBackup in `namespace` at all, if it takes none: only
+/// its own namespace may ask (they read every project), and only once the platform has granted
+/// them every project's Secrets.
+fn refusal(settings: &Settings, namespace: &str) -> Option<(&'static str, String)> {
+    let management = &settings.management_namespace;
+    if namespace != management {
+        return Some((
+            "NotManagementNamespace",
+            format!(
+                "ManagementBackups are honoured only in the controller's namespace {management}: \
+                 they read every project, so a project may not take one; create it there"
+            ),
+        ));
+    }
+    if !settings.management_backup_secrets {
+        return Some((
+            "SecretsNotGranted",
+            "the platform has not granted ManagementBackups: they read every Secret our objects \
+             reference, in every namespace, which needs the Helm chart's value \
+             managementBackup.readProjectSecrets=true (it binds the chart's -project-secrets \
+             ClusterRole cluster-wide and starts the controller with \
+             --management-backup-secrets); ask the platform's admins to set it"
+                .to_string(),
+        ));
+    }
+    None
+}
+
+/// Why `location` may not hold a ManagementBackup: one holds every project's credentials, so
+/// it is written only encrypted to at least one age recipient.
+fn unencrypted(location: &ResolvedLocation) -> Option<(String, String)> {
+    location.repo.encryption().is_none().then(|| {
+        (
+            "EncryptionRequired".to_string(),
+            format!(
+                "StorageLocation {} encrypts to no age recipient (spec.encryption.recipients): \
+                 a ManagementBackup holds every project's credentials, so it is written only \
+                 encrypted; add recipients to the location or name one that has them",
+                location.name
+            ),
+        )
+    })
+}
+
 async fn write_if_changed(
     ctx: &Context,
     backup: &ManagementBackup,
@@ -227,6 +270,9 @@ async fn target(
         Ok(location) => location,
         Err(problem) => return Ok(Err(problem)),
     };
+    if let Some(problem) = unencrypted(&location) {
+        return Ok(Err(problem));
+    }
     match location.repo.scoped_str(namespace, MANAGEMENT_SCOPE) {
         Ok(repo) => Ok(Ok(Target {
             location: location.name.clone(),
@@ -537,6 +583,39 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(restore.references(), [("configmaps", "rules".to_string())]);
+    }
+
+    #[test]
+    fn only_the_controllers_namespace_and_only_with_the_platforms_grant() {
+        let granted = Settings {
+            management_namespace: "backup-fleet-system".into(),
+            management_backup_secrets: true,
+            ..Settings::default()
+        };
+        assert_eq!(refusal(&granted, "backup-fleet-system"), None);
+        let reason =
+            |settings: &Settings, namespace: &str| refusal(settings, namespace).map(|r| r.0);
+        assert_eq!(
+            reason(&granted, "project-a"),
+            Some("NotManagementNamespace")
+        );
+        let not_granted = Settings {
+            management_backup_secrets: false,
+            ..granted.clone()
+        };
+        assert_eq!(
+            reason(&not_granted, "backup-fleet-system"),
+            Some("SecretsNotGranted")
+        );
+        assert_eq!(
+            reason(&not_granted, "project-a"),
+            Some("NotManagementNamespace")
+        );
+        let (_, message) = refusal(&not_granted, "backup-fleet-system").unwrap();
+        assert!(
+            message.contains("managementBackup.readProjectSecrets"),
+            "{message}"
+        );
     }
 
     #[test]

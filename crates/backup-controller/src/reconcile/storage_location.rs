@@ -91,14 +91,11 @@ pub fn status_for(
     }
 }
 
-/// When to probe again: the spec's `validationFrequency` (Velero's default 1 m; `0s` never).
-pub fn next_probe(location: &StorageLocation) -> Option<Duration> {
-    let frequency = location
-        .spec
-        .validation_frequency
-        .as_deref()
-        .and_then(|text| text.parse::<backup_core::GoDuration>().ok())
-        .map_or(DEFAULT_VALIDATION_FREQUENCY, |d| d.0);
+/// When to probe again: the validated spec's `validationFrequency` (Velero's default 1 m;
+/// `0s` never). It takes the parsed value, so a frequency that does not parse can never turn
+/// into the default: such a spec is invalid and waits for a change.
+pub fn next_probe(frequency: Option<backup_core::GoDuration>) -> Option<Duration> {
+    let frequency = frequency.map_or(DEFAULT_VALIDATION_FREQUENCY, |d| d.0);
     (!frequency.is_zero()).then_some(frequency)
 }
 
@@ -139,7 +136,17 @@ async fn apply(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Acti
             .await;
     }
     write_status(&ctx, location.as_ref(), &status).await?;
-    Ok(match next_probe(&location) {
+    // An invalid spec was reported above; only a change can fix it.
+    let frequency = match location.spec.to_core() {
+        Ok(core) => next_probe(core.validation_frequency),
+        Err(_) => None,
+    };
+    // A project's consent wakes nothing we watch: look for it soon (see `recheck_after`).
+    let frequency = match status.reason.as_deref() {
+        Some(crate::secrets::NOT_SHARED_REASON) => Some(crate::secrets::CONSENT_RECHECK),
+        _ => frequency,
+    };
+    Ok(match frequency {
         Some(every) => Action::requeue(every),
         None => Action::await_change(),
     })
@@ -168,6 +175,14 @@ mod tests {
 
     fn now() -> Timestamp {
         "2026-11-30T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn probes_repeat_at_the_validated_frequency() {
+        let every = |text: &str| next_probe(Some(text.parse().unwrap()));
+        assert_eq!(next_probe(None), Some(DEFAULT_VALIDATION_FREQUENCY));
+        assert_eq!(every("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(every("0s"), None);
     }
 
     #[test]

@@ -35,6 +35,17 @@ const ITEM_BUFFER: usize = 512;
 const PER_NAMESPACE_LISTS: usize = 8;
 /// Above this many related objects of one kind, one LIST beats a GET each.
 const RELATED_GETS: usize = 16;
+
+/// How listing the additional items of one kind went.
+enum Listed {
+    /// Every page was read.
+    Done,
+    /// Not listed (too few to be worth a LIST, or the LIST was refused: a reader may be allowed
+    /// to get them by name only): they are fetched one by one.
+    ByName,
+    /// It failed otherwise (reported).
+    Failed,
+}
 /// The label that keeps an object out of every backup.
 pub const EXCLUDE_LABEL: &str = "velero.io/exclude-from-backup";
 
@@ -308,48 +319,35 @@ impl Listing {
 
 impl Listing {
     /// Fetches the additional items of one kind that the filter did not already select: one
-    /// GET each for a few, one paged LIST across namespaces for many. An item that does not
-    /// exist is a warning: the backup holds what there is.
+    /// GET each for a few, one paged LIST across namespaces for many, and one GET each again
+    /// when that LIST is forbidden (a reader may be allowed to get them by name only, as the
+    /// fleet controller may Secrets). An item that does not exist is a warning: the backup
+    /// holds what there is.
     async fn get_additional(
         &self,
         d: &Discovered,
         wanted: &BTreeSet<(String, String)>,
     ) -> Result<(), ()> {
         let mut found = BTreeSet::new();
-        if wanted.len() > RELATED_GETS {
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &d.api);
-            let mut params = ListParams::default().limit(PAGE_SIZE);
-            loop {
-                let page = match api.list(&params).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        self.list_failed(d, None, e);
-                        return Ok(());
+        let listed = match wanted.len() > RELATED_GETS {
+            true => self.list_additional(d, wanted, &mut found).await?,
+            false => Listed::ByName,
+        };
+        match listed {
+            Listed::Failed => return Ok(()),
+            Listed::Done => {}
+            Listed::ByName => {
+                for (namespace, name) in wanted.difference(&found.clone()) {
+                    let api: Api<DynamicObject> =
+                        Api::namespaced_with(self.client.clone(), namespace, &d.api);
+                    match api.get_opt(name).await {
+                        Ok(Some(obj)) => {
+                            found.insert((namespace.clone(), name.clone()));
+                            self.emit_additional(d, obj).await?;
+                        }
+                        Ok(None) => {}
+                        Err(e) => self.list_failed(d, Some(namespace), e),
                     }
-                };
-                for obj in page.items {
-                    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
-                    if wanted.contains(&key) {
-                        found.insert(key);
-                        self.emit_additional(d, obj).await?;
-                    }
-                }
-                match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                    Some(token) => params = params.continue_token(&token),
-                    None => break,
-                }
-            }
-        } else {
-            for (namespace, name) in wanted {
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(self.client.clone(), namespace, &d.api);
-                match api.get_opt(name).await {
-                    Ok(Some(obj)) => {
-                        found.insert((namespace.clone(), name.clone()));
-                        self.emit_additional(d, obj).await?;
-                    }
-                    Ok(None) => {}
-                    Err(e) => self.list_failed(d, Some(namespace), e),
                 }
             }
         }
@@ -363,6 +361,38 @@ impl Listing {
             );
         }
         Ok(())
+    }
+
+    /// The additional items of one kind, from one paged LIST across namespaces, into `found`.
+    async fn list_additional(
+        &self,
+        d: &Discovered,
+        wanted: &BTreeSet<(String, String)>,
+        found: &mut BTreeSet<(String, String)>,
+    ) -> Result<Listed, ()> {
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &d.api);
+        let mut params = ListParams::default().limit(PAGE_SIZE);
+        loop {
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Listed::ByName),
+                Err(e) => {
+                    self.list_failed(d, None, e);
+                    return Ok(Listed::Failed);
+                }
+            };
+            for obj in page.items {
+                let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+                if wanted.contains(&key) && !found.contains(&key) {
+                    found.insert(key);
+                    self.emit_additional(d, obj).await?;
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(Listed::Done),
+            }
+        }
     }
 
     /// Emits an additional item unless the filter's listing already did, or it is excluded.
@@ -393,7 +423,10 @@ async fn selected_namespaces(
         Err(e) => {
             lock(journal).warn(
                 None,
-                format!("could not list namespaces ({e}); using the included names as given"),
+                format!(
+                    "could not list namespaces ({}); using the included names as given",
+                    crate::kube_errors::summary(&e)
+                ),
             );
             spec.filter
                 .included_namespaces
