@@ -817,7 +817,7 @@ async fn forbidden_kinds_are_warnings_and_the_rest_is_backed_up() -> Result<()> 
         status
             .warnings
             .iter()
-            .any(|w| w.contains("secrets") && w.contains("forbidden")),
+            .any(|w| w.contains("secrets") && w.contains("403 Forbidden")),
         "{:?}",
         status.warnings
     );

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypt::Fingerprint;
 use crate::error::{Result, StorageError};
 use crate::names::{ArtifactName, BackupName};
+use crate::remote::json_error;
 use backup_core::BackupKind;
 
 /// The manifest's file name inside a backup's directory. Chosen so it cannot collide with
@@ -157,7 +158,7 @@ impl Manifest {
             reason,
         };
         let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+            serde_json::from_slice(bytes).map_err(|e| corrupt(json_error(&e)))?;
         match value.get("format_version").and_then(|v| v.as_u64()) {
             Some(v)
                 if v == u64::from(FORMAT_VERSION) || v == u64::from(ENCRYPTED_FORMAT_VERSION) => {}
@@ -169,7 +170,7 @@ impl Manifest {
             None => return Err(corrupt("format_version is missing".into())),
         }
         let manifest: Manifest =
-            serde_json::from_value(value).map_err(|e| corrupt(format!("invalid fields: {e}")))?;
+            serde_json::from_value(value).map_err(|e| corrupt(json_error(&e)))?;
         if &manifest.name != dir_name {
             return Err(corrupt(format!(
                 "it names backup `{}` but is stored under `{dir_name}`",
@@ -263,7 +264,7 @@ mod tests {
         assert!(matches!(err, StorageError::CorruptManifest { .. }));
 
         let err = Manifest::parse(b"{not json", m.kind, &m.name).unwrap_err();
-        assert!(err.to_string().contains("not JSON"), "{err}");
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
 
         let mut v: serde_json::Value = serde_json::from_slice(&m.to_bytes()).unwrap();
         v["artifacts"][0]["name"] = "../../x".into();

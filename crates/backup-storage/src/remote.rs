@@ -48,6 +48,29 @@ pub fn summary(err: &object_store::Error) -> String {
     }
 }
 
+/// What is wrong with a stored JSON document, without its content: a store answers with
+/// whatever it likes for any key, and serde's messages quote the values they reject.
+pub fn json_error(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "could not be read",
+        serde_json::error::Category::Syntax => "is not valid JSON",
+        serde_json::error::Category::Data => "has a field of the wrong shape",
+        serde_json::error::Category::Eof => "ends early",
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
+}
+
+/// [`json_error`] for what a reader of gzipped JSON returns: the JSON's error, or the read's.
+pub fn stored_json_error(e: &std::io::Error) -> String {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<serde_json::Error>())
+    {
+        Some(json) => json_error(json),
+        None => format!("could not be read ({})", e.kind()),
+    }
+}
+
 /// The error and all its sources, joined: for recognising facts, never for messages.
 pub(crate) fn chain_text(err: &(dyn Error + 'static)) -> String {
     let mut text = err.to_string();
@@ -194,6 +217,21 @@ mod tests {
             source: Box::new(HttpError::new(HttpErrorKind::Timeout, Text("late".into()))),
         };
         assert_eq!(summary(&err), "timed out");
+    }
+
+    #[test]
+    fn stored_json_is_described_without_its_content() {
+        let e = serde_json::from_str::<u64>("\"internal-secret\"").unwrap_err();
+        let text = json_error(&e);
+        assert!(
+            text.starts_with("has a field of the wrong shape (line 1"),
+            "{text}"
+        );
+        assert!(!text.contains("internal-secret"));
+        let io = std::io::Error::from(e);
+        assert!(!stored_json_error(&io).contains("internal-secret"));
+        let syntax = serde_json::from_str::<u64>("<html>internal-secret").unwrap_err();
+        assert!(json_error(&syntax).starts_with("is not valid JSON"));
     }
 
     #[test]

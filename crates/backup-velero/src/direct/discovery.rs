@@ -109,8 +109,10 @@ pub async fn discover(client: &Client) -> Result<Found, kube::Error> {
             Ok(group) => group,
             Err(e) => {
                 warnings.push(format!(
-                    "API group {}/{} could not be discovered, its resources are not backed up: {e}",
-                    gv.group, gv.version
+                    "API group {}/{} could not be discovered, its resources are not backed up: {}",
+                    gv.group,
+                    gv.version,
+                    crate::kube_errors::summary(&e)
                 ));
                 continue;
             }

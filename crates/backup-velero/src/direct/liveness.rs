@@ -106,9 +106,9 @@ pub fn gone_status(first: Timestamp, last: Timestamp) -> RestoreStatus {
     }
 }
 
-fn unavailable(what: &str, e: impl std::fmt::Display) -> EngineError {
+fn unavailable(what: &str, e: backup_storage::object_store::Error) -> EngineError {
     EngineError::Unavailable {
-        reason: format!("{what}: {e}"),
+        reason: format!("{what}: {}", backup_storage::remote::summary(&e)),
     }
 }
 
@@ -178,8 +178,9 @@ pub async fn beat_backup(repo: &Repository, path: &Path) -> Result<BackupName, E
         .bytes()
         .await
         .map_err(|e| unavailable(&format!("reading {path}"), e))?;
-    let beat: Beat = serde_json::from_slice(&bytes)
-        .map_err(|e| EngineError::Other(format!("{path} is unreadable: {e}")))?;
+    let beat: Beat = serde_json::from_slice(&bytes).map_err(|e| {
+        EngineError::Other(format!("{path} {}", backup_storage::remote::json_error(&e)))
+    })?;
     BackupName::new(&beat.backup_name)
         .map_err(|e| EngineError::Other(format!("{path} names an invalid backup: {e}")))
 }
