@@ -449,14 +449,17 @@ async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Re
         assert_eq!(artifact["sha256"], sha256_of(&file)?.as_str(), "{file:?}");
     }
     assert_eq!(manifest["attributes"]["phase"], "Completed", "{manifest}");
-    let results = record.join(format!("restore-{restore}-results.gz"));
-    let good = std::fs::read(&results)?;
-    let mut damaged = good.clone();
-    damaged.push(0);
-    std::fs::write(&results, &damaged)?;
-    let refused = run_fails(&["restore", "describe", &restore, "--location", &loc.url])?;
-    assert!(refused.contains("altered or damaged"), "{refused}");
-    std::fs::write(&results, &good)?;
+    // Every file of the record, the resource list (which only gives the item count) included.
+    for file in ["results.gz", "resource-list.json.gz"] {
+        let path = record.join(format!("restore-{restore}-{file}"));
+        let good = std::fs::read(&path)?;
+        let mut damaged = good.clone();
+        damaged.push(0);
+        std::fs::write(&path, &damaged)?;
+        let refused = run_fails(&["restore", "describe", &restore, "--location", &loc.url])?;
+        assert!(refused.contains("altered or damaged"), "{file}: {refused}");
+        std::fs::write(&path, &good)?;
+    }
     run_ok(&["restore", "describe", &restore, "--location", &loc.url])?;
 
     run_ok(&["restore", "delete", &restore, "--location", &loc.url])?;

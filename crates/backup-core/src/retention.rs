@@ -38,8 +38,8 @@ pub enum RetentionError {
         "keep count {value} is out of range: keep at least {min} and at most {max} backups (default {default})"
     )]
     KeepOutOfRange {
-        /// The rejected value.
-        value: u64,
+        /// The rejected value, as written (a spec may hold a negative number).
+        value: i64,
         /// Lowest accepted value.
         min: u32,
         /// Highest accepted value.
@@ -79,15 +79,20 @@ impl KeepCount {
 
     /// Validates `n` against `1..=50`.
     pub fn new(n: u32) -> Result<KeepCount, RetentionError> {
-        if (Self::MIN..=Self::MAX).contains(&n) {
-            Ok(KeepCount(n))
-        } else {
-            Err(RetentionError::KeepOutOfRange {
-                value: u64::from(n),
+        Self::from_spec(i64::from(n))
+    }
+
+    /// A count as a spec writes it (any integer): out of range, the error names the value
+    /// given, negative or huge, rather than what it would wrap or clamp to.
+    pub fn from_spec(n: i64) -> Result<KeepCount, RetentionError> {
+        match u32::try_from(n) {
+            Ok(n) if (Self::MIN..=Self::MAX).contains(&n) => Ok(KeepCount(n)),
+            _ => Err(RetentionError::KeepOutOfRange {
+                value: n,
                 min: Self::MIN,
                 max: Self::MAX,
                 default: Self::DEFAULT.0,
-            })
+            }),
         }
     }
 

@@ -32,7 +32,7 @@ fn keep_count_limits() {
     for bad in [0u32, 51] {
         let e = KeepCount::new(bad).unwrap_err();
         assert!(
-            matches!(e, RetentionError::KeepOutOfRange { value, max: 50, .. } if value == u64::from(bad))
+            matches!(e, RetentionError::KeepOutOfRange { value, max: 50, .. } if value == i64::from(bad))
         );
         let msg = e.to_string();
         assert!(
@@ -40,6 +40,12 @@ fn keep_count_limits() {
             "{msg}"
         );
     }
+    // A spec's value is named as written, not as it would wrap or clamp.
+    for written in [-1i64, -3, 1 << 40] {
+        let msg = KeepCount::from_spec(written).unwrap_err().to_string();
+        assert!(msg.starts_with(&format!("keep count {written} ")), "{msg}");
+    }
+    assert_eq!(KeepCount::from_spec(7).unwrap().get(), 7);
     assert!(serde_json::from_str::<KeepCount>("51").is_err());
     assert!(serde_json::from_str::<KeepCount>("0").is_err());
     assert_eq!(serde_json::from_str::<KeepCount>("7").unwrap().get(), 7);

@@ -400,13 +400,10 @@ impl Retention {
     pub fn to_policy(&self) -> Result<RetentionPolicy, InvalidField> {
         let keep_last = match self.keep {
             None => None,
-            Some(n) => {
-                let n = u32::try_from(n).unwrap_or(0);
-                Some(
-                    KeepCount::new(n)
-                        .map_err(|e| InvalidField::new("spec.retention.keep", e.to_string()))?,
-                )
-            }
+            Some(n) => Some(
+                KeepCount::from_spec(n)
+                    .map_err(|e| InvalidField::new("spec.retention.keep", e.to_string()))?,
+            ),
         };
         Ok(RetentionPolicy {
             ttl_expiry: true,
@@ -514,6 +511,11 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.message.contains("50"), "{e}");
+        // The value as written, not what it would wrap to.
+        let e = spec(serde_json::json!({"retention": {"keep": -3}}))
+            .validate()
+            .unwrap_err();
+        assert!(e.message.starts_with("keep count -3 "), "{e}");
     }
 
     #[test]

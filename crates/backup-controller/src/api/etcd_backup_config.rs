@@ -84,7 +84,7 @@ impl EtcdBackupConfigSpec {
         };
         let keep = match self.keep {
             None => KeepCount::new(DEFAULT_KEEP),
-            Some(n) => KeepCount::new(u32::try_from(n).unwrap_or(0)),
+            Some(n) => KeepCount::from_spec(n),
         }
         .map_err(|e| InvalidField::new("spec.keep", e.to_string()))?;
         if let Some(location) = &self.storage_location {

@@ -162,7 +162,7 @@ impl ManagementBackupSpec {
         let retention = self.retention.clone().unwrap_or_default();
         let keep = match retention.keep {
             None => KeepCount::new(DEFAULT_KEEP),
-            Some(n) => KeepCount::new(u32::try_from(n).unwrap_or(0)),
+            Some(n) => KeepCount::from_spec(n),
         }
         .map_err(|e| InvalidField::new("spec.retention.keep", e.to_string()))?;
         let ttl = match &retention.ttl {

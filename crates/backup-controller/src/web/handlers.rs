@@ -205,18 +205,11 @@ pub(super) async fn cluster_backups_data(state: &WebState, ns: &str) -> ApiResul
         .iter()
         .map(|b| {
             let status = b.status.clone().unwrap_or_default();
-            let schedule = b.spec.validate().ok().and_then(|v| v.schedule);
-            let mut next_runs = Vec::new();
-            let mut at = now;
-            while next_runs.len() < NEXT_RUNS {
-                match next_after(schedule.as_ref(), at) {
-                    Some(next) => {
-                        next_runs.push(next);
-                        at = next;
-                    }
-                    None => break,
-                }
-            }
+            // An invalid spec shows why instead of an empty list of firings.
+            let (next_runs, schedule_error) = match b.spec.validate() {
+                Ok(valid) => (next_firings(valid.schedule.as_ref(), now), None),
+                Err(invalid) => (Vec::new(), Some(invalid.to_string())),
+            };
             let interval = match next_runs.as_slice() {
                 [first, second, ..] => second.duration_since(*first).as_secs(),
                 _ => 0,
@@ -228,6 +221,7 @@ pub(super) async fn cluster_backups_data(state: &WebState, ns: &str) -> ApiResul
                 "phase": status.phase,
                 "lastScheduleTime": status.last_schedule_time,
                 "nextRuns": next_runs,
+                "scheduleError": schedule_error,
                 "intervalSeconds": interval,
                 "clusters": status.clusters,
                 "ready": condition_json(&status.conditions, "Ready"),
@@ -235,6 +229,25 @@ pub(super) async fn cluster_backups_data(state: &WebState, ns: &str) -> ApiResul
         })
         .collect();
     Ok(items)
+}
+
+/// The next [`NEXT_RUNS`] firings of `schedule` after `now` (none for a one-time backup).
+fn next_firings(
+    schedule: Option<&(backup_core::Schedule, jiff::tz::TimeZone)>,
+    now: jiff::Timestamp,
+) -> Vec<jiff::Timestamp> {
+    let mut next_runs = Vec::new();
+    let mut at = now;
+    while next_runs.len() < NEXT_RUNS {
+        match next_after(schedule, at) {
+            Some(next) => {
+                next_runs.push(next);
+                at = next;
+            }
+            None => break,
+        }
+    }
+    next_runs
 }
 
 /// Which location to read a cluster's backups from: `?location=`, else the namespace's default.

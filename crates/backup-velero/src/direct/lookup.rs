@@ -59,7 +59,7 @@ const FAILURE_RECORD_KIND: &str = "BackupFleetRestoreStatus";
 
 fn unavailable(path: &str, e: object_store::Error) -> EngineError {
     EngineError::Unavailable {
-        reason: format!("reading {path}: {e}"),
+        reason: format!("reading {path}: {}", backup_storage::remote::summary(&e)),
     }
 }
 
@@ -258,7 +258,11 @@ pub async fn delete_restore_files(
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => {
                 return Err(EngineError::Unavailable {
-                    reason: format!("deleting {}: {e}", object.location),
+                    reason: format!(
+                        "deleting {}: {}",
+                        object.location,
+                        backup_storage::remote::summary(&e)
+                    ),
                 });
             }
         }
@@ -370,7 +374,10 @@ async fn recorded_restore(
     let record_path = failure_record_path(name);
     if let Some((bytes, _)) = get_record_file(repo, name, manifest, &record_path).await? {
         let record: FailureRecord = serde_json::from_slice(&bytes).map_err(|e| {
-            EngineError::Other(format!("restore {name}: {record_path} is unreadable: {e}"))
+            EngineError::Other(format!(
+                "restore {name}: {record_path} {}",
+                backup_storage::remote::json_error(&e)
+            ))
         })?;
         return Ok(Some(record.status));
     }
@@ -381,22 +388,34 @@ async fn recorded_restore(
     };
     let results: OperationResults = gunzip_json(&bytes).map_err(|e| {
         EngineError::Other(format!(
-            "restore {name}: {} is unreadable: {e}",
-            files.results
+            "restore {name}: {} {}",
+            files.results,
+            backup_storage::remote::stored_json_error(&e)
         ))
     })?;
-    // The resource list and log only add detail: a missing or unreadable one is no error.
-    let items = match get_record_file(repo, name, manifest, &files.resource_list).await {
-        Ok(Some((bytes, _))) => gunzip_json::<ResourceList>(&bytes).map_or(0, |l| l.len() as u64),
-        _ => 0,
+    // A record without a resource list (Velero before 1.9 wrote none) has no item count; one
+    // whose list fails its checksum or cannot be read is refused like the other files.
+    let items = match get_record_file(repo, name, manifest, &files.resource_list).await? {
+        Some((bytes, _)) => gunzip_json::<ResourceList>(&bytes)
+            .map_err(|e| {
+                EngineError::Other(format!(
+                    "restore {name}: {} {}",
+                    files.resource_list,
+                    backup_storage::remote::stored_json_error(&e)
+                ))
+            })?
+            .len() as u64,
+        None => 0,
     };
+    // The log only gives the start time: a record without one has none.
     let started = match repo
         .store()
         .get_range(&Path::from(files.logs.as_str()), 0..LOG_HEAD_BYTES)
         .await
     {
         Ok(head) => first_log_time(&head),
-        Err(_) => None,
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => return Err(unavailable(&files.logs, e)),
     };
     // Stored times have whole seconds (S3's Last-Modified, like Velero's metav1.Time).
     let whole = |t: Option<Timestamp>| t.and_then(|t| Timestamp::from_second(t.as_second()).ok());

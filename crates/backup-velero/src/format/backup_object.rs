@@ -9,9 +9,12 @@
 use std::collections::BTreeMap;
 
 use backup_core::{BackupSpec, Phase, ResourceFilter, Ttl};
+use backup_storage::remote::json_error;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use crate::api::BackupPhase;
+use crate::in_cluster::observe::backup_phase;
 use crate::tarball_layout::FORMAT_VERSION;
 
 /// Why a stored `velero-backup.json` could not be read.
@@ -71,10 +74,6 @@ fn time(ts: Option<Timestamp>) -> Value {
     }
 }
 
-fn parse_time(v: &Value) -> Option<Timestamp> {
-    v.as_str().and_then(|s| s.parse().ok())
-}
-
 impl BackupObject {
     /// The Backup as Velero's JSON.
     pub fn to_json(&self) -> Value {
@@ -126,20 +125,17 @@ impl BackupObject {
     /// Reads a stored Backup (ours or Velero's); unknown fields are ignored.
     pub fn from_json(bytes: &[u8]) -> Result<Self, BackupObjectError> {
         let invalid = |m: String| BackupObjectError::Invalid(m);
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| invalid(json_error(&e)))?;
         if v["kind"] != "Backup" {
-            return Err(invalid(format!(
-                "kind is {}, expected \"Backup\"",
-                v["kind"]
-            )));
+            return Err(invalid("its kind is not \"Backup\"".into()));
         }
         let name = v["metadata"]["name"]
             .as_str()
             .ok_or_else(|| invalid("metadata.name is missing".into()))?
             .to_string();
         let spec_json = &v["spec"];
-        let filter: ResourceFilter =
-            serde_json::from_value(spec_json.clone()).map_err(|e| invalid(format!("spec: {e}")))?;
+        let filter: ResourceFilter = serde_json::from_value(spec_json.clone())
+            .map_err(|e| invalid(format!("spec {}", json_error(&e))))?;
         let ttl = match spec_json["ttl"].as_str() {
             Some(s) => Ttl::parse(s).map_err(|e| invalid(format!("spec.ttl: {e}")))?,
             None => Ttl::default(),
@@ -154,8 +150,39 @@ impl BackupObject {
             })
             .unwrap_or_default();
         let status = &v["status"];
-        let phase = serde_json::from_value(status["phase"].clone()).unwrap_or_default();
-        let count = |v: &Value| v.as_u64().unwrap_or(0);
+        // Velero leaves `phase` empty (or out) for a backup it has not taken up: New.
+        // Velero's phases, mapped as the in-cluster engine maps them: not yet started (none,
+        // empty, queued) is New; the "...PartiallyFailed" intermediate phases are still running;
+        // a phase this version does not know is running too (never listed as restorable).
+        let phase = match &status["phase"] {
+            Value::Null => Phase::New,
+            Value::String(text) if text.is_empty() => Phase::New,
+            Value::String(text) => {
+                let velero: BackupPhase = serde_json::from_value(Value::String(text.clone()))
+                    .map_err(|e| invalid(format!("status.phase {}", json_error(&e))))?;
+                backup_phase(Some(&velero)).0
+            }
+            _ => return Err(invalid("status.phase is not a string".into())),
+        };
+        let count = |field: &str| -> Result<u64, BackupObjectError> {
+            let value = field.split('.').fold(status, |v, key| &v[key]);
+            match value {
+                Value::Null => Ok(0),
+                v => v
+                    .as_u64()
+                    .ok_or_else(|| invalid(format!("status.{field} is not a count"))),
+            }
+        };
+        let time = |field: &str| -> Result<Option<Timestamp>, BackupObjectError> {
+            match &status[field] {
+                Value::Null => Ok(None),
+                v => v
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .map(Some)
+                    .ok_or_else(|| invalid(format!("status.{field} is not an RFC 3339 time"))),
+            }
+        };
         Ok(BackupObject {
             name,
             spec: BackupSpec {
@@ -174,13 +201,13 @@ impl BackupObject {
                 .unwrap_or("default")
                 .to_string(),
             phase,
-            started: parse_time(&status["startTimestamp"]),
-            completed: parse_time(&status["completionTimestamp"]),
-            expiration: parse_time(&status["expiration"]),
-            total_items: count(&status["progress"]["totalItems"]),
-            items_backed_up: count(&status["progress"]["itemsBackedUp"]),
-            errors: count(&status["errors"]),
-            warnings: count(&status["warnings"]),
+            started: time("startTimestamp")?,
+            completed: time("completionTimestamp")?,
+            expiration: time("expiration")?,
+            total_items: count("progress.totalItems")?,
+            items_backed_up: count("progress.itemsBackedUp")?,
+            errors: count("errors")?,
+            warnings: count("warnings")?,
         })
     }
 }
@@ -250,7 +277,67 @@ mod tests {
         expected.started = back.started;
         assert_eq!(back, expected);
         let err = BackupObject::from_json(br#"{"kind":"Restore"}"#).unwrap_err();
-        assert!(err.to_string().contains("Restore"), "{err}");
+        assert!(err.to_string().contains("not \"Backup\""), "{err}");
         assert!(BackupObject::from_json(b"{").is_err());
+    }
+
+    /// `sample()` as Velero's JSON with `status.<field>` set to `value`.
+    fn with_status(field: &str, value: Value) -> Result<BackupObject, BackupObjectError> {
+        let mut v = sample().to_json();
+        let mut at = &mut v["status"];
+        let mut keys = field.split('.').peekable();
+        while let Some(key) = keys.next() {
+            if keys.peek().is_none() {
+                at[key] = value;
+                break;
+            }
+            at = &mut at[key];
+        }
+        BackupObject::from_json(&serde_json::to_vec(&v).unwrap())
+    }
+
+    #[test]
+    fn velero_phases_are_read_as_the_in_cluster_engine_reads_them() {
+        for (velero, ours) in [
+            ("", Phase::New),
+            ("Queued", Phase::New),
+            ("ReadyToStart", Phase::New),
+            (
+                "WaitingForPluginOperationsPartiallyFailed",
+                Phase::WaitingForPluginOperations,
+            ),
+            ("FinalizingPartiallyFailed", Phase::Finalizing),
+            ("PartiallyFailed", Phase::PartiallyFailed),
+            // A phase of a newer Velero: running, never restorable, never New.
+            ("SomethingNew", Phase::InProgress),
+        ] {
+            let read = with_status("phase", json!(velero)).unwrap();
+            assert_eq!(read.phase, ours, "{velero}");
+        }
+        assert_eq!(with_status("phase", Value::Null).unwrap().phase, Phase::New);
+        let err = with_status("phase", json!(7)).unwrap_err();
+        assert!(err.to_string().contains("status.phase"), "{err}");
+    }
+
+    #[test]
+    fn malformed_times_and_counts_are_errors_not_defaults() {
+        // A backup whose expiration could not be read would otherwise never expire.
+        let err = with_status("expiration", json!("next tuesday")).unwrap_err();
+        assert!(err.to_string().contains("status.expiration"), "{err}");
+        assert!(!err.to_string().contains("next tuesday"), "{err}");
+        let err = with_status("startTimestamp", json!(12)).unwrap_err();
+        assert!(err.to_string().contains("status.startTimestamp"), "{err}");
+        let err = with_status("progress.totalItems", json!("many")).unwrap_err();
+        assert!(
+            err.to_string().contains("status.progress.totalItems"),
+            "{err}"
+        );
+        let err = with_status("errors", json!(-1)).unwrap_err();
+        assert!(err.to_string().contains("status.errors"), "{err}");
+        assert_eq!(
+            with_status("expiration", Value::Null).unwrap().expiration,
+            None
+        );
+        assert_eq!(with_status("warnings", Value::Null).unwrap().warnings, 0);
     }
 }

@@ -162,7 +162,11 @@ pub async fn project(
                 esc(name),
                 text(&b["schedule"]),
                 text(&b["phase"]),
-                if next.is_empty() { "—".into() } else { next.join("<br>") },
+                match (b["scheduleError"].as_str(), next.is_empty()) {
+                    (Some(error), _) => format!("<span class=\"bad\">{}</span>", esc(error)),
+                    (None, true) => "—".into(),
+                    (None, false) => next.join("<br>"),
+                },
                 esc(&csrf)
             )
         })
