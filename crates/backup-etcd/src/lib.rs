@@ -65,4 +65,19 @@ pub mod attributes {
     pub const ENDPOINT: &str = "etcd.endpoint";
     /// Compression of the artifact (`zstd`).
     pub const COMPRESSION: &str = "etcd.compression";
+
+    /// The number recorded under `key`: `None` when the manifest records none, an error that
+    /// names the attribute and its value when it is not a number (a damaged manifest is said so,
+    /// never shown as "unknown").
+    pub fn number<T: std::str::FromStr>(
+        manifest: &backup_storage::Manifest,
+        key: &str,
+    ) -> Result<Option<T>, String> {
+        match manifest.attributes.get(key) {
+            None => Ok(None),
+            Some(value) => value.parse().map(Some).map_err(|_| {
+                format!("its manifest's attribute {key} is {value:?}, which is not a number")
+            }),
+        }
+    }
 }

@@ -52,7 +52,16 @@ pub async fn list_snapshots(repo: &Repository, verify: bool) -> Result<Vec<Snaps
     let mut out = Vec::with_capacity(listing.manifests.len() + listing.problems.len());
     for m in &listing.manifests {
         let attr = |key: &str| m.attributes.get(key).cloned();
-        let checksum = if !verify {
+        let revision = attributes::number::<i64>(m, attributes::REVISION);
+        let db_size = attributes::number::<u64>(m, attributes::SNAPSHOT_SIZE);
+        let damaged = [revision.as_ref().err(), db_size.as_ref().err()]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>();
+        let checksum = if !damaged.is_empty() {
+            ChecksumState::Bad(damaged.join("; "))
+        } else if !verify {
             ChecksumState::Unchecked
         } else if m.artifact(&artifact).is_none() {
             ChecksumState::Bad(format!("no `{SNAPSHOT_ARTIFACT}` artifact"))
@@ -69,8 +78,8 @@ pub async fn list_snapshots(repo: &Repository, verify: bool) -> Result<Vec<Snaps
             name: m.name.to_string(),
             config: attr(attributes::CONFIG),
             created: Some(m.created),
-            revision: attr(attributes::REVISION).and_then(|v| v.parse().ok()),
-            db_size: attr(attributes::SNAPSHOT_SIZE).and_then(|v| v.parse().ok()),
+            revision: revision.ok().flatten(),
+            db_size: db_size.ok().flatten(),
             stored_size: m.artifact(&artifact).map(|a| a.size),
             member_id: attr(attributes::MEMBER_ID),
             cluster_id: attr(attributes::CLUSTER_ID),

@@ -124,6 +124,13 @@ pub async fn restore(repo: &Repository, request: &RestoreRequest) -> Result<Rest
             reason: format!("its manifest lists no `{SNAPSHOT_ARTIFACT}`"),
         });
     }
+    let revision =
+        attributes::number::<i64>(&manifest, attributes::REVISION).map_err(|reason| {
+            EtcdError::NotASnapshot {
+                backup: request.backup.to_string(),
+                reason,
+            }
+        })?;
     // An encrypted snapshot without a matching identity: refused before anything is created
     // next to the data directory.
     repo.ensure_readable(&manifest)?;
@@ -165,10 +172,7 @@ pub async fn restore(repo: &Repository, request: &RestoreRequest) -> Result<Rest
     Ok(RestoreOutcome {
         data_dir: data_dir.clone(),
         db_bytes: verified.payload_bytes,
-        revision: manifest
-            .attributes
-            .get(attributes::REVISION)
-            .and_then(|r| r.parse().ok()),
+        revision,
         tool,
     })
 }

@@ -257,6 +257,28 @@ async fn restore_refuses_corruption_missing_backups_and_non_empty_dirs() {
         .await
         .unwrap();
     assert!(empty.join("member/wal").is_dir());
+
+    // A manifest whose recorded revision is no number: said so by the listing and refused by a
+    // restore, never shown or restored as "revision unknown".
+    let manifest_path = dir.path().join("etcd-snapshots/good/backup-manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["attributes"]["etcd.revision"] = serde_json::json!("twelve");
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let listed = list_snapshots(&repo, false).await.unwrap();
+    let good = listed.iter().find(|s| s.name == "good").unwrap();
+    assert!(
+        matches!(&good.checksum, backup_etcd::ChecksumState::Bad(m)
+            if m.contains("etcd.revision") && m.contains("\"twelve\"")),
+        "{good:?}"
+    );
+    let out = target.path().join("from-damaged-manifest");
+    let err = restore(&repo, &restore_request("good", out.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EtcdError::NotASnapshot { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a number"), "{err}");
+    assert!(!out.exists());
 }
 
 /// s3s-fs on a root we own, so it can be killed and restarted on the same data.
