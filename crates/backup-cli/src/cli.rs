@@ -10,6 +10,12 @@ use crate::output::OutputFormat;
     version,
     about = "Back up, restore and migrate Kubernetes clusters and their etcd",
     long_about = "Back up, restore and migrate Kubernetes clusters and their etcd.\n\n\
+                  What the commands need: a storage location (--location URL); for commands \
+                  that read or write a cluster, a kubeconfig (--kubeconfig, else $KUBECONFIG or \
+                  ~/.kube/config). Each cluster's backups have their own folder in a location, \
+                  named by --project and --cluster: the backup-controller keeps a \
+                  ManagedCluster's backups under its namespace and name, so name both to work \
+                  on them (the defaults default/local are for backups made by backupctl alone).\n\n\
                   Storage locations are URLs: file:///dir (the embedded default), s3://bucket/prefix, \
                   gs://bucket/prefix, az://container/prefix, memory://. S3 settings come from the \
                   standard AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, \
@@ -122,10 +128,12 @@ pub struct LocationCheckArgs {
 /// Which cluster's prefix inside the location to use; each cluster sees only its own backups.
 #[derive(Args)]
 pub struct ScopeArgs {
-    /// Project the cluster belongs to (first prefix segment).
+    /// Project the cluster belongs to (first prefix segment): the namespace of its
+    /// ManagedCluster for backups the controller made.
     #[arg(long, default_value = "default")]
     pub project: String,
-    /// Cluster whose backups to work on (second prefix segment).
+    /// Cluster whose backups to work on (second prefix segment): the ManagedCluster's name for
+    /// backups the controller made.
     #[arg(long, default_value = "local")]
     pub cluster: String,
 }

@@ -278,6 +278,60 @@ async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Re
     let log = run_ok(&["backup", "logs", &name, "--location", &loc.url])?;
     assert!(log.contains(&format!("starting backup {name}")), "{log}");
 
+    // Velero's verbs: `get` lists the same rows; the table shows sizes as people read them.
+    let got = run_ok(&["backup", "get", "--location", &loc.url, "-o", "json"])?;
+    assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&got)?, rows);
+    let table = run_ok(&["backup", "get", "--location", &loc.url])?;
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .with_context(|| format!("{name} not in the table: {table}"))?;
+    let size = row["size"].as_u64().context("size is exact bytes")?;
+    assert!(
+        line.ends_with(&backup_core::human_bytes(size)) && !line.ends_with(&size.to_string()),
+        "{line}"
+    );
+    // describe --details lists the resources by kind, as Velero's does.
+    let details = run_ok(&[
+        "backup",
+        "describe",
+        &name,
+        "--details",
+        "--location",
+        &loc.url,
+    ])?;
+    let listed = details
+        .split_once("\nResource List:\n")
+        .with_context(|| format!("no resource list: {details}"))?
+        .1;
+    assert!(
+        listed.contains("  v1/ConfigMap:\n")
+            && listed.contains(&format!("    - {ns_name}/settings\n"))
+            && listed.contains(&format!("    - {ns_name}/credentials\n")),
+        "{listed}"
+    );
+    let details: serde_json::Value = serde_json::from_str(&run_ok(&[
+        "backup",
+        "describe",
+        &name,
+        "--details",
+        "--location",
+        &loc.url,
+        "-o",
+        "json",
+    ])?)?;
+    let configmaps = &details[0]["resourceList"]["v1/ConfigMap"];
+    assert!(
+        configmaps
+            .as_array()
+            .is_some_and(|c| c.contains(&serde_json::json!(format!("{ns_name}/settings")))),
+        "{details}"
+    );
+    assert!(
+        described.get("resourceList").is_none(),
+        "only with --details"
+    );
+
     // --or-selector: only what matches one of the selectors (as Velero's orLabelSelectors).
     Api::<ConfigMap>::namespaced(c1.clone(), &ns_name)
         .create(
@@ -461,6 +515,27 @@ async fn backup_list_describe_download_and_restore_into_the_same_cluster() -> Re
         std::fs::write(&path, &good)?;
     }
     run_ok(&["restore", "describe", &restore, "--location", &loc.url])?;
+
+    // Velero's verbs: `restore get` lists it, `restore logs` prints its log, checked against
+    // the record like its other files.
+    let got = run_ok(&["restore", "get", "--location", &loc.url])?;
+    assert!(got.lines().any(|l| l.starts_with(&restore)), "{got}");
+    let log = run_ok(&["restore", "logs", &restore, "--location", &loc.url])?;
+    assert!(
+        log.contains(&format!("starting restore {restore} from backup {name}")),
+        "{log}"
+    );
+    let log_path = record.join(format!("restore-{restore}-logs.gz"));
+    let good = std::fs::read(&log_path)?;
+    std::fs::write(&log_path, [&good[..], b"x"].concat())?;
+    let refused = run_fails(&["restore", "logs", &restore, "--location", &loc.url])?;
+    assert!(refused.contains("altered or damaged"), "{refused}");
+    std::fs::write(&log_path, &good)?;
+    let none = run_fails(&["restore", "logs", "no-such-restore", "--location", &loc.url])?;
+    assert!(
+        none.contains("no stored log of restore no-such-restore"),
+        "{none}"
+    );
 
     run_ok(&["restore", "delete", &restore, "--location", &loc.url])?;
     let after: Vec<serde_json::Value> = serde_json::from_str(&run_ok(&[

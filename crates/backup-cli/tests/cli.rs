@@ -350,3 +350,20 @@ async fn location_gc_removes_interrupted_uploads_only() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn an_empty_listing_says_where_it_looked_and_where_the_controllers_backups_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    for group in ["backup", "restore"] {
+        let out = backupctl(&[group, "get", "--location", &url, "-o", "json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "[]");
+        let said = stderr(&out);
+        assert!(
+            said.contains("project default, cluster local")
+                && said.contains("--project <its namespace> --cluster <its name>"),
+            "{group}: {said}"
+        );
+    }
+}

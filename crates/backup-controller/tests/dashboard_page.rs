@@ -165,6 +165,18 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         );
         let download = browser.find("a[href$='/download']")?;
         ensure!(!download.is_empty());
+        // Sizes read as people read them, the exact count on hover.
+        let size = browser.execute(
+            "const c = document.querySelector('td.size'); return [c.textContent, c.title];",
+        )?;
+        let (shown, exact) = (
+            size[0].as_str().unwrap_or(""),
+            size[1].as_str().unwrap_or(""),
+        );
+        ensure!(
+            [" B", " KiB", " MiB"].iter().any(|u| shown.ends_with(u)) && exact.ends_with(" bytes"),
+            "size cell {size}"
+        );
         // What the page's download link delivers is the stored tarball: its SHA-256, computed
         // in the browser, is the one the manifest records.
         let downloaded = browser.execute(&format!(

@@ -23,6 +23,7 @@ pub mod resource_modifiers;
 pub mod retention;
 pub mod schedule;
 pub mod selector;
+pub mod size;
 pub mod spec;
 pub mod velero_data;
 
@@ -41,6 +42,7 @@ pub use retention::{
 };
 pub use schedule::{Schedule, ScheduleError};
 pub use selector::{LabelSelector, Operator, Requirement, SelectorError};
+pub use size::human_bytes;
 pub use spec::{
     BackupKind, BackupSpec, ExistingResourcePolicy, LEGACY_VELERO_DIRS, RestoreSpec,
     RestoreStatusSpec, ScheduleSpec, SpecError, VELERO_DIR,

@@ -12,11 +12,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use backup_core::human_bytes;
 use backup_core::naming::validate_dns1123_label;
 use backup_core::{BackupEngine, BackupKind, BackupSpec, LabelSelector, Phase, StoredBackup, Ttl};
 use backup_storage::{BackupName, Fingerprint, Manifest, Repository};
 use backup_velero::direct::{DirectEngine, SCHEDULE_LABEL, read_backup_object, stored};
-use backup_velero::format::{BackupFiles, BackupObject, OperationResults, gunzip_json};
+use backup_velero::format::{
+    BackupFiles, BackupObject, OperationResults, ResourceList, gunzip_json,
+};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use serde::Serialize;
@@ -29,7 +32,8 @@ use crate::output::{self, OutputFormat, Tabular};
 pub enum BackupCommand {
     /// Back up a cluster's resources (read from outside the cluster) in Velero's format.
     Create(Box<CreateArgs>),
-    /// List the backups stored in a location scope.
+    /// List the backups stored in a location scope (`get` is Velero's name).
+    #[command(visible_alias = "get")]
     List(ListArgs),
     /// Show one backup: spec, status, files and the warnings/errors it recorded.
     ///
@@ -88,14 +92,14 @@ struct VerifyRow {
 
 impl Tabular for VerifyRow {
     fn header() -> Vec<&'static str> {
-        vec!["NAME", "OK", "ARTIFACTS", "BYTES", "PROBLEM"]
+        vec!["NAME", "OK", "ARTIFACTS", "SIZE", "PROBLEM"]
     }
     fn row(&self) -> Vec<String> {
         vec![
             self.name.clone(),
             self.ok.to_string(),
             self.artifacts.to_string(),
-            self.bytes.to_string(),
+            human_bytes(self.bytes),
             self.problem.clone(),
         ]
     }
@@ -177,6 +181,10 @@ pub struct DescribeArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    /// Also list every resource the backup holds, by API version and kind, as `velero backup
+    /// describe --details` does (read from its resource list).
+    #[arg(long)]
+    pub details: bool,
     #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
@@ -227,7 +235,7 @@ impl Tabular for BackupRow {
             self.warnings.to_string(),
             self.created.clone(),
             self.expires.clone(),
-            self.size.to_string(),
+            human_bytes(self.size),
         ]
     }
 }
@@ -363,6 +371,10 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
         }
     }
     output::print(&rows, args.output)?;
+    args.store.hint_when_empty(
+        "backups",
+        rows.len() + unreadable.len() + listing.problems.len(),
+    );
     for (name, problem) in &listing.problems {
         unreadable.push((name.to_string(), problem.to_string()));
     }
@@ -390,6 +402,9 @@ struct Description {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     encrypted_to: Vec<Fingerprint>,
     results: OperationResults,
+    /// With `--details`: `"<apiVersion>/<Kind>"` to the items, as Velero's resource list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_list: Option<ResourceList>,
 }
 
 impl Tabular for Description {
@@ -433,7 +448,22 @@ async fn describe(args: DescribeArgs) -> Result<ExitCode> {
         Err(e) if given => return Err(e.into()),
         Err(_) => false,
     };
+    if args.details && !readable {
+        bail!(
+            "backup {name} is encrypted: --details needs --identity-file with the key of \
+             recipient fingerprint(s) {}",
+            fingerprints(&encrypted_to)
+        );
+    }
     let files = BackupFiles::new(&name)?;
+    let resource_list = if args.details {
+        let bytes = read_all(&repo, &name, &files.resource_list)
+            .await
+            .context("reading the backup's resource list")?;
+        Some(gunzip_json::<ResourceList>(&bytes).context("decoding the backup's resource list")?)
+    } else {
+        None
+    };
     let (summary, velero_backup, results) = if readable {
         let object_json = read_all(&repo, &name, &files.backup_object).await?;
         let object = BackupObject::from_json(&object_json)?;
@@ -461,6 +491,7 @@ async fn describe(args: DescribeArgs) -> Result<ExitCode> {
         files: manifest.artifacts.clone(),
         encrypted_to,
         results,
+        resource_list,
     };
     output::print(std::slice::from_ref(&description), args.output)?;
     if args.output == OutputFormat::Table {
@@ -482,9 +513,20 @@ async fn describe(args: DescribeArgs) -> Result<ExitCode> {
                 format!("  encrypted (age) to {}", fingerprints(&e.recipients))
             });
             println!(
-                "  {}  {} bytes  sha256 {}{encrypted}",
-                f.name, f.size, f.sha256
+                "  {}  {}  sha256 {}{encrypted}",
+                f.name,
+                human_bytes(f.size),
+                f.sha256
             );
+        }
+        if let Some(list) = &description.resource_list {
+            println!("\nResource List:");
+            for (kind, items) in &list.0 {
+                println!("  {kind}:");
+                for item in items {
+                    println!("    - {item}");
+                }
+            }
         }
         for (what, r) in [
             ("Warnings", &description.results.warnings),
@@ -518,7 +560,10 @@ async fn delete(args: NameArgs) -> Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("warning: its velero-backup.json was unreadable ({e:#})");
-            println!("deleted backup {name} ({} bytes)", manifest.total_size());
+            println!(
+                "deleted backup {name} ({})",
+                human_bytes(manifest.total_size())
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -63,6 +63,20 @@ impl StoreArgs {
             .with_context(|| format!("cannot use location {}", self.location))
     }
 
+    /// When a listing of `what` found nothing, says on stderr where it looked and where the
+    /// controller keeps a cluster's backups: an empty table alone reads as "nothing was ever
+    /// backed up" when usually the scope was not named.
+    pub fn hint_when_empty(&self, what: &str, found: usize) {
+        if found == 0 {
+            let (project, cluster) = (&self.scope.project, &self.scope.cluster);
+            eprintln!(
+                "no {what} in project {project}, cluster {cluster} of {}; the controller keeps a \
+                 ManagedCluster's under --project <its namespace> --cluster <its name>",
+                self.location
+            );
+        }
+    }
+
     /// Says so on stderr when the scope still holds backups in the layout before `velero/`:
     /// they are not listed until `location migrate-layout` moves them.
     pub async fn warn_of_legacy_layout(&self, repo: &Repository) -> Result<()> {

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use backup_core::human_bytes;
 use backup_core::retention::KeepCount;
 use backup_etcd::{
     ChecksumState, EtcdConnection, MemberOptions, Naming, RestoreRequest, SnapshotInfo,
@@ -319,8 +320,8 @@ impl Tabular for Row {
             self.name.clone(),
             opt(self.created.clone()),
             opt(self.revision.map(|r| r.to_string())),
-            opt(self.size.map(|r| r.to_string())),
-            opt(self.stored_size.map(|r| r.to_string())),
+            opt(self.size.map(human_bytes)),
+            opt(self.stored_size.map(human_bytes)),
             match (self.checksum_ok, &self.problem) {
                 (Some(true), _) => "ok".into(),
                 (Some(false), Some(p)) => format!("BAD: {p}"),

@@ -24,12 +24,23 @@ pub enum RestoreCommand {
     /// List the restores stored in a location scope (their results, logs and resource lists).
     ///
     /// A restore without results yet is still running in another process, or was cut off
-    /// before writing them; dry runs store nothing and are not listed.
+    /// before writing them; dry runs store nothing and are not listed. `get` is Velero's name.
+    #[command(visible_alias = "get")]
     List(ListArgs),
     /// Show one restore: phase, times, items, and every warning and error it recorded.
     Describe(DescribeArgs),
     /// Delete a restore's stored files (results, log, resource list); restored objects stay.
     Delete(DescribeArgs),
+    /// Print a restore's log (what the engine logged while it ran), decompressed.
+    Logs(LogsArgs),
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// The restore's name.
+    pub name: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Args)]
@@ -265,6 +276,7 @@ pub async fn run(command: RestoreCommand) -> Result<ExitCode> {
         RestoreCommand::List(args) => list(args).await,
         RestoreCommand::Describe(args) => describe(args).await,
         RestoreCommand::Delete(args) => delete(args).await,
+        RestoreCommand::Logs(args) => logs(args).await,
     }
 }
 
@@ -278,6 +290,7 @@ async fn list(args: ListArgs) -> Result<ExitCode> {
         .map(|(name, status)| StoredRow::of(name.as_str(), status.as_ref()))
         .collect();
     output::print(&rows, args.output)?;
+    args.store.hint_when_empty("restores", rows.len());
     args.store.warn_of_legacy_layout(&repo).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -341,6 +354,26 @@ async fn delete(args: DescribeArgs) -> Result<ExitCode> {
         );
     }
     println!("restore {}: {deleted} file(s) deleted", args.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn logs(args: LogsArgs) -> Result<ExitCode> {
+    let name = backup_storage::BackupName::new(args.name.as_str())
+        .with_context(|| format!("invalid restore name {:?}", args.name))?;
+    let repo = args.store.open()?;
+    let Some(log) = backup_velero::direct::restore_log(&repo, &name)
+        .await
+        .with_context(|| format!("cannot read the log of restore {name}"))?
+    else {
+        bail!(
+            "no stored log of restore {name} in project {}, cluster {} of {} (`backupctl restore \
+             list` shows what is there; dry runs store nothing)",
+            args.store.scope.project,
+            args.store.scope.cluster,
+            args.store.location
+        );
+    };
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &log)?;
     Ok(ExitCode::SUCCESS)
 }
 

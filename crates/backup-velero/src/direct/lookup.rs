@@ -292,6 +292,22 @@ pub async fn list_restores(
     Ok(restores)
 }
 
+/// The log of restore `name`, decompressed, as its record stores it (checked against the
+/// record's manifest when it has one), or `None` when storage holds no log of that name.
+pub async fn restore_log(
+    repo: &Repository,
+    name: &BackupName,
+) -> Result<Option<Vec<u8>>, EngineError> {
+    let manifest = record_manifest(repo, name).await?;
+    let path = RestoreFiles::new(name).logs;
+    let Some((bytes, _)) = get_record_file(repo, name, manifest.as_ref(), &path).await? else {
+        return Ok(None);
+    };
+    crate::format::gunzip_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| EngineError::Other(format!("restore {name}: {path} is not gzip: {e}")))
+}
+
 /// The time on the first line of a (possibly truncated) gzipped restore log, whose lines start
 /// `time="<RFC 3339>"`.
 pub fn first_log_time(gz_head: &[u8]) -> Option<Timestamp> {

@@ -47,7 +47,7 @@ use kube::Client;
 
 pub use backup::{AdditionalItem, EXCLUDE_LABEL, PAGE_SIZE};
 pub use errors::{engine_error, storage_error};
-pub use lookup::{SCHEDULE_LABEL, list_restores, newest_completed, stored_restore};
+pub use lookup::{SCHEDULE_LABEL, list_restores, newest_completed, restore_log, stored_restore};
 pub use report::{Action, ItemOutcome, ItemOutcomes, RestoreReport};
 pub use restore::EXISTS_LEFT_UNCHANGED;
 

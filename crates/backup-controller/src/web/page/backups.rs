@@ -81,7 +81,7 @@ pub async fn cluster(
             let base = format!("/ui/projects/{e_ns}/clusters/{e_cluster}/backups/{name}");
             let phase_class = if b["phase"] == "Completed" { "ok" } else { "bad" };
             format!(
-                "<tr><td>{name}</td><td class=\"{phase_class}\">{}</td><td>{}</td><td>{}</td>\
+                "<tr><td>{name}</td><td class=\"{phase_class}\">{}</td><td>{}</td>{}\
                  <td>{}</td><td>{}</td><td>\
                  <a href=\"{base}/download\">Download</a> \
                  <form class=\"inline\" method=\"post\" action=\"{base}/plan\">\
@@ -92,7 +92,7 @@ pub async fn cluster(
                  <button class=\"danger\">Delete</button></form></td></tr>",
                 text(&b["phase"]),
                 text(&b["itemsBackedUp"]),
-                text(&b["sizeBytes"]),
+                size_cell(&b["sizeBytes"]),
                 when(&b["completed"]),
                 when(&b["expiration"]),
             )
@@ -102,7 +102,7 @@ pub async fn cluster(
         "<p>No backups of this cluster in storage yet.</p>".to_string()
     } else {
         format!(
-            "<table><thead><tr><th>Backup</th><th>Phase</th><th>Items</th><th>Bytes</th>\
+            "<table><thead><tr><th>Backup</th><th>Phase</th><th>Items</th><th>Size</th>\
              <th>Completed</th><th>Expires</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
         )
     };
@@ -118,6 +118,17 @@ pub async fn cluster(
         false,
     ))
     .into_response()
+}
+
+/// A backup's size as people read it, the exact byte count on hover.
+fn size_cell(bytes: &serde_json::Value) -> String {
+    match bytes.as_u64() {
+        Some(n) => format!(
+            "<td class=\"size\" title=\"{n} bytes\">{}</td>",
+            backup_core::human_bytes(n)
+        ),
+        None => format!("<td>{}</td>", text(bytes)),
+    }
 }
 
 /// Follows the project's `progress` events: moves this cluster's progress bars, and reloads
