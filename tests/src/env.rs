@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
-use backup_velero::kubeconfig;
+use backup_kube::kubeconfig;
 use kube::Client;
 
 use crate::env_state::{AzureState, ClusterState, EnvState, S3State, pid_alive};

@@ -32,7 +32,7 @@ pub struct CrdsArgs {
 /// Writes the requested CRDs.
 pub fn run(args: CrdsArgs) -> Result<()> {
     let crds = match args.set {
-        CrdSet::Backupfleet => backup_controller::api::crds(),
+        CrdSet::Backupfleet => backup_api::crds(),
         CrdSet::Velero => backup_velero::api::crds(),
     };
     match args.out {

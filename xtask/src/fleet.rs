@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use backup_controller::api::{
+use backup_api::{
     ClusterBackup, ClusterRestore, EtcdBackupConfig, ManagedCluster, StorageLocation,
 };
 use futures::StreamExt;
@@ -126,7 +126,7 @@ pub async fn create_project(
     clusters: &[&str],
     customize: impl Fn(&ClusterState, &mut Value),
 ) -> Result<()> {
-    tests::controller::install_crds(mgmt, &backup_controller::api::crds()).await?;
+    tests::controller::install_crds(mgmt, &backup_api::crds()).await?;
     create_namespace(mgmt, project).await?;
     secret(
         mgmt,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use backup_controller::context::Settings;
 use backup_controller::runtime::RunConfig;
-use backup_controller::tenancy::TenancyArgs;
+use backup_kube::tenancy::TenancyArgs;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -98,7 +98,7 @@ pub struct RunArgs {
 }
 
 fn release(text: &str) -> Result<String, String> {
-    backup_controller::api::management_backup::release_slug(text)
+    backup_api::management_backup::release_slug(text)
         .map(|_| text.to_string())
         .map_err(|e| e.message)
 }
@@ -169,7 +169,7 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
 /// Prints every CRD as one YAML stream; a reader that stops early (`| head`) is not an error.
 pub fn print_crds() -> Result<(), String> {
     use std::io::Write;
-    let yaml = backup_controller::api::crds_yaml().map_err(|e| e.to_string())?;
+    let yaml = backup_api::crds_yaml().map_err(|e| e.to_string())?;
     match std::io::stdout().lock().write_all(yaml.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(format!("writing to stdout: {e}"))

@@ -8,22 +8,22 @@
 //! a kubeconfig parse and a TLS configuration (the connection's handshake is paid either way,
 //! since a cluster is used minutes apart).
 //!
-//! Kubeconfig bytes become a client in one place, `backup_velero::kubeconfig`, shared with the
+//! Kubeconfig bytes become a client in one place, `backup_kube::kubeconfig`, shared with the
 //! CLI. Nothing here logs or returns a kubeconfig's content.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backup_kube::discovery::DiscoveryCache;
+use backup_kube::kubeconfig::{KubeconfigError, cluster_client_from_bytes};
 use backup_net::AddressPolicy;
-use backup_velero::direct::discovery::DiscoveryCache;
 use backup_velero::in_cluster::{DEFAULT_VELERO_NAMESPACE, InClusterConfig, InClusterEngine};
-use backup_velero::kubeconfig::{KubeconfigError, cluster_client_from_bytes};
 use kube::ResourceExt;
 
 use crate::NamespacedName;
-use crate::api::{EngineChoice, EngineKind, ManagedCluster};
-use crate::secrets::{self, SecretError};
+use backup_api::{EngineChoice, EngineKind, ManagedCluster};
+use backup_kube::secrets::{self, SecretError};
 
 /// How long an API server's discovery results are reused between runs.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(600);
@@ -124,7 +124,7 @@ impl ClusterHandle {
     }
 }
 
-/// Discovery per API server ([`backup_velero::kubeconfig::ClusterClient::server`]), and which
+/// Discovery per API server ([`backup_kube::kubeconfig::ClusterClient::server`]), and which
 /// server each cluster was last seen to use, so a server nobody uses any more is forgotten.
 #[derive(Default)]
 struct Cache {

@@ -9,13 +9,13 @@ use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::api::{ClusterBackup, ManagedCluster, StorageLocation};
 use crate::clock::Clock;
 use crate::clusters::Clusters;
-use crate::locations::Locations;
 use crate::metrics::Metrics;
 use crate::runs::Runs;
-use crate::tenancy::TenantPolicy;
+use backup_api::{ClusterBackup, ManagedCluster, StorageLocation};
+use backup_kube::locations::Locations;
+use backup_kube::tenancy::TenantPolicy;
 
 /// Our server-side-apply field manager and event reporter.
 pub const FIELD_MANAGER: &str = "backup-fleet-controller";

@@ -30,7 +30,7 @@ pub enum Error {
     /// A StorageLocation could not be used (only the retryable cases become errors; the rest
     /// are conditions).
     #[error(transparent)]
-    Location(#[from] crate::locations::LocationProblem),
+    Location(#[from] backup_kube::locations::LocationProblem),
     /// A ManagedCluster could not be reached (as above).
     #[error(transparent)]
     Cluster(#[from] crate::clusters::ClusterProblem),
@@ -73,7 +73,7 @@ impl Error {
     /// Whether retrying the reconcile later can succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Kube { source, .. } => backup_velero::kube_errors::is_retryable(source),
+            Error::Kube { source, .. } => backup_kube::errors::is_retryable(source),
             Error::Engine(e) => e.is_retryable(),
             Error::Storage(StorageError::Store { .. }) => true,
             Error::Storage(_) => false,
@@ -86,8 +86,8 @@ impl Error {
                 // 422 means the object changed meanwhile, which a retry resolves.
                 kube::runtime::finalizer::Error::AddFinalizer(e)
                 | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
-                    backup_velero::kube_errors::is_retryable(e)
-                        || backup_velero::kube_errors::status_code(e) == Some(422)
+                    backup_kube::errors::is_retryable(e)
+                        || backup_kube::errors::status_code(e) == Some(422)
                 }
                 _ => false,
             },

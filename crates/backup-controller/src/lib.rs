@@ -7,23 +7,18 @@
 //! health and metrics ([`admin`]).
 
 pub mod admin;
-pub mod api;
 pub mod clock;
 pub mod clusters;
 pub mod context;
 pub mod error;
 pub mod lease;
-pub mod locations;
 pub mod metrics;
 pub mod reconcile;
 pub mod runs;
 pub mod runtime;
-pub mod secrets;
 pub mod telemetry;
-pub mod tenancy;
 pub mod web;
 
 pub use error::Error;
 
-/// An object's namespace and name.
-pub type NamespacedName = (String, String);
+pub use backup_kube::NamespacedName;

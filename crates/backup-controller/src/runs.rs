@@ -18,8 +18,8 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::NamespacedName;
-use crate::api::ClusterBackup;
-use crate::api::{BackupRecord, EtcdBackupConfig, ManagementBackup};
+use backup_api::ClusterBackup;
+use backup_api::{BackupRecord, EtcdBackupConfig, ManagementBackup};
 
 /// The smallest gap between two status refreshes a ClusterBackup's runs ask for.
 pub const NUDGE_INTERVAL: Duration = Duration::from_secs(1);

@@ -25,9 +25,6 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
-use crate::api::{
-    ClusterBackup, ClusterMigration, ClusterRestore, EtcdRestore, ManagedCluster, StorageLocation,
-};
 use crate::clock::{Clock, SystemClock};
 use crate::context::{Context, Settings, Stores};
 use crate::lease::{self, LeaseConfig};
@@ -37,6 +34,9 @@ use crate::reconcile::{
     managed_cluster, management_backup, storage_location,
 };
 use crate::runs::Runs;
+use backup_api::{
+    ClusterBackup, ClusterMigration, ClusterRestore, EtcdRestore, ManagedCluster, StorageLocation,
+};
 
 /// How `backup-controller run` was configured.
 #[derive(Debug, Clone)]
@@ -199,9 +199,9 @@ pub async fn run_with_clock(
 async fn management_client(config: &RunConfig) -> Result<kube::Client> {
     Ok(match &config.kubeconfig {
         Some(path) => {
-            backup_velero::kubeconfig::client_from_file(path, config.context.as_deref()).await?
+            backup_kube::kubeconfig::client_from_file(path, config.context.as_deref()).await?
         }
-        None => backup_velero::kubeconfig::client_from_default(config.context.as_deref()).await?,
+        None => backup_kube::kubeconfig::client_from_default(config.context.as_deref()).await?,
     })
 }
 
@@ -379,7 +379,7 @@ async fn controllers(
     // Etcd configs look again when their snapshot ended (to write its outcome), and at their
     // next firing.
     let etcd_configs = Controller::new(
-        api::<crate::api::EtcdBackupConfig>(&client, namespace),
+        api::<backup_api::EtcdBackupConfig>(&client, namespace),
         wc.clone(),
     )
     .reconcile_on(tokio_stream_of(triggers.etcd))
@@ -387,7 +387,7 @@ async fn controllers(
 
     // Management backups look again when their run ended, and at their next firing.
     let management_backups = Controller::new(
-        api::<crate::api::ManagementBackup>(&client, namespace),
+        api::<backup_api::ManagementBackup>(&client, namespace),
         wc.clone(),
     )
     .reconcile_on(tokio_stream_of(triggers.management))

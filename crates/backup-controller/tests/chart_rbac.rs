@@ -30,7 +30,7 @@ fn binary() -> &'static Path {
 #[test]
 fn the_charts_crds_are_the_generated_ones() -> Result<()> {
     let dir = tests::helm::chart_dir().join("crds");
-    let crds = backup_controller::api::crds();
+    let crds = backup_api::crds();
     let mut expected = Vec::new();
     for crd in &crds {
         let name = format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default());
@@ -189,7 +189,7 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
     let mgmt_state = env.management()?.clone();
     // The chart is installed into the project's namespace, so the Lease's Role and the
     // management namespace are that namespace, and the test's objects stay in it.
-    let p = Project::create("chart-rbac", &backup_controller::api::crds()).await?;
+    let p = Project::create("chart-rbac", &backup_api::crds()).await?;
     let release = unique_name("r", "rbac");
     let chart = tests::helm::render(&json!({}), &release, p.name())?
         .map_err(|e| anyhow::anyhow!("rendering: {e}"))?;

@@ -59,8 +59,8 @@ fn call(
 #[tokio::test]
 async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     let env = shared()?;
-    let p = Project::create("api", &backup_controller::api::crds()).await?;
-    let other = Project::create("api-other", &backup_controller::api::crds()).await?;
+    let p = Project::create("api", &backup_api::crds()).await?;
+    let other = Project::create("api-other", &backup_api::crds()).await?;
     let c1 = env.client("c1").await?;
     let app = TestNamespace::create(&c1, "api-app").await?;
     let mut settings = ConfigMap::default();

@@ -16,7 +16,7 @@ fn binary() -> &'static Path {
 }
 
 async fn project(test: &str) -> Result<Project> {
-    Project::create(test, &backup_controller::api::crds()).await
+    Project::create(test, &backup_api::crds()).await
 }
 
 fn backup(name: &str, spec: Value) -> Value {

@@ -26,7 +26,7 @@ async fn an_encrypting_location_stores_only_ciphertext_and_restores_with_its_ide
     let env = shared()?;
     let c1 = env.client("c1").await?;
     let c2 = env.client("c2").await?;
-    let p = Project::create("encryption", &backup_controller::api::crds()).await?;
+    let p = Project::create("encryption", &backup_api::crds()).await?;
     let data = TestNamespace::create(&c1, "encryption-src").await?;
     Api::<ConfigMap>::namespaced(c1.clone(), &data.name)
         .create(

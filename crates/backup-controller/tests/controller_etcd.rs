@@ -25,7 +25,7 @@ fn records(config: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn scheduled_etcd_snapshots_are_taken_rotated_and_listed_like_backupctls() -> Result<()> {
     let env = shared()?;
-    let p = Project::create("etcd", &backup_controller::api::crds()).await?;
+    let p = Project::create("etcd", &backup_api::crds()).await?;
     p.apply(p.s3_location("main", true)?).await?;
     let mut c1 = p.cluster("c1", "c1", json!({}));
     c1["spec"]["etcd"] = json!({"endpoints": [env.etcd_endpoint("c1")?]});

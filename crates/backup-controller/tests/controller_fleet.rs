@@ -16,7 +16,7 @@ fn binary() -> &'static Path {
 }
 
 async fn project(test: &str) -> Result<Project> {
-    Project::create(test, &backup_controller::api::crds()).await
+    Project::create(test, &backup_api::crds()).await
 }
 
 /// The names of a cluster's runs in storage, oldest first (what `backupctl backup list

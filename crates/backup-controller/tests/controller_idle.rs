@@ -27,7 +27,7 @@ fn reconciles(controller: &ControllerProcess, kind: &str) -> Result<f64> {
 
 #[tokio::test]
 async fn status_writes_do_not_wake_their_own_reconcile() -> Result<()> {
-    let p = Project::create("settled", &backup_controller::api::crds()).await?;
+    let p = Project::create("settled", &backup_api::crds()).await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     p.apply(p.cluster("lost", "lost", json!({}))).await?;

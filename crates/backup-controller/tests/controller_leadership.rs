@@ -65,7 +65,7 @@ fn runs_of<'a>(status: &'a Value, cluster: &str) -> Option<&'a Value> {
 async fn a_controller_killed_mid_run_leaves_nothing_half_done_and_the_next_firing_runs_normally()
 -> Result<()> {
     let (bulk, _c1) = bulk_namespace("kill_bulk", 1200, 8 * 1024).await?;
-    let p = Project::create("kill9", &backup_controller::api::crds()).await?;
+    let p = Project::create("kill9", &backup_api::crds()).await?;
     p.apply(p.s3_location("main", true)?).await?;
     let clusters: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
     for name in &clusters {
@@ -224,7 +224,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 #[tokio::test]
 async fn of_two_controllers_exactly_one_reconciles_and_the_other_takes_over_within_the_lease()
 -> Result<()> {
-    let p = Project::create("leader", &backup_controller::api::crds()).await?;
+    let p = Project::create("leader", &backup_api::crds()).await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     p.apply(json!({

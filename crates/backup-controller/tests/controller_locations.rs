@@ -20,7 +20,7 @@ fn binary() -> &'static Path {
 }
 
 async fn project(test: &str) -> Result<Project> {
-    Project::create(test, &backup_controller::api::crds()).await
+    Project::create(test, &backup_api::crds()).await
 }
 
 /// The S3 credentials file for `key_id` and `secret`, in Velero's format.

@@ -75,7 +75,7 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
     let env = shared()?;
     let c1 = env.client("c1").await?;
     let c2 = env.client("c2").await?;
-    let p = Project::create("restore", &backup_controller::api::crds()).await?;
+    let p = Project::create("restore", &backup_api::crds()).await?;
     let data = TestNamespace::create(&c1, "restore-src").await?;
     let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &data.name);
     for i in 0..3 {
@@ -365,7 +365,7 @@ async fn a_migration_backs_up_the_source_restores_every_target_and_goes_with_its
     let env = shared()?;
     let c1 = env.client("c1").await?;
     let c2 = env.client("c2").await?;
-    let p = Project::create("migration", &backup_controller::api::crds()).await?;
+    let p = Project::create("migration", &backup_api::crds()).await?;
     let data = TestNamespace::create(&c1, "migration-src").await?;
     let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &data.name);
     for i in 0..2 {

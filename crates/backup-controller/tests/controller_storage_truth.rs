@@ -25,7 +25,7 @@ fn binary() -> &'static Path {
 }
 
 async fn project(test: &str) -> Result<Project> {
-    Project::create(test, &backup_controller::api::crds()).await
+    Project::create(test, &backup_api::crds()).await
 }
 
 /// A one-time ClusterBackup `name` of kube-system on `clusters`.

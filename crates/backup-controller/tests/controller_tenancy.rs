@@ -157,7 +157,7 @@ fn fake_az(dir: &Path) -> Result<PathBuf> {
 async fn hostile_options_kubeconfigs_and_addresses_are_refused_and_reach_nothing() -> Result<()> {
     let env = shared()?;
     let attacker = Attacker::start()?;
-    let p = Project::create("tenancy", &backup_controller::api::crds()).await?;
+    let p = Project::create("tenancy", &backup_api::crds()).await?;
     let work = tempfile::tempdir()?;
     let marker = fake_az(work.path())?;
     let root = work.path().join("file-root");
@@ -402,7 +402,7 @@ async fn what_a_projects_servers_answer_is_summarised_never_repeated() -> Result
          Content-Length: {}\r\n\r\n{page}",
         page.len()
     ))?;
-    let p = Project::create("tenancy-answers", &backup_controller::api::crds()).await?;
+    let p = Project::create("tenancy-answers", &backup_api::crds()).await?;
     p.apply(location(
         "talkative",
         "aws",
@@ -453,7 +453,7 @@ async fn what_a_projects_servers_answer_is_summarised_never_repeated() -> Result
 async fn with_loopback_denied_names_are_judged_by_the_address_they_resolve_to() -> Result<()> {
     let env = shared()?;
     let attacker = Attacker::start()?;
-    let p = Project::create("tenancy-dns", &backup_controller::api::crds()).await?;
+    let p = Project::create("tenancy-dns", &backup_api::crds()).await?;
     let by_name = format!("http://localhost:{}", attacker.port);
     p.apply(location(
         "by-name",

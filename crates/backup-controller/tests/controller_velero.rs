@@ -30,7 +30,7 @@ async fn setup(test: &str) -> Result<(kube::Client, TestNamespace, Project)> {
     let c1 = shared()?.client("c1").await?;
     install_crds(&c1).await?;
     let velero_ns = TestNamespace::create(&c1, test).await?;
-    let p = Project::create(test, &backup_controller::api::crds()).await?;
+    let p = Project::create(test, &backup_api::crds()).await?;
     p.apply(p.s3_location("main", true)?).await?;
     Ok((c1, velero_ns, p))
 }

@@ -26,7 +26,7 @@ fn binary() -> &'static Path {
 async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_browser() -> Result<()>
 {
     let env = shared()?;
-    let p = Project::create("page", &backup_controller::api::crds()).await?;
+    let p = Project::create("page", &backup_api::crds()).await?;
     let c1 = env.client("c1").await?;
     let app = TestNamespace::create(&c1, "page-app").await?;
     let mut settings = ConfigMap::default();
@@ -64,7 +64,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
     )
     .await?;
     // Another project, with a cluster whose name must never reach project A's users.
-    let other = Project::create("page-other", &backup_controller::api::crds()).await?;
+    let other = Project::create("page-other", &backup_api::crds()).await?;
     other
         .apply(other.cluster("hidden-cluster-b7", "c1", json!({})))
         .await?;

@@ -7,8 +7,6 @@ pub mod api;
 pub mod direct;
 pub mod format;
 pub mod in_cluster;
-pub mod kube_errors;
-pub mod kubeconfig;
 pub mod tarball_layout;
 
 pub use tarball_layout::{ItemPath, LayoutError};

@@ -26,9 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use backup_controller::api::{
-    ClusterBackup, FleetPhase, LocationPhase, ManagedCluster, StorageLocation,
-};
+use backup_api::{ClusterBackup, FleetPhase, LocationPhase, ManagedCluster, StorageLocation};
 use backup_core::{LabelSelector, Phase, scheduled_backup_name};
 use backup_storage::Repository;
 use futures::{StreamExt, TryStreamExt};
@@ -323,7 +321,7 @@ fn sequential(bench: &Bench, backupctl: &Path, n: usize) -> Result<Sequential> {
 async fn create_project(bench: &Bench, n: usize) -> Result<()> {
     let mgmt = &bench.mgmt;
     let project = bench.project.as_str();
-    tests::controller::install_crds(mgmt, &backup_controller::api::crds()).await?;
+    tests::controller::install_crds(mgmt, &backup_api::crds()).await?;
     fleet::create_namespace(mgmt, project).await?;
     let s3 = &bench.state.s3;
     fleet::secret(
@@ -381,7 +379,7 @@ async fn wait_onboarded(bench: &Bench, n: usize, timeout: Duration) -> Result<()
             .iter()
             .filter(|c| {
                 c.status.as_ref().is_some_and(|s| {
-                    backup_controller::api::status::find(&s.conditions, "Reachable")
+                    backup_api::status::find(&s.conditions, "Reachable")
                         .is_some_and(|c| c.is_true())
                 })
             })
@@ -447,7 +445,7 @@ async fn watch_until(
 }
 
 /// Phase and per-phase counts of a ClusterBackup's clusters' last runs.
-fn summary(status: &backup_controller::api::ClusterBackupStatus) -> String {
+fn summary(status: &backup_api::ClusterBackupStatus) -> String {
     let mut phases: BTreeMap<String, usize> = BTreeMap::new();
     for c in &status.clusters {
         let phase = c

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use backup_controller::api::{BackupRecord, EtcdBackupConfig};
+use backup_api::{BackupRecord, EtcdBackupConfig};
 use backup_core::Phase;
 use jiff::Timestamp;
 use kube::Api;

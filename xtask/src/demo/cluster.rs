@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use backup_controller::api::{
+use backup_api::{
     ClusterBackup, ClusterBackupStatus, ClusterRestore, FleetPhase, ManagedCluster, StorageLocation,
 };
 use backup_core::BackupKind;
@@ -398,7 +398,7 @@ pub async fn run(
     // A project left by an earlier run goes first (its objects' finalizers are released, since
     // no controller runs for it any more).
     fleet::delete_project(&mgmt, PROJECT, TIMEOUT).await?;
-    tests::controller::install_crds(&mgmt, &backup_controller::api::crds()).await?;
+    tests::controller::install_crds(&mgmt, &backup_api::crds()).await?;
     fleet::create_namespace(&mgmt, PROJECT).await?;
     let locations: Api<StorageLocation> = Api::namespaced(mgmt.clone(), PROJECT);
     fleet::apply(

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backup_core::{BackupStatus, EngineError};
+use backup_kube::kubeconfig;
 use backup_storage::Repository;
-use backup_velero::kubeconfig;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use kube::Client;

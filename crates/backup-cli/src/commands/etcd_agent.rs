@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use backup_controller::api::{EtcdRestore, EtcdRestorePhase, etcd_restore::is_validated};
+use backup_api::{EtcdRestore, EtcdRestorePhase, etcd_restore::is_validated};
 use backup_storage::BackupName;
 use clap::Args;
 use kube::ResourceExt;
@@ -49,7 +49,7 @@ pub struct AgentArgs {
     pub poll: Duration,
     /// What the StorageLocation a project wrote may use here, as for the controller.
     #[command(flatten)]
-    pub tenancy: backup_controller::tenancy::TenancyArgs,
+    pub tenancy: backup_kube::tenancy::TenancyArgs,
 }
 
 fn duration(raw: &str) -> Result<Duration, String> {
@@ -148,7 +148,7 @@ async fn carry_out(
         args.data_dir.display()
     );
     let outcome = async {
-        let location = backup_controller::locations::open_from_api(
+        let location = backup_kube::locations::open_from_api(
             client,
             &args.namespace,
             restore.spec.storage_location.as_deref(),

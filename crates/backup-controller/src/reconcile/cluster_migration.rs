@@ -16,18 +16,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::write_status;
-use crate::api::cluster_migration::{
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+use backup_api::cluster_migration::{
     ClusterMigration, ClusterMigrationStatus, MigrationStage, MigrationTarget,
     ValidClusterMigration,
 };
-use crate::api::cluster_restore::READY;
-use crate::api::status::{Condition, find, merge_conditions};
-use crate::api::{
+use backup_api::cluster_restore::READY;
+use backup_api::status::{Condition, find, merge_conditions};
+use backup_api::{
     ClusterBackup, ClusterBackupSpec, ClusterBackupStatus, ClusterRestore, ClusterRestoreSpec,
     ClusterRestoreStatus, ClusterSelection, DeletePolicy, FleetPhase, RestoreSource,
 };
-use crate::context::{Context, FIELD_MANAGER};
-use crate::error::{Error, Result};
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "clustermigration";
@@ -394,8 +394,8 @@ mod tests {
     use backup_core::Phase;
 
     use super::*;
-    use crate::api::cluster_restore::ClusterRestoreResult;
-    use crate::api::{ClusterRuns, RunStatus};
+    use backup_api::cluster_restore::ClusterRestoreResult;
+    use backup_api::{ClusterRuns, RunStatus};
 
     fn valid() -> ValidClusterMigration {
         ValidClusterMigration {
@@ -432,7 +432,7 @@ mod tests {
             })
             .collect();
         ClusterRestoreStatus {
-            phase: crate::api::cluster_restore::aggregate_phase(&clusters),
+            phase: backup_api::cluster_restore::aggregate_phase(&clusters),
             clusters,
             ..ClusterRestoreStatus::default()
         }

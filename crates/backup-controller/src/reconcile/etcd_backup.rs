@@ -15,14 +15,14 @@ use kube::{Resource, ResourceExt};
 
 use super::recorded_runs::{self, Firing, Live, Plan, PlanInput};
 use super::{with_finalizer, write_status};
-use crate::api::etcd_backup_config::ValidEtcdBackupConfig;
-use crate::api::status::{Condition, merge_conditions};
-use crate::api::{BackupRecord, EtcdBackupConfig, RecordedRunsStatus};
-use crate::api::{EtcdAccess, ManagedCluster};
 use crate::context::Context;
 use crate::error::Result;
 use crate::runs::{ObjectKey, RunFinished, Wake};
-use crate::secrets;
+use backup_api::etcd_backup_config::ValidEtcdBackupConfig;
+use backup_api::status::{Condition, merge_conditions};
+use backup_api::{BackupRecord, EtcdBackupConfig, RecordedRunsStatus};
+use backup_api::{EtcdAccess, ManagedCluster};
+use backup_kube::secrets;
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "etcdbackupconfig";
@@ -66,7 +66,7 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
             status.conditions = merge_conditions(
                 &previous.conditions,
                 vec![
-                    Condition::unmet(crate::api::status::READY, "InvalidSpec", field.to_string())
+                    Condition::unmet(backup_api::status::READY, "InvalidSpec", field.to_string())
                         .at(now, generation),
                 ],
             );

@@ -13,11 +13,11 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::write_status;
-use crate::api::cluster_restore::READY;
-use crate::api::etcd_restore::{EtcdRestore, EtcdRestoreStatus};
-use crate::api::status::{Condition, merge_conditions};
 use crate::context::Context;
 use crate::error::Result;
+use backup_api::cluster_restore::READY;
+use backup_api::etcd_restore::{EtcdRestore, EtcdRestoreStatus};
+use backup_api::status::{Condition, merge_conditions};
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "etcdrestore";

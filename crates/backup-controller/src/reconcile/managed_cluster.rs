@@ -10,10 +10,10 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::{with_finalizer, write_status};
-use crate::api::status::{Condition, merge_conditions};
-use crate::api::{EngineKind, ManagedCluster, ManagedClusterStatus};
 use crate::context::Context;
 use crate::error::Result;
+use backup_api::status::{Condition, merge_conditions};
+use backup_api::{EngineKind, ManagedCluster, ManagedClusterStatus};
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "managedcluster";
@@ -115,7 +115,7 @@ fn velero_reason(e: &VeleroError) -> &'static str {
 }
 
 /// Reachability from a failed version request. The server's own words are never repeated
-/// (see [`backup_velero::kube_errors::summary`]).
+/// (see [`backup_kube::errors::summary`]).
 pub fn unreachable(e: &kube::Error) -> Reachability {
     if backup_net::denied_in(e).is_some() {
         return Reachability::Unreachable {
@@ -123,11 +123,11 @@ pub fn unreachable(e: &kube::Error) -> Reachability {
             message: format!(
                 "{}; name the API server by an address outside the link-local and metadata \
                  ranges and the platform's own networks",
-                backup_velero::kube_errors::summary(e)
+                backup_kube::errors::summary(e)
             ),
         };
     }
-    let (reason, hint) = match backup_velero::kube_errors::status_code(e) {
+    let (reason, hint) = match backup_kube::errors::status_code(e) {
         Some(401) => (
             "Unauthorized",
             "the kubeconfig's credentials were rejected: renew the token or certificate in the Secret",
@@ -143,7 +143,7 @@ pub fn unreachable(e: &kube::Error) -> Reachability {
     };
     Reachability::Unreachable {
         reason: reason.into(),
-        message: format!("{}; {hint}", backup_velero::kube_errors::summary(e)),
+        message: format!("{}; {hint}", backup_kube::errors::summary(e)),
     }
 }
 
@@ -197,8 +197,8 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action
         cluster.metadata.generation,
         ctx.clock.now(),
     );
-    let was = crate::api::status::find(&previous.conditions, REACHABLE).map(|c| c.status);
-    let is = crate::api::status::find(&status.conditions, REACHABLE).map(|c| c.status);
+    let was = backup_api::status::find(&previous.conditions, REACHABLE).map(|c| c.status);
+    let is = backup_api::status::find(&status.conditions, REACHABLE).map(|c| c.status);
     if was != is {
         let (warning, reason, note) = match &reachability {
             Reachability::Reachable { version } => {
@@ -214,7 +214,9 @@ async fn apply(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action
     write_status(&ctx, cluster.as_ref(), &status).await?;
     let every = ctx.settings.cluster_probe_every;
     Ok(Action::requeue(match &reachability {
-        Reachability::Unreachable { reason, .. } => crate::secrets::recheck_after(reason, every),
+        Reachability::Unreachable { reason, .. } => {
+            backup_kube::secrets::recheck_after(reason, every)
+        }
         Reachability::Reachable { .. } => every,
     }))
 }
@@ -230,7 +232,7 @@ async fn cleanup(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Acti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::status::find;
+    use backup_api::status::find;
 
     fn now() -> Timestamp {
         "2026-11-30T12:00:00Z".parse().unwrap()

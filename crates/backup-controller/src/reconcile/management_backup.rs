@@ -26,18 +26,18 @@ use serde::de::DeserializeOwned;
 
 use super::recorded_runs::{self, Firing, FiringKind, PlanInput};
 use super::{with_finalizer, write_status};
-use crate::api::management_backup::{
+use crate::context::{Context, Settings};
+use crate::error::Result;
+use crate::runs::{ObjectKey, RunFinished, Wake};
+use backup_api::management_backup::{
     MANAGEMENT_SCOPE, RELEASE_BACKUP_LABEL, ValidManagementBackup, release_slug,
 };
-use crate::api::status::{Condition, READY, merge_conditions};
-use crate::api::{
+use backup_api::status::{Condition, READY, merge_conditions};
+use backup_api::{
     BackupRecord, ClusterBackup, ClusterMigration, ClusterRestore, EtcdBackupConfig, EtcdRestore,
     ManagedCluster, ManagementBackup, ManagementBackupStatus, StorageLocation,
 };
-use crate::context::{Context, Settings};
-use crate::error::Result;
-use crate::locations::ResolvedLocation;
-use crate::runs::{ObjectKey, RunFinished, Wake};
+use backup_kube::locations::ResolvedLocation;
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "managementbackup";

@@ -11,18 +11,18 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::{with_finalizer, write_status};
-use crate::api::status::{Condition, merge_conditions};
-use crate::api::storage_location::DEFAULT_VALIDATION_FREQUENCY;
-use crate::api::{LocationPhase, StorageLocation, StorageLocationStatus};
 use crate::context::Context;
 use crate::error::Result;
-use crate::locations::LocationProblem;
 use crate::metrics::LocationLabels;
+use backup_api::status::{Condition, merge_conditions};
+use backup_api::storage_location::DEFAULT_VALIDATION_FREQUENCY;
+use backup_api::{LocationPhase, StorageLocation, StorageLocationStatus};
+use backup_kube::locations::LocationProblem;
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "storagelocation";
 
-pub use crate::api::status::READY;
+pub use backup_api::status::READY;
 /// Condition: the last probe succeeded.
 pub const AVAILABLE: &str = "Available";
 
@@ -143,7 +143,9 @@ async fn apply(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Acti
     };
     // A project's consent wakes nothing we watch: look for it soon (see `recheck_after`).
     let frequency = match status.reason.as_deref() {
-        Some(crate::secrets::NOT_SHARED_REASON) => Some(crate::secrets::CONSENT_RECHECK),
+        Some(backup_kube::secrets::NOT_SHARED_REASON) => {
+            Some(backup_kube::secrets::CONSENT_RECHECK)
+        }
         _ => frequency,
     };
     Ok(match frequency {
@@ -170,8 +172,8 @@ fn labels(location: &StorageLocation) -> LocationLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::InvalidField;
-    use crate::api::status::find;
+    use backup_api::InvalidField;
+    use backup_api::status::find;
 
     fn now() -> Timestamp {
         "2026-11-30T12:00:00Z".parse().unwrap()

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::WebState;
 use super::error::{ApiError, ApiResult};
-use crate::api::GROUP;
+use backup_api::GROUP;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]

@@ -23,8 +23,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use super::auth::Caller;
-use crate::api::{ClusterBackup, ManagedCluster, StorageLocation};
-use crate::locations::ResolvedLocation;
+use backup_api::{ClusterBackup, ManagedCluster, StorageLocation};
+use backup_kube::locations::ResolvedLocation;
 
 /// How long an accepted token and an RBAC answer are reused.
 pub const AUTH_TTL: Duration = Duration::from_secs(5);

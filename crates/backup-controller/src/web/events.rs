@@ -17,7 +17,7 @@ use serde_json::json;
 use super::WebState;
 use super::auth::{Action, authorize};
 use super::error::ApiResult;
-use crate::api::{ClusterBackup, ClusterRestore};
+use backup_api::{ClusterBackup, ClusterRestore};
 
 /// The event stream.
 pub async fn events(

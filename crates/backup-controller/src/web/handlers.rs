@@ -24,10 +24,10 @@ use super::WebState;
 use super::auth::{Action, Caller, allowed, authenticate, authorize};
 use super::cache::{Listing, Objects};
 use super::error::{ApiError, ApiResult};
-use crate::api::status::find;
-use crate::api::{ClusterBackup, ClusterRestore, RUN_NOW_ANNOTATION};
-use crate::locations::ResolvedLocation;
 use crate::reconcile::schedule::next_after;
+use backup_api::status::find;
+use backup_api::{ClusterBackup, ClusterRestore, RUN_NOW_ANNOTATION};
+use backup_kube::locations::ResolvedLocation;
 
 /// Firings of a schedule shown ahead.
 const NEXT_RUNS: usize = 3;
@@ -64,7 +64,7 @@ impl ApiError {
     }
 }
 
-fn condition_json(conditions: &[crate::api::Condition], type_: &str) -> Value {
+fn condition_json(conditions: &[backup_api::Condition], type_: &str) -> Value {
     match find(conditions, type_) {
         Some(c) => json!({"status": c.status, "reason": c.reason, "message": c.message}),
         None => Value::Null,
@@ -269,7 +269,7 @@ pub(super) async fn location(
         return Ok(opened);
     }
     let objects = state.objects().await?;
-    let picked = crate::locations::pick(&objects.locations, ns, name)
+    let picked = backup_kube::locations::pick(&objects.locations, ns, name)
         .map_err(|e| ApiError::not_found(format!("storage location: {e}")))?;
     let opened = state
         .locations

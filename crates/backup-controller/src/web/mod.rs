@@ -33,7 +33,7 @@ pub struct WebState {
     /// Tokens, RBAC answers, opened locations and storage listings.
     pub cache: Arc<cache::WebCache>,
     /// Opens locations (and keeps what it opened while nothing changed).
-    pub locations: crate::locations::Locations,
+    pub locations: backup_kube::locations::Locations,
 }
 
 /// How long a request waits for the first listing of the watched objects.
@@ -46,7 +46,7 @@ impl WebState {
         client: kube::Client,
         namespace: Option<&str>,
         session_key: session::SessionKey,
-        tenancy: crate::tenancy::TenantPolicy,
+        tenancy: backup_kube::tenancy::TenantPolicy,
     ) -> Self {
         let objects = cache::Objects {
             locations: watch_into_store(&client, namespace),
@@ -54,7 +54,7 @@ impl WebState {
             backups: watch_into_store(&client, namespace),
         };
         WebState {
-            locations: crate::locations::Locations::new(client.clone(), tenancy),
+            locations: backup_kube::locations::Locations::new(client.clone(), tenancy),
             client,
             session_key,
             objects,

@@ -20,10 +20,10 @@ use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::collect::{Journal, SharedJournal, SharedStatus, lock};
-use super::discovery::Discovered;
 use super::errors::{engine_error, storage_error};
 use crate::format::pipe::{ChannelWriter, receiver_stream};
 use crate::format::{BackupFiles, BackupObject, ItemPath, TarballWriter, gzip_bytes, gzip_json};
+use backup_kube::discovery::Discovered;
 
 /// Page size of every LIST, as Velero and kubectl use.
 pub const PAGE_SIZE: u32 = 500;
@@ -264,7 +264,7 @@ impl Listing {
         };
         match &e {
             kube::Error::Api(s) if s.code == 403 || s.code == 404 || s.code == 405 => {
-                let said = crate::kube_errors::summary(&e);
+                let said = backup_kube::errors::summary(&e);
                 j.warn(None, format!("could not list {what}, skipped: {said}"));
                 j.results
                     .warnings
@@ -272,7 +272,10 @@ impl Listing {
             }
             _ => j.error(
                 scope,
-                format!("listing {what} failed: {}", crate::kube_errors::summary(&e)),
+                format!(
+                    "listing {what} failed: {}",
+                    backup_kube::errors::summary(&e)
+                ),
             ),
         }
     }
@@ -425,7 +428,7 @@ async fn selected_namespaces(
                 None,
                 format!(
                     "could not list namespaces ({}); using the included names as given",
-                    crate::kube_errors::summary(&e)
+                    backup_kube::errors::summary(&e)
                 ),
             );
             spec.filter

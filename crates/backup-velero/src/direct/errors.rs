@@ -6,7 +6,7 @@ use backup_storage::StorageError;
 
 /// Classifies a kube error met while doing `context` (the engines' one classifier).
 pub fn engine_error(context: &str, e: kube::Error) -> EngineError {
-    crate::kube_errors::engine_error(context, e)
+    backup_kube::errors::engine_error(context, e)
 }
 
 /// Classifies a storage error.

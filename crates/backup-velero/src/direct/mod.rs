@@ -20,7 +20,6 @@
 
 mod backup;
 mod collect;
-pub mod discovery;
 mod errors;
 pub mod liveness;
 mod lookup;
@@ -41,6 +40,7 @@ use backup_core::{
     BackupEngine, BackupKind, BackupSpec, BackupStatus, EngineError, LabelSelector, Phase,
     Progress, RestoreEngine, RestoreSpec, RestoreStatus, StoredBackup, validate_dns1123_subdomain,
 };
+use backup_kube::discovery;
 use backup_storage::{BackupName, Repository};
 use futures::StreamExt;
 use kube::Client;

@@ -486,7 +486,7 @@ impl RestoreRun {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 Err(e) => {
-                    let said = crate::kube_errors::summary(&e);
+                    let said = backup_kube::errors::summary(&e);
                     return fail(format!("could not restore {where_}: {said}"));
                 }
             }
@@ -504,7 +504,7 @@ impl RestoreRun {
                     target_ns.as_deref(),
                     format!(
                         "{where_}: restoring status failed: {}",
-                        crate::kube_errors::summary(&e)
+                        backup_kube::errors::summary(&e)
                     ),
                 );
             }

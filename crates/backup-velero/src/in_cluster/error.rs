@@ -147,7 +147,7 @@ impl From<VeleroError> for EngineError {
             | VeleroError::Rejected { .. } => EngineError::Invalid(msg),
             VeleroError::NotFound { what, name } => EngineError::NotFound { what, name },
             VeleroError::AlreadyExists { what, name } => EngineError::AlreadyExists { what, name },
-            VeleroError::Api { action, source } => crate::kube_errors::engine_error(
+            VeleroError::Api { action, source } => backup_kube::errors::engine_error(
                 format!("Kubernetes API error while {action}"),
                 source,
             ),

@@ -9,10 +9,10 @@ use backup_velero::direct::{DirectEngine, SCHEDULE_LABEL};
 use backup_velero::in_cluster::InClusterEngine;
 use kube::ResourceExt;
 
-use crate::api::{EngineKind, ManagedCluster};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::locations::ResolvedLocation;
+use backup_api::{EngineKind, ManagedCluster};
+use backup_kube::locations::ResolvedLocation;
 
 /// The engine of one cluster for one location.
 pub enum ClusterEngine {

@@ -14,10 +14,10 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::engines::{self, ClusterEngine};
-use crate::api::{ClusterBackup, EngineKind, ManagedCluster};
 use crate::context::Context;
-use crate::locations::ResolvedLocation;
 use crate::runs::RunKey;
+use backup_api::{ClusterBackup, EngineKind, ManagedCluster};
+use backup_kube::locations::ResolvedLocation;
 
 /// How often a Velero-driven backup is polled (each poll reads a Backup object in the cluster).
 const VELERO_POLL: Duration = Duration::from_secs(2);

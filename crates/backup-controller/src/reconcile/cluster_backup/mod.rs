@@ -17,14 +17,14 @@ use kube::{Resource, ResourceExt};
 
 use self::plan::{Blocked, ClusterView, PlanInput, READY};
 use super::{with_finalizer, write_status};
-use crate::api::status::{Condition, merge_conditions};
-use crate::api::{ClusterBackup, DeletePolicy, ManagedCluster, Selection};
-use crate::api::{FleetPhase, RUN_NOW_ANNOTATION};
 use crate::context::Context;
 use crate::error::Result;
-use crate::locations::ResolvedLocation;
 use crate::metrics::BackupLabels;
 use crate::runs::RunKey;
+use backup_api::status::{Condition, merge_conditions};
+use backup_api::{ClusterBackup, DeletePolicy, ManagedCluster, Selection};
+use backup_api::{FleetPhase, RUN_NOW_ANNOTATION};
+use backup_kube::locations::ResolvedLocation;
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "clusterbackup";
@@ -318,7 +318,7 @@ fn record_last_success(
     ctx: &Context,
     namespace: &str,
     backup: &str,
-    status: &crate::api::ClusterBackupStatus,
+    status: &backup_api::ClusterBackupStatus,
 ) {
     for cluster in &status.clusters {
         let key = run_key(namespace, backup, &cluster.cluster);

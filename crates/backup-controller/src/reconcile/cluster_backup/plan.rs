@@ -26,12 +26,12 @@ use std::time::Duration;
 use backup_core::{BackupStatus, Phase, StoredBackup, scheduled_backup_name};
 use jiff::Timestamp;
 
-use crate::api::status::{Condition, merge_conditions};
-use crate::api::{ClusterBackupStatus, ClusterRuns, FleetPhase, RunStatus, ValidClusterBackup};
 use crate::reconcile::schedule::{self, Due, Timing};
 use crate::runs::LiveRun;
+use backup_api::status::{Condition, merge_conditions};
+use backup_api::{ClusterBackupStatus, ClusterRuns, FleetPhase, RunStatus, ValidClusterBackup};
 
-pub use crate::api::status::READY;
+pub use backup_api::status::READY;
 /// Condition: some clusters' last runs did not complete.
 pub const DEGRADED: &str = "Degraded";
 /// Condition: a one-time backup was edited after it ran.

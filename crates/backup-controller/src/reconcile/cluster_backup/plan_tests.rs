@@ -1,6 +1,6 @@
 use super::*;
-use crate::api::ClusterBackupSpec;
-use crate::api::status::find;
+use backup_api::ClusterBackupSpec;
+use backup_api::status::find;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()

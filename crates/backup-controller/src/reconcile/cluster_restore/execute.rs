@@ -16,13 +16,13 @@ use backup_velero::direct::{Action, DirectEngine, RestoreReport};
 use kube::{Resource, ResourceExt};
 
 use super::super::{AbortOnDrop, write_status};
-use crate::api::cluster_restore::{
+use crate::context::Context;
+use crate::runs::ObjectKey;
+use backup_api::cluster_restore::{
     ClusterRestoreResult, ClusterRestoreStatus, PLAN_ITEMS_SHOWN, PlannedItem, RestorePlan,
     aggregate_phase,
 };
-use crate::api::{ClusterRestore, FleetPhase, ManagedCluster};
-use crate::context::Context;
-use crate::runs::ObjectKey;
+use backup_api::{ClusterRestore, FleetPhase, ManagedCluster};
 
 /// The smallest gap between two progress writes of the status.
 const WRITE_INTERVAL: Duration = Duration::from_secs(1);

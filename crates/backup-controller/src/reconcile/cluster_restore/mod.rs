@@ -23,13 +23,13 @@ use kube::{Resource, ResourceExt};
 
 use self::plan::{Decision, PlanInput};
 use super::{with_finalizer, write_status};
-use crate::api::cluster_restore::{READY, SourceBackup, ValidClusterRestore};
-use crate::api::status::find;
-use crate::api::{ClusterRestore, ManagedCluster};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::locations::ResolvedLocation;
 use crate::runs::ObjectKey;
+use backup_api::cluster_restore::{READY, SourceBackup, ValidClusterRestore};
+use backup_api::status::find;
+use backup_api::{ClusterRestore, ManagedCluster};
+use backup_kube::locations::ResolvedLocation;
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "clusterrestore";
@@ -318,7 +318,7 @@ async fn resolve(
 async fn resource_modifiers(
     ctx: &Context,
     namespace: &str,
-    spec: &crate::api::ClusterRestoreSpec,
+    spec: &backup_api::ClusterRestoreSpec,
 ) -> Result<std::result::Result<Option<ResourceModifiers>, Blocked>> {
     let Some(source) = &spec.resource_modifiers else {
         return Ok(Ok(None));

@@ -8,12 +8,12 @@
 
 use jiff::Timestamp;
 
-use crate::api::cluster_restore::{
+use backup_api::cluster_restore::{
     ClusterRestoreResult, ClusterRestoreStatus, READY, ValidClusterRestore, aggregate_phase,
     fail_unfinished, restore_name, was_started,
 };
-use crate::api::status::{Condition, merge_conditions};
-use crate::api::{FleetPhase, InvalidField};
+use backup_api::status::{Condition, merge_conditions};
+use backup_api::{FleetPhase, InvalidField};
 
 /// The condition saying a finished restore was edited and will not run again.
 pub const IMMUTABLE: &str = "Immutable";
@@ -187,8 +187,8 @@ mod tests {
     use backup_core::Phase;
 
     use super::*;
-    use crate::api::ClusterRestoreSpec;
-    use crate::api::status::find;
+    use backup_api::ClusterRestoreSpec;
+    use backup_api::status::find;
 
     fn now() -> Timestamp {
         "2026-11-30T10:00:00Z".parse().unwrap()

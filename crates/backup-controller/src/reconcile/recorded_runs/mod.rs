@@ -16,10 +16,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::write_status;
-use crate::api::{RUN_NOW_ANNOTATION, RecordedRunsStatus};
 use crate::context::Context;
 use crate::error::Result;
 use crate::runs::ObjectKey;
+use backup_api::{RUN_NOW_ANNOTATION, RecordedRunsStatus};
 pub use plan::{
     CACHE_CATCH_UP, Firing, FiringKind, INTERRUPTED, Live, Plan, PlanInput, unfinished_elsewhere,
 };

@@ -20,10 +20,10 @@ use backup_core::{Phase, Schedule, scheduled_backup_name};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::api::status::{Condition, READY, merge_conditions};
-use crate::api::{BackupRecord, RecordedRunsStatus};
 use crate::reconcile::schedule::{self, Due, Timing};
 use crate::runs::RunFinished;
+use backup_api::status::{Condition, READY, merge_conditions};
+use backup_api::{BackupRecord, RecordedRunsStatus};
 
 /// The message of a run cut off by a restart.
 pub const INTERRUPTED: &str = "interrupted: the controller stopped (restart or lost leadership) \
@@ -316,9 +316,9 @@ fn apply_finished(records: &mut [BackupRecord], finished: &RunFinished) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::EtcdBackupConfigSpec;
-    use crate::api::etcd_backup_config::ValidEtcdBackupConfig;
-    use crate::api::status::find;
+    use backup_api::EtcdBackupConfigSpec;
+    use backup_api::etcd_backup_config::ValidEtcdBackupConfig;
+    use backup_api::status::find;
 
     static NOTHING_STORED: BTreeMap<String, Phase> = BTreeMap::new();
 

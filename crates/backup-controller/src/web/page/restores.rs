@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 
 use super::overview::text;
 use super::{CsrfForm, error_page, esc, layout, signed_in, signed_in_form};
-use crate::api::ClusterRestore;
 use crate::web::WebState;
 use crate::web::auth::{Action, require};
 use crate::web::error::ApiError;
 use crate::web::handlers::create_restore_object;
+use backup_api::ClusterRestore;
 
 /// How long the page waits for a dry run's plan.
 const PLAN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -133,7 +133,7 @@ async fn wait_for_restore(state: &WebState, ns: &str, name: &str) -> Result<Valu
             return serde_json::to_value(restore)
                 .map_err(|e| ApiError::upstream(format!("ClusterRestore {name}: {e}")));
         }
-        if let Some(ready) = crate::api::status::find(&status.conditions, crate::api::status::READY)
+        if let Some(ready) = backup_api::status::find(&status.conditions, backup_api::status::READY)
             && !ready.is_true()
         {
             return Err(ApiError::bad_request(format!(

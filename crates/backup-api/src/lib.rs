@@ -47,7 +47,7 @@ pub use storage_location::{
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 
 /// The annotation that runs a ClusterBackup, EtcdBackupConfig or ManagementBackup once, now, outside its
 /// schedule: each new value (a token) runs once, and the last one served is recorded in

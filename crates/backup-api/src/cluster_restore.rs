@@ -14,7 +14,7 @@ use backup_core::{
     validate_dns1123_subdomain,
 };
 use jiff::Timestamp;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,7 @@ pub const PLAN_ITEMS_SHOWN: usize = 100;
 /// What to restore, from where, into which clusters (`spec`).
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "backupfleet.dev",
     version = "v1alpha1",
     kind = "ClusterRestore",

@@ -79,7 +79,7 @@ impl SecretError {
     /// Why reading Secret `name` of `namespace` failed with `source`: a 403 is the project's
     /// missing consent, anything else is the API's failure.
     pub fn from_api(namespace: &str, name: &str, source: kube::Error) -> Self {
-        match backup_velero::kube_errors::status_code(&source) {
+        match crate::errors::status_code(&source) {
             Some(403) => SecretError::NotShared {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
@@ -99,7 +99,7 @@ impl SecretError {
     /// Whether reading again later can succeed without a change (the API was unavailable).
     pub fn is_retryable(&self) -> bool {
         match self {
-            SecretError::Api { source, .. } => backup_velero::kube_errors::is_retryable(source),
+            SecretError::Api { source, .. } => crate::errors::is_retryable(source),
             _ => false,
         }
     }

@@ -7,7 +7,7 @@
 
 use backup_core::{KeepCount, Schedule, validate_dns1123_label, validate_dns1123_subdomain};
 use jiff::tz::TimeZone;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,7 @@ pub const DEFAULT_KEEP: u32 = 20;
 /// Which etcd, when, how many, where (`spec`).
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "backupfleet.dev",
     version = "v1alpha1",
     kind = "EtcdBackupConfig",

@@ -112,7 +112,7 @@ pub async fn discover(client: &Client) -> Result<Found, kube::Error> {
                     "API group {}/{} could not be discovered, its resources are not backed up: {}",
                     gv.group,
                     gv.version,
-                    crate::kube_errors::summary(&e)
+                    crate::errors::summary(&e)
                 ));
                 continue;
             }

@@ -12,9 +12,10 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use crate::NamespacedName;
-use crate::api::{InvalidField, StorageLocation};
 use crate::secrets::{self, SecretError};
 use crate::tenancy::TenantPolicy;
+use backup_api::storage_location::LocationEncryption;
+use backup_api::{InvalidField, StorageLocation};
 
 /// A location ready to use.
 #[derive(Clone)]
@@ -77,6 +78,16 @@ pub enum LocationProblem {
         #[source]
         source: SecretError,
     },
+    /// The management API could not be asked (only where locations are read straight from the
+    /// API, without an informer).
+    #[error("{action}: {}", crate::errors::summary(source))]
+    Api {
+        /// What we were doing.
+        action: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
     /// The store cannot be configured from the spec and credentials.
     #[error("StorageLocation {name:?} cannot be opened: {source}")]
     Open {
@@ -100,6 +111,7 @@ impl LocationProblem {
                 secrets::NOT_SHARED_REASON
             }
             LocationProblem::Credentials { .. } => "CredentialsUnreadable",
+            LocationProblem::Api { .. } => "ApiUnavailable",
             LocationProblem::Open { source, .. } => {
                 source.refusal_reason().unwrap_or("LocationUnusable")
             }
@@ -108,7 +120,11 @@ impl LocationProblem {
 
     /// Whether asking again later can succeed without anyone changing anything.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, LocationProblem::Credentials { source, .. } if source.is_retryable())
+        match self {
+            LocationProblem::Credentials { source, .. } => source.is_retryable(),
+            LocationProblem::Api { source, .. } => crate::errors::is_retryable(source),
+            _ => false,
+        }
     }
 }
 
@@ -162,10 +178,10 @@ impl Locations {
         namespace: &str,
         name: Option<&str>,
         what: &str,
-    ) -> crate::error::Result<std::result::Result<ResolvedLocation, (String, String)>> {
+    ) -> Result<Result<ResolvedLocation, (String, String)>, LocationProblem> {
         let location = match self.resolve(store, namespace, name).await {
             Ok(location) => location,
-            Err(problem) if problem.is_retryable() => return Err(problem.into()),
+            Err(problem) if problem.is_retryable() => return Err(problem),
             Err(problem) => return Ok(Err((problem.reason().into(), problem.to_string()))),
         };
         if !location.repo.is_writable() {
@@ -255,12 +271,10 @@ impl Locations {
         };
         let mut repo = repo;
         if let Some(encryption) = encryption {
-            let keys = encryption
-                .encryption()
-                .map_err(|field| LocationProblem::Invalid {
-                    name: name.clone(),
-                    field,
-                })?;
+            let keys = recipients(encryption).map_err(|field| LocationProblem::Invalid {
+                name: name.clone(),
+                field,
+            })?;
             if let Some(keys) = keys {
                 repo = repo.with_encryption(keys);
             }
@@ -306,15 +320,42 @@ pub async fn open_from_api(
     namespace: &str,
     name: Option<&str>,
     tenancy: TenantPolicy,
-) -> crate::error::Result<ResolvedLocation> {
+) -> Result<ResolvedLocation, LocationProblem> {
     let api: kube::Api<StorageLocation> = kube::Api::namespaced(client.clone(), namespace);
-    let listed = api.list(&Default::default()).await.map_err(|e| {
-        crate::Error::kube(format!("listing the StorageLocations of {namespace}"), e)
-    })?;
+    let listed = api
+        .list(&Default::default())
+        .await
+        .map_err(|source| LocationProblem::Api {
+            action: format!("listing the StorageLocations of {namespace}"),
+            source,
+        })?;
     let location = pick_from(listed.items.into_iter().map(Arc::new), namespace, name)?;
-    Ok(Locations::new(client.clone(), tenancy)
+    Locations::new(client.clone(), tenancy)
         .open(&location)
-        .await?)
+        .await
+}
+
+/// The age recipients `encryption` names, parsed by storage's parser (`None`: the location only
+/// reads encrypted backups); a bad key is named with the fix.
+pub fn recipients(
+    encryption: &LocationEncryption,
+) -> Result<Option<backup_storage::Encryption>, InvalidField> {
+    encryption.check_shape()?;
+    if encryption.recipients.is_empty() {
+        return Ok(None);
+    }
+    let mut parsed = Vec::with_capacity(encryption.recipients.len());
+    for text in &encryption.recipients {
+        parsed.push(text.parse::<backup_storage::Recipient>().map_err(|e| {
+            InvalidField::new(
+                "spec.encryption.recipients",
+                format!("{text:?}: {e}; use an age public key as `age-keygen -y` prints it"),
+            )
+        })?);
+    }
+    backup_storage::Encryption::new(parsed)
+        .map(Some)
+        .map_err(|e| InvalidField::new("spec.encryption.recipients", e.to_string()))
 }
 
 /// The location object a reference means: by name in the namespace, or its one default.
@@ -368,6 +409,34 @@ fn pick_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recipients_are_age_keys_or_a_named_refusal() {
+        let parse = |encryption: serde_json::Value| {
+            recipients(&serde_json::from_value::<LocationEncryption>(encryption).unwrap())
+        };
+        let key = backup_storage::Identities::generate().recipients()[0].to_string();
+        let keys = parse(serde_json::json!({"recipients": [key]}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(keys.recipients().len(), 1);
+        let reading_only = serde_json::json!({"identitySecret": {"name": "k", "key": "id"}});
+        assert!(parse(reading_only).unwrap().is_none());
+        for (bad, field) in [
+            (serde_json::json!({}), "spec.encryption"),
+            (
+                serde_json::json!({"recipients": ["age1notakey"]}),
+                "spec.encryption.recipients",
+            ),
+            (
+                serde_json::json!({"recipients": ["ssh-ed25519 AAAA"]}),
+                "spec.encryption.recipients",
+            ),
+        ] {
+            let e = parse(bad.clone()).unwrap_err();
+            assert_eq!(e.field, field, "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn credentials_the_project_has_not_shared_are_said_so() {

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use backup_core::{ExistingResourcePolicy, Phase, validate_dns1123_subdomain};
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,7 @@ use super::{ClusterRestoreResult, FleetPhase, RunStatus};
 /// What to migrate, from where, to where (`spec`).
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "backupfleet.dev",
     version = "v1alpha1",
     kind = "ClusterMigration",

@@ -3,7 +3,7 @@
 
 use backup_core::CredentialRef;
 use jiff::Timestamp;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,7 @@ pub const DEFAULT_KUBECONFIG_KEY: &str = "kubeconfig";
 /// A cluster to back up (`spec`).
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "backupfleet.dev",
     version = "v1alpha1",
     kind = "ManagedCluster",

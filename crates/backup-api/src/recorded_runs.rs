@@ -1,7 +1,7 @@
 //! The status of kinds that run one backup at a time on a schedule and keep a record of their
 //! latest runs, KKP's `lastBackups` shape: EtcdBackupConfig (etcd snapshots) and
 //! ManagementBackup (the management cluster itself). One shape, so one decision
-//! ([`crate::reconcile::recorded_runs`]) serves both.
+//! (the controller's `reconcile::recorded_runs`) serves both.
 
 use jiff::Timestamp;
 use schemars::JsonSchema;

@@ -13,7 +13,7 @@ use backup_core::{
 };
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,7 @@ pub const MAX_CONCURRENT_CLUSTERS: u32 = 256;
 /// What to back up, where, and when (`spec`).
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "backupfleet.dev",
     version = "v1alpha1",
     kind = "ClusterBackup",

@@ -17,7 +17,7 @@ use backup_core::{
     validate_dns1123_subdomain,
 };
 use jiff::tz::TimeZone;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +36,7 @@ pub const DEFAULT_KEEP: u32 = 20;
 /// When and where the management cluster is backed up (`spec`).
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "backupfleet.dev",
     version = "v1alpha1",
     kind = "ManagementBackup",

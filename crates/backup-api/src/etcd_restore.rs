@@ -9,7 +9,7 @@
 
 use backup_core::validate_dns1123_subdomain;
 use jiff::Timestamp;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,7 @@ use super::status::Condition;
 /// Which snapshot, of which cluster, from where (`spec`).
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "backupfleet.dev",
     version = "v1alpha1",
     kind = "EtcdRestore",
