@@ -11,7 +11,10 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    telemetry::init(cli.verbose);
+    if let Err(e) = telemetry::init(cli.verbose) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     match commands::run(cli).await {
         Ok(code) => code,
         Err(err) => {

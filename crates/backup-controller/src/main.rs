@@ -23,7 +23,10 @@ async fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             };
-            backup_controller::telemetry::init();
+            if let Err(e) = backup_controller::telemetry::init() {
+                eprintln!("error: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
             let shutdown = async {
                 let _ = args::shutdown_signal().await;
             };

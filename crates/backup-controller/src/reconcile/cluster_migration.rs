@@ -33,6 +33,7 @@ use backup_api::{
 pub const CONTROLLER: &str = "clustermigration";
 
 /// Reconciles one ClusterMigration.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "ClusterMigration", namespace = %migration.metadata.namespace.as_deref().unwrap_or_default(), name = %migration.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(migration: Arc<ClusterMigration>, ctx: Arc<Context>) -> Result<Action> {
     let started = std::time::Instant::now();
     let result = apply(&migration, &ctx).await;

@@ -36,6 +36,7 @@ const CERT_KEY: &str = "tls.crt";
 const KEY_KEY: &str = "tls.key";
 
 /// Reconciles one EtcdBackupConfig.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "EtcdBackupConfig", namespace = %config.metadata.namespace.as_deref().unwrap_or_default(), name = %config.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Action> {
     ctx.stores.listed().await;
     with_finalizer(CONTROLLER, config, ctx, apply, cleanup).await
@@ -342,7 +343,7 @@ fn start(
     };
     let task_key = key.clone();
     let task_ctx = ctx.clone();
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
         let started = task_ctx.clock.now();
         let outcome = backup_etcd::take_snapshot(&target.repo, &target.connection, &request).await;
         let at = task_ctx.clock.now();
@@ -387,7 +388,7 @@ fn start(
         task_ctx
             .runs
             .finish_recorded(&task_key, finished, Wake::Etcd(object));
-    });
+    }));
     ctx.runs.track_recorded(&key, &task);
 }
 

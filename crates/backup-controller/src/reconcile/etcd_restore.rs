@@ -26,6 +26,7 @@ pub const CONTROLLER: &str = "etcdrestore";
 const RECHECK: Duration = Duration::from_secs(30);
 
 /// Reconciles one EtcdRestore.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "EtcdRestore", namespace = %restore.metadata.namespace.as_deref().unwrap_or_default(), name = %restore.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(restore: Arc<EtcdRestore>, ctx: Arc<Context>) -> Result<Action> {
     let started = std::time::Instant::now();
     ctx.stores.listed().await;

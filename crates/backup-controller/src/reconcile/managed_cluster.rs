@@ -148,6 +148,7 @@ pub fn unreachable(e: &kube::Error) -> Reachability {
 }
 
 /// Reconciles one ManagedCluster.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "ManagedCluster", namespace = %cluster.metadata.namespace.as_deref().unwrap_or_default(), name = %cluster.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(cluster: Arc<ManagedCluster>, ctx: Arc<Context>) -> Result<Action> {
     with_finalizer(CONTROLLER, cluster, ctx, apply, cleanup).await
 }

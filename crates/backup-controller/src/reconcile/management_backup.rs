@@ -48,6 +48,7 @@ const BLOCKED_RECHECK: Duration = Duration::from_secs(30);
 const ERRORS_QUOTED: usize = 3;
 
 /// Reconciles one ManagementBackup.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "ManagementBackup", namespace = %backup.metadata.namespace.as_deref().unwrap_or_default(), name = %backup.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(backup: Arc<ManagementBackup>, ctx: Arc<Context>) -> Result<Action> {
     ctx.stores.listed().await;
     with_finalizer(CONTROLLER, backup, ctx, apply, cleanup).await
@@ -300,7 +301,7 @@ fn start(
     let spec = spec.clone();
     let task_key = key.clone();
     let task_ctx = ctx.clone();
-    let task = tokio::spawn(async move {
+    let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
         let started = task_ctx.clock.now();
         let engine = DirectEngine::new(task_ctx.client.clone(), target.repo.clone())
             .with_storage_location(&target.location);
@@ -364,7 +365,7 @@ fn start(
         task_ctx
             .runs
             .finish_recorded(&task_key, finished, Wake::Management(object));
-    });
+    }));
     ctx.runs.track_recorded(&key, &task);
 }
 

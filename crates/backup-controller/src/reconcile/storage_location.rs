@@ -100,6 +100,7 @@ pub fn next_probe(frequency: Option<backup_core::GoDuration>) -> Option<Duration
 }
 
 /// Reconciles one StorageLocation.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "StorageLocation", namespace = %location.metadata.namespace.as_deref().unwrap_or_default(), name = %location.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(location: Arc<StorageLocation>, ctx: Arc<Context>) -> Result<Action> {
     with_finalizer(CONTROLLER, location, ctx, apply, cleanup).await
 }

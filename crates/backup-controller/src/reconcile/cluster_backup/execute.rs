@@ -47,7 +47,10 @@ pub struct FleetJob {
 /// Starts `job` in the background; [`crate::runs::Runs::abort`] stops it.
 pub fn start(ctx: Arc<Context>, job: FleetJob) {
     let (namespace, name) = (job.namespace.clone(), job.name.clone());
-    let task = tokio::spawn(run_fleet(ctx.clone(), Arc::new(job)));
+    let task = tokio::spawn(tracing::Instrument::in_current_span(run_fleet(
+        ctx.clone(),
+        Arc::new(job),
+    )));
     ctx.runs.track(&namespace, &name, task);
 }
 

@@ -33,6 +33,7 @@ pub const CONTROLLER: &str = "clusterbackup";
 const LIST_CONCURRENCY: usize = 16;
 
 /// Reconciles one ClusterBackup.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "ClusterBackup", namespace = %backup.metadata.namespace.as_deref().unwrap_or_default(), name = %backup.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> {
     // Decide on complete information: at start-up a ClusterBackup can be reconciled before the
     // locations and clusters of its namespace were listed once, and would find none.

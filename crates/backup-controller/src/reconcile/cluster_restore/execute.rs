@@ -79,7 +79,7 @@ impl Shared {
 /// Starts `job` in the background.
 pub fn start(ctx: Arc<Context>, job: RestoreJob) {
     let key = job.key.clone();
-    let task = tokio::spawn(run(ctx.clone(), job));
+    let task = tokio::spawn(tracing::Instrument::in_current_span(run(ctx.clone(), job)));
     ctx.runs.track_restore(&key, &task);
 }
 

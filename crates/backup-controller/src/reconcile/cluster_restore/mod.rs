@@ -35,6 +35,7 @@ use backup_kube::locations::ResolvedLocation;
 pub const CONTROLLER: &str = "clusterrestore";
 
 /// Reconciles one ClusterRestore.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "ClusterRestore", namespace = %restore.metadata.namespace.as_deref().unwrap_or_default(), name = %restore.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(restore: Arc<ClusterRestore>, ctx: Arc<Context>) -> Result<Action> {
     ctx.stores.listed().await;
     with_finalizer(CONTROLLER, restore, ctx, apply, cleanup).await
