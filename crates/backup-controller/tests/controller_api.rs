@@ -78,6 +78,9 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     p.apply(json!({"kind": "ClusterBackup", "metadata": {"name": "nightly"},
         "spec": {"schedule": "0 2 * * *", "paused": true, "template": {"includedNamespaces": [app.name]}}}))
         .await?;
+    p.apply(json!({"kind": "ClusterBackup", "metadata": {"name": "broken"},
+        "spec": {"schedule": "61 * * * *", "paused": true, "template": {"includedNamespaces": [app.name]}}}))
+        .await?;
     let read = json!({"apiGroups": ["backupfleet.dev"],
         "resources": ["storagelocations", "managedclusters", "clusterbackups", "clusterrestores"],
         "verbs": ["get", "list", "watch"]});
@@ -172,6 +175,21 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
         nightly["nextRuns"].as_array().map(Vec::len),
         Some(3),
         "{nightly}"
+    );
+    assert!(nightly["scheduleError"].is_null(), "{nightly}");
+    // A schedule that does not parse says why instead of showing no next runs.
+    let broken = schedules["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["name"] == "broken")
+        .context("broken listed")?;
+    assert_eq!(broken["nextRuns"], json!([]), "{broken}");
+    assert!(
+        broken["scheduleError"]
+            .as_str()
+            .is_some_and(|e| e.contains("61")),
+        "{broken}"
     );
     let (code, backups) = call(
         addr,
