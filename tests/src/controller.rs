@@ -74,11 +74,11 @@ pub struct Project {
 }
 
 impl Project {
-    /// Installs `crds` and creates the project's namespace and Secrets.
-    pub async fn create(test: &str, crds: &[CustomResourceDefinition]) -> Result<Self> {
+    /// Installs our CRDs and creates the project's namespace and Secrets.
+    pub async fn create(test: &str) -> Result<Self> {
         let env = shared()?;
         let mgmt = env.client("mgmt").await?;
-        install_crds(&mgmt, crds).await?;
+        install_crds(&mgmt, &backup_api::crds()).await?;
         let ns = TestNamespace::create(&mgmt, test).await?;
         let project = Project {
             prefix: unique_name("p", test),

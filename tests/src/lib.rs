@@ -12,6 +12,15 @@
 //! # Ok(()) }
 //! ```
 
+/// The `backup-controller` binary cargo built for this package's tests (only the controller's
+/// own test targets have it): `tests::controller_bin!()`.
+#[macro_export]
+macro_rules! controller_bin {
+    () => {
+        ::std::path::Path::new(env!("CARGO_BIN_EXE_backup-controller"))
+    };
+}
+
 pub mod age;
 pub mod browser;
 pub mod controller;

@@ -42,7 +42,7 @@ async fn the_agent_restores_validated_etcd_restores_of_its_cluster_and_reports_e
 {
     let env = shared()?;
     let mgmt = env.cluster("mgmt")?.clone();
-    let p = Project::create("etcd-agent", &backup_api::crds()).await?;
+    let p = Project::create("etcd-agent").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     // A snapshot of c1's real etcd where `backupctl etcd` and EtcdBackupConfigs put them.

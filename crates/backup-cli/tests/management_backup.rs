@@ -80,7 +80,7 @@ async fn the_management_cluster_is_backed_up_and_comes_back_in_a_fresh_one() -> 
     let env = shared()?;
     let mgmt = env.cluster("mgmt")?.clone();
     let fresh = env.cluster("c2")?.clone();
-    let p = Project::create("mgmt-backup", &backup_api::crds()).await?;
+    let p = Project::create("mgmt-backup").await?;
     let ns = p.name().to_string();
     p.apply(p.s3_location("main", true)?).await?;
     // Where the management backups go: the same storage, encrypted to a key of the platform's.

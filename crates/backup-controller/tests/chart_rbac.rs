@@ -5,7 +5,6 @@
 //! `examples/project-onboarding.yaml`, and only `managementBackup.readProjectSecrets=true`
 //! grants `get` on every Secret (for ManagementBackups); nothing ever lists or watches them.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -22,10 +21,6 @@ use serde_json::{Value, json};
 use tests::controller::{Access, ControllerProcess, Project, condition, has_condition, wait_until};
 use tests::env::shared;
 use tests::{TestNamespace, unique_name};
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
 
 #[test]
 fn the_charts_crds_are_the_generated_ones() -> Result<()> {
@@ -189,7 +184,7 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
     let mgmt_state = env.management()?.clone();
     // The chart is installed into the project's namespace, so the Lease's Role and the
     // management namespace are that namespace, and the test's objects stay in it.
-    let p = Project::create("chart-rbac", &backup_api::crds()).await?;
+    let p = Project::create("chart-rbac").await?;
     let release = unique_name("r", "rbac");
     let chart = tests::helm::render(&json!({}), &release, p.name())?
         .map_err(|e| anyhow::anyhow!("rendering: {e}"))?;
@@ -283,7 +278,7 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
     let api_addr: std::net::SocketAddr =
         format!("127.0.0.1:{}", tests::controller::free_port()?).parse()?;
     let mut controller = ControllerProcess::start_as(
-        binary(),
+        tests::controller_bin!(),
         &p,
         "chart",
         &access,
@@ -475,9 +470,16 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
             "the ManagementBackup grant is get only (in {namespace:?})"
         );
     }
-    let controller = ControllerProcess::start_as(binary(), &p, "granted", &access, &[flag], &[])
-        .await
-        .with_context(|| first_log.clone())?;
+    let controller = ControllerProcess::start_as(
+        tests::controller_bin!(),
+        &p,
+        "granted",
+        &access,
+        &[flag],
+        &[],
+    )
+    .await
+    .with_context(|| first_log.clone())?;
     let done = p
         .wait_for(
             "ManagementBackup",

@@ -3,7 +3,6 @@
 //! can, and nothing of another project is visible, not even its name.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -14,10 +13,6 @@ use serde_json::{Value, json};
 use tests::TestNamespace;
 use tests::controller::{ControllerProcess, Project, free_port, http_request, service_account};
 use tests::env::shared;
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
 
 /// Reads the server-sent events at `path` until one's data satisfies `until`; that data.
 fn follow_events(
@@ -59,8 +54,8 @@ fn call(
 #[tokio::test]
 async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     let env = shared()?;
-    let p = Project::create("api", &backup_api::crds()).await?;
-    let other = Project::create("api-other", &backup_api::crds()).await?;
+    let p = Project::create("api").await?;
+    let other = Project::create("api-other").await?;
     let c1 = env.client("c1").await?;
     let app = TestNamespace::create(&c1, "api-app").await?;
     let mut settings = ConfigMap::default();
@@ -98,8 +93,13 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
 
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let controller =
-        ControllerProcess::start(binary(), &p, "api", &["--api-addr", &addr.to_string()]).await?;
+    let controller = ControllerProcess::start(
+        tests::controller_bin!(),
+        &p,
+        "api",
+        &["--api-addr", &addr.to_string()],
+    )
+    .await?;
     let done = p
         .wait_for(
             "ClusterBackup",

@@ -2,7 +2,6 @@
 //! fix, nothing crashes, and the valid objects beside the broken ones keep working. Each test
 //! is its own project namespace with its own controller process scoped to it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,14 +9,6 @@ use serde_json::{Value, json};
 use tests::controller::{ControllerProcess, Project, condition, has_condition, runs_of};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
-async fn project(test: &str) -> Result<Project> {
-    Project::create(test, &backup_api::crds()).await
-}
 
 fn backup(name: &str, spec: Value) -> Value {
     json!({"kind": "ClusterBackup", "metadata": {"name": name}, "spec": spec})
@@ -74,7 +65,7 @@ fn still_healthy(controller: &mut ControllerProcess) {
 #[tokio::test]
 async fn invalid_specs_name_the_field_and_the_fix_while_a_valid_backup_beside_them_completes()
 -> Result<()> {
-    let p = project("bad_specs").await?;
+    let p = Project::create("bad_specs").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     // (name, spec, field named, what the message must also say)
@@ -120,7 +111,8 @@ async fn invalid_specs_name_the_field_and_the_fix_while_a_valid_backup_beside_th
         p.apply(backup(name, spec.clone())).await?;
     }
     p.apply(backup("good", small(json!({})))).await?;
-    let mut controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let mut controller =
+        ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     // The valid backup beside the broken ones runs and completes.
     completed_on(&p, "good", "c1")
@@ -164,9 +156,9 @@ async fn invalid_specs_name_the_field_and_the_fix_while_a_valid_backup_beside_th
 
 #[tokio::test]
 async fn location_problems_say_which_location_and_that_locations_are_per_project() -> Result<()> {
-    let p = project("bad_locations").await?;
+    let p = Project::create("bad_locations").await?;
     // A location of another project: same CRDs, same controller binary, another namespace.
-    let other = project("other_project").await?;
+    let other = Project::create("other_project").await?;
     other.apply(other.s3_location("elsewhere", true)?).await?;
 
     // This project's only location is not the default.
@@ -185,7 +177,8 @@ async fn location_problems_say_which_location_and_that_locations_are_per_project
         small(json!({"storageLocation": "elsewhere"})),
     ))
     .await?;
-    let mut controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let mut controller =
+        ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     completed_on(&p, "good", "c1")
         .await
@@ -235,7 +228,7 @@ async fn location_problems_say_which_location_and_that_locations_are_per_project
 #[tokio::test]
 async fn unknown_cluster_names_and_an_empty_selection_are_conditions_and_known_clusters_run()
 -> Result<()> {
-    let p = project("bad_clusters").await?;
+    let p = Project::create("bad_clusters").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({"env": "prod"})))
         .await?;
@@ -254,7 +247,8 @@ async fn unknown_cluster_names_and_an_empty_selection_are_conditions_and_known_c
         small(json!({"clusters": {"selector": {"matchLabels": {"env": "nowhere"}}}})),
     ))
     .await?;
-    let mut controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let mut controller =
+        ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     // The known cluster is backed up; the unknown name is reported.
     let b = completed_on(&p, "some-unknown", "c1")
@@ -307,7 +301,7 @@ async fn broken_kubeconfigs_are_conditions_failed_runs_and_never_leak_the_token(
     let inline = std::fs::read_to_string(&env.cluster("c1")?.inline_kubeconfig)?;
     assert!(inline.contains(&token), "the inline kubeconfig carries it");
 
-    let p = project("bad_kubeconfigs").await?;
+    let p = Project::create("bad_kubeconfigs").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     // No Secret at all.
@@ -326,9 +320,14 @@ async fn broken_kubeconfigs_are_conditions_failed_runs_and_never_leak_the_token(
     p.apply(p.cluster("pasted", "pasted", json!({}))).await?;
     p.apply(backup("fleet", small(json!({})))).await?;
     // Everything the controller and its libraries log, so the absence below means something.
-    let mut controller =
-        ControllerProcess::start_with_env(binary(), &p, "only", &[], &[("RUST_LOG", "debug")])
-            .await?;
+    let mut controller = ControllerProcess::start_with_env(
+        tests::controller_bin!(),
+        &p,
+        "only",
+        &[],
+        &[("RUST_LOG", "debug")],
+    )
+    .await?;
 
     let lost = p
         .wait_for(
@@ -465,7 +464,7 @@ async fn management_refused(p: &Project, name: &str, reason: &str) -> Result<Str
 
 #[tokio::test]
 async fn a_management_backup_needs_the_platforms_grant_and_an_encrypting_location() -> Result<()> {
-    let p = project("mgmt-refused").await?;
+    let p = Project::create("mgmt-refused").await?;
     p.apply(p.s3_location("main", true)?).await?;
     let management = |token: &str| {
         json!({"kind": "ManagementBackup",
@@ -475,8 +474,13 @@ async fn a_management_backup_needs_the_platforms_grant_and_an_encrypting_locatio
     p.apply(management("t1")).await?;
 
     // Without the platform's grant: refused, saying which chart value grants it.
-    let mut ungranted =
-        ControllerProcess::start(binary(), &p, "ungranted", &["--no-leader-election"]).await?;
+    let mut ungranted = ControllerProcess::start(
+        tests::controller_bin!(),
+        &p,
+        "ungranted",
+        &["--no-leader-election"],
+    )
+    .await?;
     let message = management_refused(&p, "mgmt", "SecretsNotGranted")
         .await
         .with_context(|| ungranted.log_text())?;
@@ -490,7 +494,7 @@ async fn a_management_backup_needs_the_platforms_grant_and_an_encrypting_locatio
     // With it, but to a location that encrypts to nobody: it would hold every project's
     // credentials in the clear.
     let granted = ControllerProcess::start(
-        binary(),
+        tests::controller_bin!(),
         &p,
         "granted",
         &["--no-leader-election", "--management-backup-secrets"],

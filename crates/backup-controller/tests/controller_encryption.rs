@@ -2,7 +2,6 @@
 //! every run it stores unreadable without the key, its identity Secret lets a ClusterRestore
 //! read them back, and a location without the identity refuses the restore up front.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,17 +15,13 @@ use tests::controller::{ControllerProcess, Project, condition, has_condition};
 use tests::env::shared;
 use tests::namespace::{TestNamespace, unique_name};
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
 #[tokio::test]
 async fn an_encrypting_location_stores_only_ciphertext_and_restores_with_its_identity() -> Result<()>
 {
     let env = shared()?;
     let c1 = env.client("c1").await?;
     let c2 = env.client("c2").await?;
-    let p = Project::create("encryption", &backup_api::crds()).await?;
+    let p = Project::create("encryption").await?;
     let data = TestNamespace::create(&c1, "encryption-src").await?;
     Api::<ConfigMap>::namespaced(c1.clone(), &data.name)
         .create(
@@ -62,7 +57,7 @@ async fn an_encrypting_location_stores_only_ciphertext_and_restores_with_its_ide
         "spec": {"clusters": {"names": ["c1"]}, "template": {"includedNamespaces": [data.name]}}
     }))
     .await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     p.wait_for(
         "ClusterBackup",

@@ -3,17 +3,12 @@
 //! turns every problem (no etcd access, unknown cluster, bad keep, unreachable etcd) into a
 //! condition or a failed record that says what happened.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use tests::controller::{ControllerProcess, Project, has_condition};
 use tests::env::shared;
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
 
 fn records(config: &Value) -> Vec<Value> {
     config["status"]["lastBackups"]
@@ -25,7 +20,7 @@ fn records(config: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn scheduled_etcd_snapshots_are_taken_rotated_and_listed_like_backupctls() -> Result<()> {
     let env = shared()?;
-    let p = Project::create("etcd", &backup_api::crds()).await?;
+    let p = Project::create("etcd").await?;
     p.apply(p.s3_location("main", true)?).await?;
     let mut c1 = p.cluster("c1", "c1", json!({}));
     c1["spec"]["etcd"] = json!({"endpoints": [env.etcd_endpoint("c1")?]});
@@ -48,7 +43,7 @@ async fn scheduled_etcd_snapshots_are_taken_rotated_and_listed_like_backupctls()
     p.apply(config("too-many", json!({"cluster": "c1", "keep": 51})))
         .await?;
     p.apply(config("down", json!({"cluster": "dead"}))).await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     // Four firings: with keep 2, the oldest two were rotated out and say so.
     let rotated = p

@@ -2,7 +2,6 @@
 //! real apiservers (mgmt, c1, c2), a real S3 server. Each test is its own project namespace
 //! with its own controller process scoped to it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -10,14 +9,6 @@ use backup_core::BackupKind;
 use backup_storage::BackupName;
 use serde_json::{Value, json};
 use tests::controller::{ControllerProcess, Project, has_condition};
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
-async fn project(test: &str) -> Result<Project> {
-    Project::create(test, &backup_api::crds()).await
-}
 
 /// The names of a cluster's runs in storage, oldest first (what `backupctl backup list
 /// --project <ns> --cluster <cluster>` lists).
@@ -45,7 +36,7 @@ fn runs_of(status: &Value, cluster: &str) -> Value {
 #[tokio::test]
 async fn a_scheduled_fleet_backup_runs_on_the_selected_clusters_keeps_n_and_reports_from_storage()
 -> Result<()> {
-    let p = project("fleet_schedule").await?;
+    let p = Project::create("fleet_schedule").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({"env": "prod"})))
         .await?;
@@ -64,7 +55,7 @@ async fn a_scheduled_fleet_backup_runs_on_the_selected_clusters_keeps_n_and_repo
         }
     }))
     .await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     // Three firings: keep 2 leaves exactly the newest two of each selected cluster.
     let done = p
@@ -158,7 +149,7 @@ async fn a_scheduled_fleet_backup_runs_on_the_selected_clusters_keeps_n_and_repo
 #[tokio::test]
 async fn a_one_time_backup_runs_once_an_edit_does_not_run_it_again_and_run_now_does() -> Result<()>
 {
-    let p = project("one_time").await?;
+    let p = Project::create("one_time").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     let backup = |namespaces: Value| {
@@ -169,7 +160,7 @@ async fn a_one_time_backup_runs_once_an_edit_does_not_run_it_again_and_run_now_d
         })
     };
     p.apply(backup(json!(["kube-system"]))).await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
     p.wait_for(
         "ClusterBackup",
         "before-upgrade",

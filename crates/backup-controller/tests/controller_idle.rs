@@ -2,7 +2,6 @@
 //! writes (with its probe time) must not wake that reconcile again, or every location is
 //! probed and every cluster asked for its version in a tight loop.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,10 +9,6 @@ use serde_json::json;
 use tests::controller::{ControllerProcess, Project, has_condition, metric_value, runs_of};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
 
 /// How many reconciles `controller` (`storagelocation`, `managedcluster`, ...) has started.
 fn reconciles(controller: &ControllerProcess, kind: &str) -> Result<f64> {
@@ -27,7 +22,7 @@ fn reconciles(controller: &ControllerProcess, kind: &str) -> Result<f64> {
 
 #[tokio::test]
 async fn status_writes_do_not_wake_their_own_reconcile() -> Result<()> {
-    let p = Project::create("settled", &backup_api::crds()).await?;
+    let p = Project::create("settled").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     p.apply(p.cluster("lost", "lost", json!({}))).await?;
@@ -37,7 +32,7 @@ async fn status_writes_do_not_wake_their_own_reconcile() -> Result<()> {
         "spec": {"clusters": {"names": ["c1"]}, "template": {"includedNamespaces": ["kube-system"]}}
     }))
     .await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
     p.wait_for("StorageLocation", "main", WAIT, "Available", |l| {
         l["status"]["phase"] == "Available"
     })

@@ -2,7 +2,6 @@
 //! electing a leader: real processes against the local control plane.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -14,10 +13,6 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use tests::TestNamespace;
 use tests::controller::{ControllerProcess, Project, wait_until};
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
 
 /// A namespace in c1 holding `count` ConfigMaps of `size` bytes, so each backup of it takes a
 /// moment (long enough to be killed in the middle).
@@ -65,7 +60,7 @@ fn runs_of<'a>(status: &'a Value, cluster: &str) -> Option<&'a Value> {
 async fn a_controller_killed_mid_run_leaves_nothing_half_done_and_the_next_firing_runs_normally()
 -> Result<()> {
     let (bulk, _c1) = bulk_namespace("kill_bulk", 1200, 8 * 1024).await?;
-    let p = Project::create("kill9", &backup_api::crds()).await?;
+    let p = Project::create("kill9").await?;
     p.apply(p.s3_location("main", true)?).await?;
     let clusters: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
     for name in &clusters {
@@ -82,7 +77,7 @@ async fn a_controller_killed_mid_run_leaves_nothing_half_done_and_the_next_firin
         }
     }))
     .await?;
-    let mut first = ControllerProcess::start(binary(), &p, "first", &[]).await?;
+    let mut first = ControllerProcess::start(tests::controller_bin!(), &p, "first", &[]).await?;
 
     // Kill it once the first firing has stored some runs but not all.
     let stored_count = |p: &Project| {
@@ -113,7 +108,7 @@ async fn a_controller_killed_mid_run_leaves_nothing_half_done_and_the_next_firin
         .context("the firing was recorded before its runs started")?
         .to_string();
 
-    let second = ControllerProcess::start(binary(), &p, "second", &[]).await?;
+    let second = ControllerProcess::start(tests::controller_bin!(), &p, "second", &[]).await?;
     // The interrupted runs end Failed, explained; the completed ones stay Completed.
     let after = p
         .wait_for(
@@ -224,7 +219,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 #[tokio::test]
 async fn of_two_controllers_exactly_one_reconciles_and_the_other_takes_over_within_the_lease()
 -> Result<()> {
-    let p = Project::create("leader", &backup_api::crds()).await?;
+    let p = Project::create("leader").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     p.apply(json!({
@@ -233,8 +228,8 @@ async fn of_two_controllers_exactly_one_reconciles_and_the_other_takes_over_with
         "spec": {"schedule": "@every 3s", "template": {"includedNamespaces": ["kube-system"]}}
     }))
     .await?;
-    let mut a = ControllerProcess::start(binary(), &p, "replica-a", &[]).await?;
-    let mut b = ControllerProcess::start(binary(), &p, "replica-b", &[]).await?;
+    let mut a = ControllerProcess::start(tests::controller_bin!(), &p, "replica-a", &[]).await?;
+    let mut b = ControllerProcess::start(tests::controller_bin!(), &p, "replica-b", &[]).await?;
     p.wait_for(
         "ClusterBackup",
         "often",

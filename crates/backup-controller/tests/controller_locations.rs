@@ -3,7 +3,6 @@
 //! when its credential Secret changes (without waiting for the next validation), and the
 //! availability metric.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,14 +13,6 @@ use tests::controller::{
 use tests::{shared, unique_name};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
-async fn project(test: &str) -> Result<Project> {
-    Project::create(test, &backup_api::crds()).await
-}
 
 /// The S3 credentials file for `key_id` and `secret`, in Velero's format.
 fn credentials(key_id: &str, secret: &str) -> Vec<u8> {
@@ -61,7 +52,7 @@ fn available_metric(controller: &ControllerProcess, p: &Project, name: &str) -> 
 #[tokio::test]
 async fn wrong_credentials_and_a_missing_bucket_make_a_location_unavailable_with_the_reason()
 -> Result<()> {
-    let p = project("location_faults").await?;
+    let p = Project::create("location_faults").await?;
     let s3 = shared()?.s3();
     p.apply(p.s3_location("main", true)?).await?;
 
@@ -94,7 +85,7 @@ async fn wrong_credentials_and_a_missing_bucket_make_a_location_unavailable_with
     no_secret["spec"]["credential"]["name"] = json!("never-created");
     p.apply(no_secret).await?;
 
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     location_is(&p, "main", "Available", "Available")
         .await
@@ -150,12 +141,12 @@ async fn wrong_credentials_and_a_missing_bucket_make_a_location_unavailable_with
 #[tokio::test]
 async fn a_location_goes_unavailable_when_its_secret_gets_wrong_keys_and_back_when_fixed()
 -> Result<()> {
-    let p = project("location_flip").await?;
+    let p = Project::create("location_flip").await?;
     // Validation once an hour: every change seen below comes from watching the Secret.
     let mut location = p.s3_location("main", true)?;
     location["spec"]["validationFrequency"] = json!("1h");
     p.apply(location).await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     let first = location_is(&p, "main", "Available", "Available")
         .await

@@ -3,7 +3,6 @@
 //! a namespace mapping), a dry run that changes nothing, the refusals that must come before
 //! anything is created, and deletion removing the results from storage.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,10 +17,6 @@ use serde_json::{Value, json};
 use tests::controller::{ControllerProcess, Project, has_condition};
 use tests::env::shared;
 use tests::namespace::{TestNamespace, unique_name};
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
 
 fn restore(name: &str, spec: Value) -> Value {
     json!({"kind": "ClusterRestore", "metadata": {"name": name}, "spec": spec})
@@ -75,7 +70,7 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
     let env = shared()?;
     let c1 = env.client("c1").await?;
     let c2 = env.client("c2").await?;
-    let p = Project::create("restore", &backup_api::crds()).await?;
+    let p = Project::create("restore").await?;
     let data = TestNamespace::create(&c1, "restore-src").await?;
     let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &data.name);
     for i in 0..3 {
@@ -100,7 +95,7 @@ async fn a_fleet_backup_is_migrated_into_another_cluster_and_its_refusals_come_f
         "spec": {"clusters": {"names": ["c1"]}, "template": {"includedNamespaces": [data.name]}}
     }))
     .await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
     p.wait_for(
         "ClusterBackup",
         "shop",
@@ -365,7 +360,7 @@ async fn a_migration_backs_up_the_source_restores_every_target_and_goes_with_its
     let env = shared()?;
     let c1 = env.client("c1").await?;
     let c2 = env.client("c2").await?;
-    let p = Project::create("migration", &backup_api::crds()).await?;
+    let p = Project::create("migration").await?;
     let data = TestNamespace::create(&c1, "migration-src").await?;
     let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &data.name);
     for i in 0..2 {
@@ -402,7 +397,7 @@ async fn a_migration_backs_up_the_source_restores_every_target_and_goes_with_its
         "spec": {"sourceCluster": "Not_A_Name", "targetClusters": ["c2"]}
     }))
     .await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     let done = p
         .wait_for(

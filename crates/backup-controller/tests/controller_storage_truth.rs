@@ -4,7 +4,6 @@
 //! and `deletePolicy` decides whether deleting a ClusterBackup deletes its runs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -19,14 +18,6 @@ use tests::shared;
 const WAIT: Duration = Duration::from_secs(60);
 /// Storage is re-read this often, so status follows changes made behind the controller's back.
 const RESYNC: &[&str] = &["--storage-resync", "2s"];
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
-async fn project(test: &str) -> Result<Project> {
-    Project::create(test, &backup_api::crds()).await
-}
 
 /// A one-time ClusterBackup `name` of kube-system on `clusters`.
 fn one_time(name: &str, clusters: &[&str], extra: Value) -> Value {
@@ -87,12 +78,12 @@ async fn backupctl_backup(
 
 #[tokio::test]
 async fn a_run_deleted_from_storage_disappears_from_status() -> Result<()> {
-    let p = project("deleted_from_storage").await?;
+    let p = Project::create("deleted_from_storage").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     p.apply(p.cluster("c2", "c2", json!({}))).await?;
     p.apply(one_time("snap", &["c1", "c2"], json!({}))).await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", RESYNC).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", RESYNC).await?;
     let before = completed(&p, "snap", &["c1", "c2"])
         .await
         .with_context(|| controller.log_text())?;
@@ -138,11 +129,11 @@ async fn a_run_deleted_from_storage_disappears_from_status() -> Result<()> {
 #[tokio::test]
 async fn a_backup_written_under_the_schedule_label_is_listed_and_is_last_when_newest() -> Result<()>
 {
-    let p = project("written_by_backupctl").await?;
+    let p = Project::create("written_by_backupctl").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     p.apply(one_time("nightly", &["c1"], json!({}))).await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", RESYNC).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", RESYNC).await?;
     let before = completed(&p, "nightly", &["c1"])
         .await
         .with_context(|| controller.log_text())?;
@@ -187,7 +178,7 @@ async fn a_backup_written_under_the_schedule_label_is_listed_and_is_last_when_ne
 
 #[tokio::test]
 async fn delete_policy_delete_removes_the_runs_from_storage_and_retain_keeps_them() -> Result<()> {
-    let p = project("delete_policy").await?;
+    let p = Project::create("delete_policy").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     p.apply(p.cluster("c2", "c2", json!({}))).await?;
@@ -203,7 +194,7 @@ async fn delete_policy_delete_removes_the_runs_from_storage_and_retain_keeps_the
         json!({"deletePolicy": "Retain"}),
     ))
     .await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
     for name in ["throwaway", "keepsake"] {
         completed(&p, name, &["c1", "c2"])
             .await
@@ -251,7 +242,7 @@ async fn delete_policy_delete_removes_the_runs_from_storage_and_retain_keeps_the
 #[tokio::test]
 async fn a_run_removes_what_interrupted_runs_left_in_its_cluster_scope() -> Result<()> {
     use backup_storage::object_store::{ObjectStoreExt, PutPayload, path::Path};
-    let p = project("orphans").await?;
+    let p = Project::create("orphans").await?;
     p.apply(p.s3_location("main", true)?).await?;
     p.apply(p.cluster("c1", "c1", json!({}))).await?;
     let leftover = Path::from("velero/backups/cut-off/cut-off.tar.gz");
@@ -265,8 +256,13 @@ async fn a_run_removes_what_interrupted_runs_left_in_its_cluster_scope() -> Resu
         .put(&leftover, PutPayload::from_static(b"not c1's"))
         .await?;
     p.apply(one_time("snap", &["c1"], json!({}))).await?;
-    let controller =
-        ControllerProcess::start(binary(), &p, "only", &["--orphan-grace", "0s"]).await?;
+    let controller = ControllerProcess::start(
+        tests::controller_bin!(),
+        &p,
+        "only",
+        &["--orphan-grace", "0s"],
+    )
+    .await?;
     completed(&p, "snap", &["c1"])
         .await
         .with_context(|| controller.log_text())?;

@@ -17,10 +17,6 @@ use tests::env::shared;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
 /// A server on 127.0.0.1 standing for the attacker's: it records every connection and what
 /// was sent on it, and answers nothing.
 struct Attacker {
@@ -157,7 +153,7 @@ fn fake_az(dir: &Path) -> Result<PathBuf> {
 async fn hostile_options_kubeconfigs_and_addresses_are_refused_and_reach_nothing() -> Result<()> {
     let env = shared()?;
     let attacker = Attacker::start()?;
-    let p = Project::create("tenancy", &backup_api::crds()).await?;
+    let p = Project::create("tenancy").await?;
     let work = tempfile::tempdir()?;
     let marker = fake_az(work.path())?;
     let root = work.path().join("file-root");
@@ -288,7 +284,7 @@ async fn hostile_options_kubeconfigs_and_addresses_are_refused_and_reach_nothing
     );
     let root_arg = root.display().to_string();
     let controller = ControllerProcess::start_with_env(
-        binary(),
+        tests::controller_bin!(),
         &p,
         "tenancy",
         &["--file-root", &root_arg],
@@ -402,7 +398,7 @@ async fn what_a_projects_servers_answer_is_summarised_never_repeated() -> Result
          Content-Length: {}\r\n\r\n{page}",
         page.len()
     ))?;
-    let p = Project::create("tenancy-answers", &backup_api::crds()).await?;
+    let p = Project::create("tenancy-answers").await?;
     p.apply(location(
         "talkative",
         "aws",
@@ -417,7 +413,7 @@ async fn what_a_projects_servers_answer_is_summarised_never_repeated() -> Result
         kubeconfig(|k| with_server(k, &format!("http://127.0.0.1:{api_port}")))?,
     )
     .await?;
-    let controller = ControllerProcess::start(binary(), &p, "answers", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "answers", &[]).await?;
     let message = refused(&p, "talkative", "AccessDenied")
         .await
         .with_context(|| controller.log_text())?;
@@ -453,7 +449,7 @@ async fn what_a_projects_servers_answer_is_summarised_never_repeated() -> Result
 async fn with_loopback_denied_names_are_judged_by_the_address_they_resolve_to() -> Result<()> {
     let env = shared()?;
     let attacker = Attacker::start()?;
-    let p = Project::create("tenancy-dns", &backup_api::crds()).await?;
+    let p = Project::create("tenancy-dns").await?;
     let by_name = format!("http://localhost:{}", attacker.port);
     p.apply(location(
         "by-name",
@@ -491,7 +487,7 @@ async fn with_loopback_denied_names_are_judged_by_the_address_they_resolve_to() 
     .await?;
     let root = work.path().display().to_string();
     let controller = ControllerProcess::start(
-        binary(),
+        tests::controller_bin!(),
         &p,
         "dns",
         &["--deny-cidrs", "127.0.0.0/8,::1/128", "--file-root", &root],

@@ -3,7 +3,6 @@
 //! Velero does: they patch the status of the Backup the controller created (Velero's CRDs have
 //! no status subresource) and watch the ClusterBackup's status follow.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,16 +20,12 @@ use tests::{TestNamespace, shared};
 /// The Velero probe waits 10 s for a server before saying none answers.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
 /// c1 with Velero's CRDs, a namespace in it standing for Velero's, and a project on mgmt.
 async fn setup(test: &str) -> Result<(kube::Client, TestNamespace, Project)> {
     let c1 = shared()?.client("c1").await?;
     install_crds(&c1).await?;
     let velero_ns = TestNamespace::create(&c1, test).await?;
-    let p = Project::create(test, &backup_api::crds()).await?;
+    let p = Project::create(test).await?;
     p.apply(p.s3_location("main", true)?).await?;
     Ok((c1, velero_ns, p))
 }
@@ -74,7 +69,7 @@ async fn a_velero_cluster_gets_the_location_and_a_velero_backup_and_status_follo
     p.apply(velero_cluster(&p, "vc1", "velero", &velero_ns.name))
         .await?;
     p.apply(one_time("snap", "vc1")).await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     // The location, as KKP hands it to Velero: the BSL under <prefix>/<project>/<cluster>
     // (in its `velero` folder, which holds Velero's folders only) with its own credential
@@ -256,7 +251,7 @@ async fn auto_falls_back_to_direct_without_an_answering_velero_and_says_why() ->
     p.apply(velero_cluster(&p, "nowhere", "velero", "no-velero-here"))
         .await?;
     p.apply(one_time("snap", "auto")).await?;
-    let controller = ControllerProcess::start(binary(), &p, "only", &[]).await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
 
     let cluster = p
         .wait_for(

@@ -18,15 +18,11 @@ use tests::browser::Browser;
 use tests::controller::{ControllerProcess, Project, free_port, http_request, service_account};
 use tests::env::shared;
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_backup-controller"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_browser() -> Result<()>
 {
     let env = shared()?;
-    let p = Project::create("page", &backup_api::crds()).await?;
+    let p = Project::create("page").await?;
     let c1 = env.client("c1").await?;
     let app = TestNamespace::create(&c1, "page-app").await?;
     let mut settings = ConfigMap::default();
@@ -64,13 +60,15 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
     )
     .await?;
     // Another project, with a cluster whose name must never reach project A's users.
-    let other = Project::create("page-other", &backup_api::crds()).await?;
+    let other = Project::create("page-other").await?;
     other
         .apply(other.cluster("hidden-cluster-b7", "c1", json!({})))
         .await?;
     let other_ns = other.name().to_string();
     let addr = format!("127.0.0.1:{}", free_port()?);
-    let controller = ControllerProcess::start(binary(), &p, "page", &["--api-addr", &addr]).await?;
+    let controller =
+        ControllerProcess::start(tests::controller_bin!(), &p, "page", &["--api-addr", &addr])
+            .await?;
     let done = p
         .wait_for(
             "ClusterBackup",
