@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -14,6 +14,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tests::{TestNamespace, unique_name};
+
+mod common;
+
+use common::{backupctl, backupctl_command, run_fails, run_ok, stderr, stdout};
 
 /// One test's storage location: a temporary directory behind a `file://` URL.
 struct Location {
@@ -35,53 +39,6 @@ impl Location {
             .join("default/local/velero/backups")
             .join(name)
     }
-}
-
-fn backupctl() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backupctl"));
-    // Only what the arguments say: no ambient kubeconfig or S3 settings.
-    cmd.env_remove("KUBECONFIG").env_remove("AWS_ENDPOINT_URL");
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    backupctl().args(args).output().expect("backupctl runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Runs and requires success, returning stdout.
-fn run_ok(args: &[&str]) -> Result<String> {
-    let out = run(args);
-    ensure!(
-        out.status.success(),
-        "backupctl {} failed ({}):\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-    Ok(stdout(&out))
-}
-
-/// Runs and requires failure, returning stderr.
-fn run_fails(args: &[&str]) -> Result<String> {
-    let out = run(args);
-    ensure!(
-        !out.status.success(),
-        "backupctl {} should have failed but exited {}:\nstdout: {}\nstderr: {}",
-        args.join(" "),
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-    Ok(stderr(&out))
 }
 
 fn kubeconfig(cluster: &str) -> Result<String> {
@@ -582,7 +539,7 @@ async fn restore_into_another_cluster_with_a_namespace_mapping() -> Result<()> {
         ),
     )?;
     let modifiers = modifiers.display().to_string();
-    let out = run(&[
+    let out = backupctl(&[
         "restore",
         "create",
         &restore,
@@ -620,7 +577,7 @@ async fn restore_into_another_cluster_with_a_namespace_mapping() -> Result<()> {
         ])?;
         assert!(refused.contains("groupResource"), "{refused}");
         // Restored again: the objects that now exist are one line, not one line each.
-        let again = run(&[
+        let again = backupctl(&[
             "restore", "create", &format!("{restore}-again"), "--from-backup", &name,
             "--kubeconfig", &kc2, "--location", &loc.url, "--namespace-mapping", &mapping,
         ]);
@@ -916,19 +873,21 @@ async fn encrypted_backups_interoperate_with_age_and_restore_only_with_their_key
     assert_eq!(row["phase"], "Completed", "{row}");
     assert_eq!(row["items"], created["items"], "{row}");
     let describe = |extra: &[&str]| {
-        run(&[
+        backupctl(
             &[
-                "backup",
-                "describe",
-                &name,
-                "--location",
-                &loc.url,
-                "-o",
-                "json",
-            ][..],
-            extra,
-        ]
-        .concat())
+                &[
+                    "backup",
+                    "describe",
+                    &name,
+                    "--location",
+                    &loc.url,
+                    "-o",
+                    "json",
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
     };
     let out = describe(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -953,19 +912,21 @@ async fn encrypted_backups_interoperate_with_age_and_restore_only_with_their_key
     let target = keys.path().join("download.tgz");
     let target_arg = target.display().to_string();
     let download = |extra: &[&str]| {
-        run(&[
+        backupctl(
             &[
-                "backup",
-                "download",
-                &name,
-                "--location",
-                &loc.url,
-                "-o",
-                &target_arg,
-            ][..],
-            extra,
-        ]
-        .concat())
+                &[
+                    "backup",
+                    "download",
+                    &name,
+                    "--location",
+                    &loc.url,
+                    "-o",
+                    &target_arg,
+                ][..],
+                extra,
+            ]
+            .concat(),
+        )
     };
     let out = download(&[]);
     assert!(!out.status.success());
@@ -996,12 +957,14 @@ async fn encrypted_backups_interoperate_with_age_and_restore_only_with_their_key
     // Restore: without the key or with another, refused before anything is created.
     ns.delete_and_wait(Duration::from_secs(120)).await?;
     let restore = |restore_name: &str, backup: &str, extra: &[&str]| {
-        run(&[
-            &["restore", "create", restore_name, "--from-backup", backup][..],
-            &["--kubeconfig", &kc, "--location", &loc.url, "-o", "json"][..],
-            extra,
-        ]
-        .concat())
+        backupctl(
+            &[
+                &["restore", "create", restore_name, "--from-backup", backup][..],
+                &["--kubeconfig", &kc, "--location", &loc.url, "-o", "json"][..],
+                extra,
+            ]
+            .concat(),
+        )
     };
     for extra in [&[][..], &["--identity-file", &stranger_arg][..]] {
         let out = restore(&unique_name("rs", "encrypted"), &name, extra);
@@ -1159,7 +1122,7 @@ async fn killing_a_running_backup_leaves_nothing_listed() -> Result<()> {
     let result = async {
         fill_with_config_maps(&c1, &ns.name, OBJECTS).await?;
 
-        let mut child = backupctl()
+        let mut child = backupctl_command()
             .args([
                 "backup",
                 "create",
@@ -1230,7 +1193,7 @@ async fn restore_from_a_schedule_uses_its_newest_backup() -> Result<()> {
 
     let moved = format!("{}-sched", ns.name);
     let kc2 = kubeconfig("c2")?;
-    let out = run(&[
+    let out = backupctl(&[
         "restore",
         "create",
         &unique_name("rs", "sched"),
@@ -1359,7 +1322,7 @@ async fn every_kind_we_write_passes_veleros_check_and_the_old_layout_moves() -> 
         for dir in ["backups", "restores"] {
             std::fs::rename(scope.join("velero").join(dir), scope.join(dir))?;
         }
-        let out = run(&["backup", "list", "--location", &loc.url, "-o", "json"]);
+        let out = backupctl(&["backup", "list", "--location", &loc.url, "-o", "json"]);
         ensure!(out.status.success(), "list failed: {}", stderr(&out));
         assert_eq!(stdout(&out).trim(), "[]");
         assert!(
@@ -1440,7 +1403,7 @@ async fn killing_a_running_restore_records_it_failed_once_its_signs_of_life_stop
     let result = async {
         fill_with_config_maps(&c1, &ns.name, OBJECTS).await?;
         create_backup(&loc, &name, &ns.name)?;
-        let mut child = backupctl()
+        let mut child = backupctl_command()
             .args([
                 "restore",
                 "create",
