@@ -6,7 +6,7 @@
 //! certificates), built once and cached as a tarball, unpacked anew for every run. It is entered
 //! with user, mount and PID namespaces and `chroot`; only the host's Rust toolchain (read-only)
 //! and a clone of the repository's committed HEAD (with its own, empty target directory) are
-//! put inside. It shares the host's network, as a machine on the same network would, so apt and
+//! put inside, with the hosts file every installed machine has (naming `localhost`). It shares the host's network, as a machine on the same network would, so apt and
 //! crates.io answer, and with it the network's trust: the host's local CA certificates
 //! (`/usr/local/share/ca-certificates`, e.g. a TLS-inspecting egress proxy's) and the variables
 //! that point tools at the CA bundle ([`NETWORK_TRUST_VARS`]). Whatever a command needs beyond
@@ -55,6 +55,10 @@ const SOURCES: &[&str] = &[
     "deb http://deb.debian.org/debian bookworm-updates main",
     "deb http://deb.debian.org/debian-security bookworm-security main",
 ];
+
+/// The hosts file Debian's installer writes (without the machine's own name).
+const DEBIAN_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n\
+                            ff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n";
 
 /// Where a machine keeps its local CA certificates (`update-ca-certificates` adds them to the
 /// bundle).
@@ -206,6 +210,10 @@ fn prepare_rootfs(base: &Path, rootfs: &Path, repo: &Path) -> Result<()> {
     )?;
     std::fs::copy("/etc/resolv.conf", rootfs.join("etc/resolv.conf"))
         .context("copying /etc/resolv.conf")?;
+    // Every installed machine (and every container) has a hosts file naming localhost; a root
+    // filesystem from packages has none, since it is the installer's to write. Without it
+    // `localhost` goes to the network's DNS, which no machine does.
+    std::fs::write(rootfs.join("etc/hosts"), DEBIAN_HOSTS).context("writing /etc/hosts")?;
     if let Ok(entries) = std::fs::read_dir(LOCAL_CAS) {
         let target = inside(rootfs, LOCAL_CAS);
         std::fs::create_dir_all(&target)?;
