@@ -41,7 +41,9 @@ pub fn run(args: TestArgs, helm_python: &Path) -> Result<()> {
     }
     let env_dir = env::default_dir()?;
     env::up_default(&env_dir)?;
-    let mut test_args = vec!["test", "--workspace"];
+    // Every test binary runs even after one fails, so one run names every failure (a fresh
+    // machine's or CI's run is long to repeat).
+    let mut test_args = vec!["test", "--workspace", "--no-fail-fast"];
     test_args.extend(args.cargo_test_args.iter().map(String::as_str));
     let tests = cargo_with_env(
         &test_args,
