@@ -220,29 +220,17 @@ impl Locations {
                 name: name.clone(),
                 field,
             })?;
-        let credentials = match &spec.credential {
-            None => None,
-            Some(reference) => Some(
-                secrets::read_key(&self.client, &namespace, &reference.name, &reference.key)
-                    .await
-                    .map_err(|source| LocationProblem::Credentials {
-                        name: name.clone(),
-                        source,
-                    })?,
-            ),
-        };
+        let credentials = self
+            .read_secret(&name, &namespace, spec.credential.as_ref())
+            .await?;
         let encryption = location.spec.encryption.as_ref();
-        let identity = match encryption.and_then(|e| e.identity_secret.as_ref()) {
-            None => None,
-            Some(reference) => Some(
-                secrets::read_key(&self.client, &namespace, &reference.name, &reference.key)
-                    .await
-                    .map_err(|source| LocationProblem::Credentials {
-                        name: name.clone(),
-                        source,
-                    })?,
-            ),
-        };
+        let identity = self
+            .read_secret(
+                &name,
+                &namespace,
+                encryption.and_then(|e| e.identity_secret.as_ref()),
+            )
+            .await?;
         let built = Built {
             uid: location.uid().unwrap_or_default(),
             generation: location.metadata.generation,
@@ -299,6 +287,26 @@ impl Locations {
         };
         self.lock().insert(key, (built, resolved.clone()));
         Ok(resolved)
+    }
+
+    /// The Secret key `reference` names in `namespace`, read for location `location` (`None`
+    /// when the spec names none).
+    async fn read_secret(
+        &self,
+        location: &str,
+        namespace: &str,
+        reference: Option<&backup_core::CredentialRef>,
+    ) -> Result<Option<secrets::SecretValue>, LocationProblem> {
+        let Some(reference) = reference else {
+            return Ok(None);
+        };
+        secrets::read_key(&self.client, namespace, &reference.name, &reference.key)
+            .await
+            .map(Some)
+            .map_err(|source| LocationProblem::Credentials {
+                name: location.to_string(),
+                source,
+            })
     }
 
     /// Drops the cached repository of a deleted location.
