@@ -4,9 +4,11 @@
 //! The machine is a minimal root filesystem from Debian's packages (`mmdebstrap
 //! --variant=minbase`, plus what a machine with Rust from rustup has: a C linker and CA
 //! certificates), built once and cached as a tarball, unpacked anew for every run. It is entered
-//! with user, mount and PID namespaces and `chroot`; only the host's Rust toolchain (read-only)
-//! and a clone of the repository's committed HEAD (with its own, empty target directory) are
-//! put inside, with the hosts file every installed machine has (naming `localhost`). It shares the host's network, as a machine on the same network would, so apt and
+//! with mount and PID namespaces and `chroot`, as root like the README's commands (a user
+//! namespace would take capabilities root has on a machine); only the host's Rust toolchain
+//! (read-only) and a clone of the repository's committed HEAD (with its own, empty target
+//! directory) are put inside, with the hosts file every installed machine has (naming
+//! `localhost`). It shares the host's network, as a machine on the same network would, so apt and
 //! crates.io answer, and with it the network's trust: the host's local CA certificates
 //! (`/usr/local/share/ca-certificates`, e.g. a TLS-inspecting egress proxy's) and the variables
 //! that point tools at the CA bundle ([`NETWORK_TRUST_VARS`]). Whatever a command needs beyond
@@ -16,10 +18,9 @@
 //! The report gives each command's time and, for a failure, its first error line; the full
 //! output of each command is kept in `<dir>/logs/`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
@@ -239,35 +240,29 @@ struct CommandResult {
     elapsed: Duration,
 }
 
-/// Enters the root filesystem (user, mount and PID namespaces, then chroot) and runs the
-/// commands one after the other in one session, as a person would type them, each one's
-/// output shown and kept in `logs/<n>.log`. Stops at the first failure. Every process left
-/// behind dies with the PID namespace.
+/// Enters the root filesystem (mount and PID namespaces, then chroot) and runs the commands one
+/// after the other in one session, as a person would type them, each one's output shown and
+/// kept in `logs/<n>.log`. Stops at the first failure. Every process left behind dies with the
+/// PID namespace.
+///
+/// No user namespace: the README's commands run as root, and root in a user namespace lacks
+/// capabilities that only the initial namespace grants (`CAP_LINUX_IMMUTABLE`, which `chattr
+/// +i` in the storage tests needs), so it would report failures that no fresh machine has.
 fn run_inside(rootfs: &Path, logs: &Path, commands: &[String]) -> Result<Vec<CommandResult>> {
     let sysroot = rust_sysroot()?;
     let results_file = logs.join("results");
     let script = session_script(rootfs, &sysroot, commands);
-    let mut child = Command::new("unshare")
-        .args([
-            "--user",
-            "--mount",
-            "--pid",
-            "--fork",
-            "--propagation",
-            "private",
-        ])
+    let status = Command::new("unshare")
+        .args(["--mount", "--pid", "--fork", "--propagation", "private"])
         .args(["/bin/bash", "-c", &script, "fresh-check"])
         .arg(logs)
-        .stdin(Stdio::piped())
-        .spawn()
+        .status()
         .context("starting unshare")?;
-    map_ids_identically(child.id())?;
-    // The session waits for one line before it mounts anything: the id maps are written now.
-    let mut stdin = child.stdin.take().context("unshare's stdin")?;
-    stdin.write_all(b"go\n")?;
-    drop(stdin);
-    let status = child.wait()?;
-    let results = std::fs::read_to_string(&results_file).unwrap_or_default();
+    let results = match std::fs::read_to_string(&results_file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", results_file.display())),
+    };
     let parsed = parse_results(&results);
     if parsed.is_empty() && !status.success() {
         bail!("entering the root filesystem failed ({status}); see the output above");
@@ -275,13 +270,13 @@ fn run_inside(rootfs: &Path, logs: &Path, commands: &[String]) -> Result<Vec<Com
     Ok(parsed)
 }
 
-/// The bash session run by unshare: waits for the id maps, mounts what a machine has (`/dev`,
+/// The bash session run by unshare: mounts what a machine has (`/dev`,
 /// `/proc`, `/sys`) and the toolchain read-only, then runs each command in the chroot.
 fn session_script(rootfs: &Path, sysroot: &Path, commands: &[String]) -> String {
     let root = shell_quote(&rootfs.to_string_lossy());
     let rust = shell_quote(&inside(rootfs, RUST_INSIDE).to_string_lossy());
     let mut script = format!(
-        "set -u\nread -r _\nlogs=$1\n\
+        "set -u\nlogs=$1\n\
          mount --rbind /dev {root}/dev\n\
          mount -t proc proc {root}/proc\n\
          mount --rbind /sys {root}/sys\n\
@@ -313,28 +308,6 @@ fn session_script(rootfs: &Path, sysroot: &Path, commands: &[String]) -> String 
         ));
     }
     script
-}
-
-/// Writes `0 0 65536` as the user and group id maps of the process `pid`'s new user
-/// namespace, once it has one: root inside is root outside, and so are the package users apt
-/// creates, so files unpacked by dpkg keep their owners. (`unshare --map-users` would need
-/// `newuidmap`, which a fresh host lacks; root may write the maps itself.)
-fn map_ids_identically(pid: u32) -> Result<()> {
-    let own = std::fs::read_link("/proc/self/ns/user")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match std::fs::read_link(format!("/proc/{pid}/ns/user")) {
-            Ok(ns) if ns != own => break,
-            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(_) => bail!("unshare made no user namespace within 10 s"),
-            Err(e) => bail!("unshare exited before making its namespaces: {e}"),
-        }
-    }
-    for map in ["uid_map", "gid_map"] {
-        std::fs::write(format!("/proc/{pid}/{map}"), "0 0 65536\n")
-            .with_context(|| format!("writing /proc/{pid}/{map} (needs root)"))?;
-    }
-    Ok(())
 }
 
 /// `<n> <exit code> <seconds>` lines, as the session writes them.
