@@ -68,13 +68,20 @@ impl StoreArgs {
     /// backed up" when usually the scope was not named.
     pub fn hint_when_empty(&self, what: &str, found: usize) {
         if found == 0 {
-            let (project, cluster) = (&self.scope.project, &self.scope.cluster);
             eprintln!(
-                "no {what} in project {project}, cluster {cluster} of {}; the controller keeps a \
-                 ManagedCluster's under --project <its namespace> --cluster <its name>",
-                self.location
+                "no {what} in {}; the controller keeps a ManagedCluster's under --project <its \
+                 namespace> --cluster <its name>",
+                self.described()
             );
         }
+    }
+
+    /// Where these arguments point, as messages name it: `project P, cluster C of LOCATION`.
+    pub fn described(&self) -> String {
+        format!(
+            "project {}, cluster {} of {}",
+            self.scope.project, self.scope.cluster, self.location
+        )
     }
 
     /// Says so on stderr when the scope still holds backups in the layout before `velero/`:

@@ -315,12 +315,9 @@ async fn describe(args: DescribeArgs) -> Result<ExitCode> {
     let (_, status) = stored(&args).await?;
     let Some(status) = status else {
         bail!(
-            "no stored results of restore {} in project {}, cluster {} of {} (`backupctl restore \
-             list` shows what is there; dry runs store nothing)",
+            "no stored results of restore {} in {} {NOT_STORED_HINT}",
             args.name,
-            args.store.scope.project,
-            args.store.scope.cluster,
-            args.store.location
+            args.store.described()
         );
     };
     let row = StoredRow::of(&args.name, Some(&status));
@@ -346,16 +343,18 @@ async fn delete(args: DescribeArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot delete restore {}", args.name))?;
     if deleted == 0 {
         bail!(
-            "no restore {} in project {}, cluster {} of {}: nothing deleted",
+            "no restore {} in {}: nothing deleted",
             args.name,
-            args.store.scope.project,
-            args.store.scope.cluster,
-            args.store.location
+            args.store.described()
         );
     }
     println!("restore {}: {deleted} file(s) deleted", args.name);
     Ok(ExitCode::SUCCESS)
 }
+
+/// What to do when a restore's record is not where the arguments point.
+const NOT_STORED_HINT: &str =
+    "(`backupctl restore list` shows what is there; dry runs store nothing)";
 
 async fn logs(args: LogsArgs) -> Result<ExitCode> {
     let name = backup_storage::BackupName::new(args.name.as_str())
@@ -366,11 +365,8 @@ async fn logs(args: LogsArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read the log of restore {name}"))?
     else {
         bail!(
-            "no stored log of restore {name} in project {}, cluster {} of {} (`backupctl restore \
-             list` shows what is there; dry runs store nothing)",
-            args.store.scope.project,
-            args.store.scope.cluster,
-            args.store.location
+            "no stored log of restore {name} in {} {NOT_STORED_HINT}",
+            args.store.described()
         );
     };
     std::io::Write::write_all(&mut std::io::stdout().lock(), &log)?;
