@@ -148,3 +148,99 @@ fn the_checker_sees_a_dependency_up_the_house() {
     assert_eq!(map["crates/backup-cli"], ["backup-core".to_string()].into());
     assert!(map["charts/c"].is_empty());
 }
+
+/// The controller's functions stay short enough to read at once: a function over this many
+/// lines (signature to closing brace) is doing more than one job.
+const LONGEST_CONTROLLER_FUNCTION: usize = 80;
+
+/// Every function (free, in an impl or a trait) in the Rust files under `dir`, as
+/// `(file:line name, lines)`.
+fn function_lengths(dir: &Path) -> Vec<(String, usize)> {
+    struct Lengths<'a> {
+        file: &'a str,
+        found: Vec<(String, usize)>,
+    }
+    impl Lengths<'_> {
+        fn note(&mut self, sig: &syn::Signature, block: &syn::Block) {
+            let first = sig.fn_token.span.start().line;
+            let last = block.brace_token.span.close().end().line;
+            let name = format!("{}:{first} {}", self.file, sig.ident);
+            self.found.push((name, last + 1 - first));
+        }
+    }
+    impl<'ast> syn::visit::Visit<'ast> for Lengths<'_> {
+        fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+            self.note(&f.sig, &f.block);
+            syn::visit::visit_item_fn(self, f);
+        }
+        fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+            self.note(&f.sig, &f.block);
+            syn::visit::visit_impl_item_fn(self, f);
+        }
+        fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
+            if let Some(block) = &f.default {
+                self.note(&f.sig, block);
+            }
+            syn::visit::visit_trait_item_fn(self, f);
+        }
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("a readable source file");
+                let file =
+                    syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let shown = path
+                    .strip_prefix(root())
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                let mut lengths = Lengths {
+                    file: &shown,
+                    found: Vec::new(),
+                };
+                syn::visit::Visit::visit_file(&mut lengths, &file);
+                found.extend(lengths.found);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_controller_function_is_longer_than_it_can_be_read_at_once() {
+    let mut long: Vec<String> = function_lengths(&root().join("crates/backup-controller/src"))
+        .into_iter()
+        .filter(|(_, lines)| *lines > LONGEST_CONTROLLER_FUNCTION)
+        .map(|(name, lines)| format!("{name}: {lines} lines"))
+        .collect();
+    long.sort();
+    assert!(
+        long.is_empty(),
+        "functions over {LONGEST_CONTROLLER_FUNCTION} lines in the controller (split them by \
+         step: validate, observe, plan, apply):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_check_counts_signature_to_closing_brace() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let body = "    let x = 1;\n".repeat(3);
+    std::fs::write(
+        dir.path().join("a.rs"),
+        format!("/// doc\nfn three() {{\n{body}}}\nimpl S {{\n    fn one(&self) {{}}\n}}\n"),
+    )
+    .expect("a source file");
+    let mut lengths: Vec<usize> = function_lengths(dir.path())
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    lengths.sort();
+    assert_eq!(lengths, [1, 5]);
+}

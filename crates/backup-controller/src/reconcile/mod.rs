@@ -1,8 +1,19 @@
 //! One reconciler per kind, each a small function over (object, context) run under kube's
-//! finalizer helper, with a pure decision (`plan`) and a thin layer of I/O around it.
+//! finalizer helper. Every kind has the same four steps, so a newcomer who has read one has
+//! read them all:
+//!
+//! 1. **validate**: the spec into its valid form (`backup_api`'s `validate`), or an
+//!    `InvalidSpec` condition and nothing else;
+//! 2. **observe**: reads only (the stores, the StorageLocation, storage, this process's runs)
+//!    into one value of facts, with no rule applied to them;
+//! 3. **plan**: a pure function of those facts and the injected clock into a decision (the
+//!    status to write, the work to start, when to look again), tested exactly;
+//! 4. **apply**: writes only, carrying the decision out.
+//!
+//! Why a kind cannot act is one [`Blocked`] value, shown as its `Ready` condition.
 //!
 //! Shared here: the finalizer's name, the status write (server-side apply of the whole
-//! status), and the one `error_policy` every controller uses.
+//! status), [`Blocked`], the backoff and the one `error_policy` every controller uses.
 
 pub mod cluster_backup;
 pub mod cluster_migration;
@@ -99,6 +110,37 @@ where
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.reconciled(controller, started.elapsed());
     result
+}
+
+/// Why an object cannot act now: a CamelCase reason and a message that names the fix. The one
+/// type every kind's plan uses for it; [`Blocked::condition`] is how it is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// CamelCase reason.
+    pub reason: String,
+    /// What to fix.
+    pub message: String,
+}
+
+impl Blocked {
+    /// Blocked for `reason`, with `message` saying what to fix.
+    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Blocked {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The unmet condition of `type_` (usually `Ready`) that says so.
+    pub fn condition(&self, type_: &str) -> backup_api::status::Condition {
+        backup_api::status::Condition::unmet(type_, &self.reason, self.message.clone())
+    }
+}
+
+impl From<&backup_kube::locations::LocationProblem> for Blocked {
+    fn from(problem: &backup_kube::locations::LocationProblem) -> Self {
+        Blocked::new(problem.reason(), problem.to_string())
+    }
 }
 
 /// Stops a direct engine's background work when the task driving it is dropped (aborted

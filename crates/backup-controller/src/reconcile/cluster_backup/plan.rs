@@ -37,14 +37,7 @@ pub const DEGRADED: &str = "Degraded";
 /// Condition: a one-time backup was edited after it ran.
 pub const IMMUTABLE: &str = "Immutable";
 
-/// Why runs cannot start, for the `Ready` condition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Blocked {
-    /// CamelCase reason.
-    pub reason: String,
-    /// What to fix.
-    pub message: String,
-}
+pub use crate::reconcile::Blocked;
 
 /// One selected cluster as observed.
 #[derive(Debug, Clone, PartialEq)]
