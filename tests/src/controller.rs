@@ -7,8 +7,7 @@
 //! other's objects, and a test can `kill -9` its controller without disturbing the others.
 //! Objects are handled as JSON (`DynamicObject`) so this crate needs no controller types.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,50 +16,23 @@ use anyhow::{Context, Result, bail};
 use backup_storage::Repository;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::{TestNamespace, shared, unique_name};
 
+// The field manager tests apply objects (and our CRDs) with. These moved to `backup-localenv`
+// (xtask uses them too) and keep their old paths here.
+use backup_localenv::crds::MANAGER;
+pub use backup_localenv::crds::install_crds;
+pub use backup_localenv::http::{free_port, http_get, http_request};
+pub use backup_localenv::wait::wait_until;
+
 /// Our API group and version.
 pub const API_VERSION: &str = "backupfleet.dev/v1alpha1";
-/// The field manager tests apply objects with.
-const MANAGER: &str = "controller-tests";
 /// The Secret holding the S3 credentials, in Velero's AWS format.
 pub const S3_SECRET: &str = "s3-creds";
-
-/// Applies `crds` and waits until each is Established. Idempotent.
-pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<()> {
-    crate::crds::install(client, crds, MANAGER).await
-}
-
-/// Polls `check` every 200 ms until it returns true; fails after `timeout` naming `what`.
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool>>,
-{
-    let start = Instant::now();
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if start.elapsed() > timeout {
-            match last_error {
-                Some(e) => {
-                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
-                }
-                None => bail!("timed out after {timeout:?} waiting for {what}"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// One project: a namespace on `mgmt` holding the S3 credentials and a kubeconfig Secret per
 /// user cluster (`c1-kubeconfig`, `c2-kubeconfig`), plus a unique storage prefix.
@@ -275,12 +247,6 @@ pub fn plural(kind: &str) -> String {
     format!("{}s", kind.to_ascii_lowercase())
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released at once).
-pub fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// How a controller process reaches the management cluster, and where its Lease lives.
 pub struct Access {
     /// Its kubeconfig.
@@ -425,52 +391,6 @@ impl Drop for ControllerProcess {
     fn drop(&mut self) {
         let _ = self.kill9();
     }
-}
-
-/// A minimal HTTP/1.0 GET on loopback (the admin server), returning status code and body.
-pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let (code, body) = http_request(addr, "GET", path, None, None)?;
-    Ok((code, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// One HTTP/1.0 request (so the body ends with the connection, never chunked), with a bearer
-/// `token` and a JSON `body` when given: the status code and the body's bytes.
-pub fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    if let Some(token) = token {
-        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    if body.is_some() {
-        request.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            payload.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(&payload);
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no end of HTTP headers")?;
-    let head = String::from_utf8_lossy(&response[..split]);
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no HTTP status line")?;
-    Ok((code, response[split + 4..].to_vec()))
 }
 
 /// One cluster's entry in a ClusterBackup's `status.clusters` (`Null` when it has none).

@@ -6,37 +6,24 @@
 //! gone, run `cargo xtask env up --dir <dir>` (which repairs or starts it); the others wait and
 //! then reuse it. The directory is `$BACKUP_TEST_ENV_DIR` or `<workspace>/target/local-env`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, anyhow, bail};
-use backup_kube::kubeconfig;
 use kube::Client;
 
 use crate::env_state::{AzureState, ClusterState, EnvState, S3State, pid_alive};
 
-/// Environment variable overriding the environment directory.
-pub const DIR_VAR: &str = "BACKUP_TEST_ENV_DIR";
+// Finding the directory and reaching a cluster are shared with xtask (`backup-localenv`).
+pub(crate) use backup_localenv::env::workspace_root;
+pub use backup_localenv::env::{DIR_VAR, client_for, env_dir};
 
 /// The environment a test runs against.
 #[derive(Debug)]
 pub struct TestEnv {
     /// Everything `env.json` says.
     pub state: EnvState,
-}
-
-/// The environment directory: `$BACKUP_TEST_ENV_DIR` or `<workspace>/target/local-env`.
-pub fn env_dir() -> PathBuf {
-    match std::env::var_os(DIR_VAR).filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("target/local-env"),
-    }
-}
-
-pub(crate) fn workspace_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
 /// The environment, started or reused on first use in this process; later calls are free.
@@ -142,9 +129,4 @@ impl TestEnv {
     pub fn etcd_endpoint(&self, name: &str) -> Result<&str> {
         Ok(&self.cluster(name)?.etcd_endpoint)
     }
-}
-
-/// A kube client for `cluster`, from its own kubeconfig file and context.
-pub async fn client_for(cluster: &ClusterState) -> Result<Client> {
-    Ok(kubeconfig::client_from_file(&cluster.kubeconfig, Some(&cluster.context)).await?)
 }

@@ -22,15 +22,15 @@ macro_rules! controller_bin {
 }
 
 pub mod age;
-pub mod browser;
 pub mod controller;
-pub mod crds;
 pub mod env;
-pub mod env_state;
 pub mod helm;
-pub mod lock;
 pub mod namespace;
 pub mod velero;
+
+// The local control plane's state and the helpers that reach it live in `backup-localenv`,
+// shared with xtask; these keep their old paths (`tests::env_state::EnvState`, ...).
+pub use backup_localenv::{browser, crds, env_state, lock};
 
 pub use env::{TestEnv, shared};
 pub use namespace::{TestNamespace, unique_name};

@@ -1,9 +1,6 @@
 //! Per-test namespaces with unique names (`t-<test>-<random>`), so tests run in parallel against
 //! the shared clusters and clean up after themselves.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -11,29 +8,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 
-/// A DNS-1123 name `<prefix>-<test>-<random hex>` of at most 63 characters, unique per call.
-pub fn unique_name(prefix: &str, test: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u32(std::process::id());
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    let random = format!("{:08x}", hasher.finish() as u32);
-    let clean: String = test
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let room = 63 - prefix.len() - random.len() - 2;
-    let clean: String = clean.trim_matches('-').chars().take(room).collect();
-    let clean = clean.trim_end_matches('-');
-    format!("{prefix}-{clean}-{random}")
-}
+pub use backup_localenv::unique_name;
 
 /// A namespace owned by one test. Call [`TestNamespace::delete`] at the end; if the test panics
 /// first, the namespace is left for `env down` (names never collide, so nothing else notices).

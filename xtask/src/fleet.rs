@@ -11,12 +11,12 @@ use anyhow::{Context, Result, bail, ensure};
 use backup_api::{
     ClusterBackup, ClusterRestore, EtcdBackupConfig, ManagedCluster, StorageLocation,
 };
+use backup_localenv::env_state::{ClusterState, S3State};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde_json::{Value, json};
-use tests::env_state::{ClusterState, S3State};
 
 /// The field manager xtask applies objects with.
 pub const MANAGER: &str = "xtask";
@@ -120,13 +120,13 @@ pub const S3_SECRET: &str = "s3-creds";
 /// ManagedCluster, which `customize` may change before it is applied.
 pub async fn create_project(
     mgmt: &Client,
-    state: &tests::env_state::EnvState,
+    state: &backup_localenv::env_state::EnvState,
     project: &str,
     prefix: &str,
     clusters: &[&str],
     customize: impl Fn(&ClusterState, &mut Value),
 ) -> Result<()> {
-    tests::controller::install_crds(mgmt, &backup_api::crds()).await?;
+    backup_localenv::crds::install_crds(mgmt, &backup_api::crds()).await?;
     create_namespace(mgmt, project).await?;
     secret(
         mgmt,
@@ -283,7 +283,8 @@ impl ControllerProcess {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let admin: SocketAddr = format!("127.0.0.1:{}", tests::controller::free_port()?).parse()?;
+        let admin: SocketAddr =
+            format!("127.0.0.1:{}", backup_localenv::http::free_port()?).parse()?;
         let child = Command::new(binary)
             .args(["run", "--kubeconfig"])
             .arg(&mgmt.kubeconfig)
@@ -307,7 +308,10 @@ impl ControllerProcess {
         };
         let start = Instant::now();
         loop {
-            if matches!(tests::controller::http_get(admin, "/readyz"), Ok((200, _))) {
+            if matches!(
+                backup_localenv::http::http_get(admin, "/readyz"),
+                Ok((200, _))
+            ) {
                 return Ok(process);
             }
             if let Some(child) = process.child.as_mut()
@@ -339,7 +343,7 @@ impl ControllerProcess {
 
     /// Its `/metrics` text.
     pub fn metrics(&self) -> Result<String> {
-        let (code, body) = tests::controller::http_get(self.admin, "/metrics")?;
+        let (code, body) = backup_localenv::http::http_get(self.admin, "/metrics")?;
         ensure!(code == 200, "/metrics answered {code}");
         Ok(body)
     }

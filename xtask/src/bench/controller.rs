@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use backup_api::{ClusterBackup, FleetPhase, LocationPhase, ManagedCluster, StorageLocation};
 use backup_core::{LabelSelector, Phase, scheduled_backup_name};
+use backup_localenv::env_state::{EnvState, S3State};
 use backup_storage::Repository;
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
@@ -36,7 +37,6 @@ use kube::api::{ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
-use tests::env_state::{EnvState, S3State};
 
 use super::child::{build_backupctl, process_cpu, run_measured};
 use crate::fleet::{self, ControllerProcess};
@@ -138,19 +138,19 @@ async fn bench(
         .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
     // A bucket of its own, for both sides: the S3 server here (s3s-fs) walks the whole bucket
     // on every LIST, so the objects other tests left in the shared bucket would be measured too.
-    let project = tests::unique_name("bench", "controller");
+    let project = backup_localenv::unique_name("bench", "controller");
     state.s3.bucket = project.clone();
     state.s3.location = format!("s3://{project}");
     let bucket_dir = state.s3.root.join(&state.s3.bucket);
     std::fs::create_dir_all(&bucket_dir)
         .with_context(|| format!("creating bucket {}", bucket_dir.display()))?;
-    let mgmt = tests::env::client_for(state.cluster("mgmt")?).await?;
+    let mgmt = backup_localenv::env::client_for(state.cluster("mgmt")?).await?;
     let mut targets = Vec::new();
     for name in ["c1", "c2"] {
         let info = state.cluster(name)?;
         targets.push(Target {
             name: name.into(),
-            client: tests::env::client_for(info).await?,
+            client: backup_localenv::env::client_for(info).await?,
             inline_kubeconfig: info.inline_kubeconfig.clone(),
         });
     }
@@ -321,7 +321,7 @@ fn sequential(bench: &Bench, backupctl: &Path, n: usize) -> Result<Sequential> {
 async fn create_project(bench: &Bench, n: usize) -> Result<()> {
     let mgmt = &bench.mgmt;
     let project = bench.project.as_str();
-    tests::controller::install_crds(mgmt, &backup_api::crds()).await?;
+    backup_localenv::crds::install_crds(mgmt, &backup_api::crds()).await?;
     fleet::create_namespace(mgmt, project).await?;
     let s3 = &bench.state.s3;
     fleet::secret(
@@ -837,7 +837,7 @@ async fn dashboard(bench: &Bench, n: usize, api_addr: &str) -> Result<()> {
             );
             let start = Instant::now();
             let (code, body) =
-                tests::controller::http_request(addr, "GET", &path, Some(&token), None)?;
+                backup_localenv::http::http_request(addr, "GET", &path, Some(&token), None)?;
             if first.len() < n {
                 first.push(start.elapsed());
             } else {
@@ -853,7 +853,7 @@ async fn dashboard(bench: &Bench, n: usize, api_addr: &str) -> Result<()> {
                 listed += value["items"].as_array().map_or(0, Vec::len);
             }
         }
-        let browser = tests::browser::Browser::start()?;
+        let browser = backup_localenv::browser::Browser::start()?;
         browser.goto(&format!("http://{addr}/ui"))?;
         browser.type_into(&browser.find("#token")?, &token)?;
         browser.click(&browser.find("button[type=submit]")?)?;
@@ -979,7 +979,7 @@ async fn measure(
     create_project(bench, n).await?;
     eprintln!("starting the controller (log: {})", log.display());
     let onboarding_start = Instant::now();
-    let api_addr = format!("127.0.0.1:{}", tests::controller::free_port()?);
+    let api_addr = format!("127.0.0.1:{}", backup_localenv::http::free_port()?);
     bench.controller = Some(
         ControllerProcess::start_with(
             binary,

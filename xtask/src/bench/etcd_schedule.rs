@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use backup_api::{BackupRecord, EtcdBackupConfig};
 use backup_core::Phase;
+use backup_localenv::env_state::EnvState;
 use jiff::Timestamp;
 use kube::Api;
 use serde_json::json;
-use tests::env_state::EnvState;
 
 use crate::fleet::{self, ControllerProcess};
 
@@ -48,11 +48,11 @@ pub fn run(args: EtcdScheduleBenchArgs) -> Result<()> {
 async fn bench(args: EtcdScheduleBenchArgs, env_dir: &Path, binary: &Path) -> Result<()> {
     let mut state = EnvState::load(env_dir)?
         .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
-    let project = tests::unique_name("bench", "etcd-schedule");
+    let project = backup_localenv::unique_name("bench", "etcd-schedule");
     state.s3.bucket = project.clone();
     state.s3.location = format!("s3://{project}");
     std::fs::create_dir_all(state.s3.root.join(&state.s3.bucket))?;
-    let mgmt = tests::env::client_for(state.cluster("mgmt")?).await?;
+    let mgmt = backup_localenv::env::client_for(state.cluster("mgmt")?).await?;
     let mut controller: Option<ControllerProcess> = None;
     let result = measure(&args, &state, &project, &mgmt, binary, &mut controller).await;
     eprintln!("cleaning up");

@@ -25,11 +25,11 @@ use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
 
 use super::child::{Measured, build_backupctl, run_measured};
+use backup_localenv::env_state::EnvState;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use tests::env_state::EnvState;
 
 #[derive(clap::Args)]
 pub struct ResourcesBenchArgs {
@@ -110,7 +110,7 @@ pub(super) struct Cluster {
 pub(super) async fn cluster(state: &EnvState, name: &str) -> Result<Cluster> {
     let info = state.cluster(name)?;
     Ok(Cluster {
-        client: tests::env::client_for(info).await?,
+        client: backup_localenv::env::client_for(info).await?,
         kubeconfig: info.kubeconfig.display().to_string(),
         context: info.context.clone(),
     })

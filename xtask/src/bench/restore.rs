@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use backup_api::ClusterRestore;
+use backup_localenv::env_state::EnvState;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::json;
-use tests::env_state::EnvState;
 
 use super::child::{Measured, build_backupctl, process_cpu, run_measured};
 use super::resources::{Cluster, clear, cluster, populate_exactly};
@@ -69,12 +69,12 @@ async fn bench(
 ) -> Result<()> {
     let mut state = EnvState::load(env_dir)?
         .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
-    let project = tests::unique_name("bench", "restore");
+    let project = backup_localenv::unique_name("bench", "restore");
     // A bucket of its own, as in the controller bench.
     state.s3.bucket = project.clone();
     state.s3.location = format!("s3://{project}");
     std::fs::create_dir_all(state.s3.root.join(&state.s3.bucket))?;
-    let mgmt = tests::env::client_for(state.cluster("mgmt")?).await?;
+    let mgmt = backup_localenv::env::client_for(state.cluster("mgmt")?).await?;
     let c1 = cluster(&state, "c1").await?;
     let c2 = cluster(&state, "c2").await?;
     let mut running: Option<ControllerProcess> = None;

@@ -14,13 +14,13 @@ use backup_api::{
     ClusterBackup, ClusterBackupStatus, ClusterRestore, FleetPhase, ManagedCluster, StorageLocation,
 };
 use backup_core::BackupKind;
+use backup_localenv::env_state::EnvState;
 use backup_storage::{BackupName, Repository};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use tests::env_state::EnvState;
 
 use crate::fleet;
 
@@ -48,7 +48,7 @@ pub struct ClusterReport {
 async fn client(env_dir: &Path, cluster: &str) -> Result<Client> {
     let state = EnvState::load(env_dir)?
         .with_context(|| format!("no environment in {} (env.json missing)", env_dir.display()))?;
-    tests::env::client_for(state.cluster(cluster)?).await
+    backup_localenv::env::client_for(state.cluster(cluster)?).await
 }
 
 fn widget_resource() -> ApiResource {
@@ -398,7 +398,7 @@ pub async fn run(
     // A project left by an earlier run goes first (its objects' finalizers are released, since
     // no controller runs for it any more).
     fleet::delete_project(&mgmt, PROJECT, TIMEOUT).await?;
-    tests::controller::install_crds(&mgmt, &backup_api::crds()).await?;
+    backup_localenv::crds::install_crds(&mgmt, &backup_api::crds()).await?;
     fleet::create_namespace(&mgmt, PROJECT).await?;
     let locations: Api<StorageLocation> = Api::namespaced(mgmt.clone(), PROJECT);
     fleet::apply(

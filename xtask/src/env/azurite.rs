@@ -16,8 +16,8 @@ use backup_storage::testing::azurite::{
 use super::cluster::start_with_retry;
 use super::ports::PortPicker;
 use super::process::{self, Spec};
-use tests::env_state::{AzureState, ProcessState};
-use tests::lock::FileLock;
+use backup_localenv::env_state::{AzureState, ProcessState};
+use backup_localenv::lock::FileLock;
 
 /// The container made ready at start.
 pub const CONTAINER: &str = "backups";

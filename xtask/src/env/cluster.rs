@@ -13,7 +13,7 @@ use super::kubeconfig;
 use super::kubernetes_build::KubeBinaries;
 use super::ports::PortPicker;
 use super::process::{self, Spec, Started};
-use tests::env_state::{ClusterState, Ports, ProcessState};
+use backup_localenv::env_state::{ClusterState, Ports, ProcessState};
 
 /// How often a component is restarted on new ports after losing a port race.
 const PORT_ATTEMPTS: usize = 3;

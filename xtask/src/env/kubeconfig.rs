@@ -100,7 +100,7 @@ pub fn write_inline(path: &Path, entry: &Entry<'_>) -> Result<()> {
 fn write_document(path: &Path, document: &Value) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let yaml = serde_yaml_ng::to_string(document)?;
-    tests::env_state::write_atomically(path, &yaml)?;
+    backup_localenv::env_state::write_atomically(path, &yaml)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 
 use super::packages;
 use super::process::tail_lines;
-use ::tests::lock::FileLock;
+use backup_localenv::lock::FileLock;
 
 /// The upstream Kubernetes version in Debian bookworm's `kubernetes` source package.
 pub const VERSION: &str = "1.20.2";

@@ -11,8 +11,8 @@ use super::ports::PortPicker;
 use super::process::{self, Liveness};
 use super::{azurite, certs, health, kubeconfig, kubernetes_build, s3};
 use crate::prerequisites::Needs;
-use ::tests::lock::FileLock;
-use tests::env_state::{ClusterState, EnvState, ProcessState, STATE_FILE};
+use backup_localenv::env_state::{ClusterState, EnvState, ProcessState, STATE_FILE};
+use backup_localenv::lock::FileLock;
 
 /// File that marks a directory as an environment made by us (so `down` may delete it).
 const MARKER_FILE: &str = ".backup-fleet-env";

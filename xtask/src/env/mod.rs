@@ -80,7 +80,7 @@ impl DirArg {
 /// The default environment directory: `$BACKUP_TEST_ENV_DIR` if set, else
 /// `<workspace>/target/local-env` (absolute).
 pub fn default_dir() -> Result<PathBuf> {
-    absolute(&::tests::env::env_dir())
+    absolute(&backup_localenv::env::env_dir())
 }
 
 /// `dir` made absolute with `.` and `..` removed (it need not exist yet).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 // `::tests` is the workspace's test library; the bare name would mean this file's `mod tests`.
-use ::tests::env_state::{pid_alive, write_atomically};
+use backup_localenv::env_state::{pid_alive, write_atomically};
 
 /// How many log lines an error shows.
 pub const LOG_TAIL: usize = 30;

@@ -11,7 +11,7 @@ use super::certs::random_hex;
 use super::cluster::{Shared, start_with_retry};
 use super::health;
 use super::process::{self, Spec};
-use tests::env_state::{ProcessState, S3State};
+use backup_localenv::env_state::{ProcessState, S3State};
 
 /// The crate version known to build with our toolchain (0.17 needs a newer rustc).
 const S3S_FS_VERSION: &str = "0.14.1";

@@ -1,4 +1,5 @@
-//! Installing CustomResourceDefinitions in a test cluster and waiting until they serve.
+//! Installing CustomResourceDefinitions in a cluster of the local control plane and waiting until
+//! they serve.
 
 use std::time::Duration;
 
@@ -7,7 +8,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
-use crate::controller::wait_until;
+use crate::wait::wait_until;
+
+/// The field manager our CRDs are applied with by [`install_crds`], and the tests' objects too:
+/// one name, so the tests, the demo and the benchmarks may each re-apply what another applied.
+pub const MANAGER: &str = "controller-tests";
 
 /// How long a CRD may take to become Established after being applied.
 pub const ESTABLISHED_WITHIN: Duration = Duration::from_secs(60);
@@ -52,4 +57,9 @@ pub async fn install(
         wait_established(client, &crd.name_any(), ESTABLISHED_WITHIN).await?;
     }
     Ok(())
+}
+
+/// [`install`] as [`MANAGER`]: what the tests, the demo and the benchmarks install our CRDs with.
+pub async fn install_crds(client: &Client, crds: &[CustomResourceDefinition]) -> Result<()> {
+    install(client, crds, MANAGER).await
 }

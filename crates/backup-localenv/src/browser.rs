@@ -1,6 +1,6 @@
-//! A real browser for the dashboard's tests: Debian's headless Chromium driven through
-//! chromedriver's W3C WebDriver API (plain JSON over HTTP on 127.0.0.1), so the page is tested
-//! as users meet it: forms, cookies, redirects, dialogs and the console.
+//! A real browser for the dashboard's tests and the controller benchmark: Debian's headless
+//! Chromium driven through chromedriver's W3C WebDriver API (plain JSON over HTTP on 127.0.0.1),
+//! so the page is tested as users meet it: forms, cookies, redirects, dialogs and the console.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -112,7 +112,7 @@ impl Browser {
                 );
             }
         }
-        let port = crate::controller::free_port()?;
+        let port = crate::http::free_port()?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
