@@ -71,6 +71,7 @@ async fn the_agent_restores_validated_etcd_restores_of_its_cluster_and_reports_e
         leader_election: false,
         namespace: Some(p.name().to_string()),
         settings: Settings::default(),
+        webhook: None,
     };
     let controller = tokio::spawn(backup_controller::runtime::run(config, async move {
         let _ = stopped.await;

@@ -52,6 +52,7 @@ fn controller(
             management_backup_secrets: true,
             ..Settings::default()
         },
+        webhook: None,
     };
     let task = tokio::spawn(async move {
         backup_controller::runtime::run(config, async move {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backup_controller::context::Settings;
-use backup_controller::runtime::RunConfig;
+use backup_controller::runtime::{RunConfig, WebhookCertificate, WebhookConfig};
 use backup_kube::tenancy::TenancyArgs;
 use clap::{Args, Parser, Subcommand};
 
@@ -95,6 +95,86 @@ pub struct RunArgs {
     pub management_backup_secrets: bool,
     #[command(flatten)]
     pub tenancy: TenancyArgs,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// The admission webhook: who may restore into, or back up, which cluster.
+#[derive(Args)]
+pub struct WebhookArgs {
+    /// Serve the validating admission webhook (HTTPS, `POST /validate`) on this address. It
+    /// checks, as the requesting user, the verbs `backup`, `restore` and `restore-privileged`
+    /// on the ManagedClusters each ClusterRestore, ClusterMigration, ClusterBackup,
+    /// EtcdBackupConfig and EtcdRestore acts on. Needs certificate files, or
+    /// --webhook-register to make a self-signed certificate.
+    #[arg(long)]
+    pub webhook_addr: Option<SocketAddr>,
+    /// Outside a chart: keep a ValidatingWebhookConfiguration (`backup-fleet[-NAMESPACE]`,
+    /// failurePolicy Fail) pointing at this URL (`https://127.0.0.1:PORT`, the address of
+    /// --webhook-addr as the API server reaches it), trusting a certificate made at start for
+    /// its host.
+    #[arg(long, requires = "webhook_addr")]
+    pub webhook_register: Option<String>,
+    /// The webhook's certificate chain (PEM), e.g. the chart's Secret's `tls.crt`.
+    #[arg(long, requires_all = ["webhook_addr", "webhook_key_file", "webhook_ca_file"])]
+    pub webhook_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "webhook_cert_file")]
+    pub webhook_key_file: Option<PathBuf>,
+    /// The CA the API server trusts the certificate by (PEM; the `caBundle`).
+    #[arg(long, requires = "webhook_cert_file")]
+    pub webhook_ca_file: Option<PathBuf>,
+}
+
+impl WebhookArgs {
+    fn into_config(self) -> Result<Option<WebhookConfig>, String> {
+        let Some(addr) = self.webhook_addr else {
+            return Ok(None);
+        };
+        let certificate = match (
+            self.webhook_cert_file,
+            self.webhook_key_file,
+            self.webhook_ca_file,
+        ) {
+            (Some(cert), Some(key), Some(ca)) => WebhookCertificate::Files { cert, key, ca },
+            _ => match &self.webhook_register {
+                Some(url) => WebhookCertificate::SelfSigned {
+                    host: url_host(url)?,
+                },
+                None => {
+                    return Err(
+                        "--webhook-addr needs --webhook-cert-file, --webhook-key-file and \
+                                --webhook-ca-file, or --webhook-register URL (to make a \
+                                certificate the API server is told to trust)"
+                            .into(),
+                    );
+                }
+            },
+        };
+        Ok(Some(WebhookConfig {
+            addr,
+            certificate,
+            register: self.webhook_register,
+        }))
+    }
+}
+
+/// The host of an `https://HOST[:PORT][/path]` URL, for the certificate made for it.
+fn url_host(url: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("https://").ok_or_else(|| {
+        format!("--webhook-register {url:?}: the API server calls webhooks over https://")
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    if host.is_empty() {
+        return Err(format!("--webhook-register {url:?} names no host"));
+    }
+    Ok(host.to_string())
 }
 
 fn release(text: &str) -> Result<String, String> {
@@ -133,6 +213,7 @@ impl RunArgs {
             format!("{host}-{}", std::process::id())
         });
         Ok(RunConfig {
+            webhook: self.webhook.into_config()?,
             kubeconfig: self.kubeconfig,
             context: self.context,
             admin_addr: self.admin_addr,

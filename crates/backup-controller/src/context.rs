@@ -104,6 +104,10 @@ pub struct Context {
     pub stores: Stores,
     /// Tunables.
     pub settings: Settings,
+    /// Consecutive failures per object, for the error policy's backoff (keys are object
+    /// references, unique across kinds). Part of the context, so a new term of leadership and
+    /// every test starts from none.
+    pub backoff: crate::reconcile::Backoff,
     /// The labels (hashed) each ManagedCluster had when last reconciled.
     seen_labels: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
@@ -133,6 +137,7 @@ impl Context {
             runs,
             stores,
             settings,
+            backoff: crate::reconcile::Backoff::default(),
             seen_labels: std::sync::Mutex::default(),
         }
     }

@@ -6,7 +6,9 @@
 //! on each user cluster. Only the leader of a Lease reconciles ([`lease`]); every replica serves
 //! health and metrics ([`admin`]).
 
+pub mod access;
 pub mod admin;
+pub mod admission;
 pub mod clock;
 pub mod clusters;
 pub mod context;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use futures::{StreamExt, TryStreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -25,18 +25,21 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
+use crate::admission;
 use crate::clock::{Clock, SystemClock};
 use crate::context::{Context, Settings, Stores};
 use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{
-    self, Backoff, cluster_backup, cluster_migration, cluster_restore, etcd_restore,
+    self, cluster_backup, cluster_migration, cluster_restore, etcd_backup, etcd_restore,
     managed_cluster, management_backup, storage_location,
 };
 use crate::runs::Runs;
 use backup_api::{
-    ClusterBackup, ClusterMigration, ClusterRestore, EtcdRestore, ManagedCluster, StorageLocation,
+    ClusterBackup, ClusterMigration, ClusterRestore, EtcdBackupConfig, EtcdRestore, ManagedCluster,
+    ManagementBackup, StorageLocation,
 };
+use kube::runtime::controller::Action;
 
 /// How `backup-controller run` was configured.
 #[derive(Debug, Clone)]
@@ -61,6 +64,38 @@ pub struct RunConfig {
     pub namespace: Option<String>,
     /// Tunables.
     pub settings: Settings,
+    /// The admission webhook, when served.
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Where and how the admission webhook is served.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Its HTTPS address.
+    pub addr: SocketAddr,
+    /// Its certificate.
+    pub certificate: WebhookCertificate,
+    /// The URL to register in a ValidatingWebhookConfiguration (outside a chart).
+    pub register: Option<String>,
+}
+
+/// The webhook's certificate.
+#[derive(Debug, Clone)]
+pub enum WebhookCertificate {
+    /// Made at start for `host`, and registered with the URL.
+    SelfSigned {
+        /// The IP address or DNS name the API server calls.
+        host: String,
+    },
+    /// PEM files (a chart's Secret).
+    Files {
+        /// The chain.
+        cert: PathBuf,
+        /// Its key.
+        key: PathBuf,
+        /// The CA that signed it.
+        ca: PathBuf,
+    },
 }
 
 /// Runs the controller until `shutdown` resolves.
@@ -81,90 +116,170 @@ pub async fn run_with_clock(
     // The Lease is renewed over connections of its own: a burst of reconciles (every cluster
     // after an election) must not queue the renewal behind it and cost the lease.
     let lease_client = management_client(&config).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
 
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
-    let admin_state = AdminState {
-        metrics: metrics.clone(),
-        ready: ready.clone(),
+    let admin = serve_admin(&config, metrics.clone(), ready.clone(), &stop).await?;
+    // The dashboard runs on every replica: it reads from its own watches and caches and writes
+    // through the API server.
+    let web = match config.api_addr {
+        Some(addr) => Some(serve_dashboard(&config, addr, &client, &stop).await?),
+        None => None,
     };
+
+    let webhook = match &config.webhook {
+        Some(webhook) => Some(serve_webhook(&config, webhook, &client, &stop).await?),
+        None => None,
+    };
+
+    wait_for_api(&client, stopped(&stop)).await;
+    if let Some(WebhookConfig {
+        register: Some(url),
+        ..
+    }) = &config.webhook
+    {
+        let ca = webhook
+            .as_ref()
+            .map(|(_, ca)| ca.as_str())
+            .unwrap_or_default();
+        admission::register::register(&client, url, ca, config.namespace.as_deref()).await?;
+    }
+    ready.store(true, Ordering::Relaxed);
+
+    let (leading_tx, leading) = watch::channel(!config.leader_election);
+    let election = config.leader_election.then(|| {
+        let lease = LeaseConfig::new(&config.lease_namespace, &config.identity);
+        tokio::spawn(lease::run(lease_client, lease, leading_tx, stopped(&stop)))
+    });
+    reconcile_while_leading(&client, &config, &clock, &metrics, stop, leading).await;
+    if let Some(election) = election {
+        let _ = election.await;
+    }
+    let _ = admin.await;
+    for served in web.into_iter().chain(webhook.map(|(served, _)| served)) {
+        let _ = served.await;
+    }
+    Ok(())
+}
+
+/// Serves the admission webhook until `stop`; with it, the CA to trust it by.
+async fn serve_webhook(
+    config: &RunConfig,
+    webhook: &WebhookConfig,
+    client: &kube::Client,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Served, String)> {
+    let identity = match &webhook.certificate {
+        WebhookCertificate::SelfSigned { host } => admission::tls::Identity::self_signed(host)?,
+        WebhookCertificate::Files { cert, key, ca } => {
+            admission::tls::Identity::from_files(cert, key, ca)?
+        }
+    };
+    let ca = identity.ca_pem.clone();
+    let tcp = tokio::net::TcpListener::bind(webhook.addr)
+        .await
+        .with_context(|| format!("binding the webhook address {}", webhook.addr))?;
+    let listener = admission::tls::TlsListener::start(tcp, identity)?;
+    tracing::info!(addr = %webhook.addr, namespace = ?config.namespace, "admission webhook listening (https, /validate)");
+    let router = admission::router(admission::Webhook {
+        client: client.clone(),
+    });
+    let stopped = stopped(stop);
+    let served = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
+            .await
+    });
+    Ok((served, ca))
+}
+
+/// Resolves once `stop` turns true.
+fn stopped(stop: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }
+}
+
+/// A server's task, ending with the server.
+type Served = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Serves `/livez`, `/readyz` and `/metrics` until `stop`.
+async fn serve_admin(
+    config: &RunConfig,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Served> {
     let listener = tokio::net::TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("binding the admin address {}", config.admin_addr))?;
     tracing::info!(addr = %config.admin_addr, "admin server listening (/livez, /readyz, /metrics)");
-    let admin_stop = stopped(stop_rx.clone());
-    let admin = tokio::spawn(async move {
-        axum::serve(listener, admin::router(admin_state))
-            .with_graceful_shutdown(admin_stop)
+    let router = admin::router(AdminState { metrics, ready });
+    let stopped = stopped(stop);
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stopped)
             .await
-    });
+    }))
+}
 
-    // The dashboard runs on every replica: it reads from its own watches and caches and writes
-    // through the API server.
-    let web = match config.api_addr {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the API address {addr}"))?;
-            tracing::info!(%addr, "dashboard listening (/ui, /api/v1/...)");
-            let session_key = match &config.session_key {
-                Some(key) => key.clone(),
-                None => crate::web::session::SessionKey::random()
-                    .context("reading a random session key from /dev/urandom")?,
-            };
-            let state = crate::web::WebState::start(
-                client.clone(),
-                config.namespace.as_deref(),
-                session_key,
-                config.settings.tenancy.clone(),
-            );
-            let web_stop = stopped(stop_rx.clone());
-            Some(tokio::spawn(async move {
-                axum::serve(listener, crate::web::router(state))
-                    .with_graceful_shutdown(web_stop)
-                    .await
-            }))
-        }
-        None => None,
+/// Serves the dashboard (JSON API and page) on `addr` until `stop`.
+async fn serve_dashboard(
+    config: &RunConfig,
+    addr: SocketAddr,
+    client: &kube::Client,
+    stop: &watch::Receiver<bool>,
+) -> Result<Served> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the API address {addr}"))?;
+    tracing::info!(%addr, "dashboard listening (/ui, /api/v1/...)");
+    let session_key = match &config.session_key {
+        Some(key) => key.clone(),
+        None => crate::web::session::SessionKey::random()
+            .context("reading a random session key from /dev/urandom")?,
     };
+    let state = crate::web::WebState::start(
+        client.clone(),
+        config.namespace.as_deref(),
+        session_key,
+        config.settings.tenancy.clone(),
+    );
+    let stopped = stopped(stop);
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, crate::web::router(state))
+            .with_graceful_shutdown(stopped)
+            .await
+    }))
+}
 
-    wait_for_api(&client, stopped(stop_rx.clone())).await;
-    ready.store(true, Ordering::Relaxed);
-
-    let (leading_tx, mut leading) = watch::channel(!config.leader_election);
-    let election = if config.leader_election {
-        let lease = LeaseConfig::new(&config.lease_namespace, &config.identity);
-        Some(tokio::spawn(lease::run(
-            lease_client,
-            lease,
-            leading_tx,
-            stopped(stop_rx.clone()),
-        )))
-    } else {
-        None
-    };
-
-    let mut stop = stop_rx.clone();
+/// Runs the controllers during each term of leadership, until `stop`. A term ends when the
+/// lease is lost; its reconciles and every run they started stop with it.
+async fn reconcile_while_leading(
+    client: &kube::Client,
+    config: &RunConfig,
+    clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+    mut leading: watch::Receiver<bool>,
+) {
     loop {
-        // Wait to lead.
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            changed = leading.wait_for(|l| *l) => if changed.is_err() { break },
+            _ = stop.wait_for(|s| *s) => return,
+            changed = leading.wait_for(|l| *l) => if changed.is_err() { return },
         }
         metrics.set_leader(true);
         tracing::info!(identity = %config.identity, "reconciling as the leader");
         let (runs, triggers) = Runs::new();
         let term = controllers(
             client.clone(),
-            &config,
+            config,
             clock.clone(),
             metrics.clone(),
             runs.clone(),
@@ -181,17 +296,9 @@ pub async fn run_with_clock(
         runs.abort_all();
         metrics.set_leader(false);
         if *stop.borrow() {
-            break;
+            return;
         }
     }
-    if let Some(election) = election {
-        let _ = election.await;
-    }
-    let _ = admin.await;
-    if let Some(web) = web {
-        let _ = web.await;
-    }
-    Ok(())
 }
 
 /// A client for the management cluster, from `--kubeconfig`/`--context` or the default
@@ -282,203 +389,248 @@ async fn controllers(
     runs: Runs,
     triggers: crate::runs::Triggers,
 ) {
-    let namespace = config.namespace.as_deref();
-    let wc = watcher::Config::default();
-    let secrets: Api<PartialObjectMeta<Secret>> = api(&client, namespace);
-    let watch_secrets = may_watch_secrets(&client, namespace).await;
-
-    // Locations and clusters write a probe time into their status on every reconcile, so they
-    // must not be woken by their own status writes (that would probe in a tight loop).
-    let (location_store, writer) = reflector::store();
-    let (listed, locations_listed) = watch::channel(false);
-    let locations = Controller::for_stream(
-        own_changes(
-            api::<StorageLocation>(&client, namespace),
-            &wc,
-            writer,
-            listed,
-        ),
-        location_store.clone(),
-    )
-    .with_config(controller_config());
-    let (cluster_store, writer) = reflector::store();
-    let (listed, clusters_listed) = watch::channel(false);
-    let clusters = Controller::for_stream(
-        own_changes(
-            api::<ManagedCluster>(&client, namespace),
-            &wc,
-            writer,
-            listed,
-        ),
-        cluster_store.clone(),
-    )
-    .with_config(controller_config());
-    let backups = Controller::new(api::<ClusterBackup>(&client, namespace), wc.clone())
-        .with_config(controller_config());
-    let backup_store = backups.store();
-    // Restores write their progress into their status; those writes must not wake them.
-    let (restore_store, writer) = reflector::store();
-    let (listed, _) = watch::channel(false);
-    let restores = Controller::for_stream(
-        own_changes(
-            api::<ClusterRestore>(&client, namespace),
-            &wc,
-            writer,
-            listed,
-        ),
-        restore_store,
-    )
-    .with_config(controller_config());
-
-    // A Secret changed: its locations and clusters look again (credentials, kubeconfigs).
-    let by_secret_locations = location_store.clone();
-    let locations = match watch_secrets {
-        false => locations,
-        true => locations.watches(secrets.clone(), wc.clone(), move |secret| {
-            by_secret_locations
-                .state()
-                .iter()
-                .filter(|l| {
-                    let name = secret.name_any();
-                    let named = |reference: Option<&backup_core::CredentialRef>| {
-                        reference.is_some_and(|c| c.name == name)
-                    };
-                    l.namespace() == secret.namespace()
-                        && (named(l.spec.credential.as_ref())
-                            || named(
-                                l.spec
-                                    .encryption
-                                    .as_ref()
-                                    .and_then(|e| e.identity_secret.as_ref()),
-                            ))
-                })
-                .map(|l| ObjectRef::from_obj(l.as_ref()))
-                .collect::<Vec<_>>()
-        }),
-    };
-    let by_secret_clusters = cluster_store.clone();
-    let clusters = match watch_secrets {
-        false => clusters,
-        true => clusters.watches(secrets, wc.clone(), move |secret| {
-            by_secret_clusters
-                .state()
-                .iter()
-                .filter(|c| {
-                    c.namespace() == secret.namespace()
-                        && c.spec.kubeconfig.name == secret.name_any()
-                })
-                .map(|c| ObjectRef::from_obj(c.as_ref()))
-                .collect::<Vec<_>>()
-        }),
-    };
-
-    // ClusterBackups look again when their runs progress or end, and when a location or
-    // cluster of their namespace changed (their reconcilers wake them, see
-    // `Context::wake_backups_in`).
-    let backups = backups.reconcile_on(tokio_stream_of(triggers.backups));
-    // Etcd configs look again when their snapshot ended (to write its outcome), and at their
-    // next firing.
-    let etcd_configs = Controller::new(
-        api::<backup_api::EtcdBackupConfig>(&client, namespace),
-        wc.clone(),
-    )
-    .reconcile_on(tokio_stream_of(triggers.etcd))
-    .with_config(controller_config());
-
-    // Management backups look again when their run ended, and at their next firing.
-    let management_backups = Controller::new(
-        api::<backup_api::ManagementBackup>(&client, namespace),
-        wc.clone(),
-    )
-    .reconcile_on(tokio_stream_of(triggers.management))
-    .with_config(controller_config());
-
-    // Restores of etcd are validated here and carried out by the agent next to etcd.
-    let etcd_restores = Controller::new(api::<EtcdRestore>(&client, namespace), wc.clone())
-        .with_config(controller_config());
-    // Migrations follow their children: the ClusterBackup and ClusterRestore they own.
-    let migrations = Controller::new(api::<ClusterMigration>(&client, namespace), wc.clone())
-        .owns(api::<ClusterBackup>(&client, namespace), wc.clone())
-        .owns(api::<ClusterRestore>(&client, namespace), wc.clone())
-        .with_config(controller_config());
-
-    let stores = Stores {
-        locations: location_store,
-        clusters: cluster_store,
-        backups: backup_store,
-        locations_listed,
-        clusters_listed,
-    };
-    let ctx = Arc::new(Context::new(
+    let (kinds, stores) = Kinds::watch(&client, config.namespace.as_deref(), triggers).await;
+    let settings = config.settings.clone();
+    let ctx = Context::new(
         client,
         clock,
         metrics,
         stores,
         runs,
-        config.settings.clone(),
+        settings,
         &config.identity,
-    ));
+    );
+    future::select_all(kinds.run(&Arc::new(ctx))).await;
+}
 
-    let run_locations = locations.run(
-        |o, c| with_backoff_reset(storage_location::reconcile(o.clone(), c.clone()), o, c),
-        error_policy(storage_location::CONTROLLER),
-        ctx.clone(),
-    );
-    let run_clusters = clusters.run(
-        |o, c| with_backoff_reset(managed_cluster::reconcile(o.clone(), c.clone()), o, c),
-        error_policy(managed_cluster::CONTROLLER),
-        ctx.clone(),
-    );
-    let run_backups = backups.run(
-        |o, c| with_backoff_reset(cluster_backup::reconcile(o.clone(), c.clone()), o, c),
-        error_policy(cluster_backup::CONTROLLER),
-        ctx.clone(),
-    );
-    let run_restores = restores.run(
-        |o, c| with_backoff_reset(cluster_restore::reconcile(o.clone(), c.clone()), o, c),
-        error_policy(cluster_restore::CONTROLLER),
-        ctx.clone(),
-    );
-    let run_migrations = migrations.run(
-        |o, c| with_backoff_reset(cluster_migration::reconcile(o.clone(), c.clone()), o, c),
-        error_policy(cluster_migration::CONTROLLER),
-        ctx.clone(),
-    );
-    let run_etcd_restores = etcd_restores.run(
-        |o, c| with_backoff_reset(etcd_restore::reconcile(o.clone(), c.clone()), o, c),
-        error_policy(etcd_restore::CONTROLLER),
-        ctx.clone(),
-    );
-    let run_management = management_backups.run(
-        |o, c| with_backoff_reset(management_backup::reconcile(o.clone(), c.clone()), o, c),
-        error_policy(management_backup::CONTROLLER),
-        ctx.clone(),
-    );
-    let run_etcd = etcd_configs
+/// One controller per kind, each with the watches that wake it.
+struct Kinds {
+    locations: Controller<StorageLocation>,
+    clusters: Controller<ManagedCluster>,
+    backups: Controller<ClusterBackup>,
+    restores: Controller<ClusterRestore>,
+    migrations: Controller<ClusterMigration>,
+    etcd_configs: Controller<EtcdBackupConfig>,
+    etcd_restores: Controller<EtcdRestore>,
+    management_backups: Controller<ManagementBackup>,
+}
+
+impl Kinds {
+    /// The controllers of `namespace`'s objects (all namespaces' when `None`), and the stores
+    /// the reconcilers read the others from.
+    async fn watch(
+        client: &kube::Client,
+        namespace: Option<&str>,
+        triggers: crate::runs::Triggers,
+    ) -> (Self, Stores) {
+        let wc = watcher::Config::default();
+        let watch_secrets = may_watch_secrets(client, namespace).await;
+        let secrets = watch_secrets.then(|| api::<PartialObjectMeta<Secret>>(client, namespace));
+        // Locations, clusters and restores write progress or probe times into their status on
+        // every reconcile; those writes must not wake them (a tight loop), so they run from a
+        // stream of their own changes.
+        let (locations, location_store, locations_listed) = on_own_changes(client, namespace, &wc);
+        let (clusters, cluster_store, clusters_listed) = on_own_changes(client, namespace, &wc);
+        let (restores, _, _) = on_own_changes::<ClusterRestore>(client, namespace, &wc);
+        let locations = woken_by_location_secrets(locations, &location_store, secrets.clone(), &wc);
+        let clusters = woken_by_cluster_secrets(clusters, &cluster_store, secrets, &wc);
+        // ClusterBackups look again when their runs progress or end, and when a location or
+        // cluster of their namespace changed (their reconcilers wake them, see
+        // `Context::wake_backups_in`).
+        let backups = Controller::new(api::<ClusterBackup>(client, namespace), wc.clone())
+            .reconcile_on(tokio_stream_of(triggers.backups));
+        let stores = Stores {
+            locations: location_store,
+            clusters: cluster_store,
+            backups: backups.store(),
+            locations_listed,
+            clusters_listed,
+        };
+        let kinds = Kinds {
+            locations,
+            clusters,
+            backups,
+            restores,
+            // Migrations follow their children: the ClusterBackup and ClusterRestore they own.
+            migrations: Controller::new(api::<ClusterMigration>(client, namespace), wc.clone())
+                .owns(api::<ClusterBackup>(client, namespace), wc.clone())
+                .owns(api::<ClusterRestore>(client, namespace), wc.clone()),
+            // Etcd configs and management backups look again when their run ended (to write
+            // its outcome), and at their next firing.
+            etcd_configs: Controller::new(api(client, namespace), wc.clone())
+                .reconcile_on(tokio_stream_of(triggers.etcd)),
+            // Restores of etcd are validated here and carried out by the agent next to etcd.
+            etcd_restores: Controller::new(api(client, namespace), wc.clone()),
+            management_backups: Controller::new(api(client, namespace), wc)
+                .reconcile_on(tokio_stream_of(triggers.management)),
+        };
+        (kinds, stores)
+    }
+
+    /// Each kind's controller, running its reconciler with `ctx`.
+    fn run(self, ctx: &Arc<Context>) -> Vec<future::BoxFuture<'static, ()>> {
+        use self::{
+            cluster_backup as backup, cluster_migration as migration, cluster_restore as restore,
+            etcd_backup as etcd, management_backup as management, storage_location as location,
+        };
+        vec![
+            run_kind(
+                self.locations,
+                location::CONTROLLER,
+                location::reconcile,
+                ctx,
+            ),
+            run_kind(
+                self.clusters,
+                managed_cluster::CONTROLLER,
+                managed_cluster::reconcile,
+                ctx,
+            ),
+            run_kind(self.backups, backup::CONTROLLER, backup::reconcile, ctx),
+            run_kind(self.restores, restore::CONTROLLER, restore::reconcile, ctx),
+            run_kind(
+                self.migrations,
+                migration::CONTROLLER,
+                migration::reconcile,
+                ctx,
+            ),
+            run_kind(self.etcd_configs, etcd::CONTROLLER, etcd::reconcile, ctx),
+            run_kind(
+                self.etcd_restores,
+                etcd_restore::CONTROLLER,
+                etcd_restore::reconcile,
+                ctx,
+            ),
+            run_kind(
+                self.management_backups,
+                management::CONTROLLER,
+                management::reconcile,
+                ctx,
+            ),
+        ]
+    }
+}
+
+/// A controller of `K` driven by the changes of `K` other than in status, with its store and
+/// a flag that turns true once the store holds a complete listing.
+fn on_own_changes<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    wc: &watcher::Config,
+) -> (Controller<K>, reflector::Store<K>, watch::Receiver<bool>)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let (listed_tx, listed) = watch::channel(false);
+    let changes = own_changes(api::<K>(client, namespace), wc, writer, listed_tx);
+    (
+        Controller::for_stream(changes, store.clone()),
+        store,
+        listed,
+    )
+}
+
+/// A Secret changed: the locations whose credentials or encryption identity it holds look
+/// again. Without `secrets` (they may not be watched) the controller is unchanged.
+fn woken_by_location_secrets(
+    locations: Controller<StorageLocation>,
+    store: &reflector::Store<StorageLocation>,
+    secrets: Option<Api<PartialObjectMeta<Secret>>>,
+    wc: &watcher::Config,
+) -> Controller<StorageLocation> {
+    let Some(secrets) = secrets else {
+        return locations;
+    };
+    let store = store.clone();
+    locations.watches(secrets, wc.clone(), move |secret| {
+        let name = secret.name_any();
+        let named = |reference: Option<&backup_core::CredentialRef>| {
+            reference.is_some_and(|c| c.name == name)
+        };
+        store
+            .state()
+            .iter()
+            .filter(|l| {
+                let identity = l
+                    .spec
+                    .encryption
+                    .as_ref()
+                    .and_then(|e| e.identity_secret.as_ref());
+                l.namespace() == secret.namespace()
+                    && (named(l.spec.credential.as_ref()) || named(identity))
+            })
+            .map(|l| ObjectRef::from_obj(l.as_ref()))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// A Secret changed: the clusters whose kubeconfig it holds look again.
+fn woken_by_cluster_secrets(
+    clusters: Controller<ManagedCluster>,
+    store: &reflector::Store<ManagedCluster>,
+    secrets: Option<Api<PartialObjectMeta<Secret>>>,
+    wc: &watcher::Config,
+) -> Controller<ManagedCluster> {
+    let Some(secrets) = secrets else {
+        return clusters;
+    };
+    let store = store.clone();
+    clusters.watches(secrets, wc.clone(), move |secret| {
+        store
+            .state()
+            .iter()
+            .filter(|c| {
+                c.namespace() == secret.namespace() && c.spec.kubeconfig.name == secret.name_any()
+            })
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// Runs one kind's controller with bounded concurrency until its watches end: `reconcile`
+/// per object, the object's backoff forgotten when it succeeds, and the shared error policy.
+fn run_kind<K, Fut>(
+    controller: Controller<K>,
+    name: &'static str,
+    reconcile: fn(Arc<K>, Arc<Context>) -> Fut,
+    ctx: &Arc<Context>,
+) -> future::BoxFuture<'static, ()>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = crate::error::Result<Action>> + Send + 'static,
+{
+    controller
+        .with_config(controller_config())
         .run(
-            |o, c| {
-                with_backoff_reset(
-                    crate::reconcile::etcd_backup::reconcile(o.clone(), c.clone()),
-                    o,
-                    c,
-                )
+            move |object, ctx| {
+                let reconciled = reconcile(object.clone(), ctx.clone());
+                async move {
+                    let result = reconciled.await;
+                    if result.is_ok() {
+                        ctx.backoff
+                            .reset(&ObjectRef::from_obj(object.as_ref()).to_string());
+                    }
+                    result
+                }
             },
-            error_policy(crate::reconcile::etcd_backup::CONTROLLER),
+            move |object, error, ctx| reconcile::error_policy(name, object.as_ref(), error, &ctx),
             ctx.clone(),
         )
-        .map(|_| ())
-        .boxed();
-    let drain = |s: futures::stream::BoxStream<'static, ()>| s.for_each(|_| future::ready(()));
-    tokio::select! {
-        _ = drain(run_locations.map(|_| ()).boxed()) => {}
-        _ = drain(run_clusters.map(|_| ()).boxed()) => {}
-        _ = drain(run_backups.map(|_| ()).boxed()) => {}
-        _ = drain(run_restores.map(|_| ()).boxed()) => {}
-        _ = drain(run_migrations.map(|_| ()).boxed()) => {}
-        _ = drain(run_etcd) => {}
-        _ = drain(run_etcd_restores.map(|_| ()).boxed()) => {}
-        _ = drain(run_management.map(|_| ()).boxed()) => {}
-    }
+        .for_each(|_| future::ready(()))
+        .boxed()
 }
 
 /// Whether this controller may list and watch Secrets where it reconciles (asked with
@@ -534,34 +686,6 @@ where
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
-    }
-}
-
-/// The shared backoff of all controllers (keys are object references, unique across kinds).
-fn backoff() -> &'static Backoff {
-    static BACKOFF: std::sync::OnceLock<Backoff> = std::sync::OnceLock::new();
-    BACKOFF.get_or_init(Backoff::default)
-}
-
-/// Resets an object's backoff when its reconcile succeeds.
-async fn with_backoff_reset<K: Resource<DynamicType = ()>>(
-    reconcile: impl Future<Output = crate::error::Result<kube::runtime::controller::Action>>,
-    object: Arc<K>,
-    _ctx: Arc<Context>,
-) -> crate::error::Result<kube::runtime::controller::Action> {
-    let result = reconcile.await;
-    if result.is_ok() {
-        backoff().reset(&ObjectRef::from_obj(object.as_ref()).to_string());
-    }
-    result
-}
-
-/// The error policy of `controller`.
-fn error_policy<K: Resource<DynamicType = ()>>(
-    controller: &'static str,
-) -> impl Fn(Arc<K>, &crate::Error, Arc<Context>) -> kube::runtime::controller::Action {
-    move |object, error, ctx| {
-        reconcile::error_policy(controller, object.as_ref(), error, &ctx, backoff())
     }
 }
 

@@ -19,6 +19,7 @@ pub mod location_options;
 pub mod naming;
 pub mod network;
 pub mod phase;
+pub mod privilege;
 pub mod resource_modifiers;
 pub mod retention;
 pub mod schedule;

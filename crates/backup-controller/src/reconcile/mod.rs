@@ -244,12 +244,11 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     object: &K,
     error: &Error,
     ctx: &Context,
-    backoff: &Backoff,
 ) -> Action {
     ctx.metrics.failed(controller, error);
     let key = ObjectRef::from_obj(object).to_string();
     if error.is_retryable() {
-        let wait = backoff.next(key);
+        let wait = ctx.backoff.next(key);
         tracing::warn!(%error, controller, object = %ObjectRef::from_obj(object), ?wait, "reconcile failed; retrying");
         Action::requeue(wait)
     } else {

@@ -2,71 +2,16 @@
 //! action with a SubjectAccessReview on the matching resource in the project's namespace, so
 //! the project's own RBAC decides (KKP's owners, editors and viewers).
 
-use std::collections::BTreeMap;
-
 use axum::http::{HeaderMap, header};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
 use kube::Api;
 use kube::api::PostParams;
 use sha2::{Digest, Sha256};
 
 use super::WebState;
 use super::error::{ApiError, ApiResult};
-use backup_api::GROUP;
 
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    /// The user name the apiserver knows.
-    pub user: String,
-    uid: Option<String>,
-    groups: Vec<String>,
-    extra: BTreeMap<String, Vec<String>>,
-}
-
-/// One action on one of our resources, as RBAC names it.
-#[derive(Debug, Clone, Copy)]
-pub struct Action<'a> {
-    /// `get`, `list`, `delete`, `patch`, `create`.
-    pub verb: &'a str,
-    /// `clusterbackups`, `managedclusters`, ...
-    pub resource: &'a str,
-    /// `download` for `clusterbackups/download`.
-    pub subresource: Option<&'a str>,
-    /// The object's name, when the action is on one.
-    pub name: Option<&'a str>,
-}
-
-impl<'a> Action<'a> {
-    /// `verb` on `resource`.
-    pub fn on(verb: &'a str, resource: &'a str) -> Self {
-        Action {
-            verb,
-            resource,
-            subresource: None,
-            name: None,
-        }
-    }
-
-    /// The same action on object `name`.
-    pub fn named(self, name: &'a str) -> Self {
-        Action {
-            name: Some(name),
-            ..self
-        }
-    }
-
-    /// The same action on a subresource.
-    pub fn subresource(self, subresource: &'a str) -> Self {
-        Action {
-            subresource: Some(subresource),
-            ..self
-        }
-    }
-}
+pub use crate::access::{Action, Caller};
 
 /// Checks the request's bearer token with a TokenReview.
 pub async fn authenticate(state: &WebState, headers: &HeaderMap) -> ApiResult<Caller> {
@@ -116,12 +61,7 @@ async fn review_now(client: &kube::Client, token: &str) -> ApiResult<Caller> {
         .map_err(|e| ApiError::upstream(format!("the token could not be reviewed: {e}")))?;
     let status = reviewed.status.unwrap_or_default();
     match (status.authenticated, status.user) {
-        (Some(true), Some(user)) => Ok(Caller {
-            user: user.username.unwrap_or_default(),
-            uid: user.uid,
-            groups: user.groups.unwrap_or_default(),
-            extra: user.extra.unwrap_or_default(),
-        }),
+        (Some(true), Some(user)) => Ok(Caller::from(user)),
         _ => Err(ApiError::unauthorized(format!(
             "the token was not accepted by the management cluster{}",
             status.error.map(|e| format!(": {e}")).unwrap_or_default()
@@ -137,36 +77,15 @@ pub async fn allowed(
     namespace: &str,
     action: Action<'_>,
 ) -> ApiResult<bool> {
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some(caller.user.clone()),
-            uid: caller.uid.clone(),
-            groups: Some(caller.groups.clone()),
-            extra: Some(caller.extra.clone()),
-            resource_attributes: Some(ResourceAttributes {
-                group: Some(GROUP.into()),
-                resource: Some(action.resource.into()),
-                subresource: action.subresource.map(str::to_string),
-                verb: Some(action.verb.into()),
-                namespace: Some(namespace.into()),
-                name: action.name.map(str::to_string),
-                ..ResourceAttributes::default()
-            }),
-            ..SubjectAccessReviewSpec::default()
-        },
-        ..SubjectAccessReview::default()
-    };
+    let review = crate::access::review_of(caller, namespace, action);
     let key = serde_json::to_string(&review.spec)
         .map_err(|e| ApiError::upstream(format!("the access check could not be written: {e}")))?;
     if let Some((_, answer)) = state.cache.decisions.get(&key) {
         return Ok(answer);
     }
-    let answer = Api::<SubjectAccessReview>::all(state.client.clone())
-        .create(&PostParams::default(), &review)
+    let answer = crate::access::ask(&state.client, &review)
         .await
-        .map_err(|e| ApiError::upstream(format!("the access check failed: {e}")))?
-        .status
-        .is_some_and(|s| s.allowed);
+        .map_err(|e| ApiError::upstream(format!("the access check failed: {e}")))?;
     state.cache.decisions.insert(key, answer);
     Ok(answer)
 }
