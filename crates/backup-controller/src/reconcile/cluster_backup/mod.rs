@@ -15,15 +15,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use self::plan::{Blocked, ClusterView, PlanInput, READY};
+use self::plan::{Blocked, ClusterView, Firing, LocationFacts, PlanInput};
 use super::{with_finalizer, write_status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::metrics::BackupLabels;
 use crate::runs::RunKey;
-use backup_api::status::{Condition, merge_conditions};
-use backup_api::{ClusterBackup, DeletePolicy, ManagedCluster, Selection};
-use backup_api::{FleetPhase, RUN_NOW_ANNOTATION};
+use backup_api::{
+    ClusterBackup, DeletePolicy, ManagedCluster, RUN_NOW_ANNOTATION, ValidClusterBackup,
+};
 use backup_kube::locations::ResolvedLocation;
 
 /// The controller's name in metrics.
@@ -55,218 +55,253 @@ fn clusters_of(ctx: &Context, namespace: &str) -> Vec<Arc<ManagedCluster>> {
 }
 
 async fn apply(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<Action> {
-    let now = ctx.clock.now();
-    let namespace = backup.namespace().unwrap_or_default();
-    let name = backup.name_any();
-    let uid = backup.uid().unwrap_or_default();
-    let previous = backup.status.clone().unwrap_or_default();
-    let generation = backup.metadata.generation;
-
     let spec = match backup.spec.validate() {
         Ok(spec) => spec,
-        Err(field) => {
-            let invalid =
-                Condition::unmet(READY, "InvalidSpec", field.to_string()).at(now, generation);
-            let mut status = previous.clone();
-            status.observed_generation = generation;
-            status.next_schedule_time = None;
-            status.conditions = merge_conditions(&previous.conditions, vec![invalid]);
-            if status != previous {
-                ctx.event(
-                    &backup.object_ref(&()),
-                    true,
-                    "InvalidSpec",
-                    "Validate",
-                    field.to_string(),
-                )
-                .await;
-                write_status(&ctx, backup.as_ref(), &status).await?;
-            }
-            return Ok(Action::await_change());
-        }
+        Err(field) => return refuse_invalid_spec(&ctx, &backup, field.to_string()).await,
     };
-
-    let (location, mut blocked) = match ctx
-        .locations
-        .resolve(
-            &ctx.stores.locations,
-            &namespace,
-            spec.storage_location.as_deref(),
-        )
-        .await
-    {
-        Ok(location) => (Some(location), None),
-        Err(problem) if problem.is_retryable() => return Err(problem.into()),
-        Err(problem) => (
-            None,
-            Some(Blocked {
-                reason: problem.reason().into(),
-                message: problem.to_string(),
-            }),
-        ),
-    };
-    if let Some(l) = &location
-        && !l.repo.is_writable()
-    {
-        blocked = Some(Blocked {
-            reason: "LocationReadOnly".into(),
-            message: format!(
-                "StorageLocation {:?} is ReadOnly: backups cannot be written to it; use a \
-                 ReadWrite location",
-                l.name
-            ),
-        });
-    }
-
-    let all = clusters_of(&ctx, &namespace);
-    let selected: Vec<Arc<ManagedCluster>> = all
-        .iter()
-        .filter(|c| spec.selection.selects(&c.name_any(), c.labels()))
-        .cloned()
-        .collect();
-    let missing = match &spec.selection {
-        Selection::Names(names) => names
-            .iter()
-            .filter(|n| !all.iter().any(|c| &c.name_any() == *n))
-            .cloned()
-            .collect(),
-        _ => Vec::new(),
-    };
-
-    let last_fired = match (
-        previous.last_schedule_time,
-        ctx.runs.last_fired(&namespace, &name, &uid),
-    ) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    let created = backup
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map_or(now, |t| t.0);
-    // A run-now token not served yet (by an earlier status, or by this process meanwhile).
-    let served = ctx.runs.run_now_served(&namespace, &name, &uid);
-    let run_now = backup
-        .annotations()
-        .get(RUN_NOW_ANNOTATION)
-        .map(String::as_str)
-        .filter(|token| {
-            !token.is_empty()
-                && previous.last_run_now_token.as_deref() != Some(*token)
-                && served.as_deref() != Some(*token)
-        });
-    let input = |clusters| PlanInput {
-        name: &name,
-        generation,
-        created,
-        now,
-        spec: &spec,
-        previous: &previous,
-        last_fired,
-        blocked: blocked.clone(),
-        missing: missing.clone(),
-        clusters,
-        run_now,
-    };
-    // Decide first from what is already known: whether a run is due never depends on
-    // storage, and a firing must not wait for hundreds of clusters to be listed (each run
-    // lists its cluster when it ends). Storage is read when nothing fires.
-    let known = views(&ctx, &namespace, &name, None, &selected).await;
-    let mut decided = plan::plan(&input(known));
-    if decided.fire.is_none() {
-        let listed = views(&ctx, &namespace, &name, location.as_ref(), &selected).await;
-        decided = plan::plan(&input(listed));
-    }
-
-    match (&decided.fire, location) {
+    let observed = observe(&ctx, &backup, &spec).await?;
+    let decided = observed.plan(&ctx, &backup, &spec, ctx.clock.now()).await;
+    let key = ObjectKey::of(&backup);
+    match (&decided.fire, observed.location) {
         (Some(fire), Some(location)) => {
-            let keys: Vec<(RunKey, String)> = fire
-                .runs
-                .iter()
-                .map(|(cluster, run)| (run_key(&namespace, &name, cluster), run.clone()))
-                .collect();
-            // Registered before the status announcing them is written, started after it.
-            ctx.runs.register(&keys, fire.at);
-            if let Err(e) = write_status(&ctx, backup.as_ref(), &decided.status).await {
-                ctx.runs.unregister(&keys);
-                return Err(e);
-            }
-            if fire.scheduled {
-                ctx.runs.set_fired(&namespace, &name, &uid, fire.at);
-            }
-            if let Some(token) = &fire.run_now {
-                ctx.runs.set_run_now_served(&namespace, &name, &uid, token);
-            }
-            let targets = fire
-                .runs
-                .iter()
-                .filter_map(|(cluster, run)| {
-                    let object = selected.iter().find(|c| &c.name_any() == cluster)?;
-                    Some((object.clone(), run.clone()))
-                })
-                .collect::<Vec<_>>();
-            ctx.event(
-                &backup.object_ref(&()),
-                false,
-                "RunStarted",
-                "Backup",
-                format!(
-                    "backing up {} cluster(s) for {} ({} at a time): {}",
-                    targets.len(),
-                    match &fire.run_now {
-                        Some(token) if !fire.scheduled => format!("run-now {token:?}"),
-                        _ => format!("the run of {}", fire.at),
-                    },
-                    spec.max_concurrent_clusters,
-                    targets
-                        .iter()
-                        .map(|(c, _)| c.name_any())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-            .await;
-            execute::start(
-                ctx.clone(),
-                execute::FleetJob {
-                    backup: ObjectRef::from_obj(backup.as_ref()),
-                    reference: backup.object_ref(&()),
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    targets,
-                    location,
-                    template: spec.template.clone(),
-                    retention: spec.retention,
-                    max_concurrent: spec.max_concurrent_clusters,
-                },
-            );
+            let targets = targets(fire, &observed.selected);
+            start_firing(&ctx, &backup, &spec, &decided, fire, targets, location).await?;
         }
+        _ if decided.status == observed.previous => {}
         _ => {
-            if decided.status != previous {
-                let progress_only = previous.phase == Some(FleetPhase::InProgress)
-                    && decided.status.phase == Some(FleetPhase::InProgress);
-                if progress_only
-                    && let Some(wait) = ctx.runs.hold_progress_write(&(
-                        namespace.clone(),
-                        name.clone(),
-                        uid.clone(),
-                    ))
-                {
-                    return Ok(Action::requeue(wait));
-                }
-                write_status(&ctx, backup.as_ref(), &decided.status).await?;
+            if decided.changes_only_progress(&observed.previous)
+                && let Some(wait) = ctx.runs.hold_progress_write(&key.triple())
+            {
+                return Ok(Action::requeue(wait));
             }
+            write_status(&ctx, backup.as_ref(), &decided.status).await?;
         }
     }
-    record_last_success(&ctx, &namespace, &name, &decided.status);
-
+    record_last_success(&ctx, &key.namespace, &key.name, &decided.status);
     // Wake at the next firing; otherwise look at storage again after the resync period.
     let wait = decided
         .requeue_after
         .unwrap_or(ctx.settings.storage_resync)
         .min(ctx.settings.storage_resync);
     Ok(Action::requeue(wait.max(Duration::from_millis(1))))
+}
+
+/// A ClusterBackup's namespace, name and uid: how this process's run memory knows it.
+struct ObjectKey {
+    namespace: String,
+    name: String,
+    uid: String,
+}
+
+impl ObjectKey {
+    fn of(backup: &ClusterBackup) -> Self {
+        ObjectKey {
+            namespace: backup.namespace().unwrap_or_default(),
+            name: backup.name_any(),
+            uid: backup.uid().unwrap_or_default(),
+        }
+    }
+
+    fn triple(&self) -> (String, String, String) {
+        (self.namespace.clone(), self.name.clone(), self.uid.clone())
+    }
+}
+
+/// Writes the `InvalidSpec` status (and its event) when it differs from what is written.
+async fn refuse_invalid_spec(
+    ctx: &Context,
+    backup: &ClusterBackup,
+    problem: String,
+) -> Result<Action> {
+    let previous = backup.status.clone().unwrap_or_default();
+    let generation = backup.metadata.generation;
+    let status = plan::invalid_spec(&previous, problem.clone(), ctx.clock.now(), generation);
+    if status != previous {
+        ctx.event(
+            &backup.object_ref(&()),
+            true,
+            "InvalidSpec",
+            "Validate",
+            problem,
+        )
+        .await;
+        write_status(ctx, backup, &status).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// What a ClusterBackup reconcile reads before deciding (everything but storage, which
+/// [`Observed::plan`] reads only when nothing fires).
+struct Observed {
+    previous: backup_api::ClusterBackupStatus,
+    location: Option<ResolvedLocation>,
+    location_facts: std::result::Result<LocationFacts, Blocked>,
+    known_clusters: Vec<String>,
+    selected: Vec<Arc<ManagedCluster>>,
+    fired_here: Option<jiff::Timestamp>,
+    run_now_served_here: Option<String>,
+}
+
+/// Reads the location, the namespace's clusters and this process's memory of the backup's
+/// firings. A location problem worth retrying is an error; any other is a fact for the plan.
+async fn observe(
+    ctx: &Context,
+    backup: &ClusterBackup,
+    spec: &ValidClusterBackup,
+) -> Result<Observed> {
+    let key = ObjectKey::of(backup);
+    let named = backup.spec.storage_location.as_deref();
+    let resolved = ctx
+        .locations
+        .resolve(&ctx.stores.locations, &key.namespace, named)
+        .await;
+    let (location, location_facts) = match resolved {
+        Ok(location) => {
+            let facts = LocationFacts {
+                name: location.name.clone(),
+                writable: location.repo.is_writable(),
+            };
+            (Some(location), Ok(facts))
+        }
+        Err(problem) if problem.is_retryable() => return Err(problem.into()),
+        Err(problem) => (None, Err(Blocked::from(&problem))),
+    };
+    let all = clusters_of(ctx, &key.namespace);
+    let selected = all
+        .iter()
+        .filter(|c| spec.selection.selects(&c.name_any(), c.labels()))
+        .cloned()
+        .collect();
+    Ok(Observed {
+        previous: backup.status.clone().unwrap_or_default(),
+        location,
+        location_facts,
+        known_clusters: all.iter().map(|c| c.name_any()).collect(),
+        selected,
+        fired_here: ctx.runs.last_fired(&key.namespace, &key.name, &key.uid),
+        run_now_served_here: ctx.runs.run_now_served(&key.namespace, &key.name, &key.uid),
+    })
+}
+
+impl Observed {
+    /// Decides first from what is already known: whether a run is due never depends on
+    /// storage, and a firing must not wait for hundreds of clusters to be listed (each run
+    /// lists its cluster when it ends). Storage is read, and the plan made again, only when
+    /// nothing fires.
+    async fn plan(
+        &self,
+        ctx: &Context,
+        backup: &ClusterBackup,
+        spec: &ValidClusterBackup,
+        now: jiff::Timestamp,
+    ) -> plan::Plan {
+        let name = backup.name_any();
+        let namespace = backup.namespace().unwrap_or_default();
+        let input = |clusters| PlanInput {
+            name: &name,
+            generation: backup.metadata.generation,
+            created: backup
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(now, |t| t.0),
+            now,
+            spec,
+            previous: &self.previous,
+            fired_here: self.fired_here,
+            location: self.location_facts.clone(),
+            known_clusters: &self.known_clusters,
+            clusters,
+            run_now_annotation: backup
+                .annotations()
+                .get(RUN_NOW_ANNOTATION)
+                .map(String::as_str),
+            run_now_served_here: self.run_now_served_here.as_deref(),
+        };
+        let known = views(ctx, &namespace, &name, None, &self.selected).await;
+        let decided = plan::plan(&input(known));
+        if decided.fire.is_some() {
+            return decided;
+        }
+        let listed = views(
+            ctx,
+            &namespace,
+            &name,
+            self.location.as_ref(),
+            &self.selected,
+        )
+        .await;
+        plan::plan(&input(listed))
+    }
+}
+
+/// The ManagedClusters a firing runs on, with each one's run name.
+fn targets(fire: &Firing, selected: &[Arc<ManagedCluster>]) -> Vec<(Arc<ManagedCluster>, String)> {
+    fire.runs
+        .iter()
+        .filter_map(|(cluster, run)| {
+            let object = selected.iter().find(|c| &c.name_any() == cluster)?;
+            Some((object.clone(), run.clone()))
+        })
+        .collect()
+}
+
+/// Carries a firing out: registers its runs, writes the status announcing them (forgetting
+/// them if that fails), remembers the firing, and starts the runs.
+async fn start_firing(
+    ctx: &Arc<Context>,
+    backup: &ClusterBackup,
+    spec: &ValidClusterBackup,
+    decided: &plan::Plan,
+    fire: &Firing,
+    targets: Vec<(Arc<ManagedCluster>, String)>,
+    location: ResolvedLocation,
+) -> Result<()> {
+    let key = ObjectKey::of(backup);
+    let keys: Vec<(RunKey, String)> = fire
+        .runs
+        .iter()
+        .map(|(cluster, run)| (run_key(&key.namespace, &key.name, cluster), run.clone()))
+        .collect();
+    // Registered before the status announcing them is written, started after it.
+    ctx.runs.register(&keys, fire.at);
+    if let Err(e) = write_status(ctx, backup, &decided.status).await {
+        ctx.runs.unregister(&keys);
+        return Err(e);
+    }
+    if fire.scheduled {
+        ctx.runs
+            .set_fired(&key.namespace, &key.name, &key.uid, fire.at);
+    }
+    if let Some(token) = &fire.run_now {
+        ctx.runs
+            .set_run_now_served(&key.namespace, &key.name, &key.uid, token);
+    }
+    let names: Vec<String> = targets.iter().map(|(c, _)| c.name_any()).collect();
+    let message = fire.started_message(&names, spec.max_concurrent_clusters);
+    ctx.event(
+        &backup.object_ref(&()),
+        false,
+        "RunStarted",
+        "Backup",
+        message,
+    )
+    .await;
+    execute::start(
+        ctx.clone(),
+        execute::FleetJob {
+            backup: ObjectRef::from_obj(backup),
+            reference: backup.object_ref(&()),
+            namespace: key.namespace,
+            name: key.name,
+            targets,
+            location,
+            template: spec.template.clone(),
+            retention: spec.retention,
+            max_concurrent: spec.max_concurrent_clusters,
+        },
+    );
+    Ok(())
 }
 
 fn run_key(namespace: &str, backup: &str, cluster: &str) -> RunKey {

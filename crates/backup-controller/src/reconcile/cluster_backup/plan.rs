@@ -29,7 +29,9 @@ use jiff::Timestamp;
 use crate::reconcile::schedule::{self, Due, Timing};
 use crate::runs::LiveRun;
 use backup_api::status::{Condition, merge_conditions};
-use backup_api::{ClusterBackupStatus, ClusterRuns, FleetPhase, RunStatus, ValidClusterBackup};
+use backup_api::{
+    ClusterBackupStatus, ClusterRuns, FleetPhase, RunStatus, Selection, ValidClusterBackup,
+};
 
 pub use backup_api::status::READY;
 /// Condition: some clusters' last runs did not complete.
@@ -51,7 +53,16 @@ pub struct ClusterView {
     pub live: Option<LiveRun>,
 }
 
-/// Everything the decision depends on.
+/// What the StorageLocation allows, as observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocationFacts {
+    /// The StorageLocation's name.
+    pub name: String,
+    /// Whether it takes writes (not `ReadOnly`).
+    pub writable: bool,
+}
+
+/// Everything the decision depends on, as observed: no rule has been applied to it yet.
 #[derive(Debug, Clone)]
 pub struct PlanInput<'a> {
     /// The ClusterBackup's name (runs are named after it).
@@ -66,17 +77,75 @@ pub struct PlanInput<'a> {
     pub spec: &'a ValidClusterBackup,
     /// The status as last written.
     pub previous: &'a ClusterBackupStatus,
-    /// The last firing this process knows of (it may be newer than `previous` shows, while our
-    /// own status write has not come back through the watch yet).
-    pub last_fired: Option<Timestamp>,
-    /// Why runs cannot start, if they cannot.
-    pub blocked: Option<Blocked>,
-    /// Names listed in `spec.clusters.names` that are no ManagedCluster of the namespace.
-    pub missing: Vec<String>,
+    /// The last firing this process remembers. It may be newer than `previous` shows while our
+    /// own status write has not come back through the watch yet, or older after a restart.
+    pub fired_here: Option<Timestamp>,
+    /// The StorageLocation, or why it cannot be used.
+    pub location: Result<LocationFacts, Blocked>,
+    /// The names of every ManagedCluster of the namespace.
+    pub known_clusters: &'a [String],
     /// The selected clusters, sorted by name.
     pub clusters: Vec<ClusterView>,
-    /// A `backupfleet.dev/run-now` token not served yet.
-    pub run_now: Option<&'a str>,
+    /// The `backupfleet.dev/run-now` annotation's value, if set.
+    pub run_now_annotation: Option<&'a str>,
+    /// The run-now token this process last served (its status write may not be back yet).
+    pub run_now_served_here: Option<&'a str>,
+}
+
+/// What the rules make of the raw facts before deciding.
+struct Seen<'a> {
+    /// Why runs cannot start, if they cannot.
+    blocked: Option<Blocked>,
+    /// Names in `spec.clusters.names` that are no ManagedCluster of the namespace.
+    missing: Vec<String>,
+    /// The last firing, from the status and this process's memory.
+    last_fired: Option<Timestamp>,
+    /// A run-now token not served yet.
+    run_now: Option<&'a str>,
+}
+
+impl<'a> Seen<'a> {
+    fn of(input: &PlanInput<'a>) -> Self {
+        Seen {
+            blocked: blocked(&input.location),
+            missing: missing(&input.spec.selection, input.known_clusters),
+            // The newer of the two (`None` orders first, so either alone wins over nothing).
+            last_fired: input.previous.last_schedule_time.max(input.fired_here),
+            run_now: input.run_now_annotation.filter(|token| {
+                !token.is_empty()
+                    && input.previous.last_run_now_token.as_deref() != Some(*token)
+                    && input.run_now_served_here != Some(*token)
+            }),
+        }
+    }
+}
+
+/// Why the location keeps runs from starting: it is unusable, or it takes no writes.
+pub fn blocked(location: &Result<LocationFacts, Blocked>) -> Option<Blocked> {
+    match location {
+        Err(blocked) => Some(blocked.clone()),
+        Ok(l) if !l.writable => Some(Blocked::new(
+            "LocationReadOnly",
+            format!(
+                "StorageLocation {:?} is ReadOnly: backups cannot be written to it; use a \
+                 ReadWrite location",
+                l.name
+            ),
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// The names a `Names` selection lists that are not among `known` clusters.
+pub fn missing(selection: &Selection, known: &[String]) -> Vec<String> {
+    match selection {
+        Selection::Names(names) => names
+            .iter()
+            .filter(|n| !known.contains(n))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Runs to start now: one per selected cluster, all for the same firing.
@@ -104,12 +173,53 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
 }
 
+impl Plan {
+    /// Whether the only change from `previous` is the progress of runs already going: such a
+    /// write may wait a little, so hundreds of clusters' progress costs few writes.
+    pub fn changes_only_progress(&self, previous: &ClusterBackupStatus) -> bool {
+        previous.phase == Some(FleetPhase::InProgress)
+            && self.status.phase == Some(FleetPhase::InProgress)
+    }
+}
+
+impl Firing {
+    /// The event that announces the firing's runs, on `clusters` at most `at_a_time` at once.
+    pub fn started_message(&self, clusters: &[String], at_a_time: usize) -> String {
+        let what = match &self.run_now {
+            Some(token) if !self.scheduled => format!("run-now {token:?}"),
+            _ => format!("the run of {}", self.at),
+        };
+        format!(
+            "backing up {} cluster(s) for {what} ({at_a_time} at a time): {}",
+            clusters.len(),
+            clusters.join(", ")
+        )
+    }
+}
+
+/// The status of a ClusterBackup whose spec is invalid: `Ready` says which field to fix, and
+/// no run is scheduled; what storage showed stays.
+pub fn invalid_spec(
+    previous: &ClusterBackupStatus,
+    problem: String,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> ClusterBackupStatus {
+    let invalid = Condition::unmet(READY, "InvalidSpec", problem).at(now, generation);
+    ClusterBackupStatus {
+        observed_generation: generation,
+        next_schedule_time: None,
+        conditions: merge_conditions(&previous.conditions, vec![invalid]),
+        ..previous.clone()
+    }
+}
+
 /// When the schedule wants to run (see [`schedule::due`]).
-fn due(input: &PlanInput<'_>) -> Due {
+fn due(input: &PlanInput<'_>, last_fired: Option<Timestamp>) -> Due {
     schedule::due(&Timing {
         schedule: input.spec.schedule.as_ref(),
         paused: input.spec.paused,
-        last_fired: input.last_fired,
+        last_fired,
         created: input.created,
         now: input.now,
     })
@@ -252,10 +362,31 @@ fn fleet_phase(clusters: &[ClusterRuns]) -> FleetPhase {
 
 /// Decides; see the module docs.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
-    let previous_runs = |name: &str| input.previous.clusters.iter().find(|c| c.cluster == name);
-    let due = due(input);
+    let seen = Seen::of(input);
+    let due = due(input, seen.last_fired);
     let busy = previous_firing_running(input);
-    let can_run = input.blocked.is_none() && !input.clusters.is_empty() && !busy;
+    let can_run = seen.blocked.is_none() && !input.clusters.is_empty() && !busy;
+    let fire = if can_run {
+        firing(input, due, seen.run_now)
+    } else {
+        None
+    };
+    // A run-now whose name (one-second resolution) an earlier run of this second holds waits
+    // for the next second instead of colliding with it.
+    let run_now_waits = fire.is_none() && seen.run_now.is_some() && can_run;
+    let next = next_firing(input, due, fire.as_ref());
+    let waiting = busy && (matches!(due, Due::Now(_)) || seen.run_now.is_some());
+    let status = status(input, &seen, fire.as_ref(), next, waiting);
+    Plan {
+        requeue_after: requeue_after(input.now, next, run_now_waits),
+        fire,
+        status,
+    }
+}
+
+/// The firing to start, when runs may start: the due slot (serving a pending run-now token
+/// with it), else the run-now token alone, under a name no run holds yet.
+fn firing(input: &PlanInput<'_>, due: Due, run_now: Option<&str>) -> Option<Firing> {
     let runs = |name: &str| -> Vec<(String, String)> {
         input
             .clusters
@@ -263,10 +394,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             .map(|c| (c.name.clone(), name.to_string()))
             .collect()
     };
-
     let run_now_name = scheduled_backup_name(input.name, input.now);
-    let fire = match (due, input.run_now) {
-        (Due::Now(at), token) if can_run => Some(Firing {
+    match (due, run_now) {
+        (Due::Now(at), token) => Some(Firing {
             at,
             runs: runs(&match input.spec.schedule {
                 Some(_) => scheduled_backup_name(input.name, at),
@@ -275,25 +405,81 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             scheduled: true,
             run_now: token.map(str::to_string),
         }),
-        (_, Some(token)) if can_run && !run_name_taken(input, &run_now_name) => Some(Firing {
+        (_, Some(token)) if !run_name_taken(input, &run_now_name) => Some(Firing {
             at: input.now,
             runs: runs(&run_now_name),
             scheduled: false,
             run_now: Some(token.to_string()),
         }),
         _ => None,
-    };
-    // A run-now whose name (one-second resolution) an earlier run of this second holds waits
-    // for the next second instead of colliding with it.
-    let run_now_waits = fire.is_none() && input.run_now.is_some() && can_run;
+    }
+}
 
-    // The views as they will be once the firing's runs are registered.
-    let views: Vec<ClusterView> = input
+/// The next slot of the schedule to wake for.
+fn next_firing(input: &PlanInput<'_>, due: Due, fire: Option<&Firing>) -> Option<Timestamp> {
+    match (due, fire, &input.spec.schedule) {
+        (Due::Later(at), _, _) => Some(at),
+        (Due::Now(_), Some(f), Some((schedule, tz))) if f.scheduled => {
+            schedule.next_after(f.at, tz)
+        }
+        // Due but blocked: the slot waits for the fix, nothing is planned.
+        _ => None,
+    }
+}
+
+/// When to look again: at the next slot, or at the next second for a run-now that waits.
+fn requeue_after(now: Timestamp, next: Option<Timestamp>, run_now_waits: bool) -> Option<Duration> {
+    let until_next = next.map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default());
+    if !run_now_waits {
+        return until_next;
+    }
+    let next_second =
+        Duration::from_nanos(1_000_000_000 - u64::try_from(now.subsec_nanosecond()).unwrap_or(0));
+    Some(until_next.map_or(next_second, |r| r.min(next_second)))
+}
+
+/// The status once `fire`'s runs are registered.
+fn status(
+    input: &PlanInput<'_>,
+    seen: &Seen<'_>,
+    fire: Option<&Firing>,
+    next: Option<Timestamp>,
+    waiting: bool,
+) -> ClusterBackupStatus {
+    let clusters = clusters_after(input, fire);
+    let mut conditions = vec![ready_condition(input, seen, next, waiting)];
+    conditions.push(degraded_condition(&clusters));
+    conditions.extend(immutable_condition(input));
+    let conditions = conditions
+        .into_iter()
+        .map(|c| c.at(input.now, input.generation))
+        .collect();
+    let scheduled = fire.filter(|f| f.scheduled);
+    ClusterBackupStatus {
+        phase: Some(fleet_phase(&clusters)),
+        observed_generation: input.generation,
+        last_schedule_time: scheduled.map(|f| f.at).or(seen.last_fired),
+        next_schedule_time: next,
+        last_run_generation: match scheduled {
+            Some(_) => input.generation,
+            None => input.previous.last_run_generation,
+        },
+        last_run_now_token: fire
+            .and_then(|f| f.run_now.clone())
+            .or_else(|| input.previous.last_run_now_token.clone()),
+        clusters,
+        conditions: merge_conditions(&input.previous.conditions, conditions),
+    }
+}
+
+/// Each selected cluster's runs as they will be once the firing's runs are registered.
+fn clusters_after(input: &PlanInput<'_>, fire: Option<&Firing>) -> Vec<ClusterRuns> {
+    input
         .clusters
         .iter()
         .map(|c| {
             let mut view = c.clone();
-            if let Some(f) = &fire
+            if let Some(f) = fire
                 && let Some((_, name)) = f.runs.iter().find(|(cluster, _)| *cluster == c.name)
             {
                 view.live = Some(LiveRun {
@@ -302,72 +488,10 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     status: BackupStatus::default(),
                 });
             }
-            view
+            let previous = input.previous.clusters.iter().find(|p| p.cluster == c.name);
+            cluster_runs(&view, previous, input.now)
         })
-        .collect();
-    let clusters: Vec<ClusterRuns> = views
-        .iter()
-        .map(|v| cluster_runs(v, previous_runs(&v.name), input.now))
-        .collect();
-
-    let last_schedule_time = match &fire {
-        Some(f) if f.scheduled => Some(f.at),
-        _ => input.last_fired.or(input.previous.last_schedule_time),
-    };
-    let next = match (due, &fire, &input.spec.schedule) {
-        (Due::Later(at), _, _) => Some(at),
-        (Due::Now(_), Some(f), Some((schedule, tz))) if f.scheduled => {
-            schedule.next_after(f.at, tz)
-        }
-        // Due but blocked: the slot waits for the fix, nothing is planned.
-        _ => None,
-    };
-    let mut requeue_after = next.map(|at| {
-        let wait = at.duration_since(input.now);
-        Duration::try_from(wait).unwrap_or(Duration::ZERO)
-    });
-    if run_now_waits {
-        let next_second = Duration::from_nanos(
-            1_000_000_000 - u64::try_from(input.now.subsec_nanosecond()).unwrap_or(0),
-        );
-        requeue_after = Some(requeue_after.map_or(next_second, |r| r.min(next_second)));
-    }
-
-    let waiting = busy && (matches!(due, Due::Now(_)) || input.run_now.is_some());
-    let mut conditions = vec![ready_condition(input, next, waiting)];
-    conditions.push(degraded_condition(&clusters));
-    if let Some(c) = immutable_condition(input) {
-        conditions.push(c);
-    }
-    let conditions = conditions
-        .into_iter()
-        .map(|c| c.at(input.now, input.generation))
-        .collect();
-
-    let status = ClusterBackupStatus {
-        phase: Some(fleet_phase(&clusters)),
-        observed_generation: input.generation,
-        last_schedule_time,
-        next_schedule_time: next,
-        last_run_generation: match &fire {
-            Some(f) if f.scheduled => input.generation,
-            _ => input.previous.last_run_generation,
-        },
-        last_run_now_token: match &fire {
-            Some(Firing {
-                run_now: Some(token),
-                ..
-            }) => Some(token.clone()),
-            _ => input.previous.last_run_now_token.clone(),
-        },
-        clusters,
-        conditions: merge_conditions(&input.previous.conditions, conditions),
-    };
-    Plan {
-        fire,
-        status,
-        requeue_after,
-    }
+        .collect()
 }
 
 /// Whether a run called `name` exists for any cluster: stored, running here, or last recorded.
@@ -393,12 +517,17 @@ fn previous_firing_running(input: &PlanInput<'_>) -> bool {
     })
 }
 
-fn ready_condition(input: &PlanInput<'_>, next: Option<Timestamp>, waiting: bool) -> Condition {
-    if let Some(blocked) = &input.blocked {
-        return Condition::unmet(READY, &blocked.reason, &blocked.message);
+fn ready_condition(
+    input: &PlanInput<'_>,
+    seen: &Seen<'_>,
+    next: Option<Timestamp>,
+    waiting: bool,
+) -> Condition {
+    if let Some(blocked) = &seen.blocked {
+        return blocked.condition(READY);
     }
     if input.clusters.is_empty() {
-        let message = if input.missing.is_empty() {
+        let message = if seen.missing.is_empty() {
             "no ManagedCluster of this namespace is selected by spec.clusters: create one, or \
              fix the names or the label selector"
                 .to_string()
@@ -406,19 +535,19 @@ fn ready_condition(input: &PlanInput<'_>, next: Option<Timestamp>, waiting: bool
             format!(
                 "none of the clusters named in spec.clusters.names exists in this namespace \
                  (missing: {}): create them, or fix the names",
-                input.missing.join(", ")
+                seen.missing.join(", ")
             )
         };
         return Condition::unmet(READY, "NoClustersSelected", message);
     }
-    if !input.missing.is_empty() {
+    if !seen.missing.is_empty() {
         return Condition::unmet(
             READY,
             "ClustersNotFound",
             format!(
                 "spec.clusters.names lists clusters that are no ManagedCluster of this namespace: \
                  {}; the other {} cluster(s) are backed up",
-                input.missing.join(", "),
+                seen.missing.join(", "),
                 input.clusters.len()
             ),
         );

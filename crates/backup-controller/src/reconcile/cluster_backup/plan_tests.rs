@@ -42,10 +42,19 @@ struct Case {
     created: Timestamp,
     now: Timestamp,
     generation: i64,
-    blocked: Option<Blocked>,
-    missing: Vec<String>,
+    fired_here: Option<Timestamp>,
+    location: Result<LocationFacts, Blocked>,
+    known: Vec<String>,
     clusters: Vec<ClusterView>,
     run_now: Option<&'static str>,
+    served_here: Option<&'static str>,
+}
+
+fn writable() -> Result<LocationFacts, Blocked> {
+    Ok(LocationFacts {
+        name: "main".into(),
+        writable: true,
+    })
 }
 
 impl Case {
@@ -56,10 +65,12 @@ impl Case {
             created: ts("2026-11-30T00:00:00Z"),
             now: ts(now),
             generation: 1,
-            blocked: None,
-            missing: Vec::new(),
+            fired_here: None,
+            location: writable(),
+            known: vec!["c1".into(), "c2".into()],
             clusters: vec![view("c1", vec![]), view("c2", vec![])],
             run_now: None,
+            served_here: None,
         }
     }
 
@@ -71,11 +82,12 @@ impl Case {
             now: self.now,
             spec: &self.spec,
             previous: &self.previous,
-            last_fired: self.previous.last_schedule_time,
-            blocked: self.blocked.clone(),
-            missing: self.missing.clone(),
+            fired_here: self.fired_here,
+            location: self.location.clone(),
+            known_clusters: &self.known,
             clusters: self.clusters.clone(),
-            run_now: self.run_now,
+            run_now_annotation: self.run_now,
+            run_now_served_here: self.served_here,
         })
     }
 }
@@ -229,10 +241,10 @@ fn a_blocked_backup_fires_nothing_and_keeps_its_slot_for_when_it_is_fixed() {
         serde_json::json!({"schedule": "@every 20m"}),
         "2026-11-30T00:25:00Z",
     );
-    case.blocked = Some(Blocked {
-        reason: "LocationNotFound".into(),
-        message: "StorageLocation \"main\" does not exist".into(),
-    });
+    case.location = Err(Blocked::new(
+        "LocationNotFound",
+        "StorageLocation \"main\" does not exist",
+    ));
     let plan = case.plan();
     assert_eq!(plan.fire, None);
     assert_eq!(plan.status.last_schedule_time, None);
@@ -240,7 +252,7 @@ fn a_blocked_backup_fires_nothing_and_keeps_its_slot_for_when_it_is_fixed() {
     assert!(!ready.is_true());
     assert_eq!(ready.reason, "LocationNotFound");
 
-    case.blocked = None;
+    case.location = writable();
     assert_eq!(case.plan().fire.unwrap().at, ts("2026-11-30T00:20:00Z"));
 }
 
@@ -257,11 +269,10 @@ fn no_selected_cluster_is_a_condition_and_no_run() {
 
 #[test]
 fn unknown_names_are_reported_while_the_known_clusters_are_backed_up() {
-    let mut case = Case::new(
+    let case = Case::new(
         serde_json::json!({"clusters": {"names": ["c1", "c2", "c9"]}}),
         "2026-11-30T09:00:00Z",
     );
-    case.missing = vec!["c9".into()];
     let plan = case.plan();
     assert_eq!(plan.fire.as_ref().unwrap().runs.len(), 2);
     let ready = condition(&plan, READY);
@@ -767,4 +778,181 @@ fn firings_never_overlap_the_due_one_waits_for_the_running_one() {
     let fire = case.plan().fire.expect("fires after the running one ended");
     assert_eq!(fire.at, ts("2026-11-30T09:00:00Z"));
     assert!(fire.scheduled);
+}
+
+#[test]
+fn a_read_only_location_blocks_runs_and_names_the_fix() {
+    let mut case = Case::new(serde_json::json!({}), "2026-11-30T09:00:00Z");
+    case.location = Ok(LocationFacts {
+        name: "archive".into(),
+        writable: false,
+    });
+    let plan = case.plan();
+    assert_eq!(plan.fire, None);
+    let ready = condition(&plan, READY);
+    assert_eq!(
+        (
+            ready.is_true(),
+            ready.reason.as_str(),
+            ready.message.as_str()
+        ),
+        (
+            false,
+            "LocationReadOnly",
+            "StorageLocation \"archive\" is ReadOnly: backups cannot be written to it; use a \
+             ReadWrite location"
+        )
+    );
+}
+
+#[test]
+fn named_clusters_are_missing_only_when_no_cluster_has_the_name() {
+    let known = ["c1".to_string(), "c2".to_string()];
+    let names = |n: &[&str]| Selection::Names(n.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        missing(&names(&["c1", "c9", "c2", "c8"]), &known),
+        ["c9", "c8"]
+    );
+    assert!(missing(&names(&["c2"]), &known).is_empty());
+    assert!(missing(&Selection::All, &[]).is_empty());
+}
+
+#[test]
+fn a_firing_this_process_remembers_is_not_fired_again_before_its_status_is_back() {
+    let mut case = Case::new(
+        serde_json::json!({"schedule": "@every 20m"}),
+        "2026-11-30T00:25:00Z",
+    );
+    case.previous.last_schedule_time = Some(ts("2026-11-30T00:00:00Z"));
+    // Fired the 00:20 slot; the status saying so has not come back through the watch.
+    case.fired_here = Some(ts("2026-11-30T00:20:00Z"));
+    let plan = case.plan();
+    assert_eq!(plan.fire, None);
+    assert_eq!(
+        plan.status.last_schedule_time,
+        Some(ts("2026-11-30T00:20:00Z"))
+    );
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(15 * 60)));
+
+    // After a restart the process remembers nothing, and the status has the last word.
+    case.fired_here = None;
+    case.previous.last_schedule_time = Some(ts("2026-11-30T00:20:00Z"));
+    assert_eq!(case.plan().fire, None);
+    // An older memory never moves the schedule back.
+    case.fired_here = Some(ts("2026-11-30T00:00:00Z"));
+    assert_eq!(
+        case.plan().status.last_schedule_time,
+        Some(ts("2026-11-30T00:20:00Z"))
+    );
+}
+
+#[test]
+fn a_run_now_token_is_served_once_whether_the_status_or_this_process_remembers_it() {
+    let case_with = |token: &'static str| {
+        let mut case = Case::new(
+            serde_json::json!({"schedule": "0 2 * * *"}),
+            "2026-11-30T09:30:00Z",
+        );
+        case.previous.last_schedule_time = Some(ts("2026-11-30T02:00:00Z"));
+        case.run_now = Some(token);
+        case
+    };
+    assert!(case_with("t1").plan().fire.is_some(), "a new token fires");
+    assert_eq!(
+        case_with("").plan().fire,
+        None,
+        "an empty token is no request"
+    );
+    let mut in_status = case_with("t1");
+    in_status.previous.last_run_now_token = Some("t1".into());
+    assert_eq!(in_status.plan().fire, None, "served, says the status");
+    let mut served_here = case_with("t1");
+    served_here.served_here = Some("t1");
+    assert_eq!(served_here.plan().fire, None, "served, says this process");
+    served_here.run_now = Some("t2");
+    assert!(served_here.plan().fire.is_some(), "a different token fires");
+}
+
+#[test]
+fn an_invalid_spec_says_which_field_and_schedules_nothing() {
+    let ran = Case::new(serde_json::json!({}), "2026-11-30T09:00:00Z").plan();
+    let mut previous = ran.status.clone();
+    previous.next_schedule_time = Some(ts("2026-12-01T00:00:00Z"));
+    let now = ts("2026-11-30T10:00:00Z");
+    let status = invalid_spec(
+        &previous,
+        "spec.schedule: not a cron expression".into(),
+        now,
+        Some(2),
+    );
+    let mut expected = previous.clone();
+    expected.observed_generation = Some(2);
+    expected.next_schedule_time = None;
+    expected.conditions = merge_conditions(
+        &previous.conditions,
+        vec![
+            Condition::unmet(READY, "InvalidSpec", "spec.schedule: not a cron expression")
+                .at(now, Some(2)),
+        ],
+    );
+    assert_eq!(status, expected);
+    let ready = find(&status.conditions, READY).expect("a Ready condition");
+    assert_eq!(
+        (ready.is_true(), ready.reason.as_str()),
+        (false, "InvalidSpec")
+    );
+    assert_eq!(
+        status.clusters, previous.clusters,
+        "what storage showed stays"
+    );
+}
+
+#[test]
+fn a_firing_is_announced_with_its_cause_and_clusters() {
+    let clusters = ["c1".to_string(), "c2".to_string()];
+    let scheduled = Firing {
+        at: ts("2026-11-30T02:00:00Z"),
+        runs: Vec::new(),
+        scheduled: true,
+        run_now: Some("t".into()),
+    };
+    assert_eq!(
+        scheduled.started_message(&clusters, 4),
+        "backing up 2 cluster(s) for the run of 2026-11-30T02:00:00Z (4 at a time): c1, c2"
+    );
+    let asked = Firing {
+        scheduled: false,
+        ..scheduled
+    };
+    assert_eq!(
+        asked.started_message(&clusters[..1], 1),
+        "backing up 1 cluster(s) for run-now \"t\" (1 at a time): c1"
+    );
+}
+
+#[test]
+fn only_progress_of_runs_going_on_may_wait_to_be_written() {
+    let mut case = Case::new(serde_json::json!({}), "2026-11-30T09:00:00Z");
+    let started = case.plan();
+    assert!(
+        !started.changes_only_progress(&case.previous),
+        "New to InProgress"
+    );
+    case.previous = started.status.clone();
+    case.clusters = vec![running("c1", "nightly"), running("c2", "nightly")];
+    let going = case.plan();
+    assert!(going.changes_only_progress(&case.previous));
+    case.clusters = vec![view("c1", vec![]), view("c2", vec![])];
+    case.clusters[0].stored = Ok(vec![stored(
+        "nightly",
+        Phase::Completed,
+        "2026-11-30T09:00:00Z",
+    )]);
+    case.clusters[1].stored = case.clusters[0].stored.clone();
+    let done = case.plan();
+    assert_eq!(done.status.phase, Some(FleetPhase::Completed));
+    assert!(
+        !done.changes_only_progress(&case.previous),
+        "the end is written at once"
+    );
 }

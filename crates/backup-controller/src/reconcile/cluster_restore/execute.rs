@@ -208,34 +208,50 @@ async fn restore_one(ctx: &Context, job: &RestoreJob, cluster: &ManagedCluster, 
         r.plan = plan;
         r.message = summary(&status);
     });
-    let done = shared.get();
-    if let Some(result) = done.clusters.iter().find(|c| c.cluster == target) {
-        ctx.event_related(
-            &job.object.object_ref(&()),
-            Some(cluster.object_ref(&())),
-            result.phase != Phase::Completed,
-            if result.phase == Phase::Completed {
-                "ClusterRestored"
-            } else {
-                "ClusterRestoreFailed"
-            },
-            "Restore",
-            format!(
-                "{target}: {} ({} of {} items, {} warnings, {} errors){}",
-                result.phase,
-                result.items_restored,
-                result.total_items,
-                result.warnings,
-                result.errors,
-                result
-                    .message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ),
-        )
-        .await;
+    if let Some(result) = shared.get().clusters.iter().find(|c| c.cluster == target) {
+        announce(ctx, job, cluster, result).await;
     }
+}
+
+/// The Event saying how the restore into `cluster` ended.
+async fn announce(
+    ctx: &Context,
+    job: &RestoreJob,
+    cluster: &ManagedCluster,
+    result: &ClusterRestoreResult,
+) {
+    let completed = result.phase == Phase::Completed;
+    ctx.event_related(
+        &job.object.object_ref(&()),
+        Some(cluster.object_ref(&())),
+        !completed,
+        if completed {
+            "ClusterRestored"
+        } else {
+            "ClusterRestoreFailed"
+        },
+        "Restore",
+        outcome(result),
+    )
+    .await;
+}
+
+/// How the restore into one cluster ended, for its Event.
+fn outcome(result: &ClusterRestoreResult) -> String {
+    format!(
+        "{}: {} ({} of {} items, {} warnings, {} errors){}",
+        result.cluster,
+        result.phase,
+        result.items_restored,
+        result.total_items,
+        result.warnings,
+        result.errors,
+        result
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
+    )
 }
 
 /// Copies the engine's view of one restore into its status entry.
@@ -344,6 +360,30 @@ mod tests {
             (6, 2, 0, 0)
         );
         assert!(plan.items.is_empty() && !plan.truncated);
+    }
+
+    #[test]
+    fn a_clusters_outcome_counts_its_items_and_quotes_its_errors() {
+        let mut result = ClusterRestoreResult {
+            cluster: "c2".into(),
+            restore_name: "dr-c2".into(),
+            phase: Phase::PartiallyFailed,
+            items_restored: 5,
+            total_items: 7,
+            warnings: 1,
+            errors: 2,
+            message: Some("e0; e1".into()),
+            ..ClusterRestoreResult::default()
+        };
+        assert_eq!(
+            outcome(&result),
+            "c2: PartiallyFailed (5 of 7 items, 1 warnings, 2 errors): e0; e1"
+        );
+        result.message = None;
+        assert_eq!(
+            outcome(&result),
+            "c2: PartiallyFailed (5 of 7 items, 1 warnings, 2 errors)"
+        );
     }
 
     #[test]

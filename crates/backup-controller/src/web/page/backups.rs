@@ -49,13 +49,41 @@ pub async fn cluster(
     };
     // Runs under way for this cluster, with their progress; the page's script follows them
     // through the project's event stream and reloads the page when one starts or ends.
-    let running: Vec<String> = schedules
+    let running = running_runs(&schedules, &cluster);
+    let (e_ns, e_cluster) = (esc(&ns), esc(&cluster));
+    let rows = backup_rows(&backups, &ns, &cluster, &csrf);
+    let body = if backups.is_empty() {
+        "<p>No backups of this cluster in storage yet.</p>".to_string()
+    } else {
+        format!(
+            "<table><thead><tr><th>Backup</th><th>Phase</th><th>Items</th><th>Size</th>\
+             <th>Completed</th><th>Expires</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    Html(layout(
+        &format!("Cluster {cluster} of {ns}"),
+        session,
+        &format!(
+            "<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>\
+             <div id=\"live\" data-cluster=\"{e_cluster}\" \
+             data-events=\"/ui/projects/{e_ns}/events\">{}</div>{body}<script>{LIVE}</script>",
+            running
+        ),
+        false,
+    ))
+    .into_response()
+}
+
+/// A `<p>` with a progress bar for each of `cluster`'s runs under way, from the schedules'
+/// statuses.
+fn running_runs(schedules: &[serde_json::Value], cluster: &str) -> String {
+    schedules
         .iter()
         .filter_map(|b| {
             let runs = b["clusters"]
                 .as_array()?
                 .iter()
-                .find(|c| c["cluster"] == cluster.as_str())?;
+                .find(|c| c["cluster"] == cluster)?;
             let last = &runs["lastBackup"];
             matches!(last["phase"].as_str(), Some("New" | "InProgress")).then(|| {
                 let (done, total) = (
@@ -71,9 +99,14 @@ pub async fn cluster(
                 )
             })
         })
-        .collect();
-    let (e_ns, e_cluster, e_csrf) = (esc(&ns), esc(&cluster), esc(&csrf));
-    let rows: String = backups
+        .collect()
+}
+
+/// The table rows of the stored `backups`, newest first, each with its download, restore and
+/// delete actions.
+fn backup_rows(backups: &[serde_json::Value], ns: &str, cluster: &str, csrf: &str) -> String {
+    let (e_ns, e_cluster, e_csrf) = (esc(ns), esc(cluster), esc(csrf));
+    backups
         .iter()
         .rev()
         .map(|b| {
@@ -97,27 +130,7 @@ pub async fn cluster(
                 when(&b["expiration"]),
             )
         })
-        .collect();
-    let body = if backups.is_empty() {
-        "<p>No backups of this cluster in storage yet.</p>".to_string()
-    } else {
-        format!(
-            "<table><thead><tr><th>Backup</th><th>Phase</th><th>Items</th><th>Size</th>\
-             <th>Completed</th><th>Expires</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
-        )
-    };
-    Html(layout(
-        &format!("Cluster {cluster} of {ns}"),
-        session,
-        &format!(
-            "<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>\
-             <div id=\"live\" data-cluster=\"{e_cluster}\" \
-             data-events=\"/ui/projects/{e_ns}/events\">{}</div>{body}<script>{LIVE}</script>",
-            running.concat()
-        ),
-        false,
-    ))
-    .into_response()
+        .collect()
 }
 
 /// A backup's size as people read it, the exact byte count on hover.

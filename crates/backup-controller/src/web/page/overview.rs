@@ -115,13 +115,31 @@ pub async fn project(
         Ok(d) => d,
         Err(e) => return error_page(e, session),
     };
-    let now = Timestamp::now();
     let e_ns = esc(&ns);
-    let cluster_rows: String = clusters
+    let cluster_rows = cluster_rows(&clusters, &schedules, &ns, Timestamp::now());
+    let location_rows = location_rows(&locations);
+    let schedule_rows = schedule_rows(&schedules, &ns, &csrf);
+    let body = format!(
+        "<p><a href=\"/ui/projects/{e_ns}/restores\">Restores</a></p>\
+         <h2>Clusters</h2><table><thead><tr><th>Cluster</th><th>Reachable</th>\
+         <th>Last successful backup</th></tr></thead><tbody>{cluster_rows}</tbody></table>\
+         <h2>Storage locations</h2><table><thead><tr><th>Name</th><th>Provider</th><th>Phase</th>\
+         <th>Message</th></tr></thead><tbody>{location_rows}</tbody></table>\
+         <h2>Schedules</h2><table><thead><tr><th>Name</th><th>Schedule</th><th>Phase</th>\
+         <th>Next three runs</th><th></th></tr></thead><tbody>{schedule_rows}</tbody></table>"
+    );
+    Html(layout(&format!("Project {ns}"), session, &body, false)).into_response()
+}
+
+/// A row per cluster: its link, whether it is reachable, and its last successful backup
+/// (marked when stale).
+fn cluster_rows(clusters: &[Value], schedules: &[Value], ns: &str, now: Timestamp) -> String {
+    let e_ns = esc(ns);
+    clusters
         .iter()
         .map(|c| {
             let name = c["name"].as_str().unwrap_or_default();
-            let (last, stale) = freshness(name, &schedules, now);
+            let (last, stale) = freshness(name, schedules, now);
             format!(
                 "<tr><td><a href=\"/ui/projects/{e_ns}/clusters/{0}\">{0}</a></td><td>{1}</td>\
                  <td class=\"{2}\">{last}</td></tr>",
@@ -130,8 +148,12 @@ pub async fn project(
                 if stale { "bad" } else { "" }
             )
         })
-        .collect();
-    let location_rows: String = locations
+        .collect()
+}
+
+/// A row per StorageLocation: its provider and phase, and why when it is not available.
+fn location_rows(locations: &[Value]) -> String {
+    locations
         .iter()
         .map(|l| {
             let available = l["phase"] == "Available";
@@ -144,8 +166,14 @@ pub async fn project(
                 text(&l["message"])
             )
         })
-        .collect();
-    let schedule_rows: String = schedules
+        .collect()
+}
+
+/// A row per ClusterBackup: its schedule, phase, next runs (or why the schedule is wrong), and
+/// a run-now button.
+fn schedule_rows(schedules: &[Value], ns: &str, csrf: &str) -> String {
+    let (e_ns, e_csrf) = (esc(ns), esc(csrf));
+    schedules
         .iter()
         .map(|b| {
             let name = b["name"].as_str().unwrap_or_default();
@@ -158,7 +186,7 @@ pub async fn project(
             format!(
                 "<tr><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}</td><td>\
                  <form class=\"inline\" method=\"post\" action=\"/ui/projects/{e_ns}/clusterbackups/{0}/run\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{4}\"><button>Run now</button></form></td></tr>",
+                 <input type=\"hidden\" name=\"csrf\" value=\"{e_csrf}\"><button>Run now</button></form></td></tr>",
                 esc(name),
                 text(&b["schedule"]),
                 text(&b["phase"]),
@@ -167,20 +195,9 @@ pub async fn project(
                     (None, true) => "—".into(),
                     (None, false) => next.join("<br>"),
                 },
-                esc(&csrf)
             )
         })
-        .collect();
-    let body = format!(
-        "<p><a href=\"/ui/projects/{e_ns}/restores\">Restores</a></p>\
-         <h2>Clusters</h2><table><thead><tr><th>Cluster</th><th>Reachable</th>\
-         <th>Last successful backup</th></tr></thead><tbody>{cluster_rows}</tbody></table>\
-         <h2>Storage locations</h2><table><thead><tr><th>Name</th><th>Provider</th><th>Phase</th>\
-         <th>Message</th></tr></thead><tbody>{location_rows}</tbody></table>\
-         <h2>Schedules</h2><table><thead><tr><th>Name</th><th>Schedule</th><th>Phase</th>\
-         <th>Next three runs</th><th></th></tr></thead><tbody>{schedule_rows}</tbody></table>"
-    );
-    Html(layout(&format!("Project {ns}"), session, &body, false)).into_response()
+        .collect()
 }
 
 #[cfg(test)]
