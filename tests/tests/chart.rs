@@ -43,6 +43,75 @@ fn reads_secrets(role: &Value) -> bool {
         .any(|r| r == "secrets")
 }
 
+/// The default install's webhook: a certificate made for the Service and trusted by the
+/// configuration, served by every replica, failing closed.
+fn check_webhook(objects: &[Value], args: &[&str]) -> Result<()> {
+    let webhook = of_kind(objects, "ValidatingWebhookConfiguration")
+        .first()
+        .copied()
+        .context("no ValidatingWebhookConfiguration")?;
+    let hook = &webhook["webhooks"][0];
+    assert_eq!(hook["failurePolicy"], "Fail");
+    assert_eq!(
+        hook["clientConfig"]["service"],
+        json!({"name": "bf-backup-fleet", "namespace": "backup-fleet-system",
+               "path": "/validate", "port": 9443})
+    );
+    let secret = of_kind(objects, "Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "bf-backup-fleet-webhook")
+        .context("no webhook certificate Secret")?;
+    assert_eq!(hook["clientConfig"]["caBundle"], secret["data"]["ca.crt"]);
+    let pem = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        secret["data"]["tls.crt"].as_str().unwrap_or_default(),
+    )?;
+    assert!(String::from_utf8(pem)?.starts_with("-----BEGIN CERTIFICATE-----"));
+    for flag in [
+        "--webhook-addr=0.0.0.0:9443",
+        "--webhook-cert-file=/var/run/backup-fleet/webhook/tls.crt",
+        "--webhook-key-file=/var/run/backup-fleet/webhook/tls.key",
+        "--webhook-ca-file=/var/run/backup-fleet/webhook/ca.crt",
+    ] {
+        assert!(args.contains(&flag), "{args:?}");
+    }
+    Ok(())
+}
+
+/// The project roles: viewers read, editors back up and restore without privilege, owners
+/// also manage locations and clusters and restore privileged objects; each aggregated into
+/// Kubernetes' role of the same standing.
+fn check_project_roles(roles: &[&Value]) -> Result<()> {
+    let role = |suffix: &str| {
+        roles
+            .iter()
+            .find(|r| r["metadata"]["name"] == format!("bf-backup-fleet-{suffix}"))
+            .copied()
+            .with_context(|| format!("no {suffix} ClusterRole"))
+    };
+    let verbs_on_clusters = |r: &Value| -> Vec<String> {
+        r["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|rule| rule["resources"] == json!(["managedclusters"]))
+            .flat_map(|rule| rule["verbs"].as_array().cloned().unwrap_or_default())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    for (suffix, aggregate, cluster_verbs) in [
+        ("viewer", "view", vec![]),
+        ("editor", "edit", vec!["backup", "restore"]),
+        ("owner", "admin", vec!["restore-privileged"]),
+    ] {
+        let r = role(suffix)?;
+        let label = format!("rbac.authorization.k8s.io/aggregate-to-{aggregate}");
+        assert_eq!(r["metadata"]["labels"][&label], "true", "{suffix}");
+        assert_eq!(verbs_on_clusters(r), cluster_verbs, "{suffix}");
+    }
+    Ok(())
+}
+
 /// The value combinations users reach for.
 fn combinations() -> Vec<(&'static str, Value)> {
     vec![
@@ -58,6 +127,10 @@ fn combinations() -> Vec<(&'static str, Value)> {
                    "podDisruptionBudget": {"enabled": false},
                    "networkPolicy": {"enabled": true},
                    "controller": {"watchNamespace": "project-a", "release": "v1.2.0+build_7"}}),
+        ),
+        (
+            "webhook certificate from cert-manager's Secret, no project roles",
+            json!({"webhook": {"existingSecret": "bf-webhook-tls"}, "rbac": {"userRoles": false}}),
         ),
         (
             "ManagementBackup grant, file root, no denied ranges, identity lent",
@@ -103,7 +176,8 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
         // The ClusterRoles: nothing wildcarded; Secrets only in the one projects bind, and
         // only `get` (by name: nothing lists or watches them).
         let roles = of_kind(&objects, "ClusterRole");
-        assert_eq!(roles.len(), 2, "{name}");
+        let project_roles = values["rbac"]["userRoles"] != false;
+        assert_eq!(roles.len(), if project_roles { 5 } else { 2 }, "{name}");
         for rule in roles
             .iter()
             .flat_map(|r| r["rules"].as_array().into_iter().flatten())
@@ -152,7 +226,10 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                     args.iter().any(|a| a.starts_with("--session-key-file=")),
                     "{args:?}"
                 );
-                let key = of_kind(&objects, "Secret")[0];
+                let key = of_kind(&objects, "Secret")
+                    .into_iter()
+                    .find(|s| s["metadata"]["name"] == "bf-backup-fleet-session")
+                    .context("no session key Secret")?;
                 assert!(
                     key["data"]["key"].as_str().is_some_and(|k| k.len() >= 44),
                     "{key}"
@@ -179,6 +256,8 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                     assert!(!args.iter().any(|a| a.starts_with(absent)), "{args:?}");
                 }
                 assert_eq!(of_kind(&objects, "ClusterRoleBinding").len(), 1);
+                check_webhook(&objects, &args)?;
+                check_project_roles(&roles)?;
                 let notes = chart.notes();
                 assert!(
                     notes.contains("--clusterrole=bf-backup-fleet-project-secrets")
@@ -208,6 +287,29 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                 );
                 assert!(chart.notes().contains("encrypt to an age recipient"));
             }
+            "webhook certificate from cert-manager's Secret, no project roles" => {
+                let webhook = of_kind(&objects, "ValidatingWebhookConfiguration")[0];
+                assert_eq!(
+                    webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from-secret"],
+                    "backup-fleet-system/bf-webhook-tls"
+                );
+                assert!(webhook["webhooks"][0]["clientConfig"]["caBundle"].is_null());
+                assert!(
+                    !of_kind(&objects, "Secret")
+                        .iter()
+                        .any(|s| s["metadata"]["name"] == "bf-backup-fleet-webhook"),
+                    "the chart makes no certificate when one is brought"
+                );
+                let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+                assert!(
+                    volumes
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|v| v["secret"]["secretName"] == "bf-webhook-tls"),
+                    "{volumes}"
+                );
+            }
             "metrics ServiceMonitor on" => {
                 let monitor = of_kind(&objects, "ServiceMonitor")[0];
                 assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
@@ -219,7 +321,28 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                     "{args:?}"
                 );
                 let service = of_kind(&objects, "Service")[0];
-                assert_eq!(service["spec"]["ports"].as_array().map(Vec::len), Some(1));
+                let ports: Vec<&Value> = service["spec"]["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| &p["name"])
+                    .collect();
+                assert_eq!(ports, [&json!("metrics"), &json!("webhook")]);
+                let webhook = of_kind(&objects, "ValidatingWebhookConfiguration")[0];
+                assert_eq!(
+                    webhook["webhooks"][0]["namespaceSelector"],
+                    json!({"matchLabels": {"kubernetes.io/metadata.name": "project-a"}}),
+                    "a one-project controller judges that project only"
+                );
+                let policy = of_kind(&objects, "NetworkPolicy")[0];
+                assert!(
+                    policy["spec"]["ingress"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|rule| rule["ports"][0]["port"] == "webhook" && rule["from"].is_null()),
+                    "the API server reaches the webhook from anywhere: {policy}"
+                );
                 assert!(chart.notes().contains("api.enabled=false"));
                 assert_eq!(deployment["spec"]["replicas"], 1);
                 assert!(args.contains(&"--no-leader-election"), "{args:?}");

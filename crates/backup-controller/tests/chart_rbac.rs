@@ -49,6 +49,43 @@ fn the_charts_crds_are_the_generated_ones() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn the_charts_webhook_sends_what_the_controller_registers() -> Result<()> {
+    let chart = tests::helm::render(
+        &json!({"controller": {"watchNamespace": "team-a"}}),
+        "bf",
+        "backup-fleet-system",
+    )?
+    .map_err(|e| anyhow::anyhow!("rendering: {e}"))?;
+    let objects = chart.objects()?;
+    let shipped = objects
+        .iter()
+        .find(|o| o["kind"] == "ValidatingWebhookConfiguration")
+        .context("the chart has no ValidatingWebhookConfiguration")?;
+    let registered = serde_json::to_value(backup_controller::admission::register::configuration(
+        "https://x",
+        "PEM",
+        Some("team-a"),
+    ))?;
+    for field in [
+        "name",
+        "rules",
+        "namespaceSelector",
+        "failurePolicy",
+        "sideEffects",
+        "admissionReviewVersions",
+        "timeoutSeconds",
+    ] {
+        ensure!(
+            shipped["webhooks"][0][field] == registered["webhooks"][0][field],
+            "the chart's webhook {field} is {} but the controller registers {}",
+            shipped["webhooks"][0][field],
+            registered["webhooks"][0][field]
+        );
+    }
+    Ok(())
+}
+
 /// Applies one rendered object for real (server-side apply).
 async fn apply(client: &Client, object: &Value, namespace: &str) -> Result<()> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();

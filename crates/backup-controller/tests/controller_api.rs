@@ -86,6 +86,16 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
         json!([read,
             {"apiGroups": ["backupfleet.dev"], "resources": ["clusterbackups"], "verbs": ["patch", "delete"]},
             {"apiGroups": ["backupfleet.dev"], "resources": ["clusterbackups/download"], "verbs": ["get"]},
+            {"apiGroups": ["backupfleet.dev"], "resources": ["clusterrestores"], "verbs": ["create"]},
+            {"apiGroups": ["backupfleet.dev"], "resources": ["managedclusters"],
+             "verbs": ["restore", "restore-privileged"]}]),
+    )
+    .await?;
+    // May create ClusterRestores, but holds no verb on any cluster.
+    let clusterless = service_account(
+        &p,
+        "clusterless",
+        json!([read,
             {"apiGroups": ["backupfleet.dev"], "resources": ["clusterrestores"], "verbs": ["create"]}]),
     )
     .await?;
@@ -295,6 +305,27 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
     ensure!(
         seen.contains("ClusterBackup") && seen.contains("\"once-"),
         "{seen}"
+    );
+    // Creating a ClusterRestore is not enough: restoring into c1 needs `restore` on it, as at
+    // admission, and the refusal says so.
+    let (code, refused) = call(
+        addr,
+        "POST",
+        &format!("{base}/clusterrestores"),
+        Some(&clusterless),
+        Some(&json!({"metadata": {"name": "plan"},
+            "spec": {"source": {"cluster": "c1", "backupName": backup}, "dryRun": true}})),
+    )?;
+    assert_eq!(code, 403, "{refused}");
+    let expected = format!(
+        "cannot restore managedclusters.backupfleet.dev \"c1\" in the namespace {:?}",
+        p.name()
+    );
+    ensure!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&expected)),
+        "{refused}"
     );
     let (code, created) = call(
         addr,

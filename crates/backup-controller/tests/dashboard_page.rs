@@ -48,7 +48,9 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
                 "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["backupfleet.dev"], "resources": ["clusterbackups"], "verbs": ["patch", "delete"]},
             {"apiGroups": ["backupfleet.dev"], "resources": ["clusterbackups/download"], "verbs": ["get"]},
-            {"apiGroups": ["backupfleet.dev"], "resources": ["clusterrestores"], "verbs": ["create"]}]),
+            {"apiGroups": ["backupfleet.dev"], "resources": ["clusterrestores"], "verbs": ["create"]},
+            {"apiGroups": ["backupfleet.dev"], "resources": ["managedclusters"],
+             "verbs": ["restore", "restore-privileged"]}]),
     )
     .await?;
     let viewer = service_account(

@@ -21,7 +21,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 
 use self::needed::Needed;
-use crate::access::{self, Action, Caller};
+use crate::access::{self, Caller};
 
 /// What the webhook's handler works with.
 #[derive(Clone)]
@@ -108,12 +108,7 @@ async fn first_refused<'a>(
     needed: &'a [Needed],
 ) -> kube::Result<Option<&'a Needed>> {
     for need in needed {
-        let action = Action::on(need.verb, "managedclusters");
-        let action = match &need.cluster {
-            Some(cluster) => action.named(cluster),
-            None => action,
-        };
-        let review = access::review_of(caller, namespace, action);
+        let review = access::review_of(caller, namespace, need.action());
         if !access::ask(client, &review).await? {
             return Ok(Some(need));
         }

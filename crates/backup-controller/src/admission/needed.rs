@@ -19,6 +19,8 @@ use backup_api::{
 use backup_core::privilege::{Privilege, privileges};
 use serde::de::DeserializeOwned;
 
+use crate::access::Action;
+
 /// The verb to back a cluster up.
 pub const BACKUP: &str = "backup";
 /// The verb to restore into a cluster.
@@ -43,6 +45,15 @@ impl Needed {
             verb,
             cluster: Some(cluster.to_string()),
             because: Vec::new(),
+        }
+    }
+
+    /// The action to ask a SubjectAccessReview about.
+    pub fn action(&self) -> Action<'_> {
+        let action = Action::on(self.verb, "managedclusters");
+        match &self.cluster {
+            Some(cluster) => action.named(cluster),
+            None => action,
         }
     }
 

@@ -657,26 +657,56 @@ pub async fn create_restore(
     ))
 }
 
-/// Creates the ClusterRestore `body` describes (`metadata` and `spec`) in `ns`.
+/// Creates the ClusterRestore `body` describes in `ns`: its `spec`, and of its `metadata` only
+/// the name, generateName and labels (nothing that would steer the controller: owners,
+/// finalizers, annotations). The caller must hold what the admission webhook asks of anyone
+/// creating it (`restore`, maybe `restore-privileged`, on each target): the object itself is
+/// written with the controller's identity.
 pub(super) async fn create_restore_object(
     state: &WebState,
     caller: &Caller,
     ns: &str,
     body: &Value,
 ) -> ApiResult<ClusterRestore> {
+    let metadata = body.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let mut restore: ClusterRestore = serde_json::from_value(json!({
         "apiVersion": "backupfleet.dev/v1alpha1",
         "kind": "ClusterRestore",
-        "metadata": body.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "metadata": {
+            "name": metadata.get("name"),
+            "generateName": metadata.get("generateName"),
+            "labels": metadata.get("labels"),
+        },
         "spec": body.get("spec").cloned().unwrap_or(Value::Null),
     }))
     .map_err(|e| ApiError::bad_request(format!("not a ClusterRestore: {e}")))?;
     restore.metadata.namespace = Some(ns.to_string());
+    require_cluster_verbs(state, caller, ns, &restore).await?;
     let api: Api<ClusterRestore> = Api::namespaced(state.client.clone(), ns);
     tracing::info!(user = %caller.user, namespace = %ns, restore = ?restore.metadata.name, "restore");
     api.create(&PostParams::default(), &restore)
         .await
         .map_err(|e| kube_error("creating the ClusterRestore", e))
+}
+
+/// Refuses (403, worded as the webhook words it) unless `caller` holds every verb on the
+/// project's ManagedClusters that creating `restore` needs.
+async fn require_cluster_verbs(
+    state: &WebState,
+    caller: &Caller,
+    ns: &str,
+    restore: &ClusterRestore,
+) -> ApiResult<()> {
+    let spec = serde_json::to_value(&restore.spec)
+        .map_err(|e| ApiError::bad_request(format!("the restore cannot be written: {e}")))?;
+    let needed = crate::admission::needed::needed("ClusterRestore", &spec)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for need in &needed {
+        if !allowed(state, caller, ns, need.action()).await? {
+            return Err(ApiError::forbidden(need.refusal(&caller.user, ns)));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
