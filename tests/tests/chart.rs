@@ -460,7 +460,12 @@ async fn the_apiserver_accepts_every_rendered_object() -> Result<()> {
     let mgmt = env.client("mgmt").await?;
     let release_ns = TestNamespace::create(&mgmt, "chart").await?;
     apply(&mgmt, &service_monitor_crd(), "", false).await?;
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    tests::crds::wait_established(
+        &mgmt,
+        "servicemonitors.monitoring.coreos.com",
+        tests::crds::ESTABLISHED_WITHIN,
+    )
+    .await?;
     let served_policy_v1 = mgmt.list_api_group_resources("policy/v1").await.is_ok();
     for (name, values) in combinations() {
         let chart = rendered(values, &release_ns.name)?;

@@ -4,34 +4,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use backup_core::BackupKind;
 use backup_storage::BackupName;
 use serde_json::{Value, json};
-use tests::controller::{ControllerProcess, Project, has_condition};
-
-/// The names of a cluster's runs in storage, oldest first (what `backupctl backup list
-/// --project <ns> --cluster <cluster>` lists).
-async fn stored_runs(project: &Project, cluster: &str) -> Result<Vec<String>> {
-    let listing = project
-        .repository(cluster)?
-        .list(BackupKind::Resources)
-        .await?;
-    ensure!(listing.problems.is_empty(), "{:?}", listing.problems);
-    Ok(listing
-        .manifests
-        .iter()
-        .map(|m| m.name.to_string())
-        .collect())
-}
-
-fn runs_of(status: &Value, cluster: &str) -> Value {
-    status["status"]["clusters"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["cluster"] == cluster))
-        .cloned()
-        .unwrap_or(Value::Null)
-}
+use tests::controller::{ControllerProcess, Project, has_condition, runs_of, wait_until};
 
 #[tokio::test]
 async fn a_scheduled_fleet_backup_runs_on_the_selected_clusters_keeps_n_and_reports_from_storage()
@@ -75,8 +52,17 @@ async fn a_scheduled_fleet_backup_runs_on_the_selected_clusters_keeps_n_and_repo
         )
         .await
         .with_context(|| controller.log_text())?;
-    // Wait until retention has caught up with the third firing in storage, then compare.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Retention deletes after the run's status is written: wait until storage keeps three.
+    wait_until(
+        Duration::from_secs(30),
+        "retention to keep three runs per cluster",
+        || async {
+            let c1 = p.stored_runs("c1").await?.len();
+            let c2 = p.stored_runs("c2").await?.len();
+            Ok(c1 <= 3 && c2 <= 3)
+        },
+    )
+    .await?;
     let status = p.get("ClusterBackup", "nightly").await?;
     assert_eq!(status["status"]["phase"], "Completed", "{status:#}");
     assert!(
@@ -91,9 +77,9 @@ async fn a_scheduled_fleet_backup_runs_on_the_selected_clusters_keeps_n_and_repo
         .map(|c| c["cluster"].as_str().unwrap())
         .collect();
     assert_eq!(clusters, ["c1", "c2"], "the dev cluster is not selected");
-    assert!(stored_runs(&p, "dev").await?.is_empty());
+    assert!(p.stored_runs("dev").await?.is_empty());
     for cluster in ["c1", "c2"] {
-        let stored = stored_runs(&p, cluster).await?;
+        let stored = p.stored_runs(cluster).await?;
         assert!(stored.len() <= 3, "{cluster}: {stored:?}");
         for name in &stored {
             assert!(
@@ -170,7 +156,7 @@ async fn a_one_time_backup_runs_once_an_edit_does_not_run_it_again_and_run_now_d
     )
     .await
     .with_context(|| controller.log_text())?;
-    assert_eq!(stored_runs(&p, "c1").await?, ["before-upgrade"]);
+    assert_eq!(p.stored_runs("c1").await?, ["before-upgrade"]);
 
     p.apply(backup(json!(["default"]))).await?;
     let edited = p
@@ -185,7 +171,7 @@ async fn a_one_time_backup_runs_once_an_edit_does_not_run_it_again_and_run_now_d
     assert_eq!(edited["status"]["lastRunGeneration"], 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        stored_runs(&p, "c1").await?,
+        p.stored_runs("c1").await?,
         ["before-upgrade"],
         "not run again"
     );
@@ -209,7 +195,7 @@ async fn a_one_time_backup_runs_once_an_edit_does_not_run_it_again_and_run_now_d
         )
         .await
         .with_context(|| controller.log_text())?;
-    let stored = stored_runs(&p, "c1").await?;
+    let stored = p.stored_runs("c1").await?;
     assert_eq!(stored.len(), 2, "{stored:?}");
     assert_eq!(
         stored[1],
@@ -221,6 +207,6 @@ async fn a_one_time_backup_runs_once_an_edit_does_not_run_it_again_and_run_now_d
     // The same token again (re-applied) does not run again.
     p.apply(with_token).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(stored_runs(&p, "c1").await?.len(), 2);
+    assert_eq!(p.stored_runs("c1").await?.len(), 2);
     p.delete().await
 }

@@ -10,9 +10,9 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use kube::api::{Api, ListParams, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::TestNamespace;
-use tests::controller::{ControllerProcess, Project, wait_until};
+use tests::controller::{ControllerProcess, Project, runs_of, wait_until};
 
 /// A namespace in c1 holding `count` ConfigMaps of `size` bytes, so each backup of it takes a
 /// moment (long enough to be killed in the middle).
@@ -47,13 +47,6 @@ async fn bulk_namespace(
         .await;
     results.into_iter().collect::<Result<()>>()?;
     Ok((ns, c1))
-}
-
-fn runs_of<'a>(status: &'a Value, cluster: &str) -> Option<&'a Value> {
-    status["status"]["clusters"]
-        .as_array()?
-        .iter()
-        .find(|c| c["cluster"] == cluster)
 }
 
 #[tokio::test]
@@ -118,14 +111,13 @@ async fn a_controller_killed_mid_run_leaves_nothing_half_done_and_the_next_firin
             "every cluster's first run terminal",
             |b| {
                 clusters.iter().all(|c| {
-                    runs_of(b, c).is_some_and(|r| {
-                        matches!(
-                            r["lastBackup"]["phase"].as_str(),
-                            Some("Completed" | "Failed")
-                        ) && r["lastBackup"]["name"]
-                            .as_str()
-                            .is_some_and(|n| n.starts_with("fleet-"))
-                    })
+                    let r = runs_of(b, c);
+                    matches!(
+                        r["lastBackup"]["phase"].as_str(),
+                        Some("Completed" | "Failed")
+                    ) && r["lastBackup"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("fleet-"))
                 }) && b["status"]["lastScheduleTime"] == first_firing.as_str()
             },
         )
@@ -133,7 +125,8 @@ async fn a_controller_killed_mid_run_leaves_nothing_half_done_and_the_next_firin
         .with_context(|| second.log_text())?;
     let mut interrupted = 0;
     for c in &clusters {
-        let last = &runs_of(&after, c).unwrap()["lastBackup"];
+        let runs = runs_of(&after, c);
+        let last = &runs["lastBackup"];
         let stored = p.repository(c)?.list(BackupKind::Resources).await?;
         match last["phase"].as_str() {
             Some("Failed") => {
@@ -164,9 +157,9 @@ async fn a_controller_killed_mid_run_leaves_nothing_half_done_and_the_next_firin
             "the next firing completed on every cluster",
             |b| {
                 b["status"]["lastScheduleTime"] != first_firing.as_str()
-                    && clusters.iter().all(|c| {
-                        runs_of(b, c).is_some_and(|r| r["lastBackup"]["phase"] == "Completed")
-                    })
+                    && clusters
+                        .iter()
+                        .all(|c| runs_of(b, c)["lastBackup"]["phase"] == "Completed")
             },
         )
         .await
@@ -186,7 +179,7 @@ async fn a_controller_killed_mid_run_leaves_nothing_half_done_and_the_next_firin
         assert!(names.len() <= 2, "{c}: one run per firing: {names:?}");
         assert_eq!(
             names.last(),
-            runs_of(&next, c).unwrap()["lastBackup"]["name"]
+            runs_of(&next, c)["lastBackup"]["name"]
                 .as_str()
                 .map(str::to_string)
                 .as_ref(),
