@@ -152,10 +152,19 @@ pub async fn run_with_clock(
     ready.store(true, Ordering::Relaxed);
 
     let (leading_tx, leading) = watch::channel(!config.leader_election);
-    let election = config.leader_election.then(|| {
+    // Without an election the sender stays here, alive until the run ends: this replica
+    // leads for good.
+    let election = if config.leader_election {
         let lease = LeaseConfig::new(&config.lease_namespace, &config.identity);
-        tokio::spawn(lease::run(lease_client, lease, leading_tx, stopped(&stop)))
-    });
+        Some(tokio::spawn(lease::run(
+            lease_client,
+            lease,
+            leading_tx,
+            stopped(&stop),
+        )))
+    } else {
+        None
+    };
     reconcile_while_leading(&client, &config, &clock, &metrics, stop, leading).await;
     if let Some(election) = election {
         let _ = election.await;
@@ -285,17 +294,21 @@ async fn reconcile_while_leading(
             runs.clone(),
             triggers,
         );
-        tokio::select! {
-            _ = term => {}
-            _ = stop.wait_for(|s| *s) => {}
-            _ = leading.wait_for(|l| !*l) => {
-                tracing::warn!("leadership lost: stopped reconciling and every running backup");
+        // Whether the election ended (it only does when stopping): then so does the loop.
+        let election_ended = tokio::select! {
+            _ = term => false,
+            _ = stop.wait_for(|s| *s) => false,
+            lost = leading.wait_for(|l| !*l) => {
+                if lost.is_ok() {
+                    tracing::warn!("leadership lost: stopped reconciling and every running backup");
+                }
+                lost.is_err()
             }
-        }
+        };
         // Dropping the controllers stopped their reconciles; stop the runs they started.
         runs.abort_all();
         metrics.set_leader(false);
-        if *stop.borrow() {
+        if election_ended || *stop.borrow() {
             return;
         }
     }
@@ -432,8 +445,9 @@ impl Kinds {
         let (locations, location_store, locations_listed) = on_own_changes(client, namespace, &wc);
         let (clusters, cluster_store, clusters_listed) = on_own_changes(client, namespace, &wc);
         let (restores, _, _) = on_own_changes::<ClusterRestore>(client, namespace, &wc);
-        let locations = woken_by_location_secrets(locations, &location_store, secrets.clone(), &wc);
-        let clusters = woken_by_cluster_secrets(clusters, &cluster_store, secrets, &wc);
+        let (store, watched) = (&location_store, secrets.clone());
+        let locations = woken_by_secrets(locations, store, watched, &wc, location_secrets);
+        let clusters = woken_by_secrets(clusters, &cluster_store, secrets, &wc, cluster_secrets);
         // ClusterBackups look again when their runs progress or end, and when a location or
         // cluster of their namespace changed (their reconcilers wake them, see
         // `Context::wake_backups_in`).
@@ -537,61 +551,57 @@ where
     )
 }
 
-/// A Secret changed: the locations whose credentials or encryption identity it holds look
-/// again. Without `secrets` (they may not be watched) the controller is unchanged.
-fn woken_by_location_secrets(
-    locations: Controller<StorageLocation>,
-    store: &reflector::Store<StorageLocation>,
+/// A Secret changed: the objects of `controller` whose `references` name it look again
+/// (credentials, encryption identities, kubeconfigs). Without `secrets` (they may not be
+/// watched) the controller is unchanged.
+fn woken_by_secrets<K>(
+    controller: Controller<K>,
+    store: &reflector::Store<K>,
     secrets: Option<Api<PartialObjectMeta<Secret>>>,
     wc: &watcher::Config,
-) -> Controller<StorageLocation> {
+    references: fn(&K) -> Vec<&str>,
+) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let Some(secrets) = secrets else {
-        return locations;
+        return controller;
     };
     let store = store.clone();
-    locations.watches(secrets, wc.clone(), move |secret| {
+    controller.watches(secrets, wc.clone(), move |secret| {
         let name = secret.name_any();
-        let named = |reference: Option<&backup_core::CredentialRef>| {
-            reference.is_some_and(|c| c.name == name)
-        };
         store
             .state()
             .iter()
-            .filter(|l| {
-                let identity = l
-                    .spec
-                    .encryption
-                    .as_ref()
-                    .and_then(|e| e.identity_secret.as_ref());
-                l.namespace() == secret.namespace()
-                    && (named(l.spec.credential.as_ref()) || named(identity))
-            })
-            .map(|l| ObjectRef::from_obj(l.as_ref()))
+            .filter(|o| o.namespace() == secret.namespace() && references(o).contains(&&*name))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
             .collect::<Vec<_>>()
     })
 }
 
-/// A Secret changed: the clusters whose kubeconfig it holds look again.
-fn woken_by_cluster_secrets(
-    clusters: Controller<ManagedCluster>,
-    store: &reflector::Store<ManagedCluster>,
-    secrets: Option<Api<PartialObjectMeta<Secret>>>,
-    wc: &watcher::Config,
-) -> Controller<ManagedCluster> {
-    let Some(secrets) = secrets else {
-        return clusters;
-    };
-    let store = store.clone();
-    clusters.watches(secrets, wc.clone(), move |secret| {
-        store
-            .state()
-            .iter()
-            .filter(|c| {
-                c.namespace() == secret.namespace() && c.spec.kubeconfig.name == secret.name_any()
-            })
-            .map(|c| ObjectRef::from_obj(c.as_ref()))
-            .collect::<Vec<_>>()
-    })
+/// The Secrets a StorageLocation reads: its credentials and its encryption identity.
+fn location_secrets(location: &StorageLocation) -> Vec<&str> {
+    let identity = location
+        .spec
+        .encryption
+        .as_ref()
+        .and_then(|e| e.identity_secret.as_ref());
+    [location.spec.credential.as_ref(), identity]
+        .into_iter()
+        .flatten()
+        .map(|reference| reference.name.as_str())
+        .collect()
+}
+
+/// The Secret a ManagedCluster reads: its kubeconfig.
+fn cluster_secrets(cluster: &ManagedCluster) -> Vec<&str> {
+    vec![cluster.spec.kubeconfig.name.as_str()]
 }
 
 /// Runs one kind's controller with bounded concurrency until its watches end: `reconcile`
@@ -678,7 +688,7 @@ fn controller_config() -> kube::runtime::controller::Config {
 }
 
 /// The API of `K` in `namespace`, or in every namespace.
-fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+pub(crate) fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,

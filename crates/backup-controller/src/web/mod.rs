@@ -90,10 +90,7 @@ where
         + Sync
         + 'static,
 {
-    let api: kube::Api<K> = match namespace {
-        Some(ns) => kube::Api::namespaced(client.clone(), ns),
-        None => kube::Api::all(client.clone()),
-    };
+    let api = crate::runtime::api::<K>(client, namespace);
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
