@@ -1,25 +1,22 @@
-//! EtcdBackupConfig: gather what [`recorded_runs::plan::plan`] needs (the cluster's etcd access, the
-//! location, this process's snapshot), write the status it decides, and take the snapshot it
-//! fires in the background with `backup-etcd`, rotation included.
+//! EtcdBackupConfig: validate the spec, observe what [`plan`] needs (the cluster's etcd
+//! access, the location, this process's snapshot), write the status it decides, and take the
+//! snapshot it fires in the background with `backup-etcd`, rotation included.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use backup_core::Phase;
-use backup_etcd::{EtcdConnection, Naming, SnapshotRequest, TlsPem};
+use backup_etcd::{EtcdConnection, EtcdError, Naming, SnapshotOutcome, SnapshotRequest, TlsPem};
 use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use super::recorded_runs::{self, Firing, Live, Plan, PlanInput};
-use super::{with_finalizer, write_status};
+use super::recorded_runs::{self, BLOCKED_RECHECK, Decision, Firing, PlanInput};
+use super::{Blocked, with_finalizer};
 use crate::context::Context;
 use crate::error::Result;
 use crate::runs::{ObjectKey, RunFinished, Wake};
 use backup_api::etcd_backup_config::ValidEtcdBackupConfig;
-use backup_api::status::{Condition, merge_conditions};
 use backup_api::{BackupRecord, EtcdBackupConfig, RecordedRunsStatus};
 use backup_api::{EtcdAccess, ManagedCluster};
 use backup_kube::secrets;
@@ -27,8 +24,8 @@ use backup_kube::secrets;
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "etcdbackupconfig";
 
-/// How often a config that cannot take snapshots looks again for the fix.
-const BLOCKED_RECHECK: Duration = Duration::from_secs(30);
+/// What a run is called in Events.
+const NOUN: &str = "Snapshot";
 
 /// Keys of the TLS Secret: KKP's and cert-manager's names.
 const CA_KEY: &str = "ca.crt";
@@ -56,135 +53,98 @@ async fn apply(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Actio
     let namespace = config.namespace().unwrap_or_default();
     let generation = config.metadata.generation;
     let previous = config.status.clone().unwrap_or_default();
-    let key = key_of(&config);
 
     let spec = match config.spec.validate(&name) {
         Ok(spec) => spec,
         Err(field) => {
-            let mut status = previous.clone();
-            status.observed_generation = generation;
-            status.next_schedule_time = None;
-            status.conditions = merge_conditions(
-                &previous.conditions,
-                vec![
-                    Condition::unmet(backup_api::status::READY, "InvalidSpec", field.to_string())
-                        .at(now, generation),
-                ],
-            );
-            if status != previous {
-                write_status(&ctx, config.as_ref(), &status).await?;
-            }
-            return Ok(Action::await_change());
+            let invalid = Blocked::new("InvalidSpec", field.to_string());
+            let status = recorded_runs::refused(&previous, &invalid, now, generation);
+            return recorded_runs::write_refused(&ctx, config.as_ref(), &previous, &status).await;
         }
     };
 
-    let live = recorded_runs::live(&ctx, &key);
-    let target = match target(&ctx, &namespace, &spec).await? {
-        Ok(target) => Some(target),
-        Err(blocked) => {
-            // Reported below; the snapshot waits for the fix.
-            let decided = decide(
-                &config,
-                &spec,
-                &previous,
-                live.clone(),
-                None,
-                Some(blocked),
-                now,
-            );
-            write_and_requeue(&ctx, &config, &key, &previous, decided, &live).await?;
-            // What blocks it is fixed elsewhere (a cluster's spec.etcd, a Secret): look again.
-            return Ok(Action::requeue(BLOCKED_RECHECK));
-        }
-    };
-    let stored = recorded_runs::stored_phases(
+    let key = key_of(&config);
+    let facts = recorded_runs::observe(
+        &ctx,
+        &key,
         &previous,
-        &live,
-        target.as_ref().map(|t| &t.repo),
+        target(&ctx, &namespace, &spec),
+        |target: &Target| &target.repo,
         backup_storage::BackupKind::EtcdSnapshot,
     )
     .await?;
-    let decided = decide(
-        &config,
-        &spec,
-        &previous,
-        live.clone(),
-        stored.as_ref(),
-        None,
-        now,
-    );
-    match (&decided.fire, target) {
-        (Some(fire), Some(target)) => {
-            if !ctx.runs.claim_recorded(&key, &fire.name) {
-                return Ok(Action::requeue(Duration::from_secs(1)));
-            }
-            if let Err(e) = write_status(&ctx, config.as_ref(), &decided.status).await {
-                ctx.runs.release_recorded(&key);
-                return Err(e);
-            }
-            ctx.event(
-                &config.object_ref(&()),
-                false,
-                "SnapshotStarted",
-                "Snapshot",
-                format!("snapshotting the etcd of {} as {}", spec.cluster, fire.name),
-            )
-            .await;
-            start(ctx.clone(), &config, key, &spec, fire.clone(), target);
-            Ok(recorded_runs::requeue(decided.requeue_after))
-        }
-        _ => write_and_requeue(&ctx, &config, &key, &previous, decided, &live).await,
-    }
-}
 
-fn decide(
-    config: &EtcdBackupConfig,
-    spec: &ValidEtcdBackupConfig,
-    previous: &RecordedRunsStatus,
-    live: Live,
-    stored: Option<&BTreeMap<String, Phase>>,
-    blocked: Option<(String, String)>,
-    now: Timestamp,
-) -> Plan {
-    recorded_runs::plan::plan(&PlanInput {
-        run_now: recorded_runs::pending_token(config, previous),
-        name: &config.name_any(),
-        generation: config.metadata.generation,
-        created: recorded_runs::created(config, now),
+    let describe = (
+        format!("snapshots of {}'s etcd", spec.cluster),
+        format!("one snapshot of {}'s etcd", spec.cluster),
+    );
+    let decided = plan(&PlanInput {
+        run_now: recorded_runs::pending_token(config.as_ref(), &previous),
+        name: &name,
+        generation,
+        created: recorded_runs::created(config.as_ref(), now),
         now,
         schedule: spec.schedule.as_ref(),
         keep: spec.keep.get() as usize,
-        describe: (
-            &format!("snapshots of {}'s etcd", spec.cluster),
-            &format!("one snapshot of {}'s etcd", spec.cluster),
-        ),
-        previous,
-        stored,
-        live,
-        blocked,
-        release: None,
-    })
+        describe: (&describe.0, &describe.1),
+        previous: &previous,
+        stored: facts.stored.as_ref(),
+        live: facts.live,
+        blocked: facts.target.as_ref().err().cloned(),
+    });
+
+    match (&decided.fire, facts.target) {
+        (Some(fire), Ok(target)) => {
+            let fire = fire.clone();
+            fire_snapshot(ctx, &config, key, &spec, fire, target, &decided).await
+        }
+        _ => recorded_runs::record(&ctx, config.as_ref(), &key, &decided, NOUN).await,
+    }
 }
 
-async fn write_and_requeue(
-    ctx: &Context,
+/// The decision: the shared one ([`recorded_runs::plan::plan`], no release backups), looking
+/// again for the fix every [`BLOCKED_RECHECK`] while blocked (what blocks a config is fixed in
+/// other objects: a cluster's `spec.etcd`, a Secret, a location).
+pub fn plan(input: &PlanInput<'_>) -> Decision<RecordedRunsStatus> {
+    let runs = recorded_runs::plan::plan(input, None);
+    let mut decided = recorded_runs::decision(
+        runs,
+        std::convert::identity,
+        input.previous,
+        &input.live,
+        NOUN,
+    );
+    if input.blocked.is_some() {
+        decided.requeue_after = Some(BLOCKED_RECHECK);
+    }
+    decided
+}
+
+/// Announces the snapshot `fire` (the status `decided`) and takes it.
+async fn fire_snapshot(
+    ctx: Arc<Context>,
     config: &EtcdBackupConfig,
-    key: &ObjectKey,
-    previous: &RecordedRunsStatus,
-    decided: Plan,
-    live: &Live,
+    key: ObjectKey,
+    spec: &ValidEtcdBackupConfig,
+    fire: Firing,
+    target: Target,
+    decided: &Decision<RecordedRunsStatus>,
 ) -> Result<Action> {
-    recorded_runs::write_outcome(
-        ctx,
-        config,
-        key,
-        live,
-        &decided.status,
-        decided.status != *previous,
-        decided.requeue_after,
-        "Snapshot",
+    if let Some(later) =
+        recorded_runs::claim_and_announce(&ctx, config, &key, &fire, &decided.status).await?
+    {
+        return Ok(later);
+    }
+    ctx.event(
+        &config.object_ref(&()),
+        false,
+        "SnapshotStarted",
+        NOUN,
+        format!("snapshotting the etcd of {} as {}", spec.cluster, fire.name),
     )
-    .await
+    .await;
+    start(ctx.clone(), config, key, spec, fire, target);
+    Ok(recorded_runs::requeue(decided.requeue_after))
 }
 
 /// Where snapshots come from and go to.
@@ -193,14 +153,14 @@ struct Target {
     repo: backup_storage::Repository,
 }
 
-/// The cluster's etcd and the location's repository scoped to the cluster; `Ok(Err(..))` is a
-/// problem to report as a condition.
+/// The cluster's etcd and the location's repository scoped to the cluster; `Ok(Err(..))` is
+/// why snapshots cannot be taken, reported as a condition.
 async fn target(
     ctx: &Context,
     namespace: &str,
     spec: &ValidEtcdBackupConfig,
-) -> Result<std::result::Result<Target, (String, String)>> {
-    let blocked = |reason: &str, message: String| Ok(Err((reason.to_string(), message)));
+) -> Result<std::result::Result<Target, Blocked>> {
+    let blocked = |reason: &str, message: String| Ok(Err(Blocked::new(reason, message)));
     let Some(cluster) = ctx
         .stores
         .clusters
@@ -242,7 +202,7 @@ async fn target(
         .await?
     {
         Ok(location) => location,
-        Err(problem) => return Ok(Err(problem)),
+        Err((reason, message)) => return blocked(&reason, message),
     };
     let repo = match location.repo.scoped_str(namespace, &spec.cluster) {
         Ok(repo) => repo,
@@ -265,7 +225,7 @@ async fn tls(
     namespace: &str,
     cluster: &ManagedCluster,
     access: &EtcdAccess,
-) -> Result<std::result::Result<Option<TlsPem>, (String, String)>> {
+) -> Result<std::result::Result<Option<TlsPem>, Blocked>> {
     let Some(secret) = &access.tls else {
         return Ok(Ok(None));
     };
@@ -281,12 +241,11 @@ async fn tls(
         }
     };
     let problem = |e: secrets::SecretError| {
-        (
+        Blocked::new(
             match e.is_not_shared() {
                 true => secrets::NOT_SHARED_REASON,
                 false => "EtcdTlsUnreadable",
-            }
-            .to_string(),
+            },
             format!("ManagedCluster {}'s spec.etcd.tls: {e}", cluster.name_any()),
         )
     };
@@ -309,8 +268,8 @@ async fn tls(
         (Some(cert), Some(key)) => Some((cert, key)),
         (None, None) => None,
         _ => {
-            return Ok(Err((
-                "EtcdTlsIncomplete".into(),
+            return Ok(Err(Blocked::new(
+                "EtcdTlsIncomplete",
                 format!(
                     "Secret {} holds only one of {CERT_KEY} and {KEY_KEY}: a client certificate \
                      needs both",
@@ -333,11 +292,7 @@ fn start(
 ) {
     let object = ObjectRef::from_obj(config);
     let request = SnapshotRequest {
-        naming: if fire.name == config.name_any() {
-            Naming::OneShot
-        } else {
-            Naming::Scheduled { at: fire.at }
-        },
+        naming: naming(&config.name_any(), &fire),
         keep: Some(spec.keep),
         ..SnapshotRequest::one_shot(config.name_any())
     };
@@ -346,45 +301,7 @@ fn start(
     let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
         let started = task_ctx.clock.now();
         let outcome = backup_etcd::take_snapshot(&target.repo, &target.connection, &request).await;
-        let at = task_ctx.clock.now();
-        let record = BackupRecord {
-            scheduled_time: Some(fire.at),
-            backup_name: fire.name.clone(),
-            backup_start_time: Some(started),
-            backup_finished_time: Some(at),
-            ..BackupRecord::default()
-        };
-        let finished = match outcome {
-            Ok(outcome) => RunFinished {
-                record: BackupRecord {
-                    backup_phase: Phase::Completed,
-                    ..record
-                },
-                deleted: outcome
-                    .pruned
-                    .deleted
-                    .iter()
-                    .map(|n| n.to_string())
-                    .collect(),
-                refused: outcome
-                    .pruned
-                    .refused
-                    .iter()
-                    .map(|(n, e)| (n.to_string(), e.to_string()))
-                    .collect(),
-                at,
-            },
-            Err(e) => RunFinished {
-                record: BackupRecord {
-                    backup_phase: Phase::Failed,
-                    message: Some(e.to_string()),
-                    ..record
-                },
-                deleted: Vec::new(),
-                refused: Vec::new(),
-                at,
-            },
-        };
+        let finished = finished(&fire, started, task_ctx.clock.now(), outcome);
         task_ctx
             .runs
             .finish_recorded(&task_key, finished, Wake::Etcd(object));
@@ -392,8 +309,182 @@ fn start(
     ctx.runs.track_recorded(&key, &task);
 }
 
+/// How the snapshot of `fire` is named in storage: the one-time run carries the config's own
+/// name, every other run its slot's time.
+fn naming(config: &str, fire: &Firing) -> Naming {
+    if fire.name == config {
+        Naming::OneShot
+    } else {
+        Naming::Scheduled { at: fire.at }
+    }
+}
+
+/// How the snapshot of `fire`, started at `started`, ended at `at` with `outcome`.
+fn finished(
+    fire: &Firing,
+    started: Timestamp,
+    at: Timestamp,
+    outcome: std::result::Result<SnapshotOutcome, EtcdError>,
+) -> RunFinished {
+    let record = BackupRecord {
+        scheduled_time: Some(fire.at),
+        backup_name: fire.name.clone(),
+        backup_start_time: Some(started),
+        backup_finished_time: Some(at),
+        ..BackupRecord::default()
+    };
+    match outcome {
+        Ok(outcome) => RunFinished {
+            record: BackupRecord {
+                backup_phase: Phase::Completed,
+                ..record
+            },
+            deleted: outcome
+                .pruned
+                .deleted
+                .iter()
+                .map(|n| n.to_string())
+                .collect(),
+            refused: outcome
+                .pruned
+                .refused
+                .iter()
+                .map(|(n, e)| (n.to_string(), e.to_string()))
+                .collect(),
+            at,
+        },
+        Err(e) => RunFinished {
+            record: BackupRecord {
+                backup_phase: Phase::Failed,
+                message: Some(e.to_string()),
+                ..record
+            },
+            deleted: Vec::new(),
+            refused: Vec::new(),
+            at,
+        },
+    }
+}
+
 async fn cleanup(config: Arc<EtcdBackupConfig>, ctx: Arc<Context>) -> Result<Action> {
     // Snapshots stay in storage (as KKP keeps them); only a running one is stopped.
     ctx.runs.release_recorded(&key_of(&config));
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::recorded_runs::{FiringKind, Live};
+    use backup_api::EtcdBackupConfigSpec;
+    use backup_api::status::{Condition, READY};
+    use std::time::Duration;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn spec(json: serde_json::Value) -> ValidEtcdBackupConfig {
+        serde_json::from_value::<EtcdBackupConfigSpec>(json)
+            .unwrap()
+            .validate("etcd")
+            .unwrap()
+    }
+
+    fn input<'a>(
+        spec: &'a ValidEtcdBackupConfig,
+        previous: &'a RecordedRunsStatus,
+        blocked: Option<Blocked>,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            name: "etcd",
+            generation: Some(1),
+            created: ts("2026-11-30T10:00:00Z"),
+            now: ts("2026-11-30T10:00:30Z"),
+            schedule: spec.schedule.as_ref(),
+            keep: spec.keep.get() as usize,
+            describe: ("snapshots of c1's etcd", "one snapshot of c1's etcd"),
+            previous,
+            stored: None,
+            live: Live::Idle,
+            blocked,
+            run_now: None,
+        }
+    }
+
+    #[test]
+    fn a_blocked_config_looks_again_for_the_fix_every_recheck() {
+        let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@every 10m"}));
+        let previous = RecordedRunsStatus::default();
+        let blocked = Blocked::new("ClusterNotFound", "spec.cluster: no ManagedCluster \"c1\"");
+        let now = ts("2026-11-30T10:00:30Z");
+        assert_eq!(
+            plan(&input(&spec, &previous, Some(blocked.clone()))),
+            Decision {
+                fire: None,
+                status: RecordedRunsStatus {
+                    observed_generation: Some(1),
+                    next_schedule_time: Some(ts("2026-11-30T10:10:00Z")),
+                    conditions: vec![blocked.condition(READY).at(now, Some(1))],
+                    ..RecordedRunsStatus::default()
+                },
+                write: true,
+                release: None,
+                // Not at the next slot, ten minutes away: the fix comes from another object.
+                requeue_after: Some(BLOCKED_RECHECK),
+            }
+        );
+    }
+
+    #[test]
+    fn an_unblocked_config_looks_again_at_its_next_slot() {
+        let spec = spec(serde_json::json!({"cluster": "c1", "schedule": "@every 10m"}));
+        let previous = RecordedRunsStatus::default();
+        let now = ts("2026-11-30T10:00:30Z");
+        let next = ts("2026-11-30T10:10:00Z");
+        assert_eq!(
+            plan(&input(&spec, &previous, None)),
+            Decision {
+                fire: None,
+                status: RecordedRunsStatus {
+                    observed_generation: Some(1),
+                    next_schedule_time: Some(next),
+                    conditions: vec![
+                        Condition::met(
+                            READY,
+                            "Ready",
+                            format!("snapshots of c1's etcd, keeping 20; next at {next}")
+                        )
+                        .at(now, Some(1))
+                    ],
+                    ..RecordedRunsStatus::default()
+                },
+                write: true,
+                release: None,
+                requeue_after: Some(Duration::from_secs(570)),
+            }
+        );
+    }
+
+    #[test]
+    fn the_one_time_snapshot_carries_the_configs_name_and_others_their_slot() {
+        let at = ts("2026-11-30T10:00:00Z");
+        let fire = |name: &str, kind| Firing {
+            at,
+            name: name.into(),
+            kind,
+        };
+        assert_eq!(
+            naming("etcd", &fire("etcd", FiringKind::Scheduled)),
+            Naming::OneShot
+        );
+        assert_eq!(
+            naming("etcd", &fire("etcd-20261130100000", FiringKind::RunNow)),
+            Naming::Scheduled { at }
+        );
+        assert_eq!(
+            naming("etcd", &fire("etcd-1-2-0", FiringKind::Release)),
+            Naming::Scheduled { at }
+        );
+    }
 }
