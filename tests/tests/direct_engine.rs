@@ -310,7 +310,8 @@ async fn migration_to_c2_with_namespace_mapping() -> Result<()> {
     let target = unique_name("t", "migrated");
     let engine2 = DirectEngine::new(c2.clone(), repo);
     let mut spec = restore_spec("m1");
-    spec.namespace_mapping
+    spec.options
+        .namespace_mapping
         .insert(ns.name.clone(), target.clone());
     assert_eq!(restore(&engine2, "to-c2", &spec).await?, Phase::Completed);
     assert_eq!(app_state(&c2, &target).await?, before);
@@ -349,7 +350,8 @@ async fn backup_restore_and_deletion_on_write_once_storage_write_every_key_once(
     let target = unique_name("t", "worm");
     let engine2 = DirectEngine::new(c2.clone(), repo.clone());
     let mut spec = restore_spec("w2");
-    spec.namespace_mapping
+    spec.options
+        .namespace_mapping
         .insert(ns.name.clone(), target.clone());
     assert_eq!(
         restore(&engine2, "worm-restore", &spec).await?,
@@ -400,7 +402,7 @@ async fn existing_objects_policy_none_keeps_and_update_overwrites() -> Result<()
     );
 
     let mut spec = restore_spec("p1");
-    spec.existing_resource_policy = ExistingResourcePolicy::Update;
+    spec.options.existing_resource_policy = ExistingResourcePolicy::Update;
     assert_eq!(
         restore(&engine, "overwrite", &spec).await?,
         Phase::Completed
@@ -431,7 +433,7 @@ async fn dry_run_reports_and_writes_nothing() -> Result<()> {
     let cms: Api<ConfigMap> = Api::namespaced(c1.clone(), &ns.name);
     cms.delete("gone", &DeleteParams::default()).await?;
     let mut spec = restore_spec("d1");
-    spec.dry_run = true;
+    spec.options.dry_run = true;
     assert_eq!(restore(&engine, "dry", &spec).await?, Phase::Completed);
     let report = engine.restore_report("dry").context("report")?;
     assert!(report.dry_run);
@@ -870,7 +872,8 @@ async fn an_object_that_fails_to_create_is_reported_and_the_others_continue() ->
         .await?;
     let engine = DirectEngine::new(c2.clone(), repo);
     let mut spec = restore_spec("f1");
-    spec.namespace_mapping
+    spec.options
+        .namespace_mapping
         .insert(ns.name.clone(), target.name.clone());
     assert_eq!(restore(&engine, "f1", &spec).await?, Phase::PartiallyFailed);
     let report = engine.restore_report("f1").context("report")?;

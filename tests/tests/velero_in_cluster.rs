@@ -148,8 +148,11 @@ async fn translations_are_stored_exactly_as_expected() -> Result<()> {
     velero_sets_status(&backups, "c1-backup-nightly", json!({"phase": "Completed"})).await?;
     let restore = RestoreSpec {
         backup_name: Some("nightly".into()),
-        namespace_mapping: [("shop".to_string(), "shop-copy".to_string())].into(),
-        existing_resource_policy: backup_core::ExistingResourcePolicy::Update,
+        options: backup_core::RestoreOptions {
+            namespace_mapping: [("shop".to_string(), "shop-copy".to_string())].into(),
+            existing_resource_policy: backup_core::ExistingResourcePolicy::Update,
+            ..Default::default()
+        },
         ..Default::default()
     };
     s.engine.start_restore("back", &restore).await?;

@@ -7,12 +7,7 @@
 //! status when the restore starts, so every target gets the same one. Deleting the object
 //! deletes its results from storage (k0rdent's rule); restored objects stay.
 
-use std::collections::BTreeMap;
-
-use backup_core::{
-    ExistingResourcePolicy, Phase, ResourceFilter, RestoreSpec, RestoreStatusSpec, SpecError,
-    validate_dns1123_subdomain,
-};
+use backup_core::{Phase, RestoreOptions, RestoreSpec, SpecError, validate_dns1123_subdomain};
 use jiff::Timestamp;
 use kube_derive::CustomResource;
 use schemars::JsonSchema;
@@ -50,26 +45,10 @@ pub struct ClusterRestoreSpec {
     /// ManagedClusters of this namespace to restore into; the source cluster when omitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target_clusters: Vec<String>,
-    /// Which objects of the backup: namespaces, resources, cluster-scoped objects and label
-    /// selectors, as in Velero's Restore.
+    /// Which objects of the backup, where they go and what happens to existing ones: the
+    /// same options, in the same JSON, as a restore in one cluster.
     #[serde(flatten)]
-    pub filter: ResourceFilter,
-    /// Restore namespace `key` as namespace `value` (`{shop: shop-dr}`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub namespace_mapping: BTreeMap<String, String>,
-    /// Objects that already exist in a target: left alone with a warning (`none`, the
-    /// default) or updated to the backed-up version (`update`).
-    #[serde(default)]
-    pub existing_resource_policy: ExistingResourcePolicy,
-    /// Also restore the `status` of these resources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_status: Option<RestoreStatusSpec>,
-    /// Keep the node ports of restored Services (Velero's default when omitted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preserve_node_ports: Option<bool>,
-    /// Only report what would be created, updated and skipped; change nothing.
-    #[serde(default)]
-    pub dry_run: bool,
+    pub options: RestoreOptions,
     /// Velero's resource-modifier rules (version v1), from a ConfigMap of this namespace or
     /// inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -335,12 +314,7 @@ impl ClusterRestoreSpec {
                 SourceBackup::Named(n) | SourceBackup::NewestOf(n) => n.clone(),
             }),
             schedule_name: None,
-            filter: self.filter.clone(),
-            namespace_mapping: self.namespace_mapping.clone(),
-            existing_resource_policy: self.existing_resource_policy,
-            restore_status: self.restore_status.clone(),
-            preserve_node_ports: self.preserve_node_ports,
-            dry_run: self.dry_run,
+            options: self.options.clone(),
             // Read from the ConfigMap (or the inline text) when the restore starts.
             resource_modifiers: None,
         };
@@ -464,10 +438,33 @@ mod tests {
             Some("nightly-20261130020000")
         );
         assert_eq!(restore.schedule_name, None);
-        assert_eq!(restore.filter.included_namespaces, vec!["shop"]);
-        assert_eq!(restore.namespace_mapping["shop"], "shop-dr");
-        assert_eq!(restore.preserve_node_ports, Some(true));
+        assert_eq!(restore.options.filter.included_namespaces, vec!["shop"]);
+        assert_eq!(restore.options.namespace_mapping["shop"], "shop-dr");
+        assert_eq!(restore.options.preserve_node_ports, Some(true));
         restore.validate().unwrap();
+    }
+
+    #[test]
+    fn the_options_keep_their_place_in_the_json() {
+        let json = serde_json::json!({
+            "source": {"cluster": "c1", "backupName": "b1"},
+            "targetClusters": ["c2"],
+            "includedNamespaces": ["shop"],
+            "namespaceMapping": {"shop": "shop-dr"},
+            "existingResourcePolicy": "update",
+            "restoreStatus": {"includedResources": ["*"]},
+            "preserveNodePorts": true,
+            "dryRun": true,
+            "resourceModifiers": {"configMapRef": {"name": "rules"}}
+        });
+        let s = spec(json.clone());
+        assert_eq!(s.options.filter.included_namespaces, vec!["shop"]);
+        assert!(s.options.dry_run);
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"source":{"cluster":"c1","backupName":"b1"},"targetClusters":["c2"],"includedNamespaces":["shop"],"namespaceMapping":{"shop":"shop-dr"},"existingResourcePolicy":"update","restoreStatus":{"includedResources":["*"]},"preserveNodePorts":true,"dryRun":true,"resourceModifiers":{"configMapRef":{"name":"rules"}}}"#
+        );
+        assert_eq!(serde_json::to_value(&s).unwrap(), json);
     }
 
     #[test]

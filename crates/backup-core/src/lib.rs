@@ -45,6 +45,6 @@ pub use schedule::{Schedule, ScheduleError};
 pub use selector::{LabelSelector, Operator, Requirement, SelectorError};
 pub use size::human_bytes;
 pub use spec::{
-    BackupKind, BackupSpec, ExistingResourcePolicy, LEGACY_VELERO_DIRS, RestoreSpec,
-    RestoreStatusSpec, ScheduleSpec, SpecError, VELERO_DIR,
+    BackupKind, BackupSpec, ExistingResourcePolicy, LEGACY_VELERO_DIRS, RestoreOptions,
+    RestoreSpec, RestoreStatusSpec, ScheduleSpec, SpecError, VELERO_DIR,
 };

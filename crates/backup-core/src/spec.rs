@@ -209,6 +209,61 @@ pub struct RestoreStatusSpec {
     pub excluded_resources: Vec<String>,
 }
 
+/// How a restore applies a backup: which objects, into which namespaces, and what happens to
+/// objects that already exist.
+///
+/// Both a [`RestoreSpec`] (a restore in one cluster) and the API's `ClusterRestoreSpec` (a
+/// restore into several clusters) flatten it into their own JSON, so these options, their
+/// serde attributes, their documentation (the CRD's field descriptions) and their validation
+/// are defined once and a `ClusterRestore` hands them to each target's restore unchanged.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreOptions {
+    /// Which objects of the backup: namespaces, resources, cluster-scoped objects and label
+    /// selectors, as in Velero's Restore.
+    #[serde(default, flatten)]
+    pub filter: ResourceFilter,
+    /// Restore namespace `key` as namespace `value` (`{shop: shop-dr}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespace_mapping: BTreeMap<String, String>,
+    /// Objects that already exist in a target: left alone with a warning (`none`, the
+    /// default) or updated to the backed-up version (`update`).
+    #[serde(default)]
+    pub existing_resource_policy: ExistingResourcePolicy,
+    /// Also restore the `status` of these resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_status: Option<RestoreStatusSpec>,
+    /// Keep the node ports of restored Services (Velero's default when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preserve_node_ports: Option<bool>,
+    /// Only report what would be created, updated and skipped; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl RestoreOptions {
+    /// Validates the filter and the namespace mapping.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.filter.validate()?;
+        for (from, to) in &self.namespace_mapping {
+            for ns in [from, to] {
+                validate_dns1123_label(ns).map_err(|source| SpecError::NamespaceMapping {
+                    from: from.clone(),
+                    to: to.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The namespace an object from `ns` is restored into.
+    pub fn target_namespace<'a>(&'a self, ns: &'a str) -> &'a str {
+        self.namespace_mapping.get(ns).map_or(ns, String::as_str)
+    }
+}
+
 /// A restore.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -219,31 +274,16 @@ pub struct RestoreSpec {
     /// Or: the newest completed backup of this schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_name: Option<String>,
-    /// Which objects from the backup.
-    #[serde(default, flatten)]
-    pub filter: ResourceFilter,
-    /// Restore namespace `key` as namespace `value`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub namespace_mapping: BTreeMap<String, String>,
-    /// Existing objects: keep or update.
-    #[serde(default)]
-    pub existing_resource_policy: ExistingResourcePolicy,
-    /// Restore `status` for these resources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_status: Option<RestoreStatusSpec>,
-    /// Keep Service node ports (`None` = Velero's default behaviour).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preserve_node_ports: Option<bool>,
-    /// Compute and report, change nothing.
-    #[serde(default)]
-    pub dry_run: bool,
+    /// Which objects, where they go, existing objects, status, node ports, dry run.
+    #[serde(flatten)]
+    pub options: RestoreOptions,
     /// Velero's resource modifiers (version v1), applied to each object before it is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_modifiers: Option<crate::resource_modifiers::ResourceModifiers>,
 }
 
 impl RestoreSpec {
-    /// Validates the source, filter and namespace mapping.
+    /// Validates the source, the options (filter and namespace mapping) and the modifiers.
     pub fn validate(&self) -> Result<(), SpecError> {
         let name = match (&self.backup_name, &self.schedule_name) {
             (Some(b), None) => ("backupName", b),
@@ -259,16 +299,7 @@ impl RestoreSpec {
             field: name.0,
             source,
         })?;
-        self.filter.validate()?;
-        for (from, to) in &self.namespace_mapping {
-            for ns in [from, to] {
-                validate_dns1123_label(ns).map_err(|source| SpecError::NamespaceMapping {
-                    from: from.clone(),
-                    to: to.clone(),
-                    source,
-                })?;
-            }
-        }
+        self.options.validate()?;
         if let Some(modifiers) = &self.resource_modifiers {
             modifiers.compile()?;
         }
@@ -277,7 +308,7 @@ impl RestoreSpec {
 
     /// The namespace an object from `ns` is restored into.
     pub fn target_namespace<'a>(&'a self, ns: &'a str) -> &'a str {
-        self.namespace_mapping.get(ns).map_or(ns, String::as_str)
+        self.options.target_namespace(ns)
     }
 }
 
@@ -378,7 +409,9 @@ mod tests {
             ..Default::default()
         };
         ok.validate().unwrap();
-        ok.namespace_mapping.insert("old".into(), "New".into());
+        ok.options
+            .namespace_mapping
+            .insert("old".into(), "New".into());
         let e = ok.validate().unwrap_err();
         assert!(matches!(e, SpecError::NamespaceMapping { .. }));
         assert!(e.to_string().contains("New"));
@@ -390,13 +423,49 @@ mod tests {
             r#"{"backupName":"b","existingResourcePolicy":"update","namespaceMapping":{"a":"b"},"restoreStatus":{"includedResources":["*"]}}"#,
         )
         .unwrap();
-        assert_eq!(r.existing_resource_policy, ExistingResourcePolicy::Update);
+        assert_eq!(
+            r.options.existing_resource_policy,
+            ExistingResourcePolicy::Update
+        );
         assert_eq!(r.target_namespace("a"), "b");
         assert_eq!(r.target_namespace("c"), "c");
         assert_eq!(
             serde_json::to_value(ExistingResourcePolicy::None).unwrap(),
             "none"
         );
-        assert!(!r.dry_run);
+        assert!(!r.options.dry_run);
+    }
+
+    #[test]
+    fn restore_json_keeps_its_field_order_with_the_options_flattened() {
+        let r = RestoreSpec {
+            backup_name: Some("b".into()),
+            options: RestoreOptions {
+                filter: ResourceFilter {
+                    included_namespaces: vec!["shop".into()],
+                    include_cluster_resources: Some(false),
+                    ..ResourceFilter::default()
+                },
+                namespace_mapping: [("shop".to_string(), "shop-dr".to_string())].into(),
+                existing_resource_policy: ExistingResourcePolicy::Update,
+                restore_status: Some(RestoreStatusSpec {
+                    included_resources: vec!["*".into()],
+                    ..RestoreStatusSpec::default()
+                }),
+                preserve_node_ports: Some(true),
+                dry_run: true,
+            },
+            ..RestoreSpec::default()
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            json,
+            r#"{"backupName":"b","includedNamespaces":["shop"],"includeClusterResources":false,"namespaceMapping":{"shop":"shop-dr"},"existingResourcePolicy":"update","restoreStatus":{"includedResources":["*"]},"preserveNodePorts":true,"dryRun":true}"#
+        );
+        assert_eq!(serde_json::from_str::<RestoreSpec>(&json).unwrap(), r);
+        assert_eq!(
+            serde_json::to_string(&RestoreSpec::default()).unwrap(),
+            r#"{"existingResourcePolicy":"none","dryRun":false}"#
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use backup_core::{ExistingResourcePolicy, Phase, RestoreEngine, RestoreSpec, RestoreStatusSpec};
+use backup_core::{
+    ExistingResourcePolicy, Phase, RestoreEngine, RestoreOptions, RestoreSpec, RestoreStatusSpec,
+};
 use backup_velero::direct::{
     Action, DirectEngine, EXISTS_LEFT_UNCHANGED, ItemOutcome, RestoreReport,
 };
@@ -377,24 +379,27 @@ fn spec(args: &CreateArgs) -> Result<RestoreSpec> {
     let mut spec = RestoreSpec {
         backup_name: args.from_backup.clone(),
         schedule_name: args.from_schedule.clone(),
-        namespace_mapping: args
-            .namespace_mapping
-            .iter()
-            .cloned()
-            .collect::<BTreeMap<_, _>>(),
-        existing_resource_policy: match args.existing_resource_policy {
-            Policy::None => ExistingResourcePolicy::None,
-            Policy::Update => ExistingResourcePolicy::Update,
+        options: RestoreOptions {
+            namespace_mapping: args
+                .namespace_mapping
+                .iter()
+                .cloned()
+                .collect::<BTreeMap<_, _>>(),
+            existing_resource_policy: match args.existing_resource_policy {
+                Policy::None => ExistingResourcePolicy::None,
+                Policy::Update => ExistingResourcePolicy::Update,
+            },
+            dry_run: args.dry_run,
+            ..RestoreOptions::default()
         },
-        dry_run: args.dry_run,
         ..RestoreSpec::default()
     };
-    spec.filter.included_namespaces = args.include_namespaces.clone();
-    spec.filter.excluded_namespaces = args.exclude_namespaces.clone();
-    spec.filter.included_resources = args.include_resources.clone();
-    spec.filter.excluded_resources = args.exclude_resources.clone();
+    spec.options.filter.included_namespaces = args.include_namespaces.clone();
+    spec.options.filter.excluded_namespaces = args.exclude_namespaces.clone();
+    spec.options.filter.included_resources = args.include_resources.clone();
+    spec.options.filter.excluded_resources = args.exclude_resources.clone();
     if !args.restore_status.is_empty() {
-        spec.restore_status = Some(RestoreStatusSpec {
+        spec.options.restore_status = Some(RestoreStatusSpec {
             included_resources: args.restore_status.clone(),
             ..RestoreStatusSpec::default()
         });
@@ -440,7 +445,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
         name: args.name.clone(),
         backup: report.backup.clone(),
         phase: status.phase.to_string(),
-        dry_run: spec.dry_run,
+        dry_run: spec.options.dry_run,
         created: report.count(Action::Created),
         updated: report.count(Action::Updated),
         skipped: report.count(Action::Skipped),
@@ -451,7 +456,7 @@ async fn create(args: CreateArgs) -> Result<ExitCode> {
     match args.output {
         OutputFormat::Table => {
             output::print(&[summary], OutputFormat::Table)?;
-            if spec.dry_run {
+            if spec.options.dry_run {
                 println!();
                 output::print(
                     &report.items.iter().collect::<Vec<_>>(),

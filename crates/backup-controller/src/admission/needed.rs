@@ -126,7 +126,7 @@ fn restore(spec: &ClusterRestoreSpec) -> Vec<Needed> {
         [] => std::slice::from_ref(&spec.source.cluster),
         named => named,
     };
-    let privileged = privileges(&spec.filter, spec.existing_resource_policy);
+    let privileged = privileges(&spec.options.filter, spec.options.existing_resource_policy);
     restores_into(targets, &privileged)
 }
 

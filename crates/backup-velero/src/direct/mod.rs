@@ -486,7 +486,7 @@ impl RestoreEngine for DirectEngine {
         // A restore that writes to the cluster leaves signs of life in storage from its start,
         // so that one cut off mid-way is recorded Failed by the next reader. The first is
         // written before the run is registered: if storage refuses it, nothing has started.
-        if !spec.dry_run {
+        if !spec.options.dry_run {
             let records = self.repo.for_restore_records();
             liveness::beat(&records, &name_ok, &backup_ok, jiff::Timestamp::now()).await?;
         }
@@ -517,7 +517,7 @@ impl RestoreEngine for DirectEngine {
             modifiers,
         };
         let repo = self.repo.clone();
-        let dry_run = spec.dry_run;
+        let dry_run = spec.options.dry_run;
         let beating = (!dry_run).then(|| {
             tokio::spawn(liveness::keep_beating(
                 self.repo.for_restore_records(),

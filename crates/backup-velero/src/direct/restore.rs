@@ -193,7 +193,7 @@ impl RestoreRun {
         }
         .map_err(storage_error)?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
-        let filter = self.spec.filter.clone();
+        let filter = self.spec.options.filter.clone();
         let journal = Arc::clone(journal);
         let reader = tokio::task::spawn_blocking(move || {
             let mut items = ItemsBuilder::new(filter.clone());
@@ -271,7 +271,7 @@ impl RestoreRun {
             while let Some(done) = outcomes.next().await {
                 crds.extend(done.crd);
                 if let Some((kind, object)) = &done.listed
-                    && !self.spec.dry_run
+                    && !self.spec.options.dry_run
                 {
                     resource_list.add(kind, object);
                 }
@@ -280,7 +280,7 @@ impl RestoreRun {
                     .push(done.outcome);
             }
             drop(outcomes);
-            if !self.spec.dry_run {
+            if !self.spec.options.dry_run {
                 for crd in crds {
                     self.wait_established(&crd, &journal).await;
                 }
@@ -301,7 +301,7 @@ impl RestoreRun {
     /// Creates target namespaces that items need but the backup does not hold; `namespaces`
     /// are those of the planned namespaced items, as the backup names them.
     async fn ensure_namespaces(&self, namespaces: &BTreeSet<String>, journal: &SharedJournal) {
-        if self.spec.dry_run {
+        if self.spec.options.dry_run {
             return;
         }
         let targets: BTreeSet<String> = namespaces
@@ -368,7 +368,7 @@ impl RestoreRun {
         let resource = gr.to_string();
         // Velero matches these lists as it matches included/excluded resources (`*`, globs,
         // `resource.group`); nothing is restored with status when the include list is empty.
-        let keep_status = self.spec.restore_status.as_ref().is_some_and(|s| {
+        let keep_status = self.spec.options.restore_status.as_ref().is_some_and(|s| {
             !s.included_resources.is_empty()
                 && backup_core::ResourceFilter {
                     included_resources: s.included_resources.clone(),
@@ -380,9 +380,9 @@ impl RestoreRun {
         let opts = PrepareOptions {
             backup_name: self.backup.as_str(),
             restore_name: self.name.as_str(),
-            namespace_mapping: &self.spec.namespace_mapping,
+            namespace_mapping: &self.spec.options.namespace_mapping,
             keep_status,
-            preserve_node_ports: self.spec.preserve_node_ports.unwrap_or(false),
+            preserve_node_ports: self.spec.options.preserve_node_ports.unwrap_or(false),
         };
         let original = body
             .and_then(|data| serde_json::from_slice::<Value>(&data).map_err(std::io::Error::from));
@@ -442,7 +442,7 @@ impl RestoreRun {
             Err(e) => return fail(format!("{where_}: not a Kubernetes object: {e}")),
         };
         let post = PostParams {
-            dry_run: self.spec.dry_run,
+            dry_run: self.spec.options.dry_run,
             ..PostParams::default()
         };
         let mut attempts = 0;
@@ -451,7 +451,7 @@ impl RestoreRun {
             match api.create(&post, &dynamic).await {
                 Ok(_) => break Action::Created,
                 Err(kube::Error::Api(s)) if s.code == 409 => {
-                    break match self.spec.existing_resource_policy {
+                    break match self.spec.options.existing_resource_policy {
                         ExistingResourcePolicy::None => {
                             lock(journal).warn(
                                 target_ns.as_deref(),
@@ -472,7 +472,7 @@ impl RestoreRun {
                     };
                 }
                 // In a dry run, a namespace or CRD that would be created first is missing.
-                Err(kube::Error::Api(s)) if s.code == 404 && self.spec.dry_run => {
+                Err(kube::Error::Api(s)) if s.code == 404 && self.spec.options.dry_run => {
                     break Action::Created;
                 }
                 Err(kube::Error::Api(s))
@@ -492,7 +492,7 @@ impl RestoreRun {
             }
         };
         if keep_status
-            && !self.spec.dry_run
+            && !self.spec.options.dry_run
             && let Some(status) = status_value
         {
             let patch = Patch::Merge(serde_json::json!({ "status": status }));
@@ -543,7 +543,7 @@ impl RestoreRun {
             }
         }
         let params = PostParams {
-            dry_run: self.spec.dry_run,
+            dry_run: self.spec.options.dry_run,
             ..PostParams::default()
         };
         api.replace(name, &params, &desired).await.map(|_| ())
@@ -570,7 +570,7 @@ impl RestoreRun {
                 elapsed.as_secs_f64()
             ),
         );
-        if !self.spec.dry_run {
+        if !self.spec.options.dry_run {
             let files = RestoreFiles::new(&self.name);
             let io =
                 |e: std::io::Error| EngineError::Other(format!("encoding restore results: {e}"));
@@ -606,7 +606,7 @@ impl RestoreRun {
         }
         {
             let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
-            report.dry_run = self.spec.dry_run;
+            report.dry_run = self.spec.options.dry_run;
             report.results = journal.results.clone();
         }
         self.status.update(|s| {

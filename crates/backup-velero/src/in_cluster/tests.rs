@@ -1,5 +1,6 @@
 use backup_core::{
-    BackupSpec, LabelSelector, RestoreSpec, Schedule, ScheduleSpec, StorageLocationSpec, Ttl,
+    BackupSpec, LabelSelector, RestoreOptions, RestoreSpec, Schedule, ScheduleSpec,
+    StorageLocationSpec, Ttl,
 };
 use serde_json::json;
 
@@ -97,7 +98,10 @@ fn schedule_and_restore_translation_is_exact() {
 
     let r = RestoreSpec {
         schedule_name: Some("hourly".into()),
-        namespace_mapping: [("a".to_string(), "b".to_string())].into(),
+        options: RestoreOptions {
+            namespace_mapping: [("a".to_string(), "b".to_string())].into(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let r = translate::restore(&cfg(), "r1", &r).unwrap();
@@ -124,7 +128,10 @@ fn bad_inputs_are_rejected_with_reasons() {
     assert!(matches!(e, VeleroError::Invalid(_)), "{e}");
     let dry = RestoreSpec {
         backup_name: Some("b".into()),
-        dry_run: true,
+        options: RestoreOptions {
+            dry_run: true,
+            ..Default::default()
+        },
         ..Default::default()
     };
     assert!(translate::restore(&cfg(), "r", &dry).is_err());

@@ -301,12 +301,12 @@ pub fn restore(
 ) -> Result<Restore, VeleroError> {
     spec.validate()
         .map_err(|e| VeleroError::Invalid(e.to_string()))?;
-    if spec.dry_run {
+    if spec.options.dry_run {
         return Err(VeleroError::Invalid(
             "Velero has no dry-run restore: unset dryRun or use the direct engine".into(),
         ));
     }
-    let f = &spec.filter;
+    let f = &spec.options.filter;
     if !f.included_cluster_scoped_resources.is_empty()
         || !f.excluded_cluster_scoped_resources.is_empty()
     {
@@ -330,18 +330,22 @@ pub fn restore(
             excluded_namespaces: list(&f.excluded_namespaces),
             included_resources: list(&f.included_resources),
             excluded_resources: list(&f.excluded_resources),
-            namespace_mapping: (!spec.namespace_mapping.is_empty())
-                .then(|| spec.namespace_mapping.clone()),
+            namespace_mapping: (!spec.options.namespace_mapping.is_empty())
+                .then(|| spec.options.namespace_mapping.clone()),
             label_selector: f.label_selector.as_ref().map(selector).transpose()?,
             or_label_selectors: or_selectors(&f.or_label_selectors)?,
-            restore_status: spec.restore_status.as_ref().map(|s| RestoreStatusSpec {
-                included_resources: list(&s.included_resources),
-                excluded_resources: list(&s.excluded_resources),
-            }),
-            preserve_node_ports: spec.preserve_node_ports,
+            restore_status: spec
+                .options
+                .restore_status
+                .as_ref()
+                .map(|s| RestoreStatusSpec {
+                    included_resources: list(&s.included_resources),
+                    excluded_resources: list(&s.excluded_resources),
+                }),
+            preserve_node_ports: spec.options.preserve_node_ports,
             include_cluster_resources: f.include_cluster_resources,
             existing_resource_policy: Some(
-                match spec.existing_resource_policy {
+                match spec.options.existing_resource_policy {
                     ExistingResourcePolicy::None => "none",
                     ExistingResourcePolicy::Update => "update",
                 }

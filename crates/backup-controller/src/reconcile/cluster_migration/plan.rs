@@ -23,7 +23,7 @@ use backup_api::{
     ClusterBackupSpec, ClusterBackupStatus, ClusterRestoreSpec, ClusterRestoreStatus,
     ClusterSelection, DeletePolicy, FleetPhase, InvalidField, RestoreSource, RunStatus,
 };
-use backup_core::Phase;
+use backup_core::{Phase, RestoreOptions};
 
 /// A child of the migration (named like it), as read.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,8 +222,11 @@ fn restore_spec(input: &PlanInput<'_>) -> ClusterRestoreSpec {
             storage_location: input.spec.storage_location.clone(),
         },
         target_clusters: input.valid.targets.clone(),
-        namespace_mapping: input.spec.namespace_mapping.clone(),
-        existing_resource_policy: input.spec.existing_resource_policy,
+        options: RestoreOptions {
+            namespace_mapping: input.spec.namespace_mapping.clone(),
+            existing_resource_policy: input.spec.existing_resource_policy,
+            ..RestoreOptions::default()
+        },
         ..ClusterRestoreSpec::default()
     }
 }

@@ -197,8 +197,11 @@ fn the_restore_is_created_only_once_the_backup_completed() {
                     storage_location: Some("main".into()),
                 },
                 target_clusters: vec!["c2".into(), "c3".into()],
-                namespace_mapping: [("shop".to_string(), "shop-new".to_string())].into(),
-                existing_resource_policy: ExistingResourcePolicy::Update,
+                options: RestoreOptions {
+                    namespace_mapping: [("shop".to_string(), "shop-new".to_string())].into(),
+                    existing_resource_policy: ExistingResourcePolicy::Update,
+                    ..RestoreOptions::default()
+                },
                 ..ClusterRestoreSpec::default()
             }),
             status: Some(status(

@@ -201,7 +201,7 @@ async fn restore_one(ctx: &Context, job: &RestoreJob, cluster: &ManagedCluster, 
     };
     let plan = engine
         .restore_report(&name)
-        .map(|report| plan_of(&report, job.spec.dry_run));
+        .map(|report| plan_of(&report, job.spec.options.dry_run));
     shared.update(&target, |r| {
         apply(r, &status);
         r.completion_timestamp = status.completed.or(Some(ctx.clock.now()));

@@ -160,7 +160,7 @@ async fn cleanup(restore: Arc<ClusterRestore>, ctx: Arc<Context>) -> Result<Acti
     let stored: Vec<&str> = status
         .clusters
         .iter()
-        .filter(|c| !restore.spec.dry_run && c.phase != backup_core::Phase::New)
+        .filter(|c| !restore.spec.options.dry_run && c.phase != backup_core::Phase::New)
         .map(|c| c.restore_name.as_str())
         .collect();
     let (Some(location), false) = (status.storage_location.as_deref(), stored.is_empty()) else {

@@ -176,7 +176,7 @@ async fn mapped_namespaces(
         }
     };
     let namespaces: Api<Namespace> = Api::all(handle.client.clone());
-    for (from, to) in &spec.template.namespace_mapping {
+    for (from, to) in &spec.template.options.namespace_mapping {
         match namespaces.get_opt(to).await {
             Ok(None) => {}
             Ok(Some(_)) => {

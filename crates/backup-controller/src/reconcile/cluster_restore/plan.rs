@@ -248,7 +248,7 @@ pub fn launch(input: &LaunchInput<'_>) -> Launch {
         &source.backup,
         input.previous,
     );
-    let verb = if spec.template.dry_run {
+    let verb = if spec.template.options.dry_run {
         "dry run of restoring"
     } else {
         "restoring"
@@ -287,7 +287,7 @@ pub fn started(
             ..ClusterRestoreResult::default()
         })
         .collect();
-    let verb = if spec.template.dry_run {
+    let verb = if spec.template.options.dry_run {
         "planning (dry run) the restore of"
     } else {
         "restoring"
@@ -445,9 +445,9 @@ pub fn backup_to_restore(
 /// `none`, one that exists would keep what it holds and get the rest mixed in, so a real
 /// restore is refused before it touches anything.
 pub fn refuses_existing_namespaces(spec: &ValidClusterRestore) -> bool {
-    !spec.template.dry_run
-        && spec.template.existing_resource_policy == ExistingResourcePolicy::None
-        && !spec.template.namespace_mapping.is_empty()
+    !spec.template.options.dry_run
+        && spec.template.options.existing_resource_policy == ExistingResourcePolicy::None
+        && !spec.template.options.namespace_mapping.is_empty()
 }
 
 /// What a target answered about the namespaces the restore maps onto (in mapping order, up

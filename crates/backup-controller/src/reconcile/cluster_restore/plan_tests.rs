@@ -281,7 +281,10 @@ fn a_dry_run_is_announced_as_one() {
         launched.spec,
         RestoreSpec {
             backup_name: Some(BACKUP.into()),
-            dry_run: true,
+            options: backup_core::RestoreOptions {
+                dry_run: true,
+                ..backup_core::RestoreOptions::default()
+            },
             ..RestoreSpec::default()
         }
     );

@@ -212,7 +212,11 @@ pub async fn restores(
                 esc(&r.metadata.name.clone().unwrap_or_default()),
                 text(&status["backupName"]),
                 text(&phase),
-                if r.spec.dry_run { "dry run" } else { "" },
+                if r.spec.options.dry_run {
+                    "dry run"
+                } else {
+                    ""
+                },
                 clusters.join("<br>")
             )
         })
