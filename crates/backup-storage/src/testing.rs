@@ -16,6 +16,11 @@ use crate::repository::Repository;
 
 pub mod azurite;
 
+/// How long a test server may take to answer after it is spawned. A healthy start takes about
+/// a second; a 2-core machine running a CI run beside a fresh-machine check took Node (Azurite)
+/// over 30 s. This only bounds a start that hangs, so it is generous.
+pub const START_WITHIN: Duration = Duration::from_secs(120);
+
 /// How to install the server; quoted in every "not found" error.
 pub const INSTALL_HINT: &str = "cargo install s3s-fs@0.14.1 --features binary --locked";
 
@@ -143,7 +148,7 @@ impl S3sFs {
     }
 
     fn wait_ready(&mut self) -> Result<(), LaunchError> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + START_WITHIN;
         let addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.port).into();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -153,7 +158,10 @@ impl S3sFs {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(self.not_ready("no connection accepted within 15 s".into()));
+                return Err(self.not_ready(format!(
+                    "no connection accepted within {} s",
+                    START_WITHIN.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -257,7 +257,7 @@ impl Azurite {
     }
 
     fn wait_ready(&mut self) -> Result<(), AzuriteError> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + super::START_WITHIN;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(self.not_ready(format!("it exited with {status}")));
@@ -266,7 +266,10 @@ impl Azurite {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(self.not_ready("no HTTP answer within 30 s".into()));
+                return Err(self.not_ready(format!(
+                    "no HTTP answer within {} s",
+                    super::START_WITHIN.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
