@@ -101,21 +101,33 @@ pub(super) async fn visible_namespaces(
     Ok(visible)
 }
 
+/// `{"items": [...]}` of what `data` lists, for a caller who may list `resource` in `ns`.
+/// `data` is a future, so nothing is read before the caller is authorized.
+async fn items(
+    state: &WebState,
+    headers: &HeaderMap,
+    ns: &str,
+    resource: &str,
+    data: impl Future<Output = ApiResult<Vec<Value>>>,
+) -> ApiResult<Json<Value>> {
+    authorize(state, headers, ns, Action::on("list", resource), None).await?;
+    Ok(Json(json!({"items": data.await?})))
+}
+
 /// `GET /api/v1/namespaces/{ns}/storagelocations`.
 pub async fn storage_locations(
     State(state): State<WebState>,
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authorize(
+    items(
         &state,
         &headers,
         &ns,
-        Action::on("list", "storagelocations"),
-        None,
+        "storagelocations",
+        locations_data(&state, &ns),
     )
-    .await?;
-    Ok(Json(json!({"items": locations_data(&state, &ns).await?})))
+    .await
 }
 
 /// The StorageLocations of `ns`, as the API shows them.
@@ -148,15 +160,14 @@ pub async fn clusters(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authorize(
+    items(
         &state,
         &headers,
         &ns,
-        Action::on("list", "managedclusters"),
-        None,
+        "managedclusters",
+        clusters_data(&state, &ns),
     )
-    .await?;
-    Ok(Json(json!({"items": clusters_data(&state, &ns).await?})))
+    .await
 }
 
 /// The ManagedClusters of `ns`, as the API shows them.
@@ -184,17 +195,14 @@ pub async fn cluster_backups(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    authorize(
+    items(
         &state,
         &headers,
         &ns,
-        Action::on("list", "clusterbackups"),
-        None,
+        "clusterbackups",
+        cluster_backups_data(&state, &ns),
     )
-    .await?;
-    Ok(Json(
-        json!({"items": cluster_backups_data(&state, &ns).await?}),
-    ))
+    .await
 }
 
 /// The ClusterBackups of `ns` with each schedule's next firings and interval.

@@ -21,16 +21,15 @@ pub async fn cluster(
     Path((ns, cluster)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let (caller, cookie) = match signed_in(&state, &headers).await {
+    let signed = match signed_in(&state, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let csrf = state.session_key.csrf(&cookie);
-    let session = Some((caller.user.as_str(), csrf.as_str()));
+    let (caller, csrf, session) = (&signed.caller, &signed.csrf, signed.shown());
     let backups = async {
         require(
             &state,
-            &caller,
+            caller,
             &ns,
             Action::on("list", "clusterbackups"),
             None,
@@ -51,7 +50,7 @@ pub async fn cluster(
     // through the project's event stream and reloads the page when one starts or ends.
     let running = running_runs(&schedules, &cluster);
     let (e_ns, e_cluster) = (esc(&ns), esc(&cluster));
-    let rows = backup_rows(&backups, &ns, &cluster, &csrf);
+    let rows = backup_rows(&backups, &ns, &cluster, csrf);
     let body = if backups.is_empty() {
         "<p>No backups of this cluster in storage yet.</p>".to_string()
     } else {
@@ -166,8 +165,8 @@ pub async fn events(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (caller, _) = match signed_in(&state, &headers).await {
-        Ok(s) => s,
+    let caller = match signed_in(&state, &headers).await {
+        Ok(s) => s.caller,
         Err(r) => return r,
     };
     let see = Action::on("list", "clusterbackups");
@@ -183,8 +182,8 @@ pub async fn download(
     Path((ns, cluster, name)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let (caller, _) = match signed_in(&state, &headers).await {
-        Ok(s) => s,
+    let caller = match signed_in(&state, &headers).await {
+        Ok(s) => s.caller,
         Err(r) => return r,
     };
     let see = Action::on("get", "clusterbackups");
@@ -211,8 +210,8 @@ pub async fn delete(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (caller, _) = match signed_in_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let caller = match signed_in_form(&state, &headers, &form.csrf).await {
+        Ok(s) => s.caller,
         Err(r) => return r,
     };
     let see = Action::on("get", "clusterbackups");
@@ -248,8 +247,8 @@ pub async fn run_now(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (caller, _) = match signed_in_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let caller = match signed_in_form(&state, &headers, &form.csrf).await {
+        Ok(s) => s.caller,
         Err(r) => return r,
     };
     let done = async {

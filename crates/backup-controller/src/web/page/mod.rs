@@ -95,10 +95,7 @@ pub(super) fn error_page(error: ApiError, session: Option<(&str, &str)>) -> Resp
 }
 
 /// The signed-in caller and their session cookie value, or the response to send instead.
-pub(super) async fn signed_in(
-    state: &WebState,
-    headers: &HeaderMap,
-) -> Result<(Caller, String), Response> {
+pub(super) async fn signed_in(state: &WebState, headers: &HeaderMap) -> Result<Session, Response> {
     let cookie = headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
@@ -111,10 +108,30 @@ pub(super) async fn signed_in(
         return Err(Redirect::to("/ui").into_response());
     };
     match review(state, &token).await {
-        Ok(caller) => Ok((caller, cookie)),
+        Ok(caller) => Ok(Session {
+            caller,
+            csrf: state.session_key.csrf(&cookie),
+            cookie,
+        }),
         // Revoked or expired token: sign in again.
         Err(e) if e.status == StatusCode::UNAUTHORIZED => Err(Redirect::to("/ui").into_response()),
         Err(e) => Err(error_page(e, None)),
+    }
+}
+
+/// A signed-in caller and the session's CSRF token, which every form carries.
+pub(super) struct Session {
+    /// Who is signed in.
+    pub caller: Caller,
+    /// The session's CSRF token.
+    pub csrf: String,
+    cookie: String,
+}
+
+impl Session {
+    /// What [`layout`] shows of the session: the user, and the sign-out form's token.
+    pub fn shown(&self) -> Option<(&str, &str)> {
+        Some((self.caller.user.as_str(), self.csrf.as_str()))
     }
 }
 
@@ -142,11 +159,11 @@ pub(super) async fn signed_in_form(
     state: &WebState,
     headers: &HeaderMap,
     sent: &str,
-) -> Result<(Caller, String), Response> {
-    let (caller, cookie) = signed_in(state, headers).await?;
-    match csrf_refused(state, &cookie, sent) {
+) -> Result<Session, Response> {
+    let session = signed_in(state, headers).await?;
+    match csrf_refused(state, &session.cookie, sent) {
         Some(refused) => Err(refused),
-        None => Ok((caller, cookie)),
+        None => Ok(session),
     }
 }
 
@@ -209,8 +226,8 @@ pub async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Ok((_, cookie)) = signed_in(&state, &headers).await
-        && let Some(refused) = csrf_refused(&state, &cookie, &form.csrf)
+    if let Ok(session) = signed_in(&state, &headers).await
+        && let Some(refused) = csrf_refused(&state, &session.cookie, &form.csrf)
     {
         return refused;
     }
@@ -226,13 +243,12 @@ pub async fn logout(
 
 /// `GET /ui/projects`.
 pub async fn projects(State(state): State<WebState>, headers: HeaderMap) -> Response {
-    let (caller, cookie) = match signed_in(&state, &headers).await {
+    let signed = match signed_in(&state, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let csrf = state.session_key.csrf(&cookie);
-    let session = Some((caller.user.as_str(), csrf.as_str()));
-    match visible_namespaces(&state, &caller).await {
+    let (caller, session) = (&signed.caller, signed.shown());
+    match visible_namespaces(&state, caller).await {
         Ok(names) if names.is_empty() => Html(layout(
             "Projects",
             session,

@@ -94,14 +94,13 @@ pub async fn project(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (caller, cookie) = match signed_in(&state, &headers).await {
+    let signed = match signed_in(&state, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let csrf = state.session_key.csrf(&cookie);
-    let session = Some((caller.user.as_str(), csrf.as_str()));
+    let (caller, csrf, session) = (&signed.caller, &signed.csrf, signed.shown());
     let see = Action::on("list", "clusterbackups");
-    if let Err(e) = require(&state, &caller, &ns, see, None).await {
+    if let Err(e) = require(&state, caller, &ns, see, None).await {
         return error_page(e, session);
     }
     let data = async {
@@ -118,7 +117,7 @@ pub async fn project(
     let e_ns = esc(&ns);
     let cluster_rows = cluster_rows(&clusters, &schedules, &ns, Timestamp::now());
     let location_rows = location_rows(&locations);
-    let schedule_rows = schedule_rows(&schedules, &ns, &csrf);
+    let schedule_rows = schedule_rows(&schedules, &ns, csrf);
     let body = format!(
         "<p><a href=\"/ui/projects/{e_ns}/restores\">Restores</a></p>\
          <h2>Clusters</h2><table><thead><tr><th>Cluster</th><th>Reachable</th>\

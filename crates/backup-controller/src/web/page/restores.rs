@@ -33,17 +33,16 @@ pub async fn plan(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (caller, cookie) = match signed_in_form(&state, &headers, &form.csrf).await {
+    let signed = match signed_in_form(&state, &headers, &form.csrf).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let csrf = state.session_key.csrf(&cookie);
-    let session = Some((caller.user.as_str(), csrf.as_str()));
+    let (caller, csrf, session) = (&signed.caller, &signed.csrf, signed.shown());
     let dry = restore_name("plan");
     let planned = async {
         require(
             &state,
-            &caller,
+            caller,
             &ns,
             Action::on("list", "clusterbackups"),
             Some(Action::on("create", "clusterrestores")),
@@ -51,7 +50,7 @@ pub async fn plan(
         .await?;
         let body = json!({"metadata": {"name": dry},
             "spec": {"source": {"cluster": cluster, "backupName": name}, "dryRun": true}});
-        create_restore_object(&state, &caller, &ns, &body).await?;
+        create_restore_object(&state, caller, &ns, &body).await?;
         wait_for_restore(&state, &ns, &dry).await
     };
     let restore = match planned.await {
@@ -84,7 +83,7 @@ pub async fn plan(
         text(&plan["create"]),
         text(&plan["update"]),
         text(&plan["skip"]),
-        esc(&csrf)
+        esc(csrf)
     );
     Html(layout("Restore plan", session, &body, false)).into_response()
 }
@@ -96,8 +95,8 @@ pub async fn restore(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let (caller, _) = match signed_in_form(&state, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let caller = match signed_in_form(&state, &headers, &form.csrf).await {
+        Ok(s) => s.caller,
         Err(r) => return r,
     };
     let created = async {
@@ -156,15 +155,14 @@ pub async fn restores(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let (caller, cookie) = match signed_in(&state, &headers).await {
+    let signed = match signed_in(&state, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let csrf = state.session_key.csrf(&cookie);
-    let session = Some((caller.user.as_str(), csrf.as_str()));
+    let (caller, session) = (&signed.caller, signed.shown());
     if let Err(e) = require(
         &state,
-        &caller,
+        caller,
         &ns,
         Action::on("list", "clusterrestores"),
         None,
