@@ -41,6 +41,29 @@ use backup_api::{
 };
 use kube::runtime::controller::Action;
 
+/// What kube's runtime needs of a kind to watch it, cache it and reconcile it.
+pub(crate) trait Watched:
+    Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// How `backup-controller run` was configured.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -375,13 +398,7 @@ fn own_changes<K>(
     listed: watch::Sender<bool>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     reflector::reflector(writer, watcher(api, wc.clone()))
         .inspect_ok(move |event| {
@@ -533,13 +550,7 @@ fn on_own_changes<K>(
     wc: &watcher::Config,
 ) -> (Controller<K>, reflector::Store<K>, watch::Receiver<bool>)
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
     let (store, writer) = reflector::store();
     let (listed_tx, listed) = watch::channel(false);
@@ -562,13 +573,7 @@ fn woken_by_secrets<K>(
     references: fn(&K) -> Vec<&str>,
 ) -> Controller<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let Some(secrets) = secrets else {
         return controller;
@@ -613,13 +618,7 @@ fn run_kind<K, Fut>(
     ctx: &Arc<Context>,
 ) -> future::BoxFuture<'static, ()>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
     Fut: Future<Output = crate::error::Result<Action>> + Send + 'static,
 {
     controller

@@ -82,13 +82,7 @@ impl WebState {
 /// A store of the `K`s of `namespace`, filled by a watch running in the background.
 fn watch_into_store<K>(client: &kube::Client, namespace: Option<&str>) -> reflector::Store<K>
 where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: crate::runtime::Watched + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
     let api = crate::runtime::api::<K>(client, namespace);
     let (store, writer) = reflector::store();
