@@ -189,7 +189,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
             downloaded == json!(recorded_sha256),
             "downloaded {downloaded}, recorded {recorded_sha256}"
         );
-        browser.click(&browser.find("form[action$='/plan'] button")?)?;
+        browser.click_on("form[action$='/plan'] button", Duration::from_secs(10))?;
         let plan = browser.wait_for_text("Dry run of restoring", Duration::from_secs(60))?;
         ensure!(
             plan.contains("to create") && plan.contains("Restore now"),
@@ -208,7 +208,10 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         // The form's answer is a new document: mark this one to tell when it has been replaced,
         // so the next navigation does not race the form's.
         browser.execute("document.body.dataset.submitted = 'no'")?;
-        browser.click(&browser.find("form[action$='/clusterbackups/once/run'] button")?)?;
+        browser.click_on(
+            "form[action$='/clusterbackups/once/run'] button",
+            Duration::from_secs(10),
+        )?;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             // A script may fail while the old document unloads; that is "not yet" too.
@@ -264,8 +267,10 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         }
 
         // Delete the first backup, after the confirmation dialog.
-        browser
-            .click(&browser.find(&format!("form[action$='/backups/{backup}/delete'] button"))?)?;
+        // The page reloads itself when it hears of a run starting or ending, which can still
+        // happen after it looked settled: click what is there then.
+        let delete = format!("form[action$='/backups/{backup}/delete'] button");
+        browser.click_on(&delete, Duration::from_secs(10))?;
         let asked = browser.accept_dialog()?;
         ensure!(asked.contains(&backup), "{asked}");
         // As long as the other waits here: beside the whole suite on 2 cores, the delete and

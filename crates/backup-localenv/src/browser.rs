@@ -223,6 +223,23 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks the element `selector` finds, finding it again while the page replaces it under
+    /// the click (a page that reloads itself when a run starts or ends), for up to `within`:
+    /// what a person does when a button moves as they click.
+    pub fn click_on(&self, selector: &str, within: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let clicked = self.find(selector).and_then(|id| self.click(&id));
+            match clicked {
+                Ok(()) => return Ok(()),
+                Err(e) if replaced(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Accepts the open dialog (`confirm()`); its text.
     pub fn accept_dialog(&self) -> Result<String> {
         let text = self.call("GET", "/alert/text", None)?;
@@ -309,4 +326,10 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// Whether a WebDriver error says the element went away with the page it was found on.
+fn replaced(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("stale element") || text.contains("no such element")
 }
