@@ -16,7 +16,7 @@ use crate::web::WebState;
 use crate::web::auth::{Action, require};
 use crate::web::error::ApiError;
 use crate::web::handlers::create_restore_object;
-use backup_api::ClusterRestore;
+use backup_api::{ClusterRestore, FleetPhase};
 
 /// How long the page waits for a dry run's plan.
 const PLAN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -183,42 +183,13 @@ pub async fn restores(
             );
         }
     };
-    let mut running = false;
-    let rows: String = listed
-        .items
-        .iter()
-        .map(|r| {
-            let status = serde_json::to_value(&r.status).unwrap_or(Value::Null);
-            let phase = status["phase"].clone();
-            running |= phase == "InProgress" || phase == "New";
-            let clusters: Vec<String> = status["clusters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    format!(
-                        "{} {} ({}/{})",
-                        text(&c["cluster"]),
-                        text(&c["phase"]),
-                        text(&c["itemsRestored"]),
-                        text(&c["totalItems"])
-                    )
-                })
-                .collect();
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&r.metadata.name.clone().unwrap_or_default()),
-                text(&status["backupName"]),
-                text(&phase),
-                if r.spec.options.dry_run {
-                    "dry run"
-                } else {
-                    ""
-                },
-                clusters.join("<br>")
-            )
-        })
-        .collect();
+    let running = listed.items.iter().any(|r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.phase.as_ref())
+            .is_some_and(|p| matches!(p, FleetPhase::New | FleetPhase::InProgress))
+    });
+    let rows: String = listed.items.iter().map(restore_row).collect();
     let e_ns = esc(&ns);
     let body = format!(
         "<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p><table><thead><tr><th>Restore</th>\
@@ -232,4 +203,36 @@ pub async fn restores(
         running,
     ))
     .into_response()
+}
+
+/// A restore's table row: its name, backup, phase, whether it is a dry run, and each
+/// cluster's phase and items.
+fn restore_row(r: &ClusterRestore) -> String {
+    let status = serde_json::to_value(&r.status).unwrap_or(Value::Null);
+    let clusters: Vec<String> = status["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{} {} ({}/{})",
+                text(&c["cluster"]),
+                text(&c["phase"]),
+                text(&c["itemsRestored"]),
+                text(&c["totalItems"])
+            )
+        })
+        .collect();
+    format!(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(&r.metadata.name.clone().unwrap_or_default()),
+        text(&status["backupName"]),
+        text(&status["phase"]),
+        if r.spec.options.dry_run {
+            "dry run"
+        } else {
+            ""
+        },
+        clusters.join("<br>")
+    )
 }
