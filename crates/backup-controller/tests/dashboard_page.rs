@@ -291,7 +291,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
 
         // A viewer of the project sees its clusters and backups, and nothing of the other
         // project: not in the project list, and its page answers as if it did not exist.
-        browser.click(&browser.find("form[action='/ui/logout'] button")?)?;
+        browser.click_on("form[action='/ui/logout'] button", Duration::from_secs(10))?;
         browser.wait_for_text("token", Duration::from_secs(10))?;
         browser.type_into(&browser.find("#token")?, &viewer)?;
         browser.click(&browser.find("button[type=submit]")?)?;

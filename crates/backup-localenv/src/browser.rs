@@ -331,5 +331,9 @@ impl Drop for Browser {
 /// Whether a WebDriver error says the element went away with the page it was found on.
 fn replaced(error: &anyhow::Error) -> bool {
     let text = format!("{error:#}");
-    text.contains("stale element") || text.contains("no such element")
+    // Chromium says the third when the node it found was detached by a reload between the
+    // find and the click.
+    text.contains("stale element")
+        || text.contains("no such element")
+        || text.contains("does not belong to the document")
 }
