@@ -45,6 +45,21 @@ fn reads_secrets(role: &Value) -> bool {
 
 /// The default install's webhook: a certificate made for the Service and trusted by the
 /// configuration, served by every replica, failing closed.
+/// The impersonation rules of the controller's own ClusterRole.
+fn impersonation(roles: &[&Value]) -> Value {
+    let own = roles
+        .iter()
+        .find(|r| r["metadata"]["name"] == "bf-backup-fleet")
+        .expect("the controller's ClusterRole");
+    own["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|rule| rule["verbs"] == json!(["impersonate"]))
+        .cloned()
+        .collect()
+}
+
 fn check_webhook(objects: &[Value], args: &[&str]) -> Result<()> {
     let webhook = of_kind(objects, "ValidatingWebhookConfiguration")
         .first()
@@ -117,8 +132,10 @@ fn combinations() -> Vec<(&'static str, Value)> {
     vec![
         ("defaults", json!({})),
         (
-            "metrics ServiceMonitor on",
-            json!({"metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}}}),
+            "metrics ServiceMonitor on, impersonation narrowed",
+            json!({"metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}},
+                   "api": {"impersonate": {"users": ["alice"], "groups": ["team-a", "team-b"],
+                                           "extras": []}}}),
         ),
         (
             "API off, one replica, no leader election, NetworkPolicy on, one project",
@@ -258,6 +275,23 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                 assert_eq!(of_kind(&objects, "ClusterRoleBinding").len(), 1);
                 check_webhook(&objects, &args)?;
                 check_project_roles(&roles)?;
+                // The dashboard writes as the person: any user and group by default, their
+                // uid, and the extra keys Kubernetes' own tokens carry.
+                assert_eq!(
+                    impersonation(&roles),
+                    json!([
+                        {"apiGroups": [""], "resources": ["users", "serviceaccounts"],
+                         "verbs": ["impersonate"]},
+                        {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"]},
+                        {"apiGroups": ["authentication.k8s.io"], "verbs": ["impersonate"],
+                         "resources": ["uids",
+                            "userextras/authentication.kubernetes.io/pod-name",
+                            "userextras/authentication.kubernetes.io/pod-uid",
+                            "userextras/authentication.kubernetes.io/credential-id",
+                            "userextras/authentication.kubernetes.io/node-name",
+                            "userextras/authentication.kubernetes.io/node-uid"]},
+                    ])
+                );
                 let notes = chart.notes();
                 assert!(
                     notes.contains("--clusterrole=bf-backup-fleet-project-secrets")
@@ -310,7 +344,18 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                     "{volumes}"
                 );
             }
-            "metrics ServiceMonitor on" => {
+            "metrics ServiceMonitor on, impersonation narrowed" => {
+                assert_eq!(
+                    impersonation(&roles),
+                    json!([
+                        {"apiGroups": [""], "resources": ["users", "serviceaccounts"],
+                         "verbs": ["impersonate"], "resourceNames": ["alice"]},
+                        {"apiGroups": [""], "resources": ["groups"],
+                         "verbs": ["impersonate"], "resourceNames": ["team-a", "team-b"]},
+                        {"apiGroups": ["authentication.k8s.io"], "resources": ["uids"],
+                         "verbs": ["impersonate"]},
+                    ])
+                );
                 let monitor = of_kind(&objects, "ServiceMonitor")[0];
                 assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
                 assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
@@ -344,6 +389,11 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                     "the API server reaches the webhook from anywhere: {policy}"
                 );
                 assert!(chart.notes().contains("api.enabled=false"));
+                assert_eq!(
+                    impersonation(&roles),
+                    json!([]),
+                    "no dashboard, no impersonation"
+                );
                 assert_eq!(deployment["spec"]["replicas"], 1);
                 assert!(args.contains(&"--no-leader-election"), "{args:?}");
                 assert!(args.contains(&"--namespace=project-a"), "{args:?}");

@@ -54,6 +54,12 @@ use kube_core::CustomResourceExt;
 /// `status.lastRunNowToken`. Upgrade tools and the dashboard use it.
 pub const RUN_NOW_ANNOTATION: &str = "backupfleet.dev/run-now";
 
+/// The label the dashboard puts on the dry runs it makes to show a restore's plan: the
+/// controller deletes a finished dry run with it an hour after it finished (the page's
+/// scratch; a person clicking "Restore" fifty times must not leave fifty objects). It does
+/// nothing on a restore that is not a dry run.
+pub const DASHBOARD_PLAN_LABEL: &str = "backupfleet.dev/dashboard-plan";
+
 /// Our API group.
 pub const GROUP: &str = "backupfleet.dev";
 /// Its version.

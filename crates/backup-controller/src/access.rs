@@ -33,6 +33,23 @@ impl From<UserInfo> for Caller {
     }
 }
 
+impl Caller {
+    /// The user's uid, when their authenticator gives one.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    /// The user's groups.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// The authenticator's extra attributes of the user.
+    pub fn extra(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.extra
+    }
+}
+
 /// One action on one of our resources, as RBAC names it.
 #[derive(Debug, Clone, Copy)]
 pub struct Action<'a> {

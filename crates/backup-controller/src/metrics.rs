@@ -55,6 +55,20 @@ pub struct LocationLabels {
     pub name: String,
 }
 
+/// A TokenReview the dashboard made, by its answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    /// `accepted`, `refused` or `failed` (no answer).
+    pub result: &'static str,
+}
+
+/// A dashboard request refused by one of its limits.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `in_flight`, `timeout`, `caller_rate`, `invalid_tokens`, `streams`.
+    pub limit: &'static str,
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -65,6 +79,8 @@ pub struct Metrics {
     last_success: Family<BackupLabels, Gauge>,
     location_available: Family<LocationLabels, Gauge>,
     leader: Gauge,
+    token_reviews: Family<ReviewLabels, Counter>,
+    api_limited: Family<LimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -117,7 +133,21 @@ impl Metrics {
             "1 while this replica holds the lease and reconciles",
             leader.clone(),
         );
+        let token_reviews = Family::<ReviewLabels, Counter>::default();
+        registry.register(
+            "api_token_reviews",
+            "TokenReviews the dashboard asked the management cluster for, by answer",
+            token_reviews.clone(),
+        );
+        let api_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "api_limited",
+            "Dashboard requests refused by a limit, by limit",
+            api_limited.clone(),
+        );
         Metrics {
+            token_reviews,
+            api_limited,
             registry,
             reconciles,
             failures,
@@ -127,6 +157,18 @@ impl Metrics {
             location_available,
             leader,
         }
+    }
+
+    /// Counts a TokenReview the dashboard made.
+    pub fn token_reviewed(&self, result: &'static str) {
+        self.token_reviews
+            .get_or_create(&ReviewLabels { result })
+            .inc();
+    }
+
+    /// Counts a dashboard request refused by `limit`.
+    pub fn api_limited(&self, limit: &'static str) {
+        self.api_limited.get_or_create(&LimitLabels { limit }).inc();
     }
 
     /// Counts a reconcile of `controller` and its duration.

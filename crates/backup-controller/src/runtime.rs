@@ -151,7 +151,7 @@ pub async fn run_with_clock(
     // The dashboard runs on every replica: it reads from its own watches and caches and writes
     // through the API server.
     let web = match config.api_addr {
-        Some(addr) => Some(serve_dashboard(&config, addr, &client, &stop).await?),
+        Some(addr) => Some(serve_dashboard(&config, addr, &client, &metrics, &stop).await?),
         None => None,
     };
 
@@ -266,6 +266,7 @@ async fn serve_dashboard(
     config: &RunConfig,
     addr: SocketAddr,
     client: &kube::Client,
+    metrics: &Arc<Metrics>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Served> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -282,6 +283,7 @@ async fn serve_dashboard(
         config.namespace.as_deref(),
         session_key,
         config.settings.tenancy.clone(),
+        metrics.clone(),
     );
     let stopped = stopped(stop);
     Ok(tokio::spawn(async move {

@@ -566,6 +566,10 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
         ("patch", "backupfleet.dev", "clusterbackups", ns),
         ("create", "events.k8s.io", "events", ns),
         ("update", "coordination.k8s.io", "leases", ns),
+        // The dashboard writes as the signed-in person.
+        ("impersonate", "", "users", None),
+        ("impersonate", "", "groups", None),
+        ("impersonate", "", "serviceaccounts", None),
     ] {
         ensure!(
             allowed(&limited, verb, group, resource, namespace).await?,
@@ -596,8 +600,6 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
             "clusterroles",
             None,
         ),
-        ("impersonate", "", "users", None),
-        ("impersonate", "", "serviceaccounts", None),
         (
             "create",
             "apiextensions.k8s.io",

@@ -344,6 +344,30 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
         |r| r["status"]["phase"] == "Completed" && r["status"]["clusters"][0]["plan"].is_object(),
     )
     .await?;
+    // Both writes were the editor's as the API server saw them: the audit log names the
+    // controller as the sender and the editor as whom they were made as, so RBAC and the
+    // admission webhook judged the editor.
+    let audit = env.management()?.audit_events()?;
+    let editor_user = format!("system:serviceaccount:{ns}:editor");
+    for (verb, resource) in [("create", "clusterrestores"), ("patch", "clusterbackups")] {
+        let made_as: Vec<&Value> = audit
+            .iter()
+            .filter(|e| e["verb"] == verb && e["objectRef"]["resource"] == resource)
+            .filter(|e| {
+                e["objectRef"]["namespace"] == ns.as_str() && e["stage"] == "ResponseComplete"
+            })
+            .filter(|e| {
+                e["responseStatus"]["code"]
+                    .as_u64()
+                    .is_some_and(|c| c < 300)
+            })
+            .map(|e| &e["impersonatedUser"]["username"])
+            .collect();
+        ensure!(
+            made_as.contains(&&json!(editor_user)),
+            "{verb} {resource}: made as {made_as:?}, not as {editor_user}"
+        );
+    }
     let (code, refused) = call(
         addr,
         "POST",

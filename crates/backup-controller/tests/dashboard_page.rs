@@ -2,8 +2,10 @@
 //! with a project user's token, see the fleet overview, a cluster's backups, a restore's plan
 //! before it runs, the restore itself, runs appearing on an open page as they end (live, from
 //! the event stream), a download whose SHA-256 is the manifest's, a delete; a viewer sees the project and nothing of
-//! another one; forms without the session's CSRF token are refused; the console stays free of
-//! errors.
+//! another one; forms without the session's CSRF token are refused, a sign-in form another
+//! page made too; the session cookie shows nothing of the token; the Content-Security-Policy
+//! admits the page's own script and style (the console stays free of errors, violations
+//! included) and no injected one.
 
 use std::path::Path;
 use std::time::Duration;
@@ -120,6 +122,22 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
             errors.len() == 1 && errors[0].contains("401"),
             "console errors: {errors:?}"
         );
+        // A sign-in form another page made (login CSRF: signing the visitor in as the
+        // attacker) is refused, and signs nobody in.
+        browser.execute(&format!(
+            "const f = document.createElement('form'); f.method = 'post'; \
+             f.action = '/ui/login'; const t = document.createElement('input'); \
+             t.name = 'token'; t.value = '{editor}'; f.appendChild(t); \
+             document.body.appendChild(f); f.submit();"
+        ))?;
+        browser.wait_for_text("not sent by this page", Duration::from_secs(10))?;
+        let errors = browser.console_errors()?;
+        ensure!(
+            errors.iter().all(|e| e.contains("403")),
+            "console errors: {errors:?}"
+        );
+        browser.goto(&format!("{base}/ui/projects"))?;
+        ensure!(browser.url()?.ends_with("/ui"), "{}", browser.url()?);
         // Signed in with the project user's token.
         browser.goto(&format!("{base}/ui"))?;
         shot("sign-in")?;
@@ -129,6 +147,38 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         ensure!(
             projects.contains("system:serviceaccount"),
             "the user is named: {projects}"
+        );
+        // The session cookie: HttpOnly, SameSite=Strict, and nothing of the token in it.
+        let cookies = browser.cookies()?;
+        let session = cookies
+            .iter()
+            .find(|c| c["name"] == "backupfleet_session")
+            .with_context(|| format!("no session cookie: {cookies:?}"))?;
+        ensure!(
+            session["httpOnly"] == true && session["sameSite"] == "Strict",
+            "{session}"
+        );
+        let value = session["value"].as_str().unwrap_or_default();
+        ensure!(
+            !editor
+                .as_bytes()
+                .windows(12)
+                .any(|w| value.as_bytes().windows(12).any(|v| v == w)),
+            "the cookie shows the token: {value}"
+        );
+        // Every answer carries the policy that admits the page's own script only, and is
+        // kept in no cache.
+        let headers = browser.execute(
+            "return fetch(location.href).then(r => [r.headers.get('content-security-policy'), \
+             r.headers.get('cache-control')]);",
+        )?;
+        let policy = headers[0].as_str().unwrap_or_default();
+        ensure!(
+            policy.contains("script-src 'sha256-")
+                && policy.contains("frame-ancestors 'none'")
+                && !policy.contains("unsafe")
+                && headers[1] == "no-store",
+            "{headers}"
         );
 
         // The overview: the cluster with its last good backup, the location, the schedules.
@@ -318,6 +368,13 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
             .filter(|e| !(e.contains("404") && e.contains(&other_ns)))
             .collect();
         ensure!(errors.is_empty(), "console errors: {errors:?}");
+        // An injected inline script does not run (it is not the page's, by hash); the page's
+        // own did (its progress and confirm dialogs above).
+        let ran = browser.execute(
+            "const s = document.createElement('script'); s.textContent = 'window.injected = 1'; \
+             document.body.appendChild(s); return window.injected === 1;",
+        )?;
+        ensure!(ran == false, "an injected script ran");
         Ok(())
     })
     .await?;

@@ -240,6 +240,13 @@ impl Browser {
         }
     }
 
+    /// The page's cookies as the browser holds them, HttpOnly ones too (`name`, `value`,
+    /// `httpOnly`, `secure`, `sameSite`, `path`).
+    pub fn cookies(&self) -> Result<Vec<Value>> {
+        let cookies = self.call("GET", "/cookie", None)?;
+        Ok(cookies.as_array().cloned().unwrap_or_default())
+    }
+
     /// Accepts the open dialog (`confirm()`); its text.
     pub fn accept_dialog(&self) -> Result<String> {
         let text = self.call("GET", "/alert/text", None)?;

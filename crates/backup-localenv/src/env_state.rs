@@ -57,6 +57,10 @@ pub struct ClusterState {
     pub ports: Ports,
     /// Its processes: etcd, kube-apiserver, kube-controller-manager.
     pub processes: Vec<ProcessState>,
+    /// The API server's audit log (JSON lines, `Metadata` level, our kinds only): who did
+    /// what, and as whom (`impersonatedUser`). Empty in an environment made before it had one.
+    #[serde(default)]
+    pub audit_log: PathBuf,
 }
 
 /// The ports of one cluster, all on 127.0.0.1.
@@ -182,6 +186,25 @@ impl EnvState {
     }
 }
 
+impl ClusterState {
+    /// The API server's audit events so far (see [`ClusterState::audit_log`]).
+    pub fn audit_events(&self) -> Result<Vec<serde_json::Value>> {
+        anyhow::ensure!(
+            !self.audit_log.as_os_str().is_empty(),
+            "the local control plane was made before API servers kept an audit log: \
+             `cargo xtask env down && cargo xtask env up`"
+        );
+        let text = std::fs::read_to_string(&self.audit_log)
+            .with_context(|| format!("reading {}", self.audit_log.display()))?;
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .with_context(|| format!("an audit event of {}", self.audit_log.display()))
+            })
+            .collect()
+    }
+}
+
 impl S3State {
     /// The `AWS_*` variables a client needs (endpoint, credentials, region, plain HTTP allowed).
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
@@ -261,6 +284,7 @@ mod tests {
                     controller_manager: 10257,
                 },
                 processes: vec![process("mgmt/etcd", 2379)],
+                audit_log: dir.join("mgmt/audit.log"),
             }],
             s3: S3State {
                 endpoint: "http://127.0.0.1:9000".into(),

@@ -15,6 +15,18 @@ use super::ports::PortPicker;
 use super::process::{self, Spec, Started};
 use backup_localenv::env_state::{ClusterState, Ports, ProcessState};
 
+/// What the API servers write to their audit log: who created, changed or deleted our kinds,
+/// and as whom (the dashboard writes as the signed-in person; tests check the log says so).
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+    resources: [{group: backupfleet.dev}]
+  - level: None
+";
+
 /// How often a component is restarted on new ports after losing a port race.
 const PORT_ATTEMPTS: usize = 3;
 
@@ -42,6 +54,9 @@ pub fn start(
     let token = super::certs::random_hex(24)?;
     let tokens = dir.join("tokens.csv");
     std::fs::write(&tokens, format!("{token},admin,admin,\"system:masters\"\n"))?;
+    let audit_policy = dir.join("audit-policy.yaml");
+    std::fs::write(&audit_policy, AUDIT_POLICY)?;
+    let audit_log = dir.join("audit.log");
     let mut processes = Vec::new();
 
     // etcd.
@@ -111,6 +126,10 @@ pub fn start(
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 "--endpoint-reconciler-type=none".into(),
                 "--profiling=false".into(),
+                format!("--audit-policy-file={}", audit_policy.display()),
+                format!("--audit-log-path={}", audit_log.display()),
+                "--audit-log-maxsize=50".into(),
+                "--audit-log-maxbackup=1".into(),
             ],
             log: dir.join("kube-apiserver.log"),
             pid_file: dir.join("kube-apiserver.pid"),
@@ -207,6 +226,7 @@ pub fn start(
         inline_kubeconfig,
         context: name.to_owned(),
         etcd_endpoint,
+        audit_log,
         ports: Ports {
             etcd_client: etcd_ports[0],
             etcd_peer: etcd_ports[1],

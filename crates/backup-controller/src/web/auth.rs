@@ -20,7 +20,7 @@ pub async fn authenticate(state: &WebState, headers: &HeaderMap) -> ApiResult<Ca
 }
 
 /// The bearer token of a request.
-fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -35,16 +35,59 @@ fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
         })
 }
 
-/// Checks `token` with a TokenReview: who it belongs to, or 401. An accepted token is
-/// remembered for [`AUTH_TTL`](super::cache::AUTH_TTL) (by its SHA-256, never as text).
+/// Tokens longer than this are refused unread (a service account's is about 1 KiB, an OIDC
+/// provider's a few).
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Checks `token` with a TokenReview: who it belongs to, or 401; within the caller's rate
+/// and the budget of invalid tokens ([`super::limits`]). An accepted token is remembered for
+/// [`AUTH_TTL`](super::cache::AUTH_TTL), a refused one for
+/// [`REFUSED_FOR`](super::limits::REFUSED_FOR) (by its SHA-256, never as text).
 pub async fn review(state: &WebState, token: &str) -> ApiResult<Caller> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(ApiError::unauthorized(format!(
+            "the token is longer than {MAX_TOKEN_BYTES} bytes: not a Kubernetes token"
+        )));
+    }
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let limited = |limit: &'static str, e: ApiError| {
+        state.metrics.api_limited(limit);
+        e
+    };
+    state
+        .limits
+        .admit_caller(&key)
+        .map_err(|e| limited("caller_rate", e))?;
     if let Some((_, caller)) = state.cache.tokens.get(&key) {
         return Ok(caller);
     }
-    let caller = review_now(&state.client, token).await?;
-    state.cache.tokens.insert(key, caller.clone());
-    Ok(caller)
+    if let Some((_, refusal)) = state.limits.refused.get(&key) {
+        return Err(ApiError::unauthorized(refusal));
+    }
+    if state.limits.vouched.get(&key).is_none() {
+        state
+            .limits
+            .may_review()
+            .map_err(|e| limited("invalid_tokens", e))?;
+    }
+    match review_now(&state.client, token).await {
+        Ok(caller) => {
+            state.metrics.token_reviewed("accepted");
+            state.limits.vouched.insert(key, ());
+            state.cache.tokens.insert(key, caller.clone());
+            Ok(caller)
+        }
+        Err(refused) if refused.status == axum::http::StatusCode::UNAUTHORIZED => {
+            state.metrics.token_reviewed("refused");
+            state.limits.review_failed();
+            state.limits.refused.insert(key, refused.message.clone());
+            Err(refused)
+        }
+        Err(failed) => {
+            state.metrics.token_reviewed("failed");
+            Err(failed)
+        }
+    }
 }
 
 async fn review_now(client: &kube::Client, token: &str) -> ApiResult<Caller> {

@@ -2,7 +2,9 @@
 //! not exist" and for "may not be seen", so nothing of another project leaks, not even a name.
 
 use axum::Json;
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// One failed request.
@@ -12,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong and what to do.
     pub message: String,
+    /// When to try again (`Retry-After`), for 429.
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -45,21 +49,48 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
+    /// 409: the object's state forbids it (read-only location, protected backup).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    /// 504: no answer in time.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, message)
+    }
+
+    /// 429: over a limit; `retry_after` from now it will be under it.
+    pub fn too_many(message: impl Into<String>, retry_after: Duration) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
+    }
+
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(serde_json::json!({"code": self.status.as_u16(), "message": self.message})),
         )
-            .into_response()
+            .into_response();
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up: never "try again now" while still over the limit.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
     }
 }
 

@@ -15,12 +15,13 @@ use backup_velero::direct::stored;
 use backup_velero::format::BackupFiles;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch};
 use kube::{Api, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::WebState;
+use super::acting::{ActingError, AsCaller};
 use super::auth::{Action, Caller, allowed, authenticate, authorize};
 use super::cache::{Listing, Objects};
 use super::error::{ApiError, ApiResult};
@@ -45,22 +46,21 @@ fn kube_error(what: &str, e: kube::Error) -> ApiError {
     }
 }
 
+fn acting_error(what: &str, e: ActingError) -> ApiError {
+    match e {
+        ActingError::Kube(e) => kube_error(what, e),
+        ActingError::Unsendable { .. } => ApiError::bad_request(format!("{what}: {e}")),
+        ActingError::Request(_) => ApiError::upstream(format!("{what}: {e}")),
+    }
+}
+
 fn storage_error(what: &str, e: StorageError) -> ApiError {
     match e {
         StorageError::BackupNotFound { .. } => ApiError::not_found(format!("{what}: {e}")),
         StorageError::ReadOnly { .. } | StorageError::DeletionRefused { .. } => {
-            ApiError::new_conflict(format!("{what}: {e}"))
+            ApiError::conflict(format!("{what}: {e}"))
         }
         e => ApiError::upstream(format!("{what}: {e}")),
-    }
-}
-
-impl ApiError {
-    fn new_conflict(message: String) -> Self {
-        ApiError {
-            status: StatusCode::CONFLICT,
-            message,
-        }
     }
 }
 
@@ -82,7 +82,11 @@ pub async fn namespaces(
     ))
 }
 
-/// The namespaces (projects) in which `caller` may list ClusterBackups.
+/// SubjectAccessReviews in flight at once while finding a caller's projects.
+const PROJECT_CHECKS_AT_ONCE: usize = 16;
+
+/// The namespaces (projects) in which `caller` may list ClusterBackups: one access check per
+/// namespace, [`PROJECT_CHECKS_AT_ONCE`] at a time, each answer cached like any other.
 pub(super) async fn visible_namespaces(
     state: &WebState,
     caller: &Caller,
@@ -91,12 +95,18 @@ pub(super) async fn visible_namespaces(
         .list(&ListParams::default())
         .await
         .map_err(|e| kube_error("listing namespaces", e))?;
+    let answers: Vec<ApiResult<Option<String>>> = futures::stream::iter(all.items)
+        .map(|ns| async move {
+            let name = ns.name_any();
+            let see = Action::on("list", "clusterbackups");
+            Ok(allowed(state, caller, &name, see).await?.then_some(name))
+        })
+        .buffered(PROJECT_CHECKS_AT_ONCE)
+        .collect()
+        .await;
     let mut visible = Vec::new();
-    for ns in all.items {
-        let name = ns.name_any();
-        if allowed(state, caller, &name, Action::on("list", "clusterbackups")).await? {
-            visible.push(name);
-        }
+    for answer in answers {
+        visible.extend(answer?);
     }
     Ok(visible)
 }
@@ -489,22 +499,19 @@ pub async fn delete_backup(
     Query(query): Query<LocationQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authorize(
-        &state,
-        &headers,
-        &ns,
-        Action::on("get", "clusterbackups"),
-        Some(Action::on("delete", "clusterbackups")),
-    )
-    .await?;
+    let see = Action::on("get", "clusterbackups");
+    let caller = authorize(&state, &headers, &ns, see, None).await?;
     tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "delete");
-    delete_stored(&state, &ns, &cluster, &name, &query).await?;
+    delete_stored(&state, &caller, &ns, &cluster, &name, &query).await?;
     Ok(Json(json!({"deleted": name})))
 }
 
-/// Deletes a backup from storage (404 when it is not there).
+/// Deletes a backup from storage (404 when it is not there), when `caller` may delete the
+/// ClusterBackup it is a run of (its schedule label), or any ClusterBackup of the project for
+/// a backup of none (made with `backupctl`).
 pub(super) async fn delete_stored(
     state: &WebState,
+    caller: &Caller,
     ns: &str,
     cluster: &str,
     name: &str,
@@ -513,9 +520,31 @@ pub(super) async fn delete_stored(
     let (_, repo) = repository(state, ns, cluster, query).await?;
     let backup = BackupName::new(name)
         .map_err(|e| ApiError::bad_request(format!("backup name {name:?}: {e}")))?;
-    repo.get_manifest(BackupKind::Resources, &backup)
+    let manifest = repo
+        .get_manifest(BackupKind::Resources, &backup)
         .await
         .map_err(|e| storage_error(&format!("backup {name}"), e))?;
+    let record = stored::record(&repo, &manifest)
+        .await
+        .map_err(|e| ApiError::upstream(format!("backup {name}: {e}")))?;
+    let schedule = record.labels.get(backup_velero::direct::SCHEDULE_LABEL);
+    let delete = Action::on("delete", "clusterbackups");
+    let delete = match schedule {
+        Some(schedule) => delete.named(schedule),
+        None => delete,
+    };
+    if !allowed(state, caller, ns, delete).await? {
+        let of = schedule.map_or(
+            "no ClusterBackup (made outside the controller)".into(),
+            |s| format!("ClusterBackup {s}"),
+        );
+        return Err(ApiError::forbidden(format!(
+            "{} may not delete backup {name}: it is a run of {of}, and deleting it needs \
+             `delete` on {} in namespace {ns}",
+            caller.user,
+            schedule.map_or("clusterbackups".into(), |s| format!("clusterbackups {s:?}")),
+        )));
+    }
     let deleted = repo
         .delete(BackupKind::Resources, &backup)
         .await
@@ -550,14 +579,15 @@ pub async fn delete_backups(
     Query(filter): Query<BatchDelete>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    let caller = authorize(
-        &state,
-        &headers,
-        &ns,
-        Action::on("list", "clusterbackups"),
-        Some(Action::on("delete", "clusterbackups")),
-    )
-    .await?;
+    // Runs of one schedule need `delete` on that ClusterBackup; any other filter on them all.
+    // Each backup is checked again against its own schedule as it is deleted.
+    let delete = Action::on("delete", "clusterbackups");
+    let delete = match &filter.schedule {
+        Some(schedule) => delete.named(schedule),
+        None => delete,
+    };
+    let see = Action::on("list", "clusterbackups");
+    let caller = authorize(&state, &headers, &ns, see, Some(delete)).await?;
     if !filter.all && filter.schedule.is_none() && filter.phase.is_none() && filter.before.is_none()
     {
         return Err(ApiError::bad_request(
@@ -596,7 +626,7 @@ pub async fn delete_backups(
     let mut deleted = Vec::new();
     let mut refused = Vec::new();
     for name in chosen {
-        match delete_stored(&state, &ns, &cluster, &name, &query).await {
+        match delete_stored(&state, &caller, &ns, &cluster, &name, &query).await {
             Ok(()) => deleted.push(name),
             Err(e) => refused.push(json!({"name": name, "message": e.message})),
         }
@@ -630,15 +660,12 @@ pub(super) async fn request_run_now(
     name: &str,
 ) -> ApiResult<String> {
     let token = format!("dashboard-{}", jiff::Timestamp::now().as_millisecond());
-    let api: Api<ClusterBackup> = Api::namespaced(state.client.clone(), ns);
     tracing::info!(user = %caller.user, namespace = %ns, backup = %name, token = %token, "run now");
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: token}}})),
-    )
-    .await
-    .map_err(|e| kube_error(&format!("ClusterBackup {name}"), e))?;
+    let patch = Patch::Merge(json!({"metadata": {"annotations": {RUN_NOW_ANNOTATION: token}}}));
+    AsCaller::new(&state.client, caller)
+        .patch::<ClusterBackup, _>(ns, name, &patch)
+        .await
+        .map_err(|e| acting_error(&format!("ClusterBackup {name}"), e))?;
     Ok(token)
 }
 
@@ -665,11 +692,11 @@ pub async fn create_restore(
     ))
 }
 
-/// Creates the ClusterRestore `body` describes in `ns`: its `spec`, and of its `metadata` only
-/// the name, generateName and labels (nothing that would steer the controller: owners,
-/// finalizers, annotations). The caller must hold what the admission webhook asks of anyone
-/// creating it (`restore`, maybe `restore-privileged`, on each target): the object itself is
-/// written with the controller's identity.
+/// Creates the ClusterRestore `body` describes in `ns`, as the caller: its `spec`, and of its
+/// `metadata` only the name, generateName and labels (nothing that would steer the
+/// controller: owners, finalizers, annotations). What the admission webhook asks of anyone
+/// creating it (`restore`, maybe `restore-privileged`, on each target) is checked here first,
+/// to answer with the page's own words; the webhook then judges the caller again.
 pub(super) async fn create_restore_object(
     state: &WebState,
     caller: &Caller,
@@ -690,11 +717,11 @@ pub(super) async fn create_restore_object(
     .map_err(|e| ApiError::bad_request(format!("not a ClusterRestore: {e}")))?;
     restore.metadata.namespace = Some(ns.to_string());
     require_cluster_verbs(state, caller, ns, &restore).await?;
-    let api: Api<ClusterRestore> = Api::namespaced(state.client.clone(), ns);
     tracing::info!(user = %caller.user, namespace = %ns, restore = ?restore.metadata.name, "restore");
-    api.create(&PostParams::default(), &restore)
+    AsCaller::new(&state.client, caller)
+        .create(&restore)
         .await
-        .map_err(|e| kube_error("creating the ClusterRestore", e))
+        .map_err(|e| acting_error("creating the ClusterRestore", e))
 }
 
 /// Refuses (403, worded as the webhook words it) unless `caller` holds every verb on the

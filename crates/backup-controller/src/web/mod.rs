@@ -4,11 +4,14 @@
 //! Kubernetes API, so it works on any replica, leader or not. Kubernetes RBAC decides who sees
 //! what (see [`auth`]); live progress comes as server-sent events ([`events`]).
 
+pub mod acting;
 pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod events;
 pub mod handlers;
+mod hardening;
+pub mod limits;
 pub mod page;
 pub mod session;
 
@@ -34,6 +37,12 @@ pub struct WebState {
     pub cache: Arc<cache::WebCache>,
     /// Opens locations (and keeps what it opened while nothing changed).
     pub locations: backup_kube::locations::Locations,
+    /// Changes of ClusterBackups and ClusterRestores, for the event streams.
+    pub feed: events::Feed,
+    /// Its limits ([`limits`]).
+    pub limits: Arc<limits::Limits>,
+    /// The controller's metrics (TokenReviews made, requests limited).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How long a request waits for the first listing of the watched objects.
@@ -47,11 +56,20 @@ impl WebState {
         namespace: Option<&str>,
         session_key: session::SessionKey,
         tenancy: backup_kube::tenancy::TenantPolicy,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
+        let feed = events::Feed::default();
         let objects = cache::Objects {
-            locations: watch_into_store(&client, namespace),
-            clusters: watch_into_store(&client, namespace),
-            backups: watch_into_store(&client, namespace),
+            locations: watch_into_store(&client, namespace, |_| {}),
+            clusters: watch_into_store(&client, namespace, |_| {}),
+            backups: watch_into_store(&client, namespace, {
+                let feed = feed.clone();
+                move |b| feed.send(b)
+            }),
+            restores: watch_into_store(&client, namespace, {
+                let feed = feed.clone();
+                move |r| feed.send(r)
+            }),
         };
         WebState {
             locations: backup_kube::locations::Locations::new(client.clone(), tenancy),
@@ -59,6 +77,9 @@ impl WebState {
             session_key,
             objects,
             cache: Arc::default(),
+            feed,
+            limits: Arc::default(),
+            metrics,
         }
     }
 
@@ -67,7 +88,8 @@ impl WebState {
         let ready = async {
             self.objects.locations.wait_until_ready().await?;
             self.objects.clusters.wait_until_ready().await?;
-            self.objects.backups.wait_until_ready().await
+            self.objects.backups.wait_until_ready().await?;
+            self.objects.restores.wait_until_ready().await
         };
         match tokio::time::timeout(OBJECTS_READY_WITHIN, ready).await {
             Ok(Ok(())) => Ok(&self.objects),
@@ -79,8 +101,13 @@ impl WebState {
     }
 }
 
-/// A store of the `K`s of `namespace`, filled by a watch running in the background.
-fn watch_into_store<K>(client: &kube::Client, namespace: Option<&str>) -> reflector::Store<K>
+/// A store of the `K`s of `namespace`, filled by a watch running in the background, which
+/// also hands each changed object to `changed`.
+fn watch_into_store<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    changed: impl Fn(&K) + Send + 'static,
+) -> reflector::Store<K>
 where
     K: crate::runtime::Watched + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
@@ -88,10 +115,16 @@ where
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
-        .for_each(|event| async move {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, "dashboard watch interrupted; resuming");
+        .for_each(move |event| {
+            match event {
+                // A listing after the watch was interrupted may hold changes streams missed.
+                Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                    changed(&object)
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "dashboard watch interrupted; resuming"),
             }
+            futures::future::ready(())
         });
     tokio::spawn(stream);
     store
@@ -150,5 +183,10 @@ pub fn router(state: WebState) -> Router {
             "/api/v1/namespaces/{ns}/clusters/{cluster}/backups/{name}/download",
             get(download),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::within_limits,
+        ))
+        .layer(axum::middleware::from_fn(hardening::with_secure_headers))
         .with_state(state)
 }

@@ -1,12 +1,15 @@
-//! The page's session: the caller's bearer token in a signed, HttpOnly, SameSite=Strict cookie
+//! The page's session: the caller's bearer token in an encrypted, HttpOnly, SameSite=Strict cookie
 //! (the token is checked with a TokenReview on every request, so a revoked token ends the
 //! session), and a CSRF token derived from the session that every form must send back.
 //!
-//! Signatures are HMAC-SHA256 under a key every replica shares (`--session-key-file`), or a
-//! random one per process (sessions then do not survive a restart or move between replicas).
+//! Cookies are sealed with ChaCha20-Poly1305 and CSRF tokens are HMAC-SHA256, both under keys
+//! derived from one every replica shares (`--session-key-file`), or a random one per process
+//! (sessions then do not survive a restart or move between replicas).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -40,10 +43,7 @@ impl SessionKey {
 
     /// A random key from the kernel.
     pub fn random() -> std::io::Result<Self> {
-        use std::io::Read;
-        let mut bytes = vec![0u8; 32];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-        Ok(SessionKey(bytes))
+        Ok(SessionKey(random_bytes()?))
     }
 
     fn mac(&self, purpose: &str, message: &[u8]) -> Vec<u8> {
@@ -56,26 +56,39 @@ impl SessionKey {
         mac.finalize().into_bytes().to_vec()
     }
 
-    /// The cookie value carrying `token` until `expires` (unix seconds).
-    pub fn seal(&self, token: &str, expires: i64) -> String {
-        let payload = format!("{expires}.{token}");
-        let signature = self.mac("session", payload.as_bytes());
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload.as_bytes()),
-            URL_SAFE_NO_PAD.encode(signature)
-        )
+    /// The cipher that seals session cookies, under a key derived from this one.
+    fn cipher(&self) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(Key::from_slice(&self.mac("session-cipher", b"")))
     }
 
-    /// The token in a cookie value that this key signed and that has not expired at `now`.
+    /// The cookie value carrying `token` until `expires` (unix seconds): encrypted and
+    /// authenticated, so the cookie shows nothing of the token, and a changed cookie opens to
+    /// nothing. The nonce is derived from what it seals (the same session seals to the same
+    /// value, which tells nothing new), so sealing needs no randomness that could fail.
+    pub fn seal(&self, token: &str, expires: i64) -> Result<String, String> {
+        let payload = format!("{expires}.{token}");
+        let nonce_bytes = self.mac("session-nonce", payload.as_bytes());
+        let nonce = Nonce::from_slice(&nonce_bytes[..12]);
+        let sealed = self
+            .cipher()
+            .encrypt(nonce, payload.as_bytes())
+            .map_err(|_| "the token is too long to keep in a session".to_string())?;
+        let mut value = nonce.to_vec();
+        value.extend_from_slice(&sealed);
+        Ok(URL_SAFE_NO_PAD.encode(value))
+    }
+
+    /// The token in a cookie value that this key sealed and that has not expired at `now`.
     pub fn open(&self, value: &str, now: i64) -> Option<String> {
-        let (payload, signature) = value.split_once('.')?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).ok()?;
-        mac.update(b"session\0");
-        mac.update(&payload);
-        mac.verify_slice(&signature).ok()?;
+        let value = URL_SAFE_NO_PAD.decode(value).ok()?;
+        if value.len() < 12 {
+            return None;
+        }
+        let (nonce, sealed) = value.split_at(12);
+        let payload = self
+            .cipher()
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .ok()?;
         let payload = String::from_utf8(payload).ok()?;
         let (expires, token) = payload.split_once('.')?;
         (expires.parse::<i64>().ok()? > now).then(|| token.to_string())
@@ -101,13 +114,53 @@ impl SessionKey {
     }
 }
 
+/// 32 random bytes from the kernel.
+fn random_bytes() -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A random cookie value (hex).
+pub fn random_value() -> std::io::Result<String> {
+    Ok(hex::encode(random_bytes()?))
+}
+
 /// The session cookie's value in a `Cookie` header.
 pub fn from_cookie_header(header: &str) -> Option<&str> {
+    cookie_value(header, COOKIE)
+}
+
+/// Cookie `name`'s value in a `Cookie` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header
         .split(';')
         .filter_map(|part| part.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value)
+}
+
+/// The sign-in form's cookie: a random value the form's CSRF token is derived from. Sent only
+/// to the sign-in form's action and never from another site (SameSite=Strict), so a form
+/// another site posts cannot sign a visitor in as someone else (login CSRF).
+pub const SIGNIN_COOKIE: &str = "backupfleet_signin";
+
+/// `Set-Cookie` for the sign-in form's `value`.
+pub fn signin_cookie(value: &str) -> String {
+    format!("{SIGNIN_COOKIE}={value}; Path=/ui/login; HttpOnly; SameSite=Strict; Max-Age=3600")
+}
+
+impl SessionKey {
+    /// The sign-in form's CSRF token for its cookie `value`.
+    pub fn signin_csrf(&self, value: &str) -> String {
+        self.csrf(&format!("signin:{value}"))
+    }
+
+    /// Whether `sent` is the sign-in form's CSRF token for its cookie `value`.
+    pub fn signin_csrf_ok(&self, value: &str, sent: &str) -> bool {
+        self.csrf_ok(&format!("signin:{value}"), sent)
+    }
 }
 
 /// `Set-Cookie` for a new session.
@@ -130,15 +183,34 @@ mod tests {
 
     #[test]
     fn a_sealed_session_opens_until_it_expires_and_only_under_its_key() {
-        let sealed = key(1).seal("the-token", 1_000);
+        let sealed = key(1).seal("the-token", 1_000).unwrap();
         assert_eq!(key(1).open(&sealed, 999).as_deref(), Some("the-token"));
         assert_eq!(key(1).open(&sealed, 1_000), None, "expired");
         assert_eq!(key(2).open(&sealed, 999), None, "another key");
-        // Tampering with the payload (a later expiry) breaks the signature.
-        let (_, signature) = sealed.split_once('.').unwrap();
-        let forged = format!("{}.{signature}", URL_SAFE_NO_PAD.encode("9999.the-token"));
-        assert_eq!(key(1).open(&forged, 999), None);
+        // Any changed byte (a later expiry, say) opens to nothing.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
+        for i in [0, 12, bytes.len() - 1] {
+            bytes[i] ^= 1;
+            assert_eq!(key(1).open(&URL_SAFE_NO_PAD.encode(&bytes), 999), None);
+            bytes[i] ^= 1;
+        }
         assert_eq!(key(1).open("garbage", 0), None);
+        assert_eq!(key(1).open("", 0), None);
+    }
+
+    #[test]
+    fn the_cookie_shows_nothing_of_the_token() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.the-service-account-token";
+        let sealed = key(4).seal(token, 1_000).unwrap();
+        let bytes = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
+        for shown in [sealed.as_bytes(), bytes.as_slice()] {
+            assert!(
+                !shown
+                    .windows(8)
+                    .any(|w| token.as_bytes().windows(8).any(|t| t == w)),
+                "the cookie shows part of the token: {sealed}"
+            );
+        }
     }
 
     #[test]

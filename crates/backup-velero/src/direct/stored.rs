@@ -122,6 +122,17 @@ pub fn from_object(object: &BackupObject) -> StoredBackup {
     }
 }
 
+/// The record of the backup `manifest` commits: from its attributes, or from its
+/// `velero-backup.json` when the manifest predates them.
+pub async fn record(repo: &Repository, manifest: &Manifest) -> Result<StoredBackup, EngineError> {
+    match from_attributes(manifest)? {
+        Some(record) => Ok(record),
+        None => Ok(from_object(
+            &read_backup_object(repo, &manifest.name).await?,
+        )),
+    }
+}
+
 /// Every committed resource backup in `repo` whose labels match `selector`, oldest first.
 ///
 /// A manifest that cannot be read is an error, not a silent omission: a scheduler that skipped
@@ -154,11 +165,7 @@ pub async fn list_with_manifests(
     }
     let mut out = Vec::with_capacity(listing.manifests.len());
     for manifest in listing.manifests {
-        let record = match from_attributes(&manifest)? {
-            Some(record) => record,
-            None => from_object(&read_backup_object(repo, &manifest.name).await?),
-        };
-        out.push((record, manifest));
+        out.push((record(repo, &manifest).await?, manifest));
     }
     out.sort_by(|(a, _), (b, _)| (a.taken_at(), &a.name).cmp(&(b.taken_at(), &b.name)));
     Ok(out)

@@ -9,6 +9,7 @@
 //! carry no checksum of ours: only their formats check them).
 
 pub mod execute;
+mod expiry;
 mod observe;
 pub mod plan;
 
@@ -19,6 +20,7 @@ use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
+use self::expiry::Expiry;
 use self::observe::Resolved;
 use self::plan::{Decision, Launch, LaunchInput, PlanInput, Write};
 use super::{with_finalizer, write_status};
@@ -51,6 +53,11 @@ fn key_of(restore: &ClusterRestore) -> ObjectKey {
 /// One reconcile: validate, decide with [`plan::plan`], carry the decision out.
 async fn apply(restore: Arc<ClusterRestore>, ctx: Arc<Context>) -> Result<Action> {
     let now = ctx.clock.now();
+    let after = match expiry::expiry(&restore, now) {
+        Expiry::Due => return expire(&ctx, &restore).await,
+        Expiry::DueIn(left) => Action::requeue(left),
+        Expiry::Kept => Action::await_change(),
+    };
     let previous = restore.status.clone().unwrap_or_default();
     let spec = restore.spec.validate();
     let key = key_of(&restore);
@@ -67,7 +74,18 @@ async fn apply(restore: Arc<ClusterRestore>, ctx: Arc<Context>) -> Result<Action
         Decision::Write(write) => carry_out(&ctx, &restore, *write).await?,
         Decision::Start(valid) => return start(&ctx, &restore, valid, &previous, now).await,
     }
-    Ok(Action::await_change())
+    Ok(after)
+}
+
+/// Deletes a dashboard plan whose hour is up (the finalizer's cleanup follows).
+async fn expire(ctx: &Context, restore: &ClusterRestore) -> Result<Action> {
+    let api: kube::Api<ClusterRestore> =
+        kube::Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
+    match api.delete(&restore.name_any(), &Default::default()).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        Err(e) => Err(Error::kube("deleting the expired dashboard plan", e)),
+    }
 }
 
 /// Writes `write`'s status, after its warning.

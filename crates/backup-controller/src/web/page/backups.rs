@@ -65,7 +65,7 @@ pub async fn cluster(
         &format!(
             "<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>\
              <div id=\"live\" data-cluster=\"{e_cluster}\" \
-             data-events=\"/ui/projects/{e_ns}/events\">{}</div>{body}<script>{LIVE}</script>",
+             data-events=\"/ui/projects/{e_ns}/events\">{}</div>{body}",
             running
         ),
         false,
@@ -119,7 +119,7 @@ fn backup_rows(backups: &[serde_json::Value], ns: &str, cluster: &str, csrf: &st
                  <form class=\"inline\" method=\"post\" action=\"{base}/plan\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{e_csrf}\"><button>Restore…</button></form> \
                  <form class=\"inline\" method=\"post\" action=\"{base}/delete\" \
-                 onsubmit=\"return confirm('Delete backup {name} from storage?')\">\
+                 data-confirm=\"Delete backup {name} from storage?\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{e_csrf}\">\
                  <button class=\"danger\">Delete</button></form></td></tr>",
                 text(&b["phase"]),
@@ -143,21 +143,6 @@ fn size_cell(bytes: &serde_json::Value) -> String {
     }
 }
 
-/// Follows the project's `progress` events: moves this cluster's progress bars, and reloads
-/// the page when one of its runs starts or ends (so its backup appears in the list).
-const LIVE: &str = "(function(){var root=document.getElementById('live');\
-var cluster=root.dataset.cluster,source=new EventSource(root.dataset.events);\
-function running(p){return p==='New'||p==='InProgress';}\
-source.addEventListener('progress',function(e){var d=JSON.parse(e.data);\
-if(d.kind!=='ClusterBackup')return;(d.clusters||[]).forEach(function(c){\
-var run=c.lastBackup;if(c.cluster!==cluster||!run)return;\
-var row=root.querySelector('[data-run=\"'+CSS.escape(run.name)+'\"]');\
-if(!row){if(running(run.phase)){source.close();location.reload();}return;}\
-if(!running(run.phase)){source.close();location.reload();return;}\
-var bar=row.querySelector('progress'),done=run.itemsBackedUp||0,total=run.totalItems||0;\
-bar.max=Math.max(total,1);bar.value=done;\
-row.querySelector('.count').textContent=done+' of '+total+' items';});});})();";
-
 /// `GET /ui/projects/{ns}/events`: the project's progress events for the page's script,
 /// signed in with the session cookie and checked as the API's event stream is.
 pub async fn events(
@@ -165,15 +150,14 @@ pub async fn events(
     Path(ns): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match signed_in(&state, &headers).await {
-        Ok(s) => s.caller,
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
         Err(r) => return r,
     };
-    let see = Action::on("list", "clusterbackups");
-    if let Err(e) = require(&state, &caller, &ns, see, None).await {
-        return e.into_response();
+    match crate::web::events::progress(&state, &ns, session.token).await {
+        Ok(stream) => stream.into_response(),
+        Err(e) => e.into_response(),
     }
-    crate::web::events::progress(&state, &ns).into_response()
 }
 
 /// `GET .../backups/{name}/download`.
@@ -216,17 +200,11 @@ pub async fn delete(
     };
     let see = Action::on("get", "clusterbackups");
     let done = async {
-        require(
-            &state,
-            &caller,
-            &ns,
-            see,
-            Some(Action::on("delete", "clusterbackups")),
-        )
-        .await?;
+        require(&state, &caller, &ns, see, None).await?;
         tracing::info!(user = %caller.user, namespace = %ns, cluster = %cluster, backup = %name, "delete");
         delete_stored(
             &state,
+            &caller,
             &ns,
             &cluster,
             &name,

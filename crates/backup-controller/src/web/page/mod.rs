@@ -1,5 +1,5 @@
 //! The dashboard's web page, rendered on the server (no assets from anywhere: the style and
-//! the one small script, which follows live progress, are inline). It signs in with a Kubernetes
+//! the one small script are inline, admitted by their hashes, see [`assets`]). It signs in with a Kubernetes
 //! token once, then works from the session cookie ([`super::session`]); every action is
 //! checked with the project's RBAC exactly as the JSON API checks it, and every form carries
 //! the session's CSRF token.
@@ -17,9 +17,13 @@ use super::error::ApiError;
 use super::handlers::visible_namespaces;
 use super::session::{self, MAX_AGE_SECONDS};
 
+mod assets;
 mod backups;
 mod overview;
 mod restores;
+
+pub use assets::CONTENT_SECURITY_POLICY;
+use assets::{SCRIPT, STYLE};
 
 pub use backups::{cluster, delete, download, events, run_now};
 pub use overview::project;
@@ -40,17 +44,6 @@ pub fn esc(text: &str) -> String {
     }
     out
 }
-
-const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}\
-header{background:#1d2430;color:#fff;padding:.6rem 1.5rem;display:flex;gap:1.5rem;align-items:center}\
-header a{color:#fff}main{padding:1rem 1.5rem;max-width:72rem}\
-table{border-collapse:collapse;width:100%;background:#fff;margin:.5rem 0 1.5rem}\
-th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #e3e6ea}th{background:#eef0f3}\
-.bad{color:#b42318;font-weight:600}.ok{color:#067647}.muted{color:#667085}\
-button{font:inherit;padding:.25rem .7rem;border:1px solid #98a2b3;border-radius:4px;background:#fff;cursor:pointer}\
-button:focus,a:focus,textarea:focus{outline:3px solid #84adff}\
-.danger{border-color:#b42318;color:#b42318}form.inline{display:inline}\
-textarea{width:100%;max-width:40rem;font-family:monospace}.error{background:#fef3f2;border:1px solid #fda29b;padding:.5rem 1rem}";
 
 /// The page around `body`.
 pub(super) fn layout(
@@ -74,7 +67,7 @@ pub(super) fn layout(
          <link rel=\"icon\" href=\"data:,\">{}\
          <title>{} · backup-fleet</title><style>{STYLE}</style></head><body>\
          <header><a href=\"/ui/projects\"><strong>backup-fleet</strong></a>{signed_in}</header>\
-         <main><h1>{}</h1>{body}</main></body></html>",
+         <main><h1>{}</h1>{body}</main><script>{SCRIPT}</script></body></html>",
         if refresh {
             "<meta http-equiv=\"refresh\" content=\"3\">"
         } else {
@@ -112,6 +105,7 @@ pub(super) async fn signed_in(state: &WebState, headers: &HeaderMap) -> Result<S
             caller,
             csrf: state.session_key.csrf(&cookie),
             cookie,
+            token,
         }),
         // Revoked or expired token: sign in again.
         Err(e) if e.status == StatusCode::UNAUTHORIZED => Err(Redirect::to("/ui").into_response()),
@@ -126,6 +120,8 @@ pub(super) struct Session {
     /// The session's CSRF token.
     pub csrf: String,
     cookie: String,
+    /// The token the session holds (an event stream authorizes itself again with it).
+    pub token: String,
 }
 
 impl Session {
@@ -171,11 +167,31 @@ pub(super) async fn signed_in_form(
 pub async fn index(State(state): State<WebState>, headers: HeaderMap) -> Response {
     match signed_in(&state, &headers).await {
         Ok(_) => Redirect::to("/ui/projects").into_response(),
-        Err(_) => Html(login_page(None)).into_response(),
+        Err(_) => sign_in_form(&state, StatusCode::OK, None),
     }
 }
 
-fn login_page(problem: Option<&str>) -> String {
+/// The sign-in form, with a fresh sign-in cookie and the CSRF token derived from it.
+fn sign_in_form(state: &WebState, status: StatusCode, problem: Option<&str>) -> Response {
+    let value = match session::random_value() {
+        Ok(value) => value,
+        Err(e) => {
+            return error_page(
+                ApiError::upstream(format!("no randomness for the sign-in form: {e}")),
+                None,
+            );
+        }
+    };
+    let csrf = state.session_key.signin_csrf(&value);
+    (
+        status,
+        [(header::SET_COOKIE, session::signin_cookie(&value))],
+        Html(login_page(problem, &csrf)),
+    )
+        .into_response()
+}
+
+fn login_page(problem: Option<&str>, csrf: &str) -> String {
     let problem = problem
         .map(|p| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(p)))
         .unwrap_or_default();
@@ -187,36 +203,64 @@ fn login_page(problem: Option<&str>) -> String {
              <code>kubectl create token &lt;serviceaccount&gt; -n &lt;project&gt;</code>). \
              Your project's RBAC decides what you see and do.</p>\
              <form method=\"post\" action=\"/ui/login\"><label for=\"token\">Token</label><br>\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <textarea id=\"token\" name=\"token\" rows=\"4\" autofocus required></textarea><br>\
-             <button type=\"submit\">Sign in</button></form>"
+             <button type=\"submit\">Sign in</button></form>",
+            esc(csrf)
         ),
         false,
     )
 }
 
-/// The sign-in form's field.
+/// The sign-in form's fields.
 #[derive(Debug, Deserialize)]
 pub struct LoginForm {
     token: String,
+    /// The form's CSRF token (missing from a form some other page made).
+    #[serde(default)]
+    csrf: String,
 }
 
-/// `POST /ui/login`: checks the token (TokenReview) and starts the session.
-pub async fn login(State(state): State<WebState>, Form(form): Form<LoginForm>) -> Response {
+/// `POST /ui/login`: checks the form came from the sign-in page (its cookie and CSRF token),
+/// then the token (TokenReview), and starts the session.
+pub async fn login(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let from_the_form = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| session::cookie_value(h, session::SIGNIN_COOKIE))
+        .is_some_and(|value| state.session_key.signin_csrf_ok(value, &form.csrf));
+    if !from_the_form {
+        return sign_in_form(
+            &state,
+            StatusCode::FORBIDDEN,
+            Some(
+                "this sign-in was not sent by this page's form (or the form is over an hour old): sign in here",
+            ),
+        );
+    }
     let token = form.token.trim();
-    match review(&state, token).await {
-        Ok(_) => {
-            let expires = Timestamp::now().as_second() + MAX_AGE_SECONDS;
-            let cookie = state.session_key.seal(token, expires);
-            (
-                StatusCode::SEE_OTHER,
-                [
-                    (header::SET_COOKIE, session::set_cookie(&cookie)),
-                    (header::LOCATION, "/ui/projects".to_string()),
-                ],
-            )
-                .into_response()
+    let caller = match review(&state, token).await {
+        Ok(caller) => caller,
+        Err(e) => return sign_in_form(&state, e.status, Some(&e.message)),
+    };
+    let expires = Timestamp::now().as_second() + MAX_AGE_SECONDS;
+    match state.session_key.seal(token, expires) {
+        Ok(cookie) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::SET_COOKIE, session::set_cookie(&cookie)),
+                (header::LOCATION, "/ui/projects".to_string()),
+            ],
+        )
+            .into_response(),
+        Err(problem) => {
+            let problem = format!("{}: {problem}", caller.user);
+            sign_in_form(&state, StatusCode::BAD_REQUEST, Some(&problem))
         }
-        Err(e) => (e.status, Html(login_page(Some(&e.message)))).into_response(),
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{error_page, esc, layout, signed_in};
 use crate::web::WebState;
-use crate::web::auth::{Action, require};
+use crate::web::auth::{Action, allowed, require};
 use crate::web::error::ApiError;
 use crate::web::handlers::{cluster_backups_data, clusters_data, locations_data};
 
@@ -103,10 +103,20 @@ pub async fn project(
     if let Err(e) = require(&state, caller, &ns, see, None).await {
         return error_page(e, session);
     }
+    // Each kind is shown only to who may list it.
     let data = async {
+        let may = |resource| allowed(&state, caller, &ns, Action::on("list", resource));
+        let clusters = match may("managedclusters").await? {
+            true => Some(clusters_data(&state, &ns).await?),
+            false => None,
+        };
+        let locations = match may("storagelocations").await? {
+            true => Some(locations_data(&state, &ns).await?),
+            false => None,
+        };
         Ok::<_, ApiError>((
-            clusters_data(&state, &ns).await?,
-            locations_data(&state, &ns).await?,
+            clusters,
+            locations,
             cluster_backups_data(&state, &ns).await?,
         ))
     };
@@ -115,8 +125,20 @@ pub async fn project(
         Err(e) => return error_page(e, session),
     };
     let e_ns = esc(&ns);
-    let cluster_rows = cluster_rows(&clusters, &schedules, &ns, Timestamp::now());
-    let location_rows = location_rows(&locations);
+    let hidden = |what: &str, columns: usize| {
+        format!(
+            "<tr><td colspan=\"{columns}\" class=\"muted\">You may not list {what} in this \
+             project.</td></tr>"
+        )
+    };
+    let cluster_rows = match &clusters {
+        Some(clusters) => cluster_rows(clusters, &schedules, &ns, Timestamp::now()),
+        None => hidden("ManagedClusters", 3),
+    };
+    let location_rows = match &locations {
+        Some(locations) => location_rows(locations),
+        None => hidden("StorageLocations", 4),
+    };
     let schedule_rows = schedule_rows(&schedules, &ns, csrf);
     let body = format!(
         "<p><a href=\"/ui/projects/{e_ns}/restores\">Restores</a></p>\

@@ -16,7 +16,7 @@ use crate::web::WebState;
 use crate::web::auth::{Action, require};
 use crate::web::error::ApiError;
 use crate::web::handlers::create_restore_object;
-use backup_api::{ClusterRestore, FleetPhase};
+use backup_api::{ClusterRestore, DASHBOARD_PLAN_LABEL, FleetPhase};
 
 /// How long the page waits for a dry run's plan.
 const PLAN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -48,7 +48,7 @@ pub async fn plan(
             Some(Action::on("create", "clusterrestores")),
         )
         .await?;
-        let body = json!({"metadata": {"name": dry},
+        let body = json!({"metadata": {"name": dry, "labels": {DASHBOARD_PLAN_LABEL: "true"}},
             "spec": {"source": {"cluster": cluster, "backupName": name}, "dryRun": true}});
         create_restore_object(&state, caller, &ns, &body).await?;
         wait_for_restore(&state, &ns, &dry).await
