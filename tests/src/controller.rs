@@ -26,7 +26,9 @@ use crate::{TestNamespace, shared, unique_name};
 // (xtask uses them too) and keep their old paths here.
 use backup_localenv::crds::MANAGER;
 pub use backup_localenv::crds::install_crds;
-pub use backup_localenv::http::{free_port, http_get, http_request};
+pub use backup_localenv::http::{
+    LoopbackCertificate, free_port, http_get, http_request, https_request,
+};
 pub use backup_localenv::wait::wait_until;
 
 /// Our API group and version.

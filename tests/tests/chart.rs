@@ -147,7 +147,8 @@ fn combinations() -> Vec<(&'static str, Value)> {
         ),
         (
             "webhook certificate from cert-manager's Secret, no project roles",
-            json!({"webhook": {"existingSecret": "bf-webhook-tls"}, "rbac": {"userRoles": false}}),
+            json!({"webhook": {"existingSecret": "bf-webhook-tls"}, "rbac": {"userRoles": false},
+                   "api": {"tls": {"existingSecret": "bf-api-tls"}, "audience": "backup-fleet"}}),
         ),
         (
             "ManagementBackup grant, file root, no denied ranges, identity lent",
@@ -238,7 +239,23 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
         match name {
             "defaults" => {
                 assert_eq!(deployment["spec"]["replicas"], 2);
-                assert!(args.contains(&"--api-addr=0.0.0.0:8080"), "{args:?}");
+                assert!(args.contains(&"--api-addr=0.0.0.0:8443"), "{args:?}");
+                // HTTPS, with a certificate the chart made (self-signed, kept).
+                assert!(
+                    args.contains(&"--api-tls-cert-file=/var/run/backup-fleet/api-tls/tls.crt")
+                        && !args.iter().any(|a| a.starts_with("--api-plain-http")),
+                    "{args:?}"
+                );
+                let tls = of_kind(&objects, "Secret")
+                    .into_iter()
+                    .find(|s| s["metadata"]["name"] == "bf-backup-fleet-api-tls")
+                    .context("no dashboard certificate Secret")?;
+                assert_eq!(tls["type"], "kubernetes.io/tls");
+                assert!(
+                    tls["data"]["tls.key"]
+                        .as_str()
+                        .is_some_and(|k| !k.is_empty())
+                );
                 assert!(
                     args.iter().any(|a| a.starts_with("--session-key-file=")),
                     "{args:?}"
@@ -328,12 +345,15 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                     "backup-fleet-system/bf-webhook-tls"
                 );
                 assert!(webhook["webhooks"][0]["clientConfig"]["caBundle"].is_null());
-                assert!(
-                    !of_kind(&objects, "Secret")
-                        .iter()
-                        .any(|s| s["metadata"]["name"] == "bf-backup-fleet-webhook"),
-                    "the chart makes no certificate when one is brought"
-                );
+                for made in ["bf-backup-fleet-webhook", "bf-backup-fleet-api-tls"] {
+                    assert!(
+                        !of_kind(&objects, "Secret")
+                            .iter()
+                            .any(|s| s["metadata"]["name"] == made),
+                        "the chart makes no certificate when one is brought"
+                    );
+                }
+                assert!(args.contains(&"--api-audience=backup-fleet"), "{args:?}");
                 let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
                 assert!(
                     volumes
@@ -341,6 +361,14 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
                         .into_iter()
                         .flatten()
                         .any(|v| v["secret"]["secretName"] == "bf-webhook-tls"),
+                    "{volumes}"
+                );
+                assert!(
+                    volumes
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|v| v["secret"]["secretName"] == "bf-api-tls"),
                     "{volumes}"
                 );
             }
@@ -404,6 +432,34 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+#[test]
+fn cert_manager_issues_the_dashboards_certificate_when_asked() -> Result<()> {
+    let values = json!({"api": {"tls": {"certManager": {"issuerRef":
+        {"name": "letsencrypt", "kind": "ClusterIssuer"}}, "dnsNames": ["backups.example.com"]}}});
+    let objects = rendered(values, "backup-fleet-system")?.objects()?;
+    let certificate = of_kind(&objects, "Certificate")
+        .first()
+        .copied()
+        .context("no cert-manager Certificate")?
+        .clone();
+    assert_eq!(certificate["spec"]["secretName"], "bf-backup-fleet-api-tls");
+    assert_eq!(certificate["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    assert_eq!(
+        certificate["spec"]["dnsNames"],
+        json!([
+            "backups.example.com",
+            "bf-backup-fleet.backup-fleet-system.svc"
+        ])
+    );
+    assert!(
+        !of_kind(&objects, "Secret")
+            .iter()
+            .any(|s| s["metadata"]["name"] == "bf-backup-fleet-api-tls"),
+        "cert-manager writes the Secret, not the chart"
+    );
     Ok(())
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backup_controller::context::Settings;
-use backup_controller::runtime::{RunConfig, WebhookCertificate, WebhookConfig};
+use backup_controller::runtime::{
+    ApiConfig, ApiTransport, RunConfig, WebhookCertificate, WebhookConfig,
+};
 use backup_kube::tenancy::TenancyArgs;
 use clap::{Args, Parser, Subcommand};
 
@@ -50,6 +52,23 @@ pub struct RunArgs {
     /// Not served when omitted.
     #[arg(long)]
     pub api_addr: Option<SocketAddr>,
+    /// The dashboard's TLS certificate chain (PEM), e.g. a Secret's `tls.crt` that
+    /// cert-manager renews: read again when it changes.
+    #[arg(long, requires_all = ["api_addr", "api_tls_key_file"])]
+    pub api_tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM), read again with it.
+    #[arg(long, requires = "api_tls_cert_file")]
+    pub api_tls_key_file: Option<PathBuf>,
+    /// Serve the dashboard over plain HTTP: only for local use (127.0.0.1, or behind a proxy
+    /// that terminates TLS on the same host). Session cookies then lose `Secure` and the
+    /// `__Host-` prefix.
+    #[arg(long, requires = "api_addr", conflicts_with = "api_tls_cert_file")]
+    pub api_plain_http: bool,
+    /// Accept only tokens issued for this audience (a TokenReview with `audiences`), e.g.
+    /// `kubectl create token USER --audience backup-fleet`: such a token cannot be replayed
+    /// against the API server, nor an API-server token against the dashboard.
+    #[arg(long, requires = "api_addr")]
+    pub api_audience: Option<String>,
     /// A file of at least 32 random bytes that signs the page's session cookies; give every
     /// replica the same one (the chart mounts a Secret). Random per process when omitted, so
     /// sessions end on restart and do not move between replicas.
@@ -177,6 +196,35 @@ fn url_host(url: &str) -> Result<String, String> {
     Ok(host.to_string())
 }
 
+/// The dashboard's configuration: TLS, or plain HTTP only when asked for by name.
+fn api_config(
+    addr: Option<SocketAddr>,
+    tls: Option<(PathBuf, PathBuf)>,
+    plain_http: bool,
+    audience: Option<String>,
+    session_key: Option<backup_controller::web::session::SessionKey>,
+) -> Result<Option<ApiConfig>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let transport = match (tls, plain_http) {
+        (Some((cert, key)), _) => ApiTransport::Tls { cert, key },
+        (None, true) => ApiTransport::PlainHttp,
+        (None, false) => {
+            return Err(format!(
+                "--api-addr {addr}: the dashboard serves TLS: give --api-tls-cert-file and \
+                 --api-tls-key-file (PEM), or --api-plain-http for local use"
+            ));
+        }
+    };
+    Ok(Some(ApiConfig {
+        addr,
+        transport,
+        audience,
+        session_key,
+    }))
+}
+
 fn release(text: &str) -> Result<String, String> {
     backup_api::management_backup::release_slug(text)
         .map(|_| text.to_string())
@@ -217,8 +265,13 @@ impl RunArgs {
             kubeconfig: self.kubeconfig,
             context: self.context,
             admin_addr: self.admin_addr,
-            api_addr: self.api_addr,
-            session_key,
+            api: api_config(
+                self.api_addr,
+                self.api_tls_cert_file.zip(self.api_tls_key_file),
+                self.api_plain_http,
+                self.api_audience,
+                session_key,
+            )?,
             lease_namespace: self.lease_namespace,
             identity,
             leader_election: !self.no_leader_election,
@@ -256,5 +309,31 @@ pub fn print_crds() -> Result<(), String> {
             Err(format!("writing to stdout: {e}"))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dashboard_serves_tls_unless_plain_http_is_asked_for_by_name() {
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let refused = api_config(Some(addr), None, false, None, None).unwrap_err();
+        assert!(
+            refused.contains("--api-tls-cert-file") && refused.contains("--api-plain-http"),
+            "{refused}"
+        );
+        let plain = api_config(Some(addr), None, true, None, None)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(plain.transport, ApiTransport::PlainHttp));
+        let files = Some(("tls.crt".into(), "tls.key".into()));
+        let tls = api_config(Some(addr), files, false, Some("bf".into()), None)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(tls.transport, ApiTransport::Tls { .. }));
+        assert_eq!(tls.audience.as_deref(), Some("bf"));
+        assert!(api_config(None, None, false, None, None).unwrap().is_none());
     }
 }

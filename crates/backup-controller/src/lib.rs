@@ -19,6 +19,7 @@ pub mod reconcile;
 pub mod runs;
 pub mod runtime;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 
 pub use error::Error;

@@ -73,10 +73,8 @@ pub struct RunConfig {
     pub context: Option<String>,
     /// Where `/livez`, `/readyz` and `/metrics` are served.
     pub admin_addr: SocketAddr,
-    /// Where the dashboard (JSON API and page) is served; not at all when `None`.
-    pub api_addr: Option<SocketAddr>,
-    /// The key signing the page's session cookies (shared by replicas); random when `None`.
-    pub session_key: Option<crate::web::session::SessionKey>,
+    /// The dashboard (JSON API and page); not served when `None`.
+    pub api: Option<ApiConfig>,
     /// Namespace of the leader-election Lease.
     pub lease_namespace: String,
     /// This replica's identity in the Lease and in Events.
@@ -89,6 +87,33 @@ pub struct RunConfig {
     pub settings: Settings,
     /// The admission webhook, when served.
     pub webhook: Option<WebhookConfig>,
+}
+
+/// Where and how the dashboard is served.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// TLS, or plain HTTP.
+    pub transport: ApiTransport,
+    /// The audience tokens must be issued for, when set.
+    pub audience: Option<String>,
+    /// The key sealing the page's session cookies (shared by replicas); random when `None`.
+    pub session_key: Option<crate::web::session::SessionKey>,
+}
+
+/// How the dashboard's connections are carried.
+#[derive(Debug, Clone)]
+pub enum ApiTransport {
+    /// TLS, with the certificate and key in PEM files (read again when they change).
+    Tls {
+        /// The chain.
+        cert: PathBuf,
+        /// Its key.
+        key: PathBuf,
+    },
+    /// Plain HTTP, asked for by name (local use).
+    PlainHttp,
 }
 
 /// Where and how the admission webhook is served.
@@ -150,8 +175,8 @@ pub async fn run_with_clock(
     let admin = serve_admin(&config, metrics.clone(), ready.clone(), &stop).await?;
     // The dashboard runs on every replica: it reads from its own watches and caches and writes
     // through the API server.
-    let web = match config.api_addr {
-        Some(addr) => Some(serve_dashboard(&config, addr, &client, &metrics, &stop).await?),
+    let web = match &config.api {
+        Some(api) => Some(serve_dashboard(&config, api, &client, &metrics, &stop).await?),
         None => None,
     };
 
@@ -206,17 +231,21 @@ async fn serve_webhook(
     client: &kube::Client,
     stop: &watch::Receiver<bool>,
 ) -> Result<(Served, String)> {
-    let identity = match &webhook.certificate {
-        WebhookCertificate::SelfSigned { host } => admission::tls::Identity::self_signed(host)?,
-        WebhookCertificate::Files { cert, key, ca } => {
-            admission::tls::Identity::from_files(cert, key, ca)?
+    let (tls, ca) = match &webhook.certificate {
+        WebhookCertificate::SelfSigned { host } => {
+            let identity = crate::tls::Identity::self_signed(host)?;
+            let ca = identity.ca_pem.clone();
+            (identity.server_config()?, ca)
         }
+        WebhookCertificate::Files { cert, key, ca } => (
+            crate::tls::Reloading::server_config(cert, key)?,
+            crate::tls::Identity::ca_from_file(ca)?,
+        ),
     };
-    let ca = identity.ca_pem.clone();
     let tcp = tokio::net::TcpListener::bind(webhook.addr)
         .await
         .with_context(|| format!("binding the webhook address {}", webhook.addr))?;
-    let listener = admission::tls::TlsListener::start(tcp, identity)?;
+    let listener = crate::tls::TlsListener::start(tcp, tls)?;
     tracing::info!(addr = %webhook.addr, namespace = ?config.namespace, "admission webhook listening (https, /validate)");
     let router = admission::router(admission::Webhook {
         client: client.clone(),
@@ -261,36 +290,60 @@ async fn serve_admin(
     }))
 }
 
-/// Serves the dashboard (JSON API and page) on `addr` until `stop`.
+/// Serves the dashboard (JSON API and page) as `api` says until `stop`.
 async fn serve_dashboard(
     config: &RunConfig,
-    addr: SocketAddr,
+    api: &ApiConfig,
     client: &kube::Client,
     metrics: &Arc<Metrics>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Served> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    let addr = api.addr;
+    let tcp = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the API address {addr}"))?;
-    tracing::info!(%addr, "dashboard listening (/ui, /api/v1/...)");
-    let session_key = match &config.session_key {
+    let session_key = match &api.session_key {
         Some(key) => key.clone(),
         None => crate::web::session::SessionKey::random()
             .context("reading a random session key from /dev/urandom")?,
     };
+    let sign_in = crate::web::SignIn {
+        session_key,
+        cookies: crate::web::session::Cookies {
+            secure: matches!(api.transport, ApiTransport::Tls { .. }),
+        },
+        audience: api.audience.clone(),
+    };
     let state = crate::web::WebState::start(
         client.clone(),
         config.namespace.as_deref(),
-        session_key,
+        sign_in,
         config.settings.tenancy.clone(),
         metrics.clone(),
     );
+    let router = crate::web::router(state);
     let stopped = stopped(stop);
-    Ok(tokio::spawn(async move {
-        axum::serve(listener, crate::web::router(state))
-            .with_graceful_shutdown(stopped)
-            .await
-    }))
+    Ok(match &api.transport {
+        ApiTransport::Tls { cert, key } => {
+            let tls = crate::tls::Reloading::server_config(cert, key)
+                .context("the dashboard's certificate (--api-tls-cert-file/--api-tls-key-file)")?;
+            let listener = crate::tls::TlsListener::start(tcp, tls)?;
+            tracing::info!(%addr, "dashboard listening (https: /ui, /api/v1/...)");
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        }
+        ApiTransport::PlainHttp => {
+            tracing::warn!(%addr, "dashboard listening over plain HTTP (--api-plain-http): for local use only");
+            tokio::spawn(async move {
+                axum::serve(tcp, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        }
+    })
 }
 
 /// Runs the controllers during each term of leadership, until `stop`. A term ends when the

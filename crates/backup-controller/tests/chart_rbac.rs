@@ -319,7 +319,7 @@ async fn the_charts_rbac_runs_a_backup_a_restore_and_a_management_backup_and_no_
         &p,
         "chart",
         &access,
-        &["--api-addr", &api_addr.to_string()],
+        &["--api-addr", &api_addr.to_string(), "--api-plain-http"],
         &[],
     )
     .await?;

@@ -107,7 +107,7 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
         tests::controller_bin!(),
         &p,
         "api",
-        &["--api-addr", &addr.to_string()],
+        &["--api-addr", &addr.to_string(), "--api-plain-http"],
     )
     .await?;
     let done = p

@@ -92,7 +92,7 @@ async fn the_dashboard_holds_against_floods_and_checks_each_kind() -> Result<()>
         tests::controller_bin!(),
         &p,
         "limits",
-        &["--api-addr", &addr.to_string()],
+        &["--api-addr", &addr.to_string(), "--api-plain-http"],
     )
     .await?;
     let done = p
@@ -236,6 +236,92 @@ async fn the_dashboard_holds_against_floods_and_checks_each_kind() -> Result<()>
     println!(
         "flood: {made} TokenReviews for 10,000 made-up tokens in {:?}; answers {answers:?}",
         flood.elapsed()
+    );
+    drop(controller);
+    p.delete().await?;
+    Ok(())
+}
+
+/// A token of `account` in the project, issued for `audience`.
+async fn token_for(p: &Project, account: &str, audience: &str) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.to_string()],
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let issued = Api::<ServiceAccount>::namespaced(p.mgmt.clone(), p.name())
+        .create_token_request(account, &Default::default(), &request)
+        .await?;
+    Ok(issued.status.context("no token")?.token)
+}
+
+#[tokio::test]
+async fn with_an_audience_only_tokens_issued_for_the_dashboard_sign_in() -> Result<()> {
+    let p = Project::create("audience").await?;
+    let read = json!([{"apiGroups": ["backupfleet.dev"], "resources": ["clusterbackups"],
+                       "verbs": ["get", "list"]}]);
+    let for_the_api_server = service_account(&p, "reader", read).await?;
+    let for_the_dashboard = token_for(&p, "reader", "backup-fleet").await?;
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let controller = ControllerProcess::start(
+        tests::controller_bin!(),
+        &p,
+        "audience",
+        &[
+            "--api-addr",
+            &addr.to_string(),
+            "--api-plain-http",
+            "--api-audience",
+            "backup-fleet",
+        ],
+    )
+    .await?;
+    let (code, body) = http_request(
+        addr,
+        "GET",
+        "/api/v1/namespaces",
+        Some(&for_the_dashboard),
+        None,
+    )?;
+    ensure!(code == 200, "{code}: {}", String::from_utf8_lossy(&body));
+    // A token for the API server is not one for the dashboard...
+    let (code, body) = http_request(
+        addr,
+        "GET",
+        "/api/v1/namespaces",
+        Some(&for_the_api_server),
+        None,
+    )?;
+    ensure!(code == 401, "{code}: {}", String::from_utf8_lossy(&body));
+    // ...and the dashboard's token cannot be replayed against the API server.
+    let mgmt = tests::env::shared()?.management()?.clone();
+    let text = std::fs::read_to_string(&mgmt.kubeconfig)?;
+    let mut kubeconfig: serde_json::Value = serde_yaml_ng::from_str(&text)?;
+    for user in kubeconfig["users"]
+        .as_array_mut()
+        .context("the kubeconfig has users")?
+    {
+        user["user"] = json!({ "token": for_the_dashboard });
+    }
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&serde_yaml_ng::to_string(&kubeconfig)?)?;
+    let options = kube::config::KubeConfigOptions {
+        context: Some(mgmt.context.clone()),
+        ..Default::default()
+    };
+    let replayed =
+        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?)?;
+    let listed = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(replayed, p.name())
+        .list(&Default::default())
+        .await;
+    ensure!(
+        matches!(&listed, Err(kube::Error::Api(s)) if s.code == 401),
+        "the API server took the dashboard's token: {listed:?}"
     );
     drop(controller);
     p.delete().await?;

@@ -17,7 +17,9 @@ use kube::api::PostParams;
 use serde_json::json;
 use tests::TestNamespace;
 use tests::browser::Browser;
-use tests::controller::{ControllerProcess, Project, free_port, http_request, service_account};
+use tests::controller::{
+    ControllerProcess, LoopbackCertificate, Project, free_port, https_request, service_account,
+};
 use tests::env::shared;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,9 +72,26 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         .await?;
     let other_ns = other.name().to_string();
     let addr = format!("127.0.0.1:{}", free_port()?);
-    let controller =
-        ControllerProcess::start(tests::controller_bin!(), &p, "page", &["--api-addr", &addr])
-            .await?;
+    // Served over TLS, as in a cluster: Chromium trusts the test's certificate.
+    let certificate = LoopbackCertificate::new()?;
+    let (cert, key) = (
+        certificate.cert.display().to_string(),
+        certificate.key.display().to_string(),
+    );
+    let controller = ControllerProcess::start(
+        tests::controller_bin!(),
+        &p,
+        "page",
+        &[
+            "--api-addr",
+            &addr,
+            "--api-tls-cert-file",
+            &cert,
+            "--api-tls-key-file",
+            &key,
+        ],
+    )
+    .await?;
     let done = p
         .wait_for(
             "ClusterBackup",
@@ -88,7 +107,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         .context("no backup name")?
         .to_string();
     let ns = p.name().to_string();
-    let base = format!("http://{addr}");
+    let base = format!("https://{addr}");
     let manifest = p
         .repository("c1")?
         .get_manifest(
@@ -107,7 +126,7 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
     // Screenshots of each page, kept as test artifacts.
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/dashboard");
     let checks = tokio::task::spawn_blocking(move || -> Result<()> {
-        let browser = Browser::start()?;
+        let browser = Browser::start_trusting(Some(&certificate.spki_sha256))?;
         let shot = |name: &str| browser.screenshot(&shots.join(format!("{name}.png")));
         // Signed out, everything leads to the sign-in form; a bad token is refused there.
         browser.goto(&format!("{base}/ui/projects/{ns}"))?;
@@ -152,10 +171,13 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         let cookies = browser.cookies()?;
         let session = cookies
             .iter()
-            .find(|c| c["name"] == "backupfleet_session")
-            .with_context(|| format!("no session cookie: {cookies:?}"))?;
+            .find(|c| c["name"] == "__Host-backupfleet_session")
+            .with_context(|| format!("no __Host- session cookie: {cookies:?}"))?;
         ensure!(
-            session["httpOnly"] == true && session["sameSite"] == "Strict",
+            session["httpOnly"] == true
+                && session["secure"] == true
+                && session["sameSite"] == "Strict"
+                && session["path"] == "/",
             "{session}"
         );
         let value = session["value"].as_str().unwrap_or_default();
@@ -288,8 +310,9 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         // same way: the page's script sees it start and end in the event stream.
         let runs = |page: &str| page.matches(&format!("/backups/{backup}-")).count();
         let before = runs(&browser.source()?);
-        let (code, body) = http_request(
+        let (code, body) = https_request(
             addr.parse::<std::net::SocketAddr>()?,
+            &certificate.pem,
             "POST",
             &format!("/api/v1/namespaces/{ns}/clusterbackups/once/run"),
             Some(&editor),

@@ -104,6 +104,15 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
 impl Browser {
     /// Starts chromedriver on a free loopback port and a headless Chromium session.
     pub fn start() -> Result<Self> {
+        Self::start_trusting(None)
+    }
+
+    /// [`Browser::start`], with Chromium trusting the public key whose SHA-256 is
+    /// `spki_sha256` (base64; a server under test serves a [`LoopbackCertificate`] for
+    /// 127.0.0.1): its pages are then HTTPS pages like any other.
+    ///
+    /// [`LoopbackCertificate`]: crate::http::LoopbackCertificate
+    pub fn start_trusting(spki_sha256: Option<&str>) -> Result<Self> {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(tool).is_file() {
                 bail!(
@@ -134,6 +143,23 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--window-size=1280,900",
+        ]
+        .map(String::from)
+        .into();
+        args.push(format!(
+            "--user-data-dir={}",
+            browser._profile.path().display()
+        ));
+        if let Some(spki) = spki_sha256 {
+            args.push(format!("--ignore-certificate-errors-spki-list={spki}"));
+        }
         let created = exchange(
             addr,
             "POST",
@@ -142,9 +168,7 @@ impl Browser {
                 "browserName": "chrome",
                 "goog:chromeOptions": {
                     "binary": CHROMIUM,
-                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                             "--disable-dev-shm-usage", "--no-first-run", "--window-size=1280,900",
-                             format!("--user-data-dir={}", browser._profile.path().display())],
+                    "args": args,
                 },
                 "goog:loggingPrefs": {"browser": "ALL"},
                 "unhandledPromptBehavior": "ignore",

@@ -812,7 +812,12 @@ struct DashboardMeasured {
     rows: usize,
 }
 
-async fn dashboard(bench: &Bench, n: usize, api_addr: &str) -> Result<()> {
+async fn dashboard(
+    bench: &Bench,
+    n: usize,
+    api_addr: &str,
+    certificate: &backup_localenv::http::LoopbackCertificate,
+) -> Result<()> {
     let seeded_at = Instant::now();
     let seeded = seed_history(bench, n, HISTORY_PER_CLUSTER).await?;
     report(format!(
@@ -824,6 +829,7 @@ async fn dashboard(bench: &Bench, n: usize, api_addr: &str) -> Result<()> {
     let addr: std::net::SocketAddr = api_addr.parse()?;
     let token = bench.state.cluster("mgmt")?.token.clone();
     let project = bench.project.clone();
+    let (trusted, spki) = (certificate.pem.clone(), certificate.spki_sha256.clone());
     let measured = tokio::task::spawn_blocking(move || -> Result<DashboardMeasured> {
         // The first pass fills the dashboard's listings from storage; the second is what
         // a user browsing the fleet gets, from the cache.
@@ -836,8 +842,14 @@ async fn dashboard(bench: &Bench, n: usize, api_addr: &str) -> Result<()> {
                 Bench::cluster_name(i)
             );
             let start = Instant::now();
-            let (code, body) =
-                backup_localenv::http::http_request(addr, "GET", &path, Some(&token), None)?;
+            let (code, body) = backup_localenv::http::https_request(
+                addr,
+                &trusted,
+                "GET",
+                &path,
+                Some(&token),
+                None,
+            )?;
             if first.len() < n {
                 first.push(start.elapsed());
             } else {
@@ -853,8 +865,8 @@ async fn dashboard(bench: &Bench, n: usize, api_addr: &str) -> Result<()> {
                 listed += value["items"].as_array().map_or(0, Vec::len);
             }
         }
-        let browser = backup_localenv::browser::Browser::start()?;
-        browser.goto(&format!("http://{addr}/ui"))?;
+        let browser = backup_localenv::browser::Browser::start_trusting(Some(&spki))?;
+        browser.goto(&format!("https://{addr}/ui"))?;
         browser.type_into(&browser.find("#token")?, &token)?;
         browser.click(&browser.find("button[type=submit]")?)?;
         browser.wait_for_text("Projects", Duration::from_secs(30))?;
@@ -862,7 +874,7 @@ async fn dashboard(bench: &Bench, n: usize, api_addr: &str) -> Result<()> {
         let mut rows = 0;
         for _ in 0..3 {
             let start = Instant::now();
-            browser.goto(&format!("http://{addr}/ui/projects/{project}"))?;
+            browser.goto(&format!("https://{addr}/ui/projects/{project}"))?;
             loads.push(start.elapsed());
             rows = browser.source()?.matches("/clusters/m").count();
         }
@@ -980,13 +992,26 @@ async fn measure(
     eprintln!("starting the controller (log: {})", log.display());
     let onboarding_start = Instant::now();
     let api_addr = format!("127.0.0.1:{}", backup_localenv::http::free_port()?);
+    // The dashboard serves TLS, as in a cluster: its latency is measured with it.
+    let certificate = backup_localenv::http::LoopbackCertificate::new()?;
+    let (cert, key) = (
+        certificate.cert.display().to_string(),
+        certificate.key.display().to_string(),
+    );
     bench.controller = Some(
         ControllerProcess::start_with(
             binary,
             bench.state.cluster("mgmt")?,
             &bench.project,
             log.clone(),
-            &["--api-addr", &api_addr],
+            &[
+                "--api-addr",
+                &api_addr,
+                "--api-tls-cert-file",
+                &cert,
+                "--api-tls-key-file",
+                &key,
+            ],
         )
         .await?,
     );
@@ -1036,7 +1061,7 @@ async fn measure(
     ));
 
     eprintln!("dashboard: the API and the overview page at {n} clusters");
-    dashboard(bench, n, &api_addr).await?;
+    dashboard(bench, n, &api_addr, &certificate).await?;
 
     eprintln!("idle: a ClusterBackup over all {n} clusters due next New Year");
     let idle = idle(bench, n).await?;

@@ -12,7 +12,6 @@
 
 pub mod needed;
 pub mod register;
-pub mod tls;
 
 use axum::Json;
 use axum::extract::State;

@@ -70,7 +70,7 @@ pub async fn review(state: &WebState, token: &str) -> ApiResult<Caller> {
             .may_review()
             .map_err(|e| limited("invalid_tokens", e))?;
     }
-    match review_now(&state.client, token).await {
+    match review_now(&state.client, token, state.audience.as_deref()).await {
         Ok(caller) => {
             state.metrics.token_reviewed("accepted");
             state.limits.vouched.insert(key, ());
@@ -90,11 +90,17 @@ pub async fn review(state: &WebState, token: &str) -> ApiResult<Caller> {
     }
 }
 
-async fn review_now(client: &kube::Client, token: &str) -> ApiResult<Caller> {
+/// Asks the API server who `token` belongs to; with `audience`, only a token issued for it
+/// is accepted.
+async fn review_now(
+    client: &kube::Client,
+    token: &str,
+    audience: Option<&str>,
+) -> ApiResult<Caller> {
     let review = TokenReview {
         spec: TokenReviewSpec {
             token: Some(token.to_string()),
-            ..TokenReviewSpec::default()
+            audiences: audience.map(|a| vec![a.to_string()]),
         },
         ..TokenReview::default()
     };
@@ -103,8 +109,20 @@ async fn review_now(client: &kube::Client, token: &str) -> ApiResult<Caller> {
         .await
         .map_err(|e| ApiError::upstream(format!("the token could not be reviewed: {e}")))?;
     let status = reviewed.status.unwrap_or_default();
-    match (status.authenticated, status.user) {
-        (Some(true), Some(user)) => Ok(Caller::from(user)),
+    let for_us = match audience {
+        None => true,
+        Some(audience) => status
+            .audiences
+            .as_ref()
+            .is_some_and(|given| given.iter().any(|a| a == audience)),
+    };
+    match (status.authenticated, status.user, for_us) {
+        (Some(true), Some(user), true) => Ok(Caller::from(user)),
+        (Some(true), Some(_), false) => Err(ApiError::unauthorized(format!(
+            "the token was not issued for this dashboard: make one with `kubectl create token \
+             <serviceaccount> --audience {}`",
+            audience.unwrap_or_default()
+        ))),
         _ => Err(ApiError::unauthorized(format!(
             "the token was not accepted by the management cluster{}",
             status.error.map(|e| format!(": {e}")).unwrap_or_default()

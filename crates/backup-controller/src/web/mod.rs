@@ -29,8 +29,12 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 pub struct WebState {
     /// The controller's own client (TokenReview, SubjectAccessReview, reads and writes).
     pub client: kube::Client,
-    /// Signs the page's session cookies.
+    /// Seals the page's session cookies.
     pub session_key: session::SessionKey,
+    /// How the page's cookies are set (over TLS or not).
+    pub cookies: session::Cookies,
+    /// The audience tokens must be issued for, when set.
+    pub audience: Option<String>,
     /// The project objects, as watched.
     pub objects: cache::Objects,
     /// Tokens, RBAC answers, opened locations and storage listings.
@@ -45,6 +49,16 @@ pub struct WebState {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
+/// How callers sign in.
+pub struct SignIn {
+    /// Seals the page's session cookies.
+    pub session_key: session::SessionKey,
+    /// How the page's cookies are set.
+    pub cookies: session::Cookies,
+    /// The audience tokens must be issued for, when set.
+    pub audience: Option<String>,
+}
+
 /// How long a request waits for the first listing of the watched objects.
 const OBJECTS_READY_WITHIN: Duration = Duration::from_secs(20);
 
@@ -54,7 +68,7 @@ impl WebState {
     pub fn start(
         client: kube::Client,
         namespace: Option<&str>,
-        session_key: session::SessionKey,
+        sign_in: SignIn,
         tenancy: backup_kube::tenancy::TenantPolicy,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
@@ -74,7 +88,9 @@ impl WebState {
         WebState {
             locations: backup_kube::locations::Locations::new(client.clone(), tenancy),
             client,
-            session_key,
+            session_key: sign_in.session_key,
+            cookies: sign_in.cookies,
+            audience: sign_in.audience,
             objects,
             cache: Arc::default(),
             feed,

@@ -13,8 +13,6 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// The cookie's name.
-pub const COOKIE: &str = "backupfleet_session";
 /// How long a session lasts, in seconds (the token may expire earlier).
 pub const MAX_AGE_SECONDS: i64 = 8 * 3600;
 
@@ -127,28 +125,73 @@ pub fn random_value() -> std::io::Result<String> {
     Ok(hex::encode(random_bytes()?))
 }
 
-/// The session cookie's value in a `Cookie` header.
-pub fn from_cookie_header(header: &str) -> Option<&str> {
-    cookie_value(header, COOKIE)
+/// How the page's cookies are set. Over TLS: `Secure` with the `__Host-` prefix, so the
+/// browser sends them only over HTTPS, only to this host, and no other site or subdomain can
+/// set them. Over plain HTTP (`--api-plain-http`, for local use): the same without those.
+/// Always HttpOnly and SameSite=Strict.
+#[derive(Debug, Clone, Copy)]
+pub struct Cookies {
+    /// Whether the page is served over TLS.
+    pub secure: bool,
+}
+
+/// The session cookie's name (behind `__Host-` over TLS).
+const SESSION: &str = "backupfleet_session";
+
+/// The sign-in form's cookie: a random value the form's CSRF token is derived from. Sent only
+/// from this site (SameSite=Strict), so a form another site posts cannot sign a visitor in as
+/// someone else (login CSRF).
+const SIGNIN: &str = "backupfleet_signin";
+
+impl Cookies {
+    fn name(&self, base: &str) -> String {
+        match self.secure {
+            true => format!("__Host-{base}"),
+            false => base.to_string(),
+        }
+    }
+
+    fn set(&self, base: &str, value: &str, max_age: i64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!(
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict{secure}; Max-Age={max_age}",
+            self.name(base)
+        )
+    }
+
+    /// `Set-Cookie` for a new session.
+    pub fn set_session(&self, value: &str) -> String {
+        self.set(SESSION, value, MAX_AGE_SECONDS)
+    }
+
+    /// `Set-Cookie` that ends the session.
+    pub fn clear_session(&self) -> String {
+        self.set(SESSION, "", 0)
+    }
+
+    /// `Set-Cookie` for the sign-in form's `value`.
+    pub fn set_signin(&self, value: &str) -> String {
+        self.set(SIGNIN, value, 3600)
+    }
+
+    /// The session cookie's value in a `Cookie` header.
+    pub fn session_in<'a>(&self, header: &'a str) -> Option<&'a str> {
+        cookie_value(header, &self.name(SESSION))
+    }
+
+    /// The sign-in form's cookie's value in a `Cookie` header.
+    pub fn signin_in<'a>(&self, header: &'a str) -> Option<&'a str> {
+        cookie_value(header, &self.name(SIGNIN))
+    }
 }
 
 /// Cookie `name`'s value in a `Cookie` header.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header
         .split(';')
         .filter_map(|part| part.trim().split_once('='))
         .find(|(found, _)| *found == name)
         .map(|(_, value)| value)
-}
-
-/// The sign-in form's cookie: a random value the form's CSRF token is derived from. Sent only
-/// to the sign-in form's action and never from another site (SameSite=Strict), so a form
-/// another site posts cannot sign a visitor in as someone else (login CSRF).
-pub const SIGNIN_COOKIE: &str = "backupfleet_signin";
-
-/// `Set-Cookie` for the sign-in form's `value`.
-pub fn signin_cookie(value: &str) -> String {
-    format!("{SIGNIN_COOKIE}={value}; Path=/ui/login; HttpOnly; SameSite=Strict; Max-Age=3600")
 }
 
 impl SessionKey {
@@ -161,16 +204,6 @@ impl SessionKey {
     pub fn signin_csrf_ok(&self, value: &str, sent: &str) -> bool {
         self.csrf_ok(&format!("signin:{value}"), sent)
     }
-}
-
-/// `Set-Cookie` for a new session.
-pub fn set_cookie(value: &str) -> String {
-    format!("{COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={MAX_AGE_SECONDS}")
-}
-
-/// `Set-Cookie` that ends the session.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
 #[cfg(test)]
@@ -225,13 +258,35 @@ mod tests {
 
     #[test]
     fn the_cookie_is_found_among_others_and_is_locked_down() {
+        let plain = Cookies { secure: false };
         assert_eq!(
-            from_cookie_header(&format!("a=1; {COOKIE}=v.s; b=2")),
+            plain.session_in("a=1; backupfleet_session=v.s; b=2"),
             Some("v.s")
         );
-        assert_eq!(from_cookie_header("a=1"), None);
-        let set = set_cookie("v");
+        assert_eq!(plain.session_in("a=1"), None);
+        let set = plain.set_session("v");
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+        assert!(!set.contains("Secure"), "{set}");
         assert!(SessionKey::new(vec![0; 8]).is_err());
+    }
+
+    #[test]
+    fn over_tls_cookies_are_host_only_and_secure() {
+        let tls = Cookies { secure: true };
+        let set = tls.set_session("v");
+        assert!(
+            set.starts_with("__Host-backupfleet_session=v;")
+                && set.contains("; Path=/;")
+                && set.contains("; Secure")
+                && !set.contains("Domain"),
+            "{set}"
+        );
+        assert!(
+            tls.set_signin("n")
+                .starts_with("__Host-backupfleet_signin=n;")
+        );
+        // A cookie without the prefix (set over plain HTTP, or by a sibling host) is not it.
+        assert_eq!(tls.session_in("backupfleet_session=forged"), None);
+        assert_eq!(tls.session_in("__Host-backupfleet_session=v"), Some("v"));
     }
 }

@@ -92,7 +92,7 @@ pub(super) async fn signed_in(state: &WebState, headers: &HeaderMap) -> Result<S
     let cookie = headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(session::from_cookie_header)
+        .and_then(|h| state.cookies.session_in(h))
         .map(str::to_string);
     let now = Timestamp::now().as_second();
     let Some((cookie, token)) =
@@ -185,7 +185,7 @@ fn sign_in_form(state: &WebState, status: StatusCode, problem: Option<&str>) -> 
     let csrf = state.session_key.signin_csrf(&value);
     (
         status,
-        [(header::SET_COOKIE, session::signin_cookie(&value))],
+        [(header::SET_COOKIE, state.cookies.set_signin(&value))],
         Html(login_page(problem, &csrf)),
     )
         .into_response()
@@ -231,7 +231,7 @@ pub async fn login(
     let from_the_form = headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|h| session::cookie_value(h, session::SIGNIN_COOKIE))
+        .and_then(|h| state.cookies.signin_in(h))
         .is_some_and(|value| state.session_key.signin_csrf_ok(value, &form.csrf));
     if !from_the_form {
         return sign_in_form(
@@ -252,7 +252,7 @@ pub async fn login(
         Ok(cookie) => (
             StatusCode::SEE_OTHER,
             [
-                (header::SET_COOKIE, session::set_cookie(&cookie)),
+                (header::SET_COOKIE, state.cookies.set_session(&cookie)),
                 (header::LOCATION, "/ui/projects".to_string()),
             ],
         )
@@ -278,7 +278,7 @@ pub async fn logout(
     (
         StatusCode::SEE_OTHER,
         [
-            (header::SET_COOKIE, session::clear_cookie()),
+            (header::SET_COOKIE, state.cookies.clear_session()),
             (header::LOCATION, "/ui".to_string()),
         ],
     )
