@@ -1,6 +1,7 @@
 //! `cargo xtask bench ...`: each benchmark runs us and the named peer in the same run and prints
 //! both figures and their ratio.
 
+mod admission;
 mod child;
 mod controller;
 mod etcd;
