@@ -30,6 +30,7 @@ pub mod sanitize;
 mod spill;
 mod spool;
 pub mod stored;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
