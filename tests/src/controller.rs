@@ -224,6 +224,30 @@ impl Project {
         }
     }
 
+    /// Waits until ClusterBackup `name` has Completed under `controller`; the name of its
+    /// first cluster's last run (the controller's log is in the error when it does not).
+    pub async fn completed_run(
+        &self,
+        name: &str,
+        timeout: Duration,
+        controller: &ControllerProcess,
+    ) -> Result<String> {
+        let done = self
+            .wait_for(
+                "ClusterBackup",
+                name,
+                timeout,
+                "the backup completed",
+                |b| b["status"]["phase"] == "Completed",
+            )
+            .await
+            .with_context(|| controller.log_text())?;
+        done["status"]["clusters"][0]["lastBackup"]["name"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("ClusterBackup {name} completed without a run: {done}"))
+    }
+
     /// Deletes the namespace (objects with our finalizer are cleaned up by the controller if it
     /// still runs; otherwise the namespace is left for `env down`).
     pub async fn delete(self) -> Result<()> {
@@ -532,6 +556,27 @@ pub async fn service_account(p: &Project, name: &str, rules: Value) -> Result<St
         )
         .await?;
     Ok(issued.status.context("no token")?.token)
+}
+
+/// A client for the management cluster that authenticates with `token` only.
+pub async fn client_with_token(token: &str) -> Result<kube::Client> {
+    let mgmt = shared()?.management()?.clone();
+    let text = std::fs::read_to_string(&mgmt.kubeconfig)
+        .with_context(|| format!("reading {}", mgmt.kubeconfig.display()))?;
+    let mut kubeconfig: Value = serde_yaml_ng::from_str(&text)?;
+    for user in kubeconfig["users"]
+        .as_array_mut()
+        .context("the kubeconfig has users")?
+    {
+        user["user"] = json!({ "token": token });
+    }
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&serde_yaml_ng::to_string(&kubeconfig)?)?;
+    let options = kube::config::KubeConfigOptions {
+        context: Some(mgmt.context.clone()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// `token` (a service-account token the management cluster issued) as it is once expired: the

@@ -12,35 +12,14 @@ use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
-use tests::controller::{ControllerProcess, Project, free_port, plural, service_account};
-use tests::env::shared;
+use tests::controller::{
+    ControllerProcess, Project, client_with_token, free_port, plural, service_account,
+};
 
 /// The label API servers since Kubernetes 1.21 put on every namespace; the local control plane
 /// runs 1.20, so the test sets it as a newer server would (the webhook is scoped by it).
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
-
-/// A client for the management cluster that authenticates with `token` only.
-async fn client_with_token(token: &str) -> Result<kube::Client> {
-    let mgmt = shared()?.management()?.clone();
-    let text = std::fs::read_to_string(&mgmt.kubeconfig)
-        .with_context(|| format!("reading {}", mgmt.kubeconfig.display()))?;
-    let mut kubeconfig: Value = serde_yaml_ng::from_str(&text)?;
-    for user in kubeconfig["users"]
-        .as_array_mut()
-        .context("the kubeconfig has users")?
-    {
-        user["user"] = json!({ "token": token });
-    }
-    let kubeconfig = Kubeconfig::from_yaml(&serde_yaml_ng::to_string(&kubeconfig)?)?;
-    let options = KubeConfigOptions {
-        context: Some(mgmt.context.clone()),
-        ..KubeConfigOptions::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
-    Ok(kube::Client::try_from(config)?)
-}
 
 /// Creates `object` (one of ours) in `namespace` as `client`'s user: the API server's answer.
 async fn create_as(client: &kube::Client, p: &Project, object: Value) -> kube::Result<()> {

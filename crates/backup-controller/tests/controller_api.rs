@@ -110,20 +110,9 @@ async fn rbac_decides_what_each_caller_sees_and_does() -> Result<()> {
         &["--api-addr", &addr.to_string(), "--api-plain-http"],
     )
     .await?;
-    let done = p
-        .wait_for(
-            "ClusterBackup",
-            "once",
-            Duration::from_secs(60),
-            "the backup completed",
-            |b| b["status"]["phase"] == "Completed",
-        )
-        .await
-        .with_context(|| controller.log_text())?;
-    let backup = done["status"]["clusters"][0]["lastBackup"]["name"]
-        .as_str()
-        .context("no backup name")?
-        .to_string();
+    let backup = p
+        .completed_run("once", Duration::from_secs(60), &controller)
+        .await?;
     let ns = p.name().to_string();
     let base = format!("/api/v1/namespaces/{ns}");
 

@@ -14,7 +14,8 @@ use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject};
 use serde_json::json;
 use tests::controller::{
-    ControllerProcess, Project, free_port, http_request, metric_value, service_account,
+    ControllerProcess, Project, client_with_token, free_port, http_request, metric_value,
+    service_account,
 };
 
 /// Sends `GET path` with `token` and reads the answer's head: its status and headers.
@@ -95,20 +96,9 @@ async fn the_dashboard_holds_against_floods_and_checks_each_kind() -> Result<()>
         &["--api-addr", &addr.to_string(), "--api-plain-http"],
     )
     .await?;
-    let done = p
-        .wait_for(
-            "ClusterBackup",
-            "once",
-            Duration::from_secs(90),
-            "the backup completed",
-            |b| b["status"]["phase"] == "Completed",
-        )
-        .await
-        .with_context(|| controller.log_text())?;
-    let backup = done["status"]["clusters"][0]["lastBackup"]["name"]
-        .as_str()
-        .context("no backup name")?
-        .to_string();
+    let backup = p
+        .completed_run("once", Duration::from_secs(90), &controller)
+        .await?;
     p.apply(
         json!({"kind": "ClusterRestore", "metadata": {"name": "plan"},
         "spec": {"source": {"cluster": "c1", "backupName": backup}, "dryRun": true}}),
@@ -300,22 +290,7 @@ async fn with_an_audience_only_tokens_issued_for_the_dashboard_sign_in() -> Resu
     )?;
     ensure!(code == 401, "{code}: {}", String::from_utf8_lossy(&body));
     // ...and the dashboard's token cannot be replayed against the API server.
-    let mgmt = tests::env::shared()?.management()?.clone();
-    let text = std::fs::read_to_string(&mgmt.kubeconfig)?;
-    let mut kubeconfig: serde_json::Value = serde_yaml_ng::from_str(&text)?;
-    for user in kubeconfig["users"]
-        .as_array_mut()
-        .context("the kubeconfig has users")?
-    {
-        user["user"] = json!({ "token": for_the_dashboard });
-    }
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&serde_yaml_ng::to_string(&kubeconfig)?)?;
-    let options = kube::config::KubeConfigOptions {
-        context: Some(mgmt.context.clone()),
-        ..Default::default()
-    };
-    let replayed =
-        kube::Client::try_from(kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?)?;
+    let replayed = client_with_token(&for_the_dashboard).await?;
     let listed = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(replayed, p.name())
         .list(&Default::default())
         .await;

@@ -92,20 +92,9 @@ async fn a_project_user_signs_in_sees_the_fleet_restores_and_deletes_in_the_brow
         ],
     )
     .await?;
-    let done = p
-        .wait_for(
-            "ClusterBackup",
-            "once",
-            Duration::from_secs(60),
-            "the backup completed",
-            |b| b["status"]["phase"] == "Completed",
-        )
-        .await
-        .with_context(|| controller.log_text())?;
-    let backup = done["status"]["clusters"][0]["lastBackup"]["name"]
-        .as_str()
-        .context("no backup name")?
-        .to_string();
+    let backup = p
+        .completed_run("once", Duration::from_secs(60), &controller)
+        .await?;
     let ns = p.name().to_string();
     let base = format!("https://{addr}");
     let manifest = p
