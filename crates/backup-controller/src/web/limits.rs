@@ -31,8 +31,8 @@ pub const MAX_IN_FLIGHT: usize = 256;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// Requests per second of one credential, and its burst.
 pub const PER_CALLER: Rate = Rate {
-    per_second: 20.0,
-    burst: 100.0,
+    per_second: 50.0,
+    burst: 200.0,
 };
 /// TokenReviews of tokens that turn out invalid, for all callers together: ten, then one
 /// every five seconds.
