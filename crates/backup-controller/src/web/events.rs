@@ -186,24 +186,18 @@ async fn follow(
     _guard: StreamGuard,
 ) {
     let progress = |data: &str| Event::default().event("progress").data(data);
-    for backup in Objects::in_namespace(&objects.backups, &follower.namespace) {
-        if sender
-            .send(progress(&backup.progress().to_string()))
-            .await
-            .is_err()
-        {
+    let backups = Objects::in_namespace(&objects.backups, &follower.namespace);
+    let restores = match follower.restores {
+        true => Objects::in_namespace(&objects.restores, &follower.namespace),
+        false => Vec::new(),
+    };
+    let now = backups
+        .iter()
+        .map(|b| b.progress())
+        .chain(restores.iter().map(|r| r.progress()));
+    for state in now {
+        if sender.send(progress(&state.to_string())).await.is_err() {
             return;
-        }
-    }
-    if follower.restores {
-        for restore in Objects::in_namespace(&objects.restores, &follower.namespace) {
-            if sender
-                .send(progress(&restore.progress().to_string()))
-                .await
-                .is_err()
-            {
-                return;
-            }
         }
     }
     let mut check = tokio::time::interval(REAUTHORIZE_EVERY);
