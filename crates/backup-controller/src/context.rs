@@ -108,6 +108,8 @@ pub struct Context {
     /// references, unique across kinds). Part of the context, so a new term of leadership and
     /// every test starts from none.
     pub backoff: crate::reconcile::Backoff,
+    /// The status versions this process wrote, so no reconcile decides from an older copy.
+    pub written: crate::reconcile::written::WrittenVersions,
     /// The labels (hashed) each ManagedCluster had when last reconciled.
     seen_labels: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
@@ -138,6 +140,7 @@ impl Context {
             stores,
             settings,
             backoff: crate::reconcile::Backoff::default(),
+            written: Default::default(),
             seen_labels: std::sync::Mutex::default(),
         }
     }

@@ -30,6 +30,9 @@ pub const CONTROLLER: &str = "clustermigration";
 /// Reconciles one ClusterMigration.
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = "ClusterMigration", namespace = %migration.metadata.namespace.as_deref().unwrap_or_default(), name = %migration.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(migration: Arc<ClusterMigration>, ctx: Arc<Context>) -> Result<Action> {
+    if let Some(later) = super::cached_copy_behind(&ctx, migration.as_ref()) {
+        return Ok(later);
+    }
     let started = std::time::Instant::now();
     let result = apply(&migration, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());

@@ -29,6 +29,9 @@ const RECHECK: Duration = Duration::from_secs(30);
 /// Reconciles one EtcdRestore.
 #[tracing::instrument(name = "reconcile", skip_all, fields(kind = "EtcdRestore", namespace = %restore.metadata.namespace.as_deref().unwrap_or_default(), name = %restore.metadata.name.as_deref().unwrap_or_default()))]
 pub async fn reconcile(restore: Arc<EtcdRestore>, ctx: Arc<Context>) -> Result<Action> {
+    if let Some(later) = super::cached_copy_behind(&ctx, restore.as_ref()) {
+        return Ok(later);
+    }
     let started = std::time::Instant::now();
     ctx.stores.listed().await;
     let result = apply(&restore, &ctx).await;

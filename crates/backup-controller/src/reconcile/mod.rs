@@ -26,6 +26,7 @@ pub mod recorded_runs;
 pub mod retention;
 pub mod schedule;
 pub mod storage_location;
+pub mod written;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -61,20 +62,39 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| {
-        Error::kube(
-            format!("writing the status of {} {namespace}/{name}", K::kind(&())),
-            e,
+    let written = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
         )
-    })?;
+        .await
+        .map_err(|e| {
+            Error::kube(
+                format!("writing the status of {} {namespace}/{name}", K::kind(&())),
+                e,
+            )
+        })?;
+    ctx.written.record(
+        &object.uid().unwrap_or_default(),
+        written.meta().resource_version.as_deref(),
+    );
     Ok(())
 }
+
+/// `Some` (look again soon) when the cached `object` is older than this process's last status
+/// write to it: deciding from it would write the older status back (see [`written`]).
+pub fn cached_copy_behind(ctx: &Context, object: &impl Resource) -> Option<Action> {
+    let behind = ctx.written.behind(
+        &object.uid().unwrap_or_default(),
+        object.meta().resource_version.as_deref(),
+    );
+    behind.then(|| Action::requeue(CACHE_CATCH_UP))
+}
+
+/// How soon a reconcile of a stale copy looks again, should the watch event of the write that
+/// made it stale not come (it normally reconciles the object sooner).
+const CACHE_CATCH_UP: Duration = Duration::from_millis(500);
 
 /// Runs `reconcile` under the finalizer helper, with metrics. `cleanup` runs when the object
 /// is being deleted; the finalizer is removed after it succeeds.
@@ -96,6 +116,9 @@ where
     FA: Future<Output = Result<Action>>,
     FC: Future<Output = Result<Action>>,
 {
+    if let Some(later) = cached_copy_behind(&ctx, object.as_ref()) {
+        return Ok(later);
+    }
     let started = std::time::Instant::now();
     let namespace = object.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -464,12 +464,21 @@ fn status(
             Some(_) => input.generation,
             None => input.previous.last_run_generation,
         },
-        last_run_now_token: fire
-            .and_then(|f| f.run_now.clone())
-            .or_else(|| input.previous.last_run_now_token.clone()),
+        last_run_now_token: served_token(input, fire),
         clusters,
         conditions: merge_conditions(&input.previous.conditions, conditions),
     }
+}
+
+/// The last run-now token served: the firing's, else the annotation's when this process
+/// served it (the status read may predate that write), else the status's.
+fn served_token(input: &PlanInput<'_>, fire: Option<&Firing>) -> Option<String> {
+    let served_here = input
+        .run_now_served_here
+        .filter(|token| input.run_now_annotation == Some(*token));
+    fire.and_then(|f| f.run_now.clone())
+        .or_else(|| served_here.map(String::from))
+        .or_else(|| input.previous.last_run_now_token.clone())
 }
 
 /// Each selected cluster's runs as they will be once the firing's runs are registered.

@@ -868,7 +868,13 @@ fn a_run_now_token_is_served_once_whether_the_status_or_this_process_remembers_i
     assert_eq!(in_status.plan().fire, None, "served, says the status");
     let mut served_here = case_with("t1");
     served_here.served_here = Some("t1");
-    assert_eq!(served_here.plan().fire, None, "served, says this process");
+    let plan = served_here.plan();
+    assert_eq!(plan.fire, None, "served, says this process");
+    assert_eq!(
+        plan.status.last_run_now_token.as_deref(),
+        Some("t1"),
+        "the status this process writes says so too, even from a copy written before it served"
+    );
     served_here.run_now = Some("t2");
     assert!(served_here.plan().fire.is_some(), "a different token fires");
 }
