@@ -14,6 +14,7 @@ pub mod invalid;
 pub mod managed_cluster;
 pub mod management_backup;
 pub mod recorded_runs;
+pub mod restore_drill;
 mod schema;
 pub mod status;
 pub mod storage_location;
