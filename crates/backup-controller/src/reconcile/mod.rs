@@ -23,6 +23,7 @@ pub mod etcd_restore;
 pub mod managed_cluster;
 pub mod management_backup;
 pub mod recorded_runs;
+pub mod restore_drill;
 pub mod retention;
 pub mod schedule;
 pub mod storage_location;
