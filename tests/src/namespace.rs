@@ -24,7 +24,13 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Creates `t-<test>-<random>` on the cluster behind `client`.
     pub async fn create(client: &Client, test: &str) -> Result<Self> {
-        let name = unique_name("t", test);
+        Self::create_named(client, &unique_name("t", test)).await
+    }
+
+    /// Creates `name` on the cluster behind `client` (a name another test object chose, such
+    /// as a namespace of the same name in another cluster).
+    pub async fn create_named(client: &Client, name: &str) -> Result<Self> {
+        let name = name.to_string();
         let api: Api<Namespace> = Api::all(client.clone());
         let ns = Namespace {
             metadata: kube::api::ObjectMeta {

@@ -277,39 +277,45 @@ pub struct ValidClusterBackup {
     pub delete_policy: DeletePolicy,
 }
 
+/// The clusters `clusters` selects (all when it is omitted or names none), or the field to
+/// fix: a ClusterBackup's and a RestoreDrill's `spec.clusters` mean the same.
+pub fn selection_of(clusters: Option<&ClusterSelection>) -> Result<Selection, InvalidField> {
+    Ok(match clusters {
+        None => Selection::All,
+        Some(ClusterSelection {
+            selector: Some(_),
+            names,
+        }) if !names.is_empty() => {
+            return Err(InvalidField::new(
+                "spec.clusters",
+                "set either names or selector, not both",
+            ));
+        }
+        Some(ClusterSelection {
+            selector: Some(selector),
+            ..
+        }) => {
+            selector
+                .validate()
+                .map_err(|e| InvalidField::new("spec.clusters.selector", e.to_string()))?;
+            Selection::Selector(selector.clone())
+        }
+        Some(ClusterSelection { names, .. }) if names.is_empty() => Selection::All,
+        Some(ClusterSelection { names, .. }) => {
+            for name in names {
+                validate_dns1123_subdomain(name).map_err(|e| {
+                    InvalidField::new("spec.clusters.names", format!("{name:?}: {e}"))
+                })?;
+            }
+            Selection::Names(names.clone())
+        }
+    })
+}
+
 impl ClusterBackupSpec {
     /// Checks every field, in the order a user reads them; the first problem is returned.
     pub fn validate(&self) -> Result<ValidClusterBackup, InvalidField> {
-        let selection = match &self.clusters {
-            None => Selection::All,
-            Some(ClusterSelection {
-                selector: Some(_),
-                names,
-            }) if !names.is_empty() => {
-                return Err(InvalidField::new(
-                    "spec.clusters",
-                    "set either names or selector, not both",
-                ));
-            }
-            Some(ClusterSelection {
-                selector: Some(selector),
-                ..
-            }) => {
-                selector
-                    .validate()
-                    .map_err(|e| InvalidField::new("spec.clusters.selector", e.to_string()))?;
-                Selection::Selector(selector.clone())
-            }
-            Some(ClusterSelection { names, .. }) if names.is_empty() => Selection::All,
-            Some(ClusterSelection { names, .. }) => {
-                for name in names {
-                    validate_dns1123_subdomain(name).map_err(|e| {
-                        InvalidField::new("spec.clusters.names", format!("{name:?}: {e}"))
-                    })?;
-                }
-                Selection::Names(names.clone())
-            }
-        };
+        let selection = selection_of(self.clusters.as_ref())?;
         let time_zone = match &self.time_zone {
             None => TimeZone::UTC,
             Some(name) => TimeZone::get(name).map_err(|_| {

@@ -42,6 +42,7 @@ pub use management_backup::{
     ManagementBackup, ManagementBackupSpec, ManagementBackupStatus, ValidManagementBackup,
 };
 pub use recorded_runs::{BackupRecord, RecordedRunsStatus};
+pub use restore_drill::{RestoreDrill, RestoreDrillSpec, RestoreDrillStatus, ValidRestoreDrill};
 pub use status::{Condition, ConditionStatus, merge_conditions, set_condition};
 pub use storage_location::{
     LocationPhase, ObjectStorage, StorageLocation, StorageLocationSpec, StorageLocationStatus,
@@ -50,7 +51,7 @@ pub use storage_location::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube_core::CustomResourceExt;
 
-/// The annotation that runs a ClusterBackup, EtcdBackupConfig or ManagementBackup once, now, outside its
+/// The annotation that runs a ClusterBackup, EtcdBackupConfig, ManagementBackup or RestoreDrill once, now, outside its
 /// schedule: each new value (a token) runs once, and the last one served is recorded in
 /// `status.lastRunNowToken`. Upgrade tools and the dashboard use it.
 pub const RUN_NOW_ANNOTATION: &str = "backupfleet.dev/run-now";
@@ -77,6 +78,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         EtcdBackupConfig::crd(),
         EtcdRestore::crd(),
         ManagementBackup::crd(),
+        RestoreDrill::crd(),
     ]
 }
 
@@ -97,7 +99,7 @@ mod tests {
     #[test]
     fn every_crd_is_namespaced_in_our_group_with_a_status_subresource_and_columns() {
         let crds = crds();
-        assert_eq!(crds.len(), 8);
+        assert_eq!(crds.len(), 9);
         for crd in &crds {
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(crd.spec.scope, "Namespaced");

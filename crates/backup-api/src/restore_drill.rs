@@ -2,27 +2,28 @@
 //! restores the newest Completed run of a ClusterBackup for each selected cluster into scratch
 //! namespaces (a dedicated cluster, or the same cluster under a prefix), checks that what was
 //! restored is what the backup holds, measures how long that took, and cleans up.
-//!
-//! WORK IN PROGRESS (issue 24): the kind, its validation and its status shape only; no
-//! reconciler runs it yet, and it is not in the generated CRDs or the chart.
 
 use std::time::Duration;
 
-use backup_core::{Schedule, parse_duration, validate_dns1123_label, validate_dns1123_subdomain};
+use backup_core::{
+    ResourceFilter, Schedule, parse_duration, validate_dns1123_label, validate_dns1123_subdomain,
+};
 use jiff::Timestamp;
 use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::cluster_backup::ClusterSelection;
+use super::cluster_backup::{ClusterSelection, Selection, selection_of};
 use super::invalid::InvalidField;
 use super::schema::optional_date_time;
 use super::status::Condition;
 
+/// The label on every scratch namespace a drill creates, valued with the RestoreDrill's uid:
+/// how its cleanup finds them, also after a crash cut a drill short.
+pub const DRILL_LABEL: &str = "backupfleet.dev/drill";
+
 /// How long a drill may take when the spec does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Mismatches kept in a cluster's status, each naming its object and field.
-pub const MISMATCHES_KEPT: usize = 10;
 /// The longest prefix of a scratch namespace: room is left for the source name.
 pub const MAX_PREFIX: usize = 20;
 
@@ -39,6 +40,7 @@ pub const MAX_PREFIX: usize = 20;
     status = "RestoreDrillStatus",
     printcolumn = r#"{"name":"Schedule","type":"string","jsonPath":".spec.schedule"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Proven","type":"string","jsonPath":".status.conditions[?(@.type==\"Proven\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -104,8 +106,8 @@ pub enum DrillCleanup {
 pub struct ValidRestoreDrill {
     /// The ClusterBackup drilled.
     pub cluster_backup: String,
-    /// Its clusters drilled (`None`: all).
-    pub clusters: Option<ClusterSelection>,
+    /// Its clusters drilled.
+    pub selection: Selection,
     /// When (`None`: once, now).
     pub schedule: Option<Schedule>,
     /// Where.
@@ -131,17 +133,35 @@ pub enum ValidTarget {
 }
 
 impl ValidTarget {
+    /// What scratch namespaces' names start with: nothing in a dedicated cluster.
+    pub fn namespace_prefix(&self) -> &str {
+        match self {
+            ValidTarget::Cluster(_) => "",
+            ValidTarget::SameCluster { prefix } => prefix,
+        }
+    }
+
     /// The scratch namespace a source namespace is restored into.
     pub fn scratch_namespace(&self, source: &str) -> String {
-        match self {
-            ValidTarget::Cluster(_) => source.to_string(),
-            ValidTarget::SameCluster { prefix } => format!("{prefix}{source}"),
-        }
+        format!("{}{source}", self.namespace_prefix())
     }
 
     /// Whether cluster-scoped kinds may be restored (only into a dedicated cluster).
     pub fn takes_cluster_scoped(&self) -> bool {
         matches!(self, ValidTarget::Cluster(_))
+    }
+}
+
+impl ValidRestoreDrill {
+    /// What each drill restores: the included namespaces (all when none), and cluster-scoped
+    /// kinds only into a dedicated cluster. The one definition the drill and the admission
+    /// check both use.
+    pub fn restore_filter(&self) -> ResourceFilter {
+        ResourceFilter {
+            included_namespaces: self.included_namespaces.clone(),
+            include_cluster_resources: Some(self.target.takes_cluster_scoped()),
+            ..ResourceFilter::default()
+        }
     }
 }
 
@@ -173,7 +193,7 @@ impl RestoreDrillSpec {
         }
         Ok(ValidRestoreDrill {
             cluster_backup: self.cluster_backup.clone(),
-            clusters: self.clusters.clone(),
+            selection: selection_of(self.clusters.as_ref())?,
             schedule,
             target: self.target.validate()?,
             included_namespaces: self.included_namespaces.clone(),
@@ -232,6 +252,17 @@ pub struct RestoreDrillStatus {
     /// The generation last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The schedule's last firing served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_date_time")]
+    pub last_schedule_time: Option<Timestamp>,
+    /// The schedule's next firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_date_time")]
+    pub next_schedule_time: Option<Timestamp>,
+    /// The last `backupfleet.dev/run-now` token served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_now_token: Option<String>,
 }
 
 /// One cluster's drills.
@@ -243,10 +274,20 @@ pub struct ClusterDrill {
     /// The newest drill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<DrillResult>,
-    /// When a drill last verified this cluster's backup: "last proven restorable".
+    /// The newest backup a drill verified, and when: "last proven restorable".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "optional_date_time")]
-    pub last_verified_time: Option<Timestamp>,
+    pub last_proven_restorable: Option<ProvenRestorable>,
+}
+
+/// A backup a drill restored and verified.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvenRestorable {
+    /// The backup.
+    pub backup_name: String,
+    /// When the drill that verified it ended.
+    #[schemars(schema_with = "super::schema::date_time")]
+    pub time: Timestamp,
 }
 
 /// One drill of one cluster.
@@ -255,6 +296,13 @@ pub struct ClusterDrill {
 pub struct DrillResult {
     /// The backup drilled.
     pub backup_name: String,
+    /// The restore that carried the drill out (its records are in the location, as any
+    /// restore's: `backupctl restore logs`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub restore_name: String,
+    /// The cluster restored into.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target_cluster: String,
     /// When it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "optional_date_time")]
@@ -274,7 +322,8 @@ pub struct DrillResult {
     /// Of those, missing, refused or changed.
     #[serde(default)]
     pub mismatched: u64,
-    /// The first [`MISMATCHES_KEPT`] mismatches, each naming its object and what differs.
+    /// The first ten mismatches, each naming its object and what differs or why it was
+    /// refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mismatches: Vec<String>,
     /// Restore plus verification, in seconds: the recovery time this drill measured.

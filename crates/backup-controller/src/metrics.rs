@@ -69,6 +69,22 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+/// One cluster drilled by RestoreDrills.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DrilledLabels {
+    /// The project.
+    pub namespace: String,
+    /// The ManagedCluster.
+    pub cluster: String,
+}
+
+/// A finished drill.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DrillLabels {
+    /// `Verified`, `Mismatched` or `Failed`.
+    pub phase: &'static str,
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -81,6 +97,9 @@ pub struct Metrics {
     leader: Gauge,
     token_reviews: Family<ReviewLabels, Counter>,
     api_limited: Family<LimitLabels, Counter>,
+    last_proven: Family<DrilledLabels, Gauge>,
+    drills: Family<DrillLabels, Counter>,
+    recovery: Histogram,
 }
 
 impl Default for Metrics {
@@ -145,7 +164,28 @@ impl Metrics {
             "Dashboard requests refused by a limit, by limit",
             api_limited.clone(),
         );
+        let last_proven = Family::<DrilledLabels, Gauge>::default();
+        registry.register(
+            "last_proven_restorable_timestamp_seconds",
+            "When a RestoreDrill last verified a backup of the cluster (Unix seconds)",
+            last_proven.clone(),
+        );
+        let drills = Family::<DrillLabels, Counter>::default();
+        registry.register(
+            "drills",
+            "Restore drills finished, by phase",
+            drills.clone(),
+        );
+        let recovery = Histogram::new(exponential_buckets(0.25, 2.0, 16));
+        registry.register(
+            "drill_recovery_seconds",
+            "How long a drill's restore and verification took: the recovery time it measured",
+            recovery.clone(),
+        );
         Metrics {
+            last_proven,
+            drills,
+            recovery,
             token_reviews,
             api_limited,
             registry,
@@ -220,6 +260,33 @@ impl Metrics {
     /// Forgets a location's series (it was deleted).
     pub fn forget_location(&self, labels: &LocationLabels) {
         self.location_available.remove(labels);
+    }
+
+    /// Records a finished drill of `labels`' cluster: its phase, its recovery time, and when
+    /// it proved the cluster restorable if it verified.
+    pub fn drill_finished(
+        &self,
+        labels: DrilledLabels,
+        phase: backup_api::restore_drill::DrillPhase,
+        recovery_seconds: Option<f64>,
+        at: jiff::Timestamp,
+    ) {
+        use backup_api::restore_drill::DrillPhase;
+        let name = match phase {
+            DrillPhase::InProgress => return,
+            DrillPhase::Verified => "Verified",
+            DrillPhase::Mismatched => "Mismatched",
+            DrillPhase::Failed => "Failed",
+        };
+        self.drills
+            .get_or_create(&DrillLabels { phase: name })
+            .inc();
+        if let Some(seconds) = recovery_seconds {
+            self.recovery.observe(seconds);
+        }
+        if phase == DrillPhase::Verified {
+            self.last_proven.get_or_create(&labels).set(at.as_second());
+        }
     }
 
     /// Records whether this replica leads.

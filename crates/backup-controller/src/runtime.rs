@@ -32,12 +32,12 @@ use crate::lease::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{
     self, cluster_backup, cluster_migration, cluster_restore, etcd_backup, etcd_restore,
-    managed_cluster, management_backup, storage_location,
+    managed_cluster, management_backup, restore_drill, storage_location,
 };
 use crate::runs::Runs;
 use backup_api::{
     ClusterBackup, ClusterMigration, ClusterRestore, EtcdBackupConfig, EtcdRestore, ManagedCluster,
-    ManagementBackup, StorageLocation,
+    ManagementBackup, RestoreDrill, StorageLocation,
 };
 use kube::runtime::controller::Action;
 
@@ -498,6 +498,7 @@ struct Kinds {
     etcd_configs: Controller<EtcdBackupConfig>,
     etcd_restores: Controller<EtcdRestore>,
     management_backups: Controller<ManagementBackup>,
+    drills: Controller<RestoreDrill>,
 }
 
 impl Kinds {
@@ -547,6 +548,9 @@ impl Kinds {
                 .reconcile_on(tokio_stream_of(triggers.etcd)),
             // Restores of etcd are validated here and carried out by the agent next to etcd.
             etcd_restores: Controller::new(api(client, namespace), wc.clone()),
+            // Drills look again at their next firing, and soon while clusters wait for a
+            // backup; while their task runs, its status writes wake them to no effect.
+            drills: Controller::new(api(client, namespace), wc.clone()),
             management_backups: Controller::new(api(client, namespace), wc)
                 .reconcile_on(tokio_stream_of(triggers.management)),
         };
@@ -591,6 +595,12 @@ impl Kinds {
                 self.management_backups,
                 management::CONTROLLER,
                 management::reconcile,
+                ctx,
+            ),
+            run_kind(
+                self.drills,
+                restore_drill::CONTROLLER,
+                restore_drill::reconcile,
                 ctx,
             ),
         ]

@@ -9,13 +9,17 @@
 //! | ClusterBackup | `backup` on each named cluster, or on all `managedclusters` for a selector (it picks clusters created later too) |
 //! | EtcdBackupConfig | `backup` on its cluster |
 //! | EtcdRestore | `restore` on its cluster |
+//! | RestoreDrill | `backup` on each drilled cluster (all of them for a selector); `restore` on where it restores (the dedicated target, or each drilled cluster), and `restore-privileged` there too when what it restores may be privileged (a dedicated target takes cluster-scoped kinds) |
 
 use std::fmt;
 
+use backup_api::cluster_backup::{Selection, selection_of};
+use backup_api::restore_drill::ValidTarget;
 use backup_api::{
     ClusterBackupSpec, ClusterMigrationSpec, ClusterRestoreSpec, EtcdBackupConfigSpec,
-    EtcdRestoreSpec,
+    EtcdRestoreSpec, RestoreDrillSpec,
 };
+use backup_core::ExistingResourcePolicy;
 use backup_core::privilege::{Privilege, privileges};
 use serde::de::DeserializeOwned;
 
@@ -106,10 +110,11 @@ pub fn needed(kind: &str, spec: &serde_json::Value) -> Result<Vec<Needed>, Unrea
             let spec = read::<EtcdRestoreSpec>(kind, spec)?;
             Ok(vec![Needed::on(RESTORE, &spec.cluster)])
         }
+        "RestoreDrill" => Ok(drill(&read::<RestoreDrillSpec>(kind, spec)?)),
         other => Err(Unreadable(format!(
             "this webhook judges ClusterRestore, ClusterMigration, ClusterBackup, \
-             EtcdBackupConfig and EtcdRestore, not {other}: the ValidatingWebhookConfiguration \
-             sends it more than it should"
+             EtcdBackupConfig, EtcdRestore and RestoreDrill, not {other}: the \
+             ValidatingWebhookConfiguration sends it more than it should"
         ))),
     }
 }
@@ -151,16 +156,49 @@ fn migration(spec: &ClusterMigrationSpec) -> Vec<Needed> {
 }
 
 /// `backup` on each named cluster; on all of the project's clusters when a selector (or
-/// nothing) chooses them.
+/// nothing) chooses them, or when the selection is invalid (the controller refuses it).
 fn backup(spec: &ClusterBackupSpec) -> Vec<Needed> {
-    match &spec.clusters {
-        Some(selection) if selection.selector.is_none() && !selection.names.is_empty() => selection
-            .names
-            .iter()
-            .map(|c| Needed::on(BACKUP, c))
-            .collect(),
-        _ => vec![Needed {
-            verb: BACKUP,
+    let selection = selection_of(spec.clusters.as_ref()).unwrap_or(Selection::All);
+    on_clusters(BACKUP, &selection)
+}
+
+/// A drill reads each drilled cluster's backups (`backup` on them) and restores them into its
+/// target (`restore`, and `restore-privileged` for what may be privileged there). A spec that
+/// does not validate needs nothing here: the controller refuses it with the field to fix.
+fn drill(spec: &RestoreDrillSpec) -> Vec<Needed> {
+    let Ok(valid) = spec.validate() else {
+        return Vec::new();
+    };
+    let mut needed = on_clusters(BACKUP, &valid.selection);
+    let privileged = privileges(&valid.restore_filter(), ExistingResourcePolicy::None);
+    let targets = match &valid.target {
+        ValidTarget::Cluster(target) => {
+            on_clusters(RESTORE, &Selection::Names(vec![target.clone()]))
+        }
+        ValidTarget::SameCluster { .. } => on_clusters(RESTORE, &valid.selection),
+    };
+    for target in targets {
+        if !privileged.is_empty() {
+            needed.push(target.clone());
+            needed.push(Needed {
+                verb: RESTORE_PRIVILEGED,
+                because: privileged.clone(),
+                ..target
+            });
+        } else {
+            needed.push(target);
+        }
+    }
+    needed
+}
+
+/// `verb` on each cluster `selection` names; on all of the project's clusters for a selector
+/// or all (it picks clusters created later too).
+fn on_clusters(verb: &'static str, selection: &Selection) -> Vec<Needed> {
+    match selection {
+        Selection::Names(names) => names.iter().map(|c| Needed::on(verb, c)).collect(),
+        Selection::All | Selection::Selector(_) => vec![Needed {
+            verb,
             cluster: None,
             because: Vec::new(),
         }],
@@ -308,5 +346,57 @@ mod tests {
         );
         let other = needed("StorageLocation", &json!({})).unwrap_err();
         assert!(other.0.contains("not StorageLocation"), "{other}");
+    }
+
+    #[test]
+    fn a_drill_into_a_dedicated_cluster_needs_backup_on_the_drilled_and_privileged_restore_on_the_target()
+     {
+        let spec = json!({"clusterBackup": "nightly", "clusters": {"names": ["c1", "c2"]},
+            "target": {"cluster": "scratch"}});
+        let needed = needed("RestoreDrill", &spec).unwrap();
+        let verbs: Vec<(&str, Option<&str>)> = needed
+            .iter()
+            .map(|n| (n.verb, n.cluster.as_deref()))
+            .collect();
+        assert_eq!(
+            verbs,
+            [
+                (BACKUP, Some("c1")),
+                (BACKUP, Some("c2")),
+                (RESTORE, Some("scratch")),
+                (RESTORE_PRIVILEGED, Some("scratch")),
+            ]
+        );
+        assert!(needed[3].because.contains(&Privilege::ClusterScoped));
+    }
+
+    #[test]
+    fn a_drill_in_scratch_namespaces_restores_into_each_drilled_cluster() {
+        let spec = json!({"clusterBackup": "nightly",
+            "clusters": {"selector": {"matchLabels": {"env": "prod"}}},
+            "target": {"sameCluster": {"namespacePrefix": "drill-"}}});
+        let needed = needed("RestoreDrill", &spec).unwrap();
+        let verbs: Vec<(&str, Option<&str>)> = needed
+            .iter()
+            .map(|n| (n.verb, n.cluster.as_deref()))
+            .collect();
+        assert_eq!(
+            verbs,
+            [(BACKUP, None), (RESTORE, None), (RESTORE_PRIVILEGED, None)]
+        );
+        assert!(
+            !needed[2].because.contains(&Privilege::ClusterScoped),
+            "no cluster-scoped kinds into the drilled cluster: {:?}",
+            needed[2].because
+        );
+        assert!(needed[2].because.contains(&Privilege::NamespacedRbac));
+    }
+
+    #[test]
+    fn an_invalid_drill_is_left_to_the_controller_and_an_unreadable_one_is_refused() {
+        let invalid = json!({"clusterBackup": "nightly", "target": {}});
+        assert_eq!(needed("RestoreDrill", &invalid).unwrap(), []);
+        let unreadable = json!({"clusterBackup": 7});
+        assert!(needed("RestoreDrill", &unreadable).is_err());
     }
 }

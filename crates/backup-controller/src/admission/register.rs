@@ -17,12 +17,13 @@ use backup_api::GROUP;
 pub const PATH: &str = "/validate";
 
 /// The kinds judged at admission, as resources.
-pub const RESOURCES: [&str; 5] = [
+pub const RESOURCES: [&str; 6] = [
     "clusterrestores",
     "clustermigrations",
     "clusterbackups",
     "etcdbackupconfigs",
     "etcdrestores",
+    "restoredrills",
 ];
 
 /// The label every namespace carries with its own name (set by the API server since

@@ -50,7 +50,7 @@ pub use backup::{AdditionalItem, EXCLUDE_LABEL, PAGE_SIZE};
 pub use errors::{engine_error, storage_error};
 pub use lookup::{SCHEDULE_LABEL, list_restores, newest_completed, restore_log, stored_restore};
 pub use report::{Action, ItemOutcome, ItemOutcomes, RestoreReport};
-pub use restore::EXISTS_LEFT_UNCHANGED;
+pub use restore::{DrillOptions, EXISTS_LEFT_UNCHANGED};
 
 use crate::format::{BackupFiles, BackupObject};
 use backup::BackupRun;
@@ -130,6 +130,111 @@ impl DirectEngine {
     pub fn with_storage_location(mut self, name: impl Into<String>) -> Self {
         self.storage_location = name.into();
         self
+    }
+
+    /// [`RestoreEngine::start_restore`] as a drill when `drill` is set: into scratch
+    /// namespaces, each restored object read back and compared with what the restore sent (the
+    /// outcome in [`RestoreReport::verification`]).
+    pub async fn start_restore_with(
+        &self,
+        name: &str,
+        spec: &RestoreSpec,
+        drill: Option<DrillOptions>,
+    ) -> Result<(), EngineError> {
+        let name_ok = backup_name(name)?;
+        spec.validate()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if let Some((op, _)) = locked(&self.restores).get(name) {
+            return if &op.spec == spec {
+                Ok(())
+            } else {
+                Err(EngineError::AlreadyExists {
+                    what: "restore",
+                    name: name.into(),
+                })
+            };
+        }
+        let modifiers = spec
+            .resource_modifiers
+            .as_ref()
+            .map(|m| m.compile())
+            .transpose()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let (backup_ok, source) = resolve_restore_source(&self.repo, spec).await?;
+        // An encrypted backup without a matching identity is refused here, before the run
+        // starts: nothing is created in the cluster and nothing is written to storage.
+        source.ensure_readable(&self.repo)?;
+        if lookup::restore_stored(&self.repo, &name_ok).await? {
+            return Err(EngineError::AlreadyExists {
+                what: "restore",
+                name: name.into(),
+            });
+        }
+        // A restore that writes to the cluster leaves signs of life in storage from its start,
+        // so that one cut off mid-way is recorded Failed by the next reader. The first is
+        // written before the run is registered: if storage refuses it, nothing has started.
+        if !spec.options.dry_run {
+            let records = self.repo.for_restore_records();
+            liveness::beat(&records, &name_ok, &backup_ok, jiff::Timestamp::now()).await?;
+        }
+        let status = SharedStatus::default();
+        let report = Arc::new(Mutex::new(RestoreReport {
+            backup: backup_ok.to_string(),
+            ..RestoreReport::default()
+        }));
+        locked(&self.restores).insert(
+            name.into(),
+            (
+                Operation {
+                    spec: spec.clone(),
+                    status: status.clone(),
+                },
+                report.clone(),
+            ),
+        );
+        let run = RestoreRun {
+            client: self.client.clone(),
+            repo: self.repo.clone(),
+            name: name_ok.clone(),
+            backup: backup_ok.clone(),
+            velero_written: matches!(source, RestoreSource::VeleroWritten),
+            spec: spec.clone(),
+            status: status.clone(),
+            report,
+            modifiers,
+            drill,
+        };
+        let repo = self.repo.clone();
+        let dry_run = spec.options.dry_run;
+        let beating = (!dry_run).then(|| {
+            tokio::spawn(liveness::keep_beating(
+                self.repo.for_restore_records(),
+                name_ok.clone(),
+                backup_ok.clone(),
+            ))
+        });
+        self.track(tokio::spawn(async move {
+            let result = run.run().await;
+            if let Some(beating) = beating {
+                beating.abort();
+            }
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "direct restore failed");
+                let mut last = status.get();
+                mark_failed(&mut last, &e);
+                // Velero's restore files cannot say "Failed"; keep the outcome for observers
+                // in other processes (a dry run leaves storage untouched). Stored before it is
+                // published, so a caller that exits on seeing Failed does not cut the write.
+                if !dry_run
+                    && let Err(e) =
+                        lookup::write_failure_record(&repo, &name_ok, &backup_ok, &last).await
+                {
+                    tracing::warn!(error = %e, "recording the failed restore in storage failed");
+                }
+                status.update(|s| *s = last);
+            }
+        }));
+        Ok(())
     }
 
     /// [`BackupEngine::start_backup`] with objects backed up besides the filter's (see
@@ -455,99 +560,7 @@ impl RestoreEngine for DirectEngine {
     /// Validates, checks the backup exists and the restore name is free, then runs in the
     /// background.
     async fn start_restore(&self, name: &str, spec: &RestoreSpec) -> Result<(), EngineError> {
-        let name_ok = backup_name(name)?;
-        spec.validate()
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        if let Some((op, _)) = locked(&self.restores).get(name) {
-            return if &op.spec == spec {
-                Ok(())
-            } else {
-                Err(EngineError::AlreadyExists {
-                    what: "restore",
-                    name: name.into(),
-                })
-            };
-        }
-        let modifiers = spec
-            .resource_modifiers
-            .as_ref()
-            .map(|m| m.compile())
-            .transpose()
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let (backup_ok, source) = resolve_restore_source(&self.repo, spec).await?;
-        // An encrypted backup without a matching identity is refused here, before the run
-        // starts: nothing is created in the cluster and nothing is written to storage.
-        source.ensure_readable(&self.repo)?;
-        if lookup::restore_stored(&self.repo, &name_ok).await? {
-            return Err(EngineError::AlreadyExists {
-                what: "restore",
-                name: name.into(),
-            });
-        }
-        // A restore that writes to the cluster leaves signs of life in storage from its start,
-        // so that one cut off mid-way is recorded Failed by the next reader. The first is
-        // written before the run is registered: if storage refuses it, nothing has started.
-        if !spec.options.dry_run {
-            let records = self.repo.for_restore_records();
-            liveness::beat(&records, &name_ok, &backup_ok, jiff::Timestamp::now()).await?;
-        }
-        let status = SharedStatus::default();
-        let report = Arc::new(Mutex::new(RestoreReport {
-            backup: backup_ok.to_string(),
-            ..RestoreReport::default()
-        }));
-        locked(&self.restores).insert(
-            name.into(),
-            (
-                Operation {
-                    spec: spec.clone(),
-                    status: status.clone(),
-                },
-                report.clone(),
-            ),
-        );
-        let run = RestoreRun {
-            client: self.client.clone(),
-            repo: self.repo.clone(),
-            name: name_ok.clone(),
-            backup: backup_ok.clone(),
-            velero_written: matches!(source, RestoreSource::VeleroWritten),
-            spec: spec.clone(),
-            status: status.clone(),
-            report,
-            modifiers,
-        };
-        let repo = self.repo.clone();
-        let dry_run = spec.options.dry_run;
-        let beating = (!dry_run).then(|| {
-            tokio::spawn(liveness::keep_beating(
-                self.repo.for_restore_records(),
-                name_ok.clone(),
-                backup_ok.clone(),
-            ))
-        });
-        self.track(tokio::spawn(async move {
-            let result = run.run().await;
-            if let Some(beating) = beating {
-                beating.abort();
-            }
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "direct restore failed");
-                let mut last = status.get();
-                mark_failed(&mut last, &e);
-                // Velero's restore files cannot say "Failed"; keep the outcome for observers
-                // in other processes (a dry run leaves storage untouched). Stored before it is
-                // published, so a caller that exits on seeing Failed does not cut the write.
-                if !dry_run
-                    && let Err(e) =
-                        lookup::write_failure_record(&repo, &name_ok, &backup_ok, &last).await
-                {
-                    tracing::warn!(error = %e, "recording the failed restore in storage failed");
-                }
-                status.update(|s| *s = last);
-            }
-        }));
-        Ok(())
+        self.start_restore_with(name, spec, None).await
     }
 
     /// The live status of a restore this engine started; otherwise the final status storage

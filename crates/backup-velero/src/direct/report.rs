@@ -282,6 +282,9 @@ pub struct RestoreReport {
     pub items: ItemOutcomes,
     /// Errors and warnings, per namespace.
     pub results: crate::format::OperationResults,
+    /// A drill's read-back of what it restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<super::verify::Verification>,
 }
 
 impl RestoreReport {

@@ -38,8 +38,9 @@ use super::errors::storage_error;
 use super::lookup::RecordData;
 use super::plan::{ItemsBuilder, Plan, Planned, PlannedItems, plan};
 use super::report::{Action, ItemOutcome, RestoreReport};
-use super::sanitize::{PrepareOptions, prepare};
+use super::sanitize::{BACKUP_NAME_LABEL, PrepareOptions, RESTORE_NAME_LABEL, prepare};
 use super::spool::{Spool, SpoolError, spool_tarball};
+use super::verify::{Verification, differences};
 use crate::format::pipe::ChannelReader;
 use crate::format::{BackupFiles, ItemPath, RestoreFiles, gzip_bytes, gzip_json};
 
@@ -74,6 +75,20 @@ pub struct RestoreRun {
     pub report: Arc<Mutex<RestoreReport>>,
     /// The spec's resource modifiers, compiled.
     pub modifiers: Option<backup_core::resource_modifiers::CompiledModifiers>,
+    /// Set for a restore drill.
+    pub drill: Option<DrillOptions>,
+}
+
+/// What makes a restore a drill: it writes only to scratch namespaces, which carry a label, and
+/// reads every restored object back to compare it with what it sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillOptions {
+    /// Each namespace of the backup is restored into `<prefix><namespace>` (one the spec maps
+    /// keeps its mapping); empty: the same names, for a cluster kept for drills.
+    pub namespace_prefix: String,
+    /// The label (key, value) on every namespace the restore creates, so that the drill's
+    /// cleanup finds them all, also after a crash cut the drill short.
+    pub label: (String, String),
 }
 
 /// How a warning ends when an object already existed and policy `none` left it alone; callers
@@ -92,6 +107,23 @@ fn api_resource(path: &ItemPath, obj: &Value) -> Option<ApiResource> {
         kind,
         plural: path.resource.clone(),
     })
+}
+
+/// What a drill expects the target to serve for `sent`: everything but the labels the restore
+/// itself adds (the backup's and restore's names, the drill's), which an object that was
+/// already there rightly lacks.
+fn expected(sent: &Value, drill: &DrillOptions) -> Value {
+    let mut expected = sent.clone();
+    if let Some(labels) = expected["metadata"]["labels"].as_object_mut() {
+        for key in [
+            BACKUP_NAME_LABEL,
+            RESTORE_NAME_LABEL,
+            drill.label.0.as_str(),
+        ] {
+            labels.remove(key);
+        }
+    }
+    expected
 }
 
 /// Errors the apiserver means as "try again shortly".
@@ -230,7 +262,7 @@ impl RestoreRun {
     }
 
     /// Runs the restore to a terminal phase.
-    pub async fn run(self) -> Result<(), EngineError> {
+    pub async fn run(mut self) -> Result<(), EngineError> {
         let started = Timestamp::now();
         self.status.update(|s| {
             s.phase = Phase::InProgress;
@@ -242,6 +274,7 @@ impl RestoreRun {
             format!("starting restore {} from backup {}", self.name, self.backup),
         );
         let (spool, plan) = self.load(&journal).await?;
+        self.map_to_scratch(&plan.namespaces);
         self.status.add_total(plan.total);
         let Plan {
             order,
@@ -312,10 +345,69 @@ impl RestoreRun {
         for ns in targets {
             let mut obj = k8s_openapi::api::core::v1::Namespace::default();
             obj.metadata.name = Some(ns.clone());
+            if let Some(drill) = &self.drill {
+                let (key, value) = drill.label.clone();
+                obj.metadata.labels = Some([(key, value)].into());
+            }
             match api.create(&PostParams::default(), &obj).await {
                 Ok(_) => lock(journal).log("info", format!("created namespace {ns}")),
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => lock(journal).error(None, format!("creating namespace {ns} failed: {e}")),
+            }
+        }
+    }
+
+    /// A drill's namespaces: every namespace the plan writes to (and each included by name,
+    /// whose Namespace object is restored without items) goes to its scratch name, unless the
+    /// spec maps it.
+    fn map_to_scratch(&mut self, planned: &BTreeSet<String>) {
+        let Some(drill) = &self.drill else {
+            return;
+        };
+        let named = self
+            .spec
+            .options
+            .filter
+            .included_namespaces
+            .iter()
+            .filter(|ns| backup_core::validate_dns1123_label(ns).is_ok());
+        let mapping = &mut self.spec.options.namespace_mapping;
+        for ns in planned.iter().chain(named) {
+            if !mapping.contains_key(ns) {
+                mapping.insert(ns.clone(), format!("{}{ns}", drill.namespace_prefix));
+            }
+        }
+    }
+
+    /// Records in the report's verification (a drill's only).
+    fn verification(&self, record: impl FnOnce(&mut Verification)) {
+        if self.drill.is_some() {
+            let mut report = self.report.lock().unwrap_or_else(|e| e.into_inner());
+            record(report.verification.get_or_insert_default());
+        }
+    }
+
+    /// A drill's read-back: the object the target serves must hold every field `sent` holds.
+    async fn read_back(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        (resource, object): (&str, String),
+        sent: &Value,
+    ) {
+        match api.get(name).await {
+            Ok(served) => match serde_json::to_value(&served) {
+                Ok(served) => {
+                    let found = differences(sent, &served);
+                    self.verification(|v| v.compared(resource, object, &found));
+                }
+                Err(e) => self.verification(|v| v.mismatch(object, format!("read back: {e}"))),
+            },
+            Err(e) => {
+                let said = backup_kube::errors::summary(&e);
+                self.verification(|v| {
+                    v.mismatch(object, format!("not served after the restore: {said}"))
+                });
             }
         }
     }
@@ -366,6 +458,7 @@ impl RestoreRun {
             .map(|ns| self.spec.target_namespace(ns).to_string());
         let gr = p.gr();
         let resource = gr.to_string();
+        self.verification(|v| v.expect(&resource));
         // Velero matches these lists as it matches included/excluded resources (`*`, globs,
         // `resource.group`); nothing is restored with status when the include list is empty.
         let keep_status = self.spec.options.restore_status.as_ref().is_some_and(|s| {
@@ -390,6 +483,7 @@ impl RestoreRun {
             Ok(v) => v,
             Err(e) => {
                 lock(journal).error(p.path.namespace.as_deref(), format!("{}: {e}", p.path));
+                self.verification(|v| v.mismatch(p.path.to_string(), e.to_string()));
                 self.status.add_done(1);
                 let outcome = ItemOutcome {
                     resource,
@@ -408,7 +502,14 @@ impl RestoreRun {
             }
         }
         let status_value = original.get("status").cloned();
-        let object = prepare(original, &gr, &opts);
+        let mut object = prepare(original, &gr, &opts);
+        if let Some(drill) = &self.drill
+            && resource == "namespaces"
+            && object["metadata"]["labels"].is_object()
+        {
+            let (key, value) = &drill.label;
+            object["metadata"]["labels"][key] = Value::String(value.clone());
+        }
         let name = object["metadata"]["name"]
             .as_str()
             .unwrap_or(&p.path.name)
@@ -424,6 +525,13 @@ impl RestoreRun {
             action,
         };
         let fail = |message: String| {
+            self.verification(|v| {
+                let problem = message
+                    .strip_prefix(&format!("could not restore {where_}: "))
+                    .or_else(|| message.strip_prefix(&format!("{where_}: ")))
+                    .unwrap_or(&message);
+                v.mismatch(where_.clone(), problem.to_string());
+            });
             lock(journal).error(target_ns.as_deref(), message);
             self.status.add_done(1);
             Done::failed(outcome(Action::Failed))
@@ -437,6 +545,7 @@ impl RestoreRun {
             Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
             None => Api::all_with(self.client.clone(), &ar),
         };
+        let sent = self.drill.as_ref().map(|drill| expected(&object, drill));
         let dynamic: DynamicObject = match serde_json::from_value(object) {
             Ok(d) => d,
             Err(e) => return fail(format!("{where_}: not a Kubernetes object: {e}")),
@@ -508,6 +617,12 @@ impl RestoreRun {
                     ),
                 );
             }
+        }
+        if let Some(sent) = &sent
+            && !self.spec.options.dry_run
+        {
+            self.read_back(&api, &name, (&resource, where_.clone()), sent)
+                .await;
         }
         self.status.add_done(1);
         let crd = (resource == "customresourcedefinitions.apiextensions.k8s.io"

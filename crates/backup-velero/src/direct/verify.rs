@@ -7,7 +7,108 @@
 //! a `null` or an empty map or list it leaves out, and a resource quantity it writes in its
 //! canonical form (`1000m` is served as `1`, `1024Mi` as `1Gi`).
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 use serde_json::Value;
+
+/// Mismatches a [`Verification`] keeps with their problem; the rest are only counted, so a
+/// backup with many broken objects does not grow the drill's memory or its status.
+pub const MISMATCHES_KEPT: usize = 10;
+/// Differences of one object quoted in its mismatch.
+const DIFFERENCES_QUOTED: usize = 3;
+
+/// What reading a restore back found: per resource, the objects the restore should create
+/// and those the target serves as the backup holds them, and the first mismatches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    /// Per resource (`configmaps`, `deployments.apps`).
+    pub by_resource: BTreeMap<String, ResourceCount>,
+    /// Objects missing, refused or changed.
+    pub mismatched: u64,
+    /// The first [`MISMATCHES_KEPT`] of them.
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// One resource's objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ResourceCount {
+    /// Planned: the restore should create them.
+    pub expected: u64,
+    /// Read back with every field the restore sent.
+    pub verified: u64,
+}
+
+/// An object that is not what its backup holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    /// `resource namespace/name` as restored.
+    pub object: String,
+    /// What is wrong: the refusal, or the first differences.
+    pub problem: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.object, self.problem)
+    }
+}
+
+impl Verification {
+    /// An object of `resource` the restore should create.
+    pub fn expect(&mut self, resource: &str) {
+        self.count(resource).expected += 1;
+    }
+
+    /// An object of `resource` read back as sent.
+    pub fn verified(&mut self, resource: &str) {
+        self.count(resource).verified += 1;
+    }
+
+    /// An object that is missing, refused or changed, with why.
+    pub fn mismatch(&mut self, object: String, problem: String) {
+        self.mismatched += 1;
+        if self.mismatches.len() < MISMATCHES_KEPT {
+            self.mismatches.push(Mismatch { object, problem });
+        }
+    }
+
+    /// An object read back with `found` differences (none: verified).
+    pub fn compared(&mut self, resource: &str, object: String, found: &[Difference]) {
+        if found.is_empty() {
+            return self.verified(resource);
+        }
+        let mut problem: Vec<String> = found
+            .iter()
+            .take(DIFFERENCES_QUOTED)
+            .map(Difference::to_string)
+            .collect();
+        if found.len() > DIFFERENCES_QUOTED {
+            problem.push(format!("and {} more", found.len() - DIFFERENCES_QUOTED));
+        }
+        self.mismatch(object, problem.join("; "));
+    }
+
+    /// Objects the restore should create.
+    pub fn expected(&self) -> u64 {
+        self.by_resource.values().map(|c| c.expected).sum()
+    }
+
+    /// Objects read back as sent.
+    pub fn verified_total(&self) -> u64 {
+        self.by_resource.values().map(|c| c.verified).sum()
+    }
+
+    /// Whether every object was read back as sent and the counts by resource match.
+    pub fn holds(&self) -> bool {
+        self.mismatched == 0 && self.by_resource.values().all(|c| c.expected == c.verified)
+    }
+
+    fn count(&mut self, resource: &str) -> &mut ResourceCount {
+        self.by_resource.entry(resource.to_string()).or_default()
+    }
+}
 
 /// One field that differs.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,5 +349,45 @@ mod tests {
             1
         );
         assert_eq!(differences(&json!({"a": 1}), &json!({"a": "1"})).len(), 1);
+    }
+
+    #[test]
+    fn a_verification_counts_by_resource_and_keeps_the_first_mismatches() {
+        let mut v = Verification::default();
+        for i in 0..13 {
+            v.expect("configmaps");
+            let found = differences(&json!({"data": {"k": i.to_string()}}), &json!({"data": {}}));
+            v.compared("configmaps", format!("configmaps drill-a/c{i}"), &found);
+        }
+        v.expect("secrets");
+        v.compared("secrets", "secrets drill-a/s".into(), &[]);
+        assert_eq!(v.expected(), 14);
+        assert_eq!(v.verified_total(), 1);
+        assert_eq!(v.mismatched, 13);
+        assert_eq!(v.mismatches.len(), MISMATCHES_KEPT);
+        assert_eq!(
+            v.mismatches[2].to_string(),
+            "configmaps drill-a/c2: /data/k: the backup holds \"2\", the cluster serves nothing"
+        );
+        assert!(!v.holds());
+        let mut fine = Verification::default();
+        fine.expect("secrets");
+        assert!(!fine.holds(), "an object never read back is not verified");
+        fine.verified("secrets");
+        assert!(fine.holds());
+    }
+
+    #[test]
+    fn a_mismatch_quotes_three_differences_and_counts_the_rest() {
+        let mut v = Verification::default();
+        let sent = json!({"data": {"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}});
+        v.compared(
+            "configmaps",
+            "configmaps x/y".into(),
+            &differences(&sent, &json!({"data": {}})),
+        );
+        let problem = &v.mismatches[0].problem;
+        assert_eq!(problem.matches("the backup holds").count(), 3, "{problem}");
+        assert!(problem.ends_with("and 2 more"), "{problem}");
     }
 }

@@ -1,4 +1,313 @@
-//! RestoreDrill (WORK IN PROGRESS, issue 24): only the pure plan exists yet; no reconciler
-//! runs it and the kind is not registered.
+//! RestoreDrill: prove each selected cluster's newest Completed backup restorable. A reconcile
+//! validates, reads what the drill needs (its ClusterBackup's runs and location, the clusters,
+//! the target), decides with [`plan::plan`], cleans up after drills a crash cut short, and
+//! starts the due drills as one task ([`execute`]), which owns the status until it ends.
 
+pub mod execute;
 pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use self::execute::{Drill, DrillJob, delete_scratch};
+use self::plan::{PlanInput, cleans_up};
+use super::{Blocked, with_finalizer, write_status};
+use crate::context::Context;
+use crate::error::Result;
+use crate::runs::ObjectKey;
+use backup_api::restore_drill::{DRILL_LABEL, DrillPhase, ValidRestoreDrill, ValidTarget};
+use backup_api::{ClusterBackup, ManagedCluster, RUN_NOW_ANNOTATION, RestoreDrill};
+use backup_kube::locations::ResolvedLocation;
+
+/// The controller's name in metrics.
+pub const CONTROLLER: &str = "restoredrill";
+/// How soon a drill that waits for a backup, or is blocked, looks again.
+const RECHECK: Duration = Duration::from_secs(30);
+
+/// Reconciles one RestoreDrill.
+#[tracing::instrument(name = "reconcile", skip_all, fields(kind = "RestoreDrill", namespace = %drill.metadata.namespace.as_deref().unwrap_or_default(), name = %drill.metadata.name.as_deref().unwrap_or_default()))]
+pub async fn reconcile(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.stores.listed().await;
+    with_finalizer(CONTROLLER, drill, ctx, apply, cleanup).await
+}
+
+fn key_of(drill: &RestoreDrill) -> ObjectKey {
+    (
+        drill.namespace().unwrap_or_default(),
+        drill.name_any(),
+        drill.uid().unwrap_or_default(),
+    )
+}
+
+async fn apply(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> {
+    let key = key_of(&drill);
+    let previous = drill.status.clone().unwrap_or_default();
+    let now = ctx.clock.now();
+    let generation = drill.metadata.generation;
+    let spec = match drill.spec.validate() {
+        Ok(spec) => spec,
+        Err(field) => {
+            let status = plan::invalid_spec(&previous, field.to_string(), now, generation);
+            if status != previous {
+                write_status(&ctx, drill.as_ref(), &status).await?;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+    let running_here = ctx.runs.restore_running(&key);
+    if running_here {
+        // Its task owns the status until it ends; its last write wakes this object again.
+        return Ok(Action::await_change());
+    }
+    let observed = observe(&ctx, &key.0, &spec).await?;
+    let selected: BTreeSet<String> = observed.selected.iter().map(|c| c.name_any()).collect();
+    let decided = plan::plan(&PlanInput {
+        name: &key.1,
+        generation,
+        now,
+        created: drill
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(now, |t| t.0),
+        spec: &spec,
+        previous: &previous,
+        blocked: observed.facts.as_ref().err().cloned(),
+        selected: &selected,
+        newest_completed: &observed.newest_completed,
+        running_here,
+        run_now: drill
+            .annotations()
+            .get(RUN_NOW_ANNOTATION)
+            .map(String::as_str),
+    });
+    for interrupted in &decided.interrupted {
+        clean_up_after(
+            &ctx,
+            &key,
+            &spec,
+            &interrupted.target_cluster,
+            DrillPhase::Failed,
+        )
+        .await;
+    }
+    let wait = match (decided.recheck, decided.requeue_after) {
+        (true, Some(next)) => next.min(RECHECK),
+        (true, None) => RECHECK,
+        (false, Some(next)) => next,
+        (false, None) => Duration::MAX,
+    };
+    let requeue = || match wait {
+        Duration::MAX => Action::await_change(),
+        wait => Action::requeue(wait),
+    };
+    let (Ok(location), false) = (observed.facts, decided.start.is_empty()) else {
+        if decided.status != previous {
+            write_status(&ctx, drill.as_ref(), &decided.status).await?;
+        }
+        return Ok(requeue());
+    };
+    let drills = drills_of(&observed.selected, &observed.targets, &spec, &decided.start);
+    if !ctx.runs.claim_restore(&key) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    if let Err(e) = write_status(&ctx, drill.as_ref(), &decided.status).await {
+        ctx.runs.end_restore(&key);
+        return Err(e);
+    }
+    let names: Vec<String> = drills.iter().map(|d| d.cluster.name_any()).collect();
+    ctx.event(
+        &drill.object_ref(&()),
+        false,
+        "DrillStarted",
+        "Drill",
+        format!(
+            "drilling {} cluster(s), one at a time: {}",
+            names.len(),
+            names.join(", ")
+        ),
+    )
+    .await;
+    execute::start(
+        ctx.clone(),
+        DrillJob {
+            key,
+            object: drill.clone(),
+            spec,
+            location,
+            drills,
+            selected,
+            status: decided.status,
+        },
+    );
+    Ok(requeue())
+}
+
+/// What a drill reads before deciding.
+struct Observed {
+    /// The selected ManagedClusters.
+    selected: Vec<Arc<ManagedCluster>>,
+    /// The clusters drills restore into, by name (the dedicated one, or the selected ones).
+    targets: BTreeMap<String, Arc<ManagedCluster>>,
+    /// Each cluster's newest Completed run of the ClusterBackup.
+    newest_completed: BTreeMap<String, String>,
+    /// The ClusterBackup's location, or why drills cannot start.
+    facts: std::result::Result<ResolvedLocation, Blocked>,
+}
+
+async fn observe(ctx: &Context, namespace: &str, spec: &ValidRestoreDrill) -> Result<Observed> {
+    let clusters: Vec<Arc<ManagedCluster>> = ctx
+        .stores
+        .clusters
+        .state()
+        .into_iter()
+        .filter(|c| c.namespace().as_deref() == Some(namespace))
+        .collect();
+    let mut selected: Vec<Arc<ManagedCluster>> = clusters
+        .iter()
+        .filter(|c| spec.selection.selects(&c.name_any(), c.labels()))
+        .cloned()
+        .collect();
+    selected.sort_by_key(|c| c.name_any());
+    let targets: BTreeMap<String, Arc<ManagedCluster>> = match &spec.target {
+        ValidTarget::Cluster(name) => clusters
+            .iter()
+            .filter(|c| &c.name_any() == name)
+            .map(|c| (c.name_any(), c.clone()))
+            .collect(),
+        ValidTarget::SameCluster { .. } => {
+            selected.iter().map(|c| (c.name_any(), c.clone())).collect()
+        }
+    };
+    let backup = ctx.stores.backups.state().into_iter().find(|b| {
+        b.namespace().as_deref() == Some(namespace) && b.name_any() == spec.cluster_backup
+    });
+    let newest_completed = backup
+        .as_deref()
+        .map(newest_completed_runs)
+        .unwrap_or_default();
+    let facts = match (&backup, &spec.target) {
+        (None, _) => Err(Blocked::new(
+            "ClusterBackupNotFound",
+            format!(
+                "ClusterBackup {} does not exist in namespace {namespace}: create it, or fix \
+                 spec.clusterBackup",
+                spec.cluster_backup
+            ),
+        )),
+        (Some(_), ValidTarget::Cluster(name)) if targets.is_empty() => Err(Blocked::new(
+            "TargetNotFound",
+            format!(
+                "spec.target.cluster {name} is no ManagedCluster of namespace {namespace}: \
+                 register the cluster kept for drills, or fix the name"
+            ),
+        )),
+        (Some(backup), _) => {
+            let named = backup.spec.storage_location.as_deref();
+            match ctx
+                .locations
+                .resolve(&ctx.stores.locations, namespace, named)
+                .await
+            {
+                Ok(location) => Ok(location),
+                Err(problem) if problem.is_retryable() => return Err(problem.into()),
+                Err(problem) => Err(Blocked::from(&problem)),
+            }
+        }
+    };
+    Ok(Observed {
+        selected,
+        targets,
+        newest_completed,
+        facts,
+    })
+}
+
+/// Each cluster's newest Completed run of `backup`, as its status reports it.
+fn newest_completed_runs(backup: &ClusterBackup) -> BTreeMap<String, String> {
+    backup
+        .status
+        .iter()
+        .flat_map(|s| &s.clusters)
+        .filter_map(|c| Some((c.cluster.clone(), c.last_successful_backup.clone()?)))
+        .collect()
+}
+
+/// The drills `start` names, with their clusters.
+fn drills_of(
+    selected: &[Arc<ManagedCluster>],
+    targets: &BTreeMap<String, Arc<ManagedCluster>>,
+    spec: &ValidRestoreDrill,
+    start: &[(String, backup_api::restore_drill::DrillResult)],
+) -> Vec<Drill> {
+    start
+        .iter()
+        .filter_map(|(cluster, announced)| {
+            let object = selected.iter().find(|c| &c.name_any() == cluster)?;
+            let target = match &spec.target {
+                ValidTarget::Cluster(name) => targets.get(name)?,
+                ValidTarget::SameCluster { .. } => object,
+            };
+            Some(Drill {
+                cluster: object.clone(),
+                target: target.clone(),
+                announced: announced.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Deletes the scratch namespaces of a drill that ended in `phase` in `target`, when the
+/// policy says so (without waiting for them to go: no drill follows here).
+async fn clean_up_after(
+    ctx: &Context,
+    key: &ObjectKey,
+    spec: &ValidRestoreDrill,
+    target: &str,
+    phase: DrillPhase,
+) {
+    if !cleans_up(spec.cleanup, phase) {
+        return;
+    }
+    let Some(cluster) = ctx
+        .stores
+        .clusters
+        .state()
+        .into_iter()
+        .find(|c| c.namespace().as_deref() == Some(key.0.as_str()) && c.name_any() == target)
+    else {
+        return;
+    };
+    let label = (DRILL_LABEL.to_string(), key.2.clone());
+    let result = match ctx.clusters.handle(&cluster).await {
+        Ok(handle) => delete_scratch(&handle.client, &label, false).await,
+        Err(problem) => Err(problem.to_string()),
+    };
+    if let Err(problem) = result {
+        tracing::warn!(cluster = target, %problem, "cleaning up a drill's scratch namespaces failed");
+    }
+}
+
+/// The RestoreDrill is being deleted: its drills stop, and their scratch namespaces go unless
+/// the policy keeps them.
+async fn cleanup(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> {
+    let key = key_of(&drill);
+    ctx.runs.abort_restore(&key);
+    if let Ok(spec) = drill.spec.validate() {
+        let targets: BTreeSet<String> = drill
+            .status
+            .iter()
+            .flat_map(|s| &s.clusters)
+            .filter_map(|c| c.last_drill.as_ref())
+            .map(|d| d.target_cluster.clone())
+            .collect();
+        for target in targets {
+            clean_up_after(&ctx, &key, &spec, &target, DrillPhase::Failed).await;
+        }
+    }
+    Ok(Action::await_change())
+}

@@ -1,20 +1,41 @@
 //! The pure decisions of a RestoreDrill reconcile: whether drills are due (once, on the
 //! schedule, or asked for with the run-now annotation), which clusters start now from which
-//! backup, which wait and why, and when to look again.
+//! backup, which wait and why, which drills were cut short, the status that says so, and when
+//! to look again.
 //!
 //! A one-time drill (no schedule) drills each selected cluster once; a cluster selected later
-//! is drilled when it appears. A scheduled drill drills every selected cluster at each firing.
-//! A cluster whose drill still runs is not started again; one without a Completed run of the
-//! ClusterBackup waits, saying so.
+//! is drilled when it appears. A scheduled drill drills every selected cluster at each firing
+//! (missed firings are one drill). A drill recorded `InProgress` that no task of this process
+//! runs was cut short (the controller stopped or lost its lease): it ends `Failed`, and its
+//! scratch namespaces are cleaned up as its policy says.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use backup_api::restore_drill::{RestoreDrillStatus, ValidRestoreDrill};
+use backup_api::restore_drill::{
+    ClusterDrill, DrillCleanup, DrillPhase, DrillResult, RestoreDrillStatus, ValidRestoreDrill,
+    ValidTarget,
+};
+use backup_api::status::{Condition, merge_conditions};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+use crate::reconcile::Blocked;
+
+/// The condition that says whether runs can start.
+pub const READY: &str = "Ready";
+/// The condition that says whether every selected cluster's newest drill verified.
+pub const PROVEN: &str = "Proven";
+/// Longest drill name kept whole in its restores' names: a restore's name is also a label
+/// value (at most 63 characters) on everything it restores.
+const NAME_KEPT: usize = 47;
+
 /// What the reconcile knows.
 pub struct PlanInput<'a> {
+    /// The drill's name.
+    pub name: &'a str,
+    /// Its generation.
+    pub generation: Option<i64>,
     /// Now.
     pub now: Timestamp,
     /// When the object was created (a schedule's first firing comes after it).
@@ -23,83 +44,286 @@ pub struct PlanInput<'a> {
     pub spec: &'a ValidRestoreDrill,
     /// The status as last written.
     pub previous: &'a RestoreDrillStatus,
-    /// When the schedule last fired (as recorded).
-    pub last_fired: Option<Timestamp>,
+    /// Why no drill can start (the ClusterBackup, its location or the target is missing).
+    pub blocked: Option<Blocked>,
     /// The clusters the spec selects, by name.
     pub selected: &'a BTreeSet<String>,
     /// Each cluster's newest Completed run of the ClusterBackup.
     pub newest_completed: &'a BTreeMap<String, String>,
-    /// Clusters whose drill runs in this process.
-    pub running: &'a BTreeSet<String>,
-    /// The run-now annotation, and the last one served.
+    /// Whether this process runs drills of this object now.
+    pub running_here: bool,
+    /// The run-now annotation's token.
     pub run_now: Option<&'a str>,
-    /// The run-now token last served.
-    pub served_run_now: Option<&'a str>,
 }
 
 /// What to do.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
-    /// Clusters to drill now, each with the backup to drill.
-    pub start: Vec<(String, String)>,
-    /// Clusters that are due but cannot start, and why.
-    pub waiting: Vec<(String, String)>,
-    /// The firing these drills serve, to record.
-    pub fired: Option<Timestamp>,
-    /// The run-now token these drills serve, to record.
-    pub serves_run_now: Option<String>,
+    /// Clusters to drill now, in order, each with its drill as announced.
+    pub start: Vec<(String, DrillResult)>,
+    /// Clusters whose drill was cut short: their scratch namespaces may need cleaning up.
+    pub interrupted: Vec<DrillResult>,
+    /// The status to write.
+    pub status: RestoreDrillStatus,
     /// When to look again (the next firing).
-    pub next: Option<Timestamp>,
+    pub requeue_after: Option<Duration>,
+    /// Whether clusters wait for a backup or drills are blocked: look again soon.
+    pub recheck: bool,
 }
 
 /// Decides what a reconcile does.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut plan = Plan::default();
-    let run_now = input
-        .run_now
-        .filter(|token| Some(*token) != input.served_run_now);
+    let mut status = input.previous.clone();
+    if !input.running_here {
+        plan.interrupted = end_interrupted(&mut status, input.now);
+    }
+    let run_now = input.run_now.filter(|token| {
+        !token.is_empty() && Some(*token) != input.previous.last_run_now_token.as_deref()
+    });
     let firing = due_firing(input);
-    let due: Vec<&String> = match (run_now, firing, &input.spec.schedule) {
-        // Asked for, or fired: every selected cluster.
-        (Some(_), _, _) | (None, Some(_), _) => input.selected.iter().collect(),
-        // Once: the clusters never drilled.
-        (None, None, None) => input
+    let mut waiting = Vec::new();
+    if input.blocked.is_none() && !input.running_here {
+        for cluster in due(input, run_now.is_some() || firing.is_some()) {
+            match input.newest_completed.get(cluster) {
+                Some(backup) => plan
+                    .start
+                    .push((cluster.clone(), announced(input, cluster, backup))),
+                None => waiting.push(cluster.as_str()),
+            }
+        }
+        if !plan.start.is_empty() || waiting.is_empty() {
+            status.last_schedule_time = firing.or(status.last_schedule_time);
+            status.last_run_now_token = run_now.map(String::from).or(status.last_run_now_token);
+        }
+    }
+    for (cluster, drill) in &plan.start {
+        entry(&mut status, cluster).last_drill = Some(drill.clone());
+    }
+    status.clusters.retain(|c| input.selected.contains(&c.name));
+    let next = next_firing(input);
+    status.next_schedule_time = next;
+    status.observed_generation = input.generation;
+    let conditions = vec![
+        ready(input, &waiting, next),
+        proven(&status, input.selected),
+    ];
+    status.conditions = merge_conditions(
+        &input.previous.conditions,
+        conditions
+            .into_iter()
+            .map(|c| c.at(input.now, input.generation))
+            .collect(),
+    );
+    plan.requeue_after = next.map(|at| wait_until(input.now, at));
+    plan.recheck = input.blocked.is_some() || !waiting.is_empty();
+    plan.status = status;
+    plan
+}
+
+/// The status of a RestoreDrill whose spec is invalid: `Ready` says which field to fix, no
+/// firing is scheduled, and what the drills found stays.
+pub fn invalid_spec(
+    previous: &RestoreDrillStatus,
+    problem: String,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> RestoreDrillStatus {
+    let invalid = Condition::unmet(READY, "InvalidSpec", problem).at(now, generation);
+    RestoreDrillStatus {
+        observed_generation: generation,
+        next_schedule_time: None,
+        conditions: merge_conditions(&previous.conditions, vec![invalid]),
+        ..previous.clone()
+    }
+}
+
+/// The clusters due: every selected one when asked for or fired; else, for a one-time drill,
+/// those never drilled.
+fn due<'a>(input: &PlanInput<'a>, fired: bool) -> Vec<&'a String> {
+    match (fired, &input.spec.schedule) {
+        (true, _) => input.selected.iter().collect(),
+        (false, None) => input
             .selected
             .iter()
             .filter(|c| !drilled(input.previous, c))
             .collect(),
-        (None, None, Some(_)) => Vec::new(),
-    };
-    for cluster in due {
-        if input.running.contains(cluster) {
-            continue;
-        }
-        match input.newest_completed.get(cluster) {
-            Some(backup) => plan.start.push((cluster.clone(), backup.clone())),
-            None => plan.waiting.push((
-                cluster.clone(),
-                format!(
-                    "ClusterBackup {} has no Completed run of cluster {cluster} yet: the drill \
-                     waits for one",
-                    input.spec.cluster_backup
-                ),
-            )),
-        }
+        (false, Some(_)) => Vec::new(),
     }
-    plan.fired = firing;
-    plan.serves_run_now = run_now.map(str::to_string);
-    plan.next = input
-        .spec
-        .schedule
-        .as_ref()
-        .and_then(|s| s.next_after(input.now, &TimeZone::UTC));
-    plan
 }
 
-/// The newest firing of the schedule at or before now that has not been served.
+/// The drill of `cluster` as it starts.
+fn announced(input: &PlanInput<'_>, cluster: &str, backup: &str) -> DrillResult {
+    DrillResult {
+        backup_name: backup.to_string(),
+        restore_name: restore_name(input.name, input.now),
+        target_cluster: match &input.spec.target {
+            ValidTarget::Cluster(target) => target.clone(),
+            ValidTarget::SameCluster { .. } => cluster.to_string(),
+        },
+        start_time: Some(input.now),
+        phase: DrillPhase::InProgress,
+        ..DrillResult::default()
+    }
+}
+
+/// The name of a drill's restores (one per drilled cluster, each in that cluster's scope of the
+/// location): `<drill>-<UTC time to the second>`.
+pub fn restore_name(drill: &str, at: Timestamp) -> String {
+    let kept = match drill.char_indices().nth(NAME_KEPT) {
+        Some((cut, _)) => drill[..cut].trim_end_matches(['-', '.']),
+        None => drill,
+    };
+    format!("{kept}-{}", at.strftime("%Y%m%d%H%M%S"))
+}
+
+/// Marks every drill recorded `InProgress` as `Failed` (no task of this process runs it) and
+/// returns them.
+fn end_interrupted(status: &mut RestoreDrillStatus, now: Timestamp) -> Vec<DrillResult> {
+    let mut ended = Vec::new();
+    for cluster in &mut status.clusters {
+        if let Some(drill) = cluster.last_drill.as_mut()
+            && drill.phase == DrillPhase::InProgress
+        {
+            drill.phase = DrillPhase::Failed;
+            drill.completion_time = Some(now);
+            drill.message = "interrupted: the controller stopped or lost its lease during the \
+                             drill; it runs again at the next firing (or with a new run-now token)"
+                .into();
+            ended.push(drill.clone());
+        }
+    }
+    ended
+}
+
+/// The entry of `cluster`, added (in name order) when missing.
+pub fn entry<'s>(status: &'s mut RestoreDrillStatus, cluster: &str) -> &'s mut ClusterDrill {
+    let at = match status
+        .clusters
+        .binary_search_by(|c| c.name.as_str().cmp(cluster))
+    {
+        Ok(at) => at,
+        Err(at) => {
+            status.clusters.insert(
+                at,
+                ClusterDrill {
+                    name: cluster.to_string(),
+                    ..ClusterDrill::default()
+                },
+            );
+            at
+        }
+    };
+    &mut status.clusters[at]
+}
+
+/// Records how `cluster`'s drill ended: a verified one also proves its backup restorable.
+pub fn record_end(status: &mut RestoreDrillStatus, cluster: &str, drill: DrillResult) {
+    let entry = entry(status, cluster);
+    if drill.phase == DrillPhase::Verified
+        && let Some(time) = drill.completion_time
+    {
+        entry.last_proven_restorable = Some(backup_api::restore_drill::ProvenRestorable {
+            backup_name: drill.backup_name.clone(),
+            time,
+        });
+    }
+    entry.last_drill = Some(drill);
+}
+
+/// Whether the scratch namespaces of a drill that ended in `phase` are deleted.
+pub fn cleans_up(cleanup: DrillCleanup, phase: DrillPhase) -> bool {
+    match cleanup {
+        DrillCleanup::Always => true,
+        DrillCleanup::OnSuccess => phase == DrillPhase::Verified,
+        DrillCleanup::Never => false,
+    }
+}
+
+/// `Ready`: why drills cannot start, else what is drilled when, and who waits for a backup.
+fn ready(input: &PlanInput<'_>, waiting: &[&str], next: Option<Timestamp>) -> Condition {
+    if let Some(blocked) = &input.blocked {
+        return blocked.condition(READY);
+    }
+    if input.selected.is_empty() {
+        return Condition::unmet(
+            READY,
+            "NoClustersSelected",
+            "no ManagedCluster of this namespace is selected by spec.clusters: create one, or fix \
+             the names or the label selector",
+        );
+    }
+    let when = match next {
+        Some(next) => format!("next drill at {next}"),
+        None => "one-time drill".to_string(),
+    };
+    let mut message = format!("{} cluster(s) selected; {when}", input.selected.len());
+    if !waiting.is_empty() {
+        message.push_str(&format!(
+            "; waiting for a Completed run of ClusterBackup {} on: {}",
+            input.spec.cluster_backup,
+            waiting.join(", ")
+        ));
+    }
+    Condition::met(READY, "Ready", message)
+}
+
+/// `Proven`: true when every selected cluster's newest drill verified.
+pub fn proven(status: &RestoreDrillStatus, selected: &BTreeSet<String>) -> Condition {
+    let phase_of = |cluster: &str| {
+        status
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .and_then(|c| c.last_drill.as_ref())
+            .map(|d| d.phase)
+    };
+    let failed: Vec<&str> = selected
+        .iter()
+        .filter(|c| {
+            matches!(
+                phase_of(c),
+                Some(DrillPhase::Failed | DrillPhase::Mismatched)
+            )
+        })
+        .map(String::as_str)
+        .collect();
+    let unproven: Vec<&str> = selected
+        .iter()
+        .filter(|c| !matches!(phase_of(c), Some(DrillPhase::Verified)))
+        .map(String::as_str)
+        .collect();
+    if !failed.is_empty() {
+        Condition::unmet(
+            PROVEN,
+            "DrillFailed",
+            format!(
+                "the newest drill of {} did not verify: see status.clusters[].lastDrill",
+                failed.join(", ")
+            ),
+        )
+    } else if selected.is_empty() || !unproven.is_empty() {
+        Condition::unmet(
+            PROVEN,
+            "NotYetProven",
+            format!("not drilled to the end yet: {}", unproven.join(", ")),
+        )
+    } else {
+        Condition::met(
+            PROVEN,
+            "Verified",
+            format!(
+                "the newest drill of every selected cluster ({}) verified",
+                selected.len()
+            ),
+        )
+    }
+}
+
+/// The newest firing of the schedule after the last one served and at or before now.
 fn due_firing(input: &PlanInput<'_>) -> Option<Timestamp> {
     let schedule = input.spec.schedule.as_ref()?;
-    let mut after = input.last_fired.unwrap_or(input.created);
+    let mut after = input.previous.last_schedule_time.unwrap_or(input.created);
     let mut due = None;
     // Missed firings are one drill, not many: the newest is served.
     for _ in 0..10_000 {
@@ -114,6 +338,19 @@ fn due_firing(input: &PlanInput<'_>) -> Option<Timestamp> {
     due
 }
 
+fn next_firing(input: &PlanInput<'_>) -> Option<Timestamp> {
+    input
+        .spec
+        .schedule
+        .as_ref()
+        .and_then(|s| s.next_after(input.now, &TimeZone::UTC))
+}
+
+fn wait_until(now: Timestamp, at: Timestamp) -> Duration {
+    let seconds = at.duration_since(now).as_secs_f64().max(0.0);
+    Duration::from_secs_f64(seconds).max(Duration::from_millis(100))
+}
+
 /// Whether `cluster` has been drilled before.
 fn drilled(previous: &RestoreDrillStatus, cluster: &str) -> bool {
     previous
@@ -123,140 +360,5 @@ fn drilled(previous: &RestoreDrillStatus, cluster: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use backup_api::restore_drill::{ClusterDrill, DrillResult, RestoreDrillSpec};
-    use serde_json::json;
-
-    fn spec(schedule: Option<&str>) -> ValidRestoreDrill {
-        let spec: RestoreDrillSpec = serde_json::from_value(json!({
-            "clusterBackup": "nightly", "schedule": schedule,
-            "target": {"sameCluster": {"namespacePrefix": "drill-"}}}))
-        .unwrap();
-        spec.validate().unwrap()
-    }
-
-    fn at(text: &str) -> Timestamp {
-        text.parse().unwrap()
-    }
-
-    fn names(list: &[&str]) -> BTreeSet<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    fn newest(list: &[(&str, &str)]) -> BTreeMap<String, String> {
-        list.iter()
-            .map(|(c, b)| (c.to_string(), b.to_string()))
-            .collect()
-    }
-
-    fn drilled_status(clusters: &[&str]) -> RestoreDrillStatus {
-        RestoreDrillStatus {
-            clusters: clusters
-                .iter()
-                .map(|c| ClusterDrill {
-                    name: c.to_string(),
-                    last_drill: Some(DrillResult::default()),
-                    last_verified_time: None,
-                })
-                .collect(),
-            ..RestoreDrillStatus::default()
-        }
-    }
-
-    struct Case {
-        spec: ValidRestoreDrill,
-        previous: RestoreDrillStatus,
-        last_fired: Option<Timestamp>,
-        now: Timestamp,
-        run_now: Option<&'static str>,
-        served: Option<&'static str>,
-        running: BTreeSet<String>,
-    }
-
-    impl Case {
-        fn new(schedule: Option<&str>, now: &str) -> Self {
-            Case {
-                spec: spec(schedule),
-                previous: RestoreDrillStatus::default(),
-                last_fired: None,
-                now: at(now),
-                run_now: None,
-                served: None,
-                running: BTreeSet::new(),
-            }
-        }
-
-        fn plan(&self) -> Plan {
-            let selected = names(&["c1", "c2", "c3"]);
-            let completed = newest(&[("c1", "nightly-1"), ("c2", "nightly-2")]);
-            plan(&PlanInput {
-                now: self.now,
-                created: at("2026-12-01T00:00:00Z"),
-                spec: &self.spec,
-                previous: &self.previous,
-                last_fired: self.last_fired,
-                selected: &selected,
-                newest_completed: &completed,
-                running: &self.running,
-                run_now: self.run_now,
-                served_run_now: self.served,
-            })
-        }
-    }
-
-    #[test]
-    fn once_drills_each_cluster_that_has_a_backup_and_names_the_one_that_waits() {
-        let plan = Case::new(None, "2026-12-07T10:00:00Z").plan();
-        assert_eq!(
-            plan.start,
-            [
-                ("c1".to_string(), "nightly-1".to_string()),
-                ("c2".to_string(), "nightly-2".to_string())
-            ]
-        );
-        assert_eq!(plan.waiting.len(), 1);
-        assert_eq!(plan.waiting[0].0, "c3");
-        assert!(plan.waiting[0].1.contains("no Completed run of cluster c3"));
-        assert_eq!((plan.fired, plan.next), (None, None));
-    }
-
-    #[test]
-    fn once_does_not_drill_again_what_it_drilled_nor_what_runs() {
-        let mut case = Case::new(None, "2026-12-07T10:00:00Z");
-        case.previous = drilled_status(&["c1"]);
-        case.running = names(&["c2"]);
-        let plan = case.plan();
-        assert!(plan.start.is_empty(), "{plan:?}");
-        assert_eq!(plan.waiting.len(), 1, "c3 still waits");
-    }
-
-    #[test]
-    fn a_schedule_drills_everything_at_each_firing_and_missed_firings_are_one_drill() {
-        let mut case = Case::new(Some("0 6 * * *"), "2026-12-07T05:59:00Z");
-        case.last_fired = Some(at("2026-12-06T06:00:00Z"));
-        case.previous = drilled_status(&["c1", "c2"]);
-        let before = case.plan();
-        assert!(before.start.is_empty() && before.waiting.is_empty());
-        assert_eq!(before.next, Some(at("2026-12-07T06:00:00Z")));
-        // Three days missed (the controller was down): one drill, for the newest firing.
-        case.now = at("2026-12-09T07:30:00Z");
-        let after = case.plan();
-        assert_eq!(after.start.len(), 2);
-        assert_eq!(after.fired, Some(at("2026-12-09T06:00:00Z")));
-        assert_eq!(after.next, Some(at("2026-12-10T06:00:00Z")));
-    }
-
-    #[test]
-    fn run_now_drills_everything_once_per_token() {
-        let mut case = Case::new(Some("0 6 * * *"), "2026-12-07T10:00:00Z");
-        case.last_fired = Some(at("2026-12-07T06:00:00Z"));
-        case.previous = drilled_status(&["c1", "c2"]);
-        case.run_now = Some("t1");
-        let asked = case.plan();
-        assert_eq!(asked.start.len(), 2);
-        assert_eq!(asked.serves_run_now.as_deref(), Some("t1"));
-        case.served = Some("t1");
-        assert!(case.plan().start.is_empty(), "served already");
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;

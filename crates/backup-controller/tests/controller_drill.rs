@@ -1,0 +1,211 @@
+//! RestoreDrill end to end on the local control plane, with the real controller: a scheduled
+//! drill of a fleet backup of c1 into c2 proves it restorable (status, condition, metric,
+//! Events) and leaves no scratch namespace behind; an object the target serves differently is
+//! named as a mismatch; a drill cut short by kill -9 ends Failed and is cleaned up by the next
+//! controller.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use serde_json::{Value, json};
+use tests::controller::{ControllerProcess, Project, has_condition, metric_value};
+use tests::env::shared;
+use tests::namespace::TestNamespace;
+
+/// The entry of `cluster` in a RestoreDrill's status.
+fn drilled<'a>(drill: &'a Value, cluster: &str) -> &'a Value {
+    drill["status"]["clusters"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == cluster))
+        .unwrap_or(&Value::Null)
+}
+
+async fn create<K>(api: &Api<K>, object: Value) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), &serde_json::from_value(object)?)
+        .await?;
+    Ok(())
+}
+
+/// What an application namespace holds: ConfigMaps, a Secret, a Service and a Deployment (the
+/// API server adds defaults to the last two, which are no difference).
+async fn shop(client: &kube::Client, namespace: &str, config_maps: usize) -> Result<()> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    for i in 0..config_maps {
+        create(
+            &cms,
+            json!({"metadata": {"name": format!("shop-{i}"), "labels": {"app": "shop"}},
+                   "data": {"index": i.to_string()}}),
+        )
+        .await?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    create(
+        &secrets,
+        json!({"metadata": {"name": "db"}, "stringData": {"password": "s3cret"}}),
+    )
+    .await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    create(
+        &services,
+        json!({"metadata": {"name": "web"},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+    )
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    create(
+        &deployments,
+        json!({"metadata": {"name": "web"},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                   "spec": {"containers": [{"name": "web", "image": "nginx:1.27",
+                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The namespaces of `client`'s cluster that carry the drill label of `uid`.
+async fn scratch_namespaces(client: &kube::Client, uid: &str) -> Result<Vec<String>> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let selector = ListParams::default().labels(&format!("backupfleet.dev/drill={uid}"));
+    Ok(api
+        .list(&selector)
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect())
+}
+
+#[tokio::test]
+async fn a_scheduled_drill_proves_a_backup_restorable_names_a_changed_object_and_cleans_up()
+-> Result<()> {
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let c2 = env.client("c2").await?;
+    let p = Project::create("drill").await?;
+    let data = TestNamespace::create(&c1, "drill-src").await?;
+    shop(&c1, &data.name, 3).await?;
+    p.apply(p.s3_location("main", true)?).await?;
+    p.apply(p.cluster("c1", "c1", json!({}))).await?;
+    p.apply(p.cluster("c2", "c2", json!({}))).await?;
+    p.apply(
+        json!({"kind": "ClusterBackup", "metadata": {"name": "shop"},
+        "spec": {"clusters": {"names": ["c1"]}, "template": {"includedNamespaces": [data.name]}}}),
+    )
+    .await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
+    let run = p
+        .completed_run("shop", Duration::from_secs(60), &controller)
+        .await?;
+
+    p.apply(
+        json!({"kind": "RestoreDrill", "metadata": {"name": "nightly"},
+        "spec": {"clusterBackup": "shop", "clusters": {"names": ["c1"]},
+                 "schedule": "@every 5s", "target": {"cluster": "c2"}, "cleanup": "Always"}}),
+    )
+    .await?;
+    let proven = p
+        .wait_for(
+            "RestoreDrill",
+            "nightly",
+            Duration::from_secs(90),
+            "the first drill verified",
+            |d| drilled(d, "c1")["lastDrill"]["phase"] == "Verified",
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    let last = &drilled(&proven, "c1")["lastDrill"];
+    assert_eq!(last["backupName"], run.as_str(), "{proven:#}");
+    assert_eq!(last["targetCluster"], "c2");
+    let items = last["items"].as_u64().unwrap_or_default();
+    assert!(
+        items >= 7,
+        "the namespace, 3 ConfigMaps, the Secret, the Service and the Deployment at least: {last:#}"
+    );
+    assert_eq!(last["verified"].as_u64(), Some(items), "{last:#}");
+    assert_eq!(last["mismatched"], 0);
+    assert!(last["recoverySeconds"].as_f64().unwrap_or_default() > 0.0);
+    assert!(last["completionTime"].is_string());
+    let proof = &drilled(&proven, "c1")["lastProvenRestorable"];
+    assert_eq!(proof["backupName"], run.as_str());
+    assert_eq!(proof["time"], last["completionTime"]);
+    assert!(
+        has_condition(&proven, "Proven", "True", "Verified"),
+        "{proven:#}"
+    );
+    assert!(proven["status"]["nextScheduleTime"].is_string());
+    let metrics = controller.get("/metrics")?.1;
+    let sample = format!(
+        "backupfleet_last_proven_restorable_timestamp_seconds{{namespace=\"{}\",cluster=\"c1\"}}",
+        p.name()
+    );
+    assert!(
+        metric_value(&metrics, &sample).unwrap_or_default() > 1.7e9,
+        "{sample} in {metrics}"
+    );
+    assert!(metrics.contains("backupfleet_drill_recovery_seconds_count"));
+    p.wait_for_events(Duration::from_secs(10), &["DrillVerified"])
+        .await?;
+
+    // Cleanup: the scratch namespace (the same name in a dedicated cluster) is gone from c2,
+    // and the source is untouched.
+    let uid = proven["metadata"]["uid"].as_str().unwrap_or_default();
+    assert_eq!(scratch_namespaces(&c2, uid).await?, Vec::<String>::new());
+    let namespaces: Api<Namespace> = Api::all(c2.clone());
+    assert!(namespaces.get_opt(&data.name).await?.is_none());
+    let source: Api<ConfigMap> = Api::namespaced(c1.clone(), &data.name);
+    assert_eq!(
+        source.get("shop-0").await?.data.unwrap_or_default()["index"],
+        "0"
+    );
+
+    // The target now serves one object differently (someone left it there): the next drill
+    // reads it back, names it, and does not prove the backup restorable.
+    let squatted = TestNamespace::create_named(&c2, &data.name).await?;
+    let cms: Api<ConfigMap> = Api::namespaced(c2.clone(), &squatted.name);
+    create(
+        &cms,
+        json!({"metadata": {"name": "shop-1", "labels": {"app": "shop"}},
+               "data": {"index": "changed"}}),
+    )
+    .await?;
+    let verified_at = proof["time"].clone();
+    let mismatched = p
+        .wait_for(
+            "RestoreDrill",
+            "nightly",
+            Duration::from_secs(60),
+            "a drill that names the changed ConfigMap",
+            |d| drilled(d, "c1")["lastDrill"]["phase"] == "Mismatched",
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    let last = &drilled(&mismatched, "c1")["lastDrill"];
+    assert_eq!(last["mismatched"], 1, "{last:#}");
+    assert_eq!(
+        last["mismatches"][0],
+        format!(
+            "configmaps {}/shop-1: /data/index: the backup holds \"1\", the cluster serves \"changed\"",
+            data.name
+        )
+    );
+    assert!(has_condition(&mismatched, "Proven", "False", "DrillFailed"));
+    assert_eq!(
+        drilled(&mismatched, "c1")["lastProvenRestorable"]["time"],
+        verified_at,
+        "a failed drill keeps the last proof"
+    );
+    p.wait_for_events(Duration::from_secs(10), &["DrillMismatched"])
+        .await?;
+    p.delete().await?;
+    squatted.delete().await?;
+    data.delete().await
+}
