@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use backup_api::restore_drill::{
     DRILL_LABEL, DrillPhase, DrillResult, RestoreDrillStatus, ValidRestoreDrill,
 };
-use backup_api::status::merge_conditions;
+use backup_api::status::set_condition;
 use backup_api::{ManagedCluster, RestoreDrill};
 use backup_core::{RestoreOptions, RestoreSpec};
 use backup_kube::locations::ResolvedLocation;
@@ -73,14 +73,13 @@ pub fn start(ctx: Arc<Context>, job: DrillJob) {
 
 async fn run(ctx: Arc<Context>, job: DrillJob) {
     let mut status = job.status.clone();
-    let namespace = job.key.0.clone();
     let label = (DRILL_LABEL.to_string(), job.key.2.clone());
     for drill in &job.drills {
         let cluster = drill.cluster.name_any();
-        let ended = drill_one(&ctx, &job, drill, &label).await;
+        let (ended, target) = drill_one(&ctx, &job, drill, &label).await;
         ctx.metrics.drill_finished(
             DrilledLabels {
-                namespace: namespace.clone(),
+                namespace: job.key.0.clone(),
                 cluster: cluster.clone(),
             },
             ended.phase,
@@ -88,38 +87,63 @@ async fn run(ctx: Arc<Context>, job: DrillJob) {
             ended.completion_time.unwrap_or_else(|| ctx.clock.now()),
         );
         announce(&ctx, &job.object, &cluster, &ended).await;
-        record_end(&mut status, &cluster, ended);
-        let now = ctx.clock.now();
-        let generation = job.object.metadata.generation;
-        status.conditions = merge_conditions(
-            &status.conditions,
-            vec![proven(&status, &job.selected).at(now, generation)],
-        );
-        write(&ctx, &job.object, &status).await;
+        // Written before the cleanup, which may wait for namespaces to go: the outcome is
+        // known now.
+        let cleans = cleans_up(job.spec.cleanup, ended.phase);
+        record(&ctx, &job, &mut status, &cluster, ended.clone()).await;
+        if let (true, Some(target)) = (cleans, target)
+            && let Err(problem) = delete_scratch(&target, &label, true).await
+        {
+            ctx.event(
+                &job.object.object_ref(&()),
+                true,
+                "DrillCleanupFailed",
+                "Drill",
+                format!("cleaning up the drill of cluster {cluster}: {problem}"),
+            )
+            .await;
+            let mut noted = ended;
+            noted.message = join(&noted.message, &format!("cleanup: {problem}"));
+            record(&ctx, &job, &mut status, &cluster, noted).await;
+        }
     }
     ctx.runs.end_restore(&job.key);
 }
 
-/// Drills one cluster: restore and read back within the timeout, then clean up.
+/// Records how `cluster`'s drill ended in `status`, with the `Proven` condition it makes, and
+/// writes it.
+async fn record(
+    ctx: &Context,
+    job: &DrillJob,
+    status: &mut RestoreDrillStatus,
+    cluster: &str,
+    ended: DrillResult,
+) {
+    record_end(status, cluster, ended);
+    let condition =
+        proven(status, &job.selected).at(ctx.clock.now(), job.object.metadata.generation);
+    set_condition(&mut status.conditions, condition);
+    write(ctx, &job.object, status).await;
+}
+
+/// Drills one cluster: restore and read back within the timeout. Returns how it ended and the
+/// client of the cluster it restored into (none when that cluster could not be reached).
 async fn drill_one(
     ctx: &Context,
     job: &DrillJob,
     drill: &Drill,
     label: &(String, String),
-) -> DrillResult {
+) -> (DrillResult, Option<kube::Client>) {
     let started = Instant::now();
     let mut ended = drill.announced.clone();
     let target = match ctx.clusters.handle(&drill.target).await {
         Ok(handle) => handle,
         Err(problem) => {
-            return failed(
-                ctx,
-                ended,
-                format!(
-                    "cannot reach cluster {}: {problem}",
-                    drill.target.name_any()
-                ),
+            let message = format!(
+                "cannot reach cluster {}: {problem}",
+                drill.target.name_any()
             );
+            return (failed(ctx, ended, message), None);
         }
     };
     let repo = match job
@@ -128,7 +152,7 @@ async fn drill_one(
         .scoped_str(&job.key.0, &drill.cluster.name_any())
     {
         Ok(repo) => repo,
-        Err(e) => return failed(ctx, ended, e.to_string()),
+        Err(e) => return (failed(ctx, ended, e.to_string()), Some(target.client)),
     };
     let engine = DirectEngine::new(target.client.clone(), repo)
         .with_storage_location(&job.location.name)
@@ -150,12 +174,7 @@ async fn drill_one(
     };
     ended.recovery_seconds = Some(started.elapsed().as_secs_f64());
     ended.completion_time = Some(ctx.clock.now());
-    if cleans_up(job.spec.cleanup, ended.phase)
-        && let Err(problem) = delete_scratch(&target.client, label, true).await
-    {
-        ended.message = join(&ended.message, &format!("cleanup: {problem}"));
-    }
-    ended
+    (ended, Some(target.client))
 }
 
 /// The restore with its read-back, judged.

@@ -25,6 +25,8 @@ use backup_kube::locations::ResolvedLocation;
 
 /// The controller's name in metrics.
 pub const CONTROLLER: &str = "restoredrill";
+/// How often a drill whose task runs looks again (to take over when the task ends).
+const WHILE_RUNNING: Duration = Duration::from_secs(2);
 /// How soon a drill that waits for a backup, or is blocked, looks again.
 const RECHECK: Duration = Duration::from_secs(30);
 
@@ -60,8 +62,9 @@ async fn apply(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> {
     };
     let running_here = ctx.runs.restore_running(&key);
     if running_here {
-        // Its task owns the status until it ends; its last write wakes this object again.
-        return Ok(Action::await_change());
+        // Its task owns the status until it ends. Its last write may wake this object before
+        // the task lets go of it, so look again shortly rather than wait for a change.
+        return Ok(Action::requeue(WHILE_RUNNING));
     }
     let observed = observe(&ctx, &key.0, &spec).await?;
     let selected: BTreeSet<String> = observed.selected.iter().map(|c| c.name_any()).collect();
