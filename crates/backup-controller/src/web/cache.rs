@@ -23,7 +23,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use super::auth::Caller;
-use backup_api::{ClusterBackup, ClusterRestore, ManagedCluster, StorageLocation};
+use backup_api::{ClusterBackup, ClusterRestore, ManagedCluster, RestoreDrill, StorageLocation};
 use backup_kube::locations::ResolvedLocation;
 
 /// How long an accepted token and an RBAC answer are reused.
@@ -92,6 +92,8 @@ pub struct Objects {
     pub backups: Store<ClusterBackup>,
     /// ClusterRestores.
     pub restores: Store<ClusterRestore>,
+    /// RestoreDrills.
+    pub drills: Store<RestoreDrill>,
 }
 
 impl Objects {

@@ -199,6 +199,69 @@ pub(super) async fn clusters_data(state: &WebState, ns: &str) -> ApiResult<Vec<V
     Ok(items)
 }
 
+/// `GET /api/v1/namespaces/{ns}/restoredrills`, with each drill's interval.
+pub async fn restore_drills(
+    State(state): State<WebState>,
+    Path(ns): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    items(
+        &state,
+        &headers,
+        &ns,
+        "restoredrills",
+        drills_data(&state, &ns),
+    )
+    .await
+}
+
+/// The RestoreDrills of `ns`, as the API shows them: what they drill, how often (seconds
+/// between the next two firings, 0 for a one-time drill), and each cluster's last drill and
+/// last proof.
+pub(super) async fn drills_data(state: &WebState, ns: &str) -> ApiResult<Vec<Value>> {
+    let listed = Objects::in_namespace(&state.objects().await?.drills, ns);
+    let now = jiff::Timestamp::now();
+    Ok(listed
+        .iter()
+        .map(|d| {
+            let status = d.status.clone().unwrap_or_default();
+            let valid = d.spec.validate();
+            let interval = valid
+                .as_ref()
+                .ok()
+                .and_then(|v| v.schedule.as_ref())
+                .map(|s| {
+                    let utc = jiff::tz::TimeZone::UTC;
+                    let first = s.next_after(now, &utc);
+                    let second = first.and_then(|f| s.next_after(f, &utc));
+                    match (first, second) {
+                        (Some(a), Some(b)) => b.duration_since(a).as_secs(),
+                        _ => 0,
+                    }
+                })
+                .unwrap_or(0);
+            let selects: Option<Vec<String>> = valid.as_ref().ok().map(|v| {
+                Objects::in_namespace(&state.objects.clusters, ns)
+                    .iter()
+                    .filter(|c| v.selection.selects(&c.name_any(), c.labels()))
+                    .map(|c| c.name_any())
+                    .collect()
+            });
+            json!({
+                "name": d.name_any(),
+                "clusterBackup": d.spec.cluster_backup,
+                "schedule": d.spec.schedule,
+                "intervalSeconds": interval,
+                "selectedClusters": selects,
+                "specError": valid.err().map(|e| e.to_string()),
+                "clusters": status.clusters,
+                "ready": condition_json(&status.conditions, "Ready"),
+                "proven": condition_json(&status.conditions, "Proven"),
+            })
+        })
+        .collect())
+}
+
 /// `GET /api/v1/namespaces/{ns}/clusterbackups`, with each schedule's next firings.
 pub async fn cluster_backups(
     State(state): State<WebState>,

@@ -84,6 +84,7 @@ impl WebState {
                 let feed = feed.clone();
                 move |r| feed.send(r)
             }),
+            drills: watch_into_store(&client, namespace, |_| {}),
         };
         WebState {
             locations: backup_kube::locations::Locations::new(client.clone(), tenancy),
@@ -105,7 +106,8 @@ impl WebState {
             self.objects.locations.wait_until_ready().await?;
             self.objects.clusters.wait_until_ready().await?;
             self.objects.backups.wait_until_ready().await?;
-            self.objects.restores.wait_until_ready().await
+            self.objects.restores.wait_until_ready().await?;
+            self.objects.drills.wait_until_ready().await
         };
         match tokio::time::timeout(OBJECTS_READY_WITHIN, ready).await {
             Ok(Ok(())) => Ok(&self.objects),
@@ -175,6 +177,7 @@ pub fn router(state: WebState) -> Router {
             get(storage_locations),
         )
         .route("/api/v1/namespaces/{ns}/clusters", get(clusters))
+        .route("/api/v1/namespaces/{ns}/restoredrills", get(restore_drills))
         .route(
             "/api/v1/namespaces/{ns}/clusterbackups",
             get(cluster_backups),

@@ -1,5 +1,5 @@
 //! A cluster's backups in storage, and what can be done to them: download, delete, and run a
-//! schedule now.
+//! schedule now; and the restore drills that prove them.
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -9,10 +9,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use super::overview::{text, when};
 use super::{CsrfForm, error_page, esc, layout, signed_in, signed_in_form};
 use crate::web::WebState;
-use crate::web::auth::{Action, require};
+use crate::web::auth::{Action, allowed, require};
 use crate::web::handlers::{
-    LocationQuery, cluster_backups_data, cluster_listing, delete_stored, request_run_now,
-    stored_backups, tarball,
+    LocationQuery, cluster_backups_data, cluster_listing, delete_stored, drills_data,
+    request_run_now, stored_backups, tarball,
 };
 
 /// `GET /ui/projects/{ns}/clusters/{cluster}`: the cluster's backups in storage.
@@ -37,12 +37,19 @@ pub async fn cluster(
         .await?;
         let listing =
             cluster_listing(&state, &ns, &cluster, &LocationQuery { location: None }).await?;
+        let may_list_drills =
+            allowed(&state, caller, &ns, Action::on("list", "restoredrills")).await?;
+        let drills = match may_list_drills {
+            true => Some(drills_data(&state, &ns).await?),
+            false => None,
+        };
         Ok::<_, crate::web::error::ApiError>((
             stored_backups(&listing),
             cluster_backups_data(&state, &ns).await?,
+            drills,
         ))
     };
-    let (backups, schedules) = match backups.await {
+    let (backups, schedules, drills) = match backups.await {
         Ok(b) => b,
         Err(e) => return error_page(e, session),
     };
@@ -65,8 +72,15 @@ pub async fn cluster(
         &format!(
             "<p><a href=\"/ui/projects/{e_ns}\">← {e_ns}</a></p>\
              <div id=\"live\" data-cluster=\"{e_cluster}\" \
-             data-events=\"/ui/projects/{e_ns}/events\">{}</div>{body}",
-            running
+             data-events=\"/ui/projects/{e_ns}/events\">{}</div>{body}{drills}",
+            running,
+            drills = match drills {
+                Some(drills) => format!(
+                    "<h2>Restore drills</h2>{}",
+                    super::drills::table(&drills, &cluster)
+                ),
+                None => String::new(),
+            },
         ),
         false,
     ))

@@ -19,6 +19,7 @@ use super::session::{self, MAX_AGE_SECONDS};
 
 mod assets;
 mod backups;
+mod drills;
 mod overview;
 mod restores;
 

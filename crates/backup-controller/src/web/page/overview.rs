@@ -11,7 +11,7 @@ use super::{error_page, esc, layout, signed_in};
 use crate::web::WebState;
 use crate::web::auth::{Action, allowed, require};
 use crate::web::error::ApiError;
-use crate::web::handlers::{cluster_backups_data, clusters_data, locations_data};
+use crate::web::handlers::{cluster_backups_data, clusters_data, drills_data, locations_data};
 
 /// The time a backup name (`<schedule>-<YYYYMMDDhhmmss>`) was taken, when it says.
 fn taken_at(name: &str) -> Option<Timestamp> {
@@ -23,7 +23,7 @@ fn taken_at(name: &str) -> Option<Timestamp> {
         .map(|z| z.timestamp())
 }
 
-fn age(since: Timestamp, now: Timestamp) -> String {
+pub(super) fn age(since: Timestamp, now: Timestamp) -> String {
     let seconds = now.duration_since(since).as_secs().max(0);
     match seconds {
         s if s < 120 => format!("{s} s"),
@@ -114,13 +114,18 @@ pub async fn project(
             true => Some(locations_data(&state, &ns).await?),
             false => None,
         };
+        let drills = match may("restoredrills").await? {
+            true => Some(drills_data(&state, &ns).await?),
+            false => None,
+        };
         Ok::<_, ApiError>((
             clusters,
             locations,
             cluster_backups_data(&state, &ns).await?,
+            drills,
         ))
     };
-    let (clusters, locations, schedules) = match data.await {
+    let (clusters, locations, schedules, drills) = match data.await {
         Ok(d) => d,
         Err(e) => return error_page(e, session),
     };
@@ -131,9 +136,20 @@ pub async fn project(
              project.</td></tr>"
         )
     };
+    let columns = if drills.is_some() { 4 } else { 3 };
     let cluster_rows = match &clusters {
-        Some(clusters) => cluster_rows(clusters, &schedules, &ns, Timestamp::now()),
-        None => hidden("ManagedClusters", 3),
+        Some(clusters) => cluster_rows(
+            clusters,
+            &schedules,
+            drills.as_deref(),
+            &ns,
+            Timestamp::now(),
+        ),
+        None => hidden("ManagedClusters", columns),
+    };
+    let proven_header = match drills {
+        Some(_) => "<th>Proven restorable</th>",
+        None => "",
     };
     let location_rows = match &locations {
         Some(locations) => location_rows(locations),
@@ -143,7 +159,7 @@ pub async fn project(
     let body = format!(
         "<p><a href=\"/ui/projects/{e_ns}/restores\">Restores</a></p>\
          <h2>Clusters</h2><table><thead><tr><th>Cluster</th><th>Reachable</th>\
-         <th>Last successful backup</th></tr></thead><tbody>{cluster_rows}</tbody></table>\
+         <th>Last successful backup</th>{proven_header}</tr></thead><tbody>{cluster_rows}</tbody></table>\
          <h2>Storage locations</h2><table><thead><tr><th>Name</th><th>Provider</th><th>Phase</th>\
          <th>Message</th></tr></thead><tbody>{location_rows}</tbody></table>\
          <h2>Schedules</h2><table><thead><tr><th>Name</th><th>Schedule</th><th>Phase</th>\
@@ -152,21 +168,35 @@ pub async fn project(
     Html(layout(&format!("Project {ns}"), session, &body, false)).into_response()
 }
 
-/// A row per cluster: its link, whether it is reachable, and its last successful backup
-/// (marked when stale).
-fn cluster_rows(clusters: &[Value], schedules: &[Value], ns: &str, now: Timestamp) -> String {
+/// A row per cluster: its link, whether it is reachable, its last successful backup (marked
+/// when stale) and, for who may list drills, when a drill last proved it restorable.
+fn cluster_rows(
+    clusters: &[Value],
+    schedules: &[Value],
+    drills: Option<&[Value]>,
+    ns: &str,
+    now: Timestamp,
+) -> String {
     let e_ns = esc(ns);
+    let mark = |stale: bool| if stale { "bad" } else { "" };
     clusters
         .iter()
         .map(|c| {
             let name = c["name"].as_str().unwrap_or_default();
             let (last, stale) = freshness(name, schedules, now);
+            let proven = match drills {
+                Some(drills) => {
+                    let (proof, stale) = super::drills::proven(name, drills, now);
+                    format!("<td class=\"{}\" data-proven>{proof}</td>", mark(stale))
+                }
+                None => String::new(),
+            };
             format!(
                 "<tr><td><a href=\"/ui/projects/{e_ns}/clusters/{0}\">{0}</a></td><td>{1}</td>\
-                 <td class=\"{2}\">{last}</td></tr>",
+                 <td class=\"{2}\">{last}</td>{proven}</tr>",
                 esc(name),
                 text(&c["reachable"]["status"]),
-                if stale { "bad" } else { "" }
+                mark(stale)
             )
         })
         .collect()
