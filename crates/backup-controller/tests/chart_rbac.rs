@@ -86,6 +86,88 @@ fn the_charts_webhook_sends_what_the_controller_registers() -> Result<()> {
     Ok(())
 }
 
+/// The chart's opt-in alerts read only metrics the controller exports, under their exported
+/// names (a renamed metric would silently never alert).
+#[test]
+fn the_charts_alerts_read_metrics_the_controller_exports() -> Result<()> {
+    use backup_api::restore_drill::DrillPhase;
+    use backup_controller::metrics::{BackupLabels, DrilledLabels, LocationLabels, Metrics};
+    let off = tests::helm::render(&json!({}), "bf", "backup-fleet-system")?
+        .map_err(|e| anyhow::anyhow!("rendering: {e}"))?;
+    ensure!(
+        !off.objects()?.iter().any(|o| o["kind"] == "PrometheusRule"),
+        "the rule is opt-in"
+    );
+    let chart = tests::helm::render(
+        &json!({"metrics": {"prometheusRule": {"enabled": true}}}),
+        "bf",
+        "backup-fleet-system",
+    )?
+    .map_err(|e| anyhow::anyhow!("rendering: {e}"))?;
+    let objects = chart.objects()?;
+    let rule = objects
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .context("no PrometheusRule with metrics.prometheusRule.enabled")?;
+    let metrics = Metrics::new();
+    let now = jiff::Timestamp::now();
+    let backup = BackupLabels {
+        namespace: "p".into(),
+        clusterbackup: "b".into(),
+        cluster: "c".into(),
+    };
+    metrics.last_successful_backup(backup, now);
+    let location = LocationLabels {
+        namespace: "p".into(),
+        name: "l".into(),
+    };
+    metrics.location_available(location, false);
+    let drilled = DrilledLabels {
+        namespace: "p".into(),
+        cluster: "c".into(),
+    };
+    metrics.drill_finished(drilled, DrillPhase::Verified, Some(1.0), now);
+    let exposition = metrics.encode()?;
+    let rules = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .context("no rules")?;
+    let alerts: Vec<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+    ensure!(
+        alerts
+            == [
+                "BackupFleetLastBackupTooOld",
+                "BackupFleetNotProvenRestorable",
+                "BackupFleetStorageLocationUnavailable",
+                "BackupFleetRestoreDrillFailed"
+            ],
+        "{alerts:?}"
+    );
+    for rule in rules {
+        let expr = rule["expr"].as_str().context("an expr")?;
+        let names: Vec<&str> = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("backupfleet_"))
+            .collect();
+        ensure!(!names.is_empty(), "{expr} reads no metric of ours");
+        for name in names {
+            ensure!(
+                exposition
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name}{{"))
+                        || l.starts_with(&format!("{name} "))),
+                "{expr}: the controller exports no {name}:\n{exposition}"
+            );
+        }
+        ensure!(
+            rule["annotations"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("{{ $labels.")),
+            "{rule}"
+        );
+    }
+    Ok(())
+}
+
 /// Applies one rendered object for real (server-side apply).
 async fn apply(client: &Client, object: &Value, namespace: &str) -> Result<()> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
