@@ -425,3 +425,133 @@ async fn a_drill_cut_short_by_kill_9_ends_failed_and_the_next_controller_cleans_
     p.delete().await?;
     data.delete().await
 }
+
+/// Rewrites backup `name` of `repo` as a valid backup that no longer restores: its tarball
+/// gains a ConfigMap whose data values are not strings (the API server refuses it), and its
+/// manifest is written again over the new checksums, as a tampering writer would.
+async fn add_a_refused_object(
+    repo: &backup_storage::Repository,
+    name: &str,
+    namespace: &str,
+) -> Result<()> {
+    use backup_core::BackupKind;
+    use backup_velero::format::tarball::{TarballWriter, read_tarball};
+    use backup_velero::tarball_layout::ItemPath;
+    use futures::TryStreamExt;
+    let name = backup_storage::BackupName::new(name)?;
+    let manifest = repo.get_manifest(BackupKind::Resources, &name).await?;
+    let mut artifacts = Vec::new();
+    for artifact in &manifest.artifacts {
+        let mut data: Vec<u8> = repo
+            .open_artifact(BackupKind::Resources, &name, &artifact.name)
+            .await?
+            .try_fold(Vec::new(), |mut all, chunk| async move {
+                all.extend_from_slice(&chunk);
+                Ok(all)
+            })
+            .await?;
+        if artifact.name.as_str().ends_with(".tar.gz") {
+            let mut tarball = TarballWriter::new(Vec::new())?;
+            for item in read_tarball(data.as_slice())? {
+                tarball.add_item(&item.path, "v1", &item.data)?;
+            }
+            let refused = ItemPath {
+                resource: "configmaps".into(),
+                group: String::new(),
+                namespace: Some(namespace.into()),
+                name: "not-strings".into(),
+                version_dir: None,
+            };
+            let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "not-strings", "namespace": namespace},
+                "data": {"replicas": 3}});
+            tarball.add_item(&refused, "v1", &serde_json::to_vec(&body)?)?;
+            data = tarball.finish()?;
+        }
+        artifacts.push((artifact.name.clone(), data));
+    }
+    repo.delete(BackupKind::Resources, &name).await?;
+    let mut writer = repo.begin_backup(BackupKind::Resources, &name).await?;
+    for (artifact, data) in artifacts {
+        writer.put_artifact_bytes(&artifact, data.into()).await?;
+    }
+    writer
+        .commit(manifest.attributes.clone(), manifest.expires_at)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_backup_that_no_longer_restores_fails_its_drill_naming_the_refused_object() -> Result<()>
+{
+    let env = shared()?;
+    let c1 = env.client("c1").await?;
+    let p = Project::create("drill-refused").await?;
+    let data = TestNamespace::create(&c1, "drill-refused-src").await?;
+    shop(&c1, &data.name, 2).await?;
+    p.apply(p.s3_location("main", true)?).await?;
+    p.apply(p.cluster("c1", "c1", json!({}))).await?;
+    p.apply(
+        json!({"kind": "ClusterBackup", "metadata": {"name": "shop"},
+        "spec": {"clusters": {"names": ["c1"]}, "template": {"includedNamespaces": [data.name]}}}),
+    )
+    .await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
+    let run = p
+        .completed_run("shop", Duration::from_secs(60), &controller)
+        .await?;
+    add_a_refused_object(&p.repository("c1")?, &run, &data.name).await?;
+    p.apply(json!({"kind": "RestoreDrill", "metadata": {"name": "once"},
+        "spec": {"clusterBackup": "shop", "cleanup": "OnSuccess",
+                 "target": {"sameCluster": {"namespacePrefix": "drill-"}}}}))
+        .await?;
+    let drilled_once = p
+        .wait_for(
+            "RestoreDrill",
+            "once",
+            Duration::from_secs(60),
+            "the drill ended",
+            |d| {
+                matches!(
+                    drilled(d, "c1")["lastDrill"]["phase"].as_str(),
+                    Some("Mismatched" | "Failed")
+                )
+            },
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    let last = &drilled(&drilled_once, "c1")["lastDrill"];
+    assert_eq!(last["phase"], "Mismatched", "{last:#}");
+    assert_eq!(last["mismatched"], 1, "{last:#}");
+    let scratch = format!("drill-{}", data.name);
+    let named = last["mismatches"][0].as_str().unwrap_or_default();
+    assert!(
+        named.starts_with(&format!("configmaps {scratch}/not-strings: ")),
+        "the refused object is named: {last:#}"
+    );
+    assert_eq!(
+        last["verified"].as_u64().map(|v| v + 1),
+        last["items"].as_u64(),
+        "everything else verified: {last:#}"
+    );
+    assert!(has_condition(
+        &drilled_once,
+        "Proven",
+        "False",
+        "DrillFailed"
+    ));
+    // OnSuccess keeps a failed drill's namespace for a look; deleting the drill removes it.
+    let namespaces: Api<Namespace> = Api::all(c1.clone());
+    assert!(namespaces.get_opt(&scratch).await?.is_some());
+    p.api("RestoreDrill", "restoredrills")
+        .delete("once", &Default::default())
+        .await?;
+    wait_until(
+        Duration::from_secs(60),
+        "the kept namespace gone",
+        || async { Ok(namespaces.get_opt(&scratch).await?.is_none()) },
+    )
+    .await?;
+    p.delete().await?;
+    data.delete().await
+}

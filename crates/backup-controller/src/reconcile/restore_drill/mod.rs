@@ -19,7 +19,7 @@ use super::{Blocked, with_finalizer, write_status};
 use crate::context::Context;
 use crate::error::Result;
 use crate::runs::ObjectKey;
-use backup_api::restore_drill::{DRILL_LABEL, DrillPhase, ValidRestoreDrill, ValidTarget};
+use backup_api::restore_drill::{DRILL_LABEL, DrillCleanup, ValidRestoreDrill, ValidTarget};
 use backup_api::{ClusterBackup, ManagedCluster, RUN_NOW_ANNOTATION, RestoreDrill};
 use backup_kube::locations::ResolvedLocation;
 
@@ -89,14 +89,9 @@ async fn apply(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> {
             .map(String::as_str),
     });
     for interrupted in &decided.interrupted {
-        clean_up_after(
-            &ctx,
-            &key,
-            &spec,
-            &interrupted.target_cluster,
-            DrillPhase::Failed,
-        )
-        .await;
+        if cleans_up(spec.cleanup, interrupted.phase) {
+            clean_up_after(&ctx, &key, &interrupted.target_cluster).await;
+        }
     }
     let wait = match (decided.recheck, decided.requeue_after) {
         (true, Some(next)) => next.min(RECHECK),
@@ -264,18 +259,9 @@ fn drills_of(
         .collect()
 }
 
-/// Deletes the scratch namespaces of a drill that ended in `phase` in `target`, when the
-/// policy says so (without waiting for them to go: no drill follows here).
-async fn clean_up_after(
-    ctx: &Context,
-    key: &ObjectKey,
-    spec: &ValidRestoreDrill,
-    target: &str,
-    phase: DrillPhase,
-) {
-    if !cleans_up(spec.cleanup, phase) {
-        return;
-    }
+/// Deletes the scratch namespaces of this drill in `target` (without waiting for them to go:
+/// no drill follows here).
+async fn clean_up_after(ctx: &Context, key: &ObjectKey, target: &str) {
     let Some(cluster) = ctx
         .stores
         .clusters
@@ -296,11 +282,13 @@ async fn clean_up_after(
 }
 
 /// The RestoreDrill is being deleted: its drills stop, and their scratch namespaces go unless
-/// the policy keeps them.
+/// the policy is `Never` (`OnSuccess` kept a failed drill's for a look, which ends with it).
 async fn cleanup(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> {
     let key = key_of(&drill);
     ctx.runs.abort_restore(&key);
-    if let Ok(spec) = drill.spec.validate() {
+    if let Ok(spec) = drill.spec.validate()
+        && spec.cleanup != DrillCleanup::Never
+    {
         let targets: BTreeSet<String> = drill
             .status
             .iter()
@@ -309,7 +297,7 @@ async fn cleanup(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> 
             .map(|d| d.target_cluster.clone())
             .collect();
         for target in targets {
-            clean_up_after(&ctx, &key, &spec, &target, DrillPhase::Failed).await;
+            clean_up_after(&ctx, &key, &target).await;
         }
     }
     Ok(Action::await_change())
