@@ -307,3 +307,129 @@ async fn auto_falls_back_to_direct_without_an_answering_velero_and_says_why() ->
     p.delete().await?;
     velero_ns.delete().await
 }
+
+/// Velero's files for backup `name` in `p`'s scope of `cluster`, as Velero writes them to its
+/// location: its Backup object and the record of a file-system backup of a pod's volume.
+async fn velero_wrote_volume_data(p: &Project, cluster: &str, name: &str) -> Result<()> {
+    use backup_storage::object_store::{ObjectStoreExt, PutPayload, path::Path};
+    let repo = p.repository(cluster)?;
+    let dir = format!("velero/backups/{name}");
+    let backup = json!({"apiVersion": "velero.io/v1", "kind": "Backup",
+        "metadata": {"name": name, "namespace": "velero"},
+        "spec": {"includedNamespaces": ["shop"], "defaultVolumesToFsBackup": true},
+        "status": {"phase": "Completed"}});
+    let volumes = json!([{"apiVersion": "velero.io/v1", "kind": "PodVolumeBackup",
+        "metadata": {"name": format!("{name}-x1"), "namespace": "velero"},
+        "spec": {"volume": "data", "pod": {"kind": "Pod", "namespace": "shop", "name": "db-0"}},
+        "status": {"phase": "Completed"}}]);
+    let files = [
+        (
+            "velero-backup.json".to_string(),
+            serde_json::to_vec(&backup)?,
+        ),
+        (
+            format!("{name}-podvolumebackups.json.gz"),
+            backup_velero::format::gzip_json(&volumes)?,
+        ),
+    ];
+    for (file, data) in files {
+        repo.store()
+            .put(&Path::from(format!("{dir}/{file}")), PutPayload::from(data))
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_backup_with_volume_data_is_restored_only_by_the_velero_that_took_it() -> Result<()> {
+    use backup_velero::api::Restore;
+    let (c1, velero_ns, p) = setup("velero_volumes").await?;
+    p.apply(velero_cluster(&p, "vc1", "velero", &velero_ns.name))
+        .await?;
+    p.apply(p.cluster("plain", "c1", json!({}))).await?;
+    velero_wrote_volume_data(&p, "vc1", "db").await?;
+    let controller = ControllerProcess::start(tests::controller_bin!(), &p, "only", &[]).await?;
+    let restore = |name: &str, targets: Value| {
+        json!({"kind": "ClusterRestore", "metadata": {"name": name},
+            "spec": {"source": {"cluster": "vc1", "backupName": "db"}, "targetClusters": targets}})
+    };
+
+    // Into another cluster: the direct engine would bring the volume back empty. Refused
+    // before anything is created, naming the volume.
+    p.apply(restore("elsewhere", json!(["plain"]))).await?;
+    let refused = p
+        .wait_for("ClusterRestore", "elsewhere", WAIT, "the refusal", |r| {
+            has_condition(r, "Ready", "False", "VolumeDataNotRestorable")
+        })
+        .await
+        .with_context(|| controller.log_text())?;
+    let message = condition(&refused, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("file-system backup of volume data of pod shop/db-0")
+            && message.contains("into plain"),
+        "{message}"
+    );
+    assert!(refused["status"]["phase"].is_null() || refused["status"]["phase"] == "Failed");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(c1.clone());
+    assert!(
+        namespaces.get_opt("shop").await?.is_none(),
+        "nothing created"
+    );
+
+    // Into its source, which runs Velero: a velero.io Restore of the Backup Velero took, and the
+    // ClusterRestore follows it.
+    let backups: Api<Backup> = Api::namespaced(c1.clone(), &velero_ns.name);
+    let velero_backup = object_name("vc1", "backup", "db");
+    backups
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": velero_backup}, "spec": {}}))?,
+        )
+        .await?;
+    velero_sets_status(&backups, &velero_backup, json!({"phase": "Completed"})).await?;
+    p.apply(restore("in-place", json!(["vc1"]))).await?;
+    let running = p
+        .wait_for(
+            "ClusterRestore",
+            "in-place",
+            WAIT,
+            "the restore started",
+            |r| r["status"]["phase"] == "InProgress",
+        )
+        .await
+        .with_context(|| controller.log_text())?;
+    let restores: Api<Restore> = Api::namespaced(c1.clone(), &velero_ns.name);
+    let velero_restore = object_name("vc1", "restore", "in-place-vc1");
+    let created = serde_json::to_value(eventually(&restores, &velero_restore).await?)?;
+    assert_eq!(
+        created["spec"]["backupName"],
+        velero_backup.as_str(),
+        "{created:#}"
+    );
+    assert_eq!(running["status"]["clusters"][0]["cluster"], "vc1");
+    velero_sets_status(
+        &restores,
+        &velero_restore,
+        json!({"phase": "Completed", "startTimestamp": "2026-12-07T10:00:00Z",
+               "completionTimestamp": "2026-12-07T10:00:05Z"}),
+    )
+    .await?;
+    p.wait_for(
+        "ClusterRestore",
+        "in-place",
+        WAIT,
+        "the restore completed",
+        |r| r["status"]["phase"] == "Completed",
+    )
+    .await
+    .with_context(|| controller.log_text())?;
+    assert!(
+        namespaces.get_opt("shop").await?.is_none(),
+        "the direct engine created nothing: Velero restores"
+    );
+    p.delete().await?;
+    velero_ns.delete().await
+}

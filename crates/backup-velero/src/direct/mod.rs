@@ -31,6 +31,7 @@ mod spill;
 mod spool;
 pub mod stored;
 pub mod verify;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -43,6 +43,9 @@ pub struct RestoreJob {
     pub repo: Repository,
     /// The location's name (recorded in the restore).
     pub location: String,
+    /// Whether each target's Velero restores (the backup holds volume data; the targets are
+    /// its source, whose Velero took it), instead of the direct engine.
+    pub through_velero: bool,
     /// The targets.
     pub targets: Vec<Arc<ManagedCluster>>,
     /// The status announcing it (every target `New`).
@@ -181,6 +184,9 @@ async fn restore_one(ctx: &Context, job: &RestoreJob, cluster: &ManagedCluster, 
         Ok(handle) => handle,
         Err(problem) => return fail(format!("cluster {target} cannot be reached: {problem}")),
     };
+    if job.through_velero {
+        return restore_through_velero(ctx, job, cluster, &handle, &name, shared).await;
+    }
     let engine = DirectEngine::new(handle.client.clone(), job.repo.clone())
         .with_storage_location(&job.location)
         .with_discovery_cache(handle.discovery.clone());
@@ -206,6 +212,51 @@ async fn restore_one(ctx: &Context, job: &RestoreJob, cluster: &ManagedCluster, 
         apply(r, &status);
         r.completion_timestamp = status.completed.or(Some(ctx.clock.now()));
         r.plan = plan;
+        r.message = summary(&status);
+    });
+    if let Some(result) = shared.get().clusters.iter().find(|c| c.cluster == target) {
+        announce(ctx, job, cluster, result).await;
+    }
+}
+
+/// A restore carried out by the target's Velero (a `velero.io` Restore of the Backup it took),
+/// followed until Velero says it ended: the way volume data comes back.
+async fn restore_through_velero(
+    ctx: &Context,
+    job: &RestoreJob,
+    cluster: &ManagedCluster,
+    handle: &crate::clusters::ClusterHandle,
+    name: &str,
+    shared: &Shared,
+) {
+    let target = cluster.name_any();
+    let fail = |message: String| {
+        shared.update(&target, |r| {
+            r.phase = Phase::Failed;
+            r.completion_timestamp = Some(ctx.clock.now());
+            r.message = Some(message);
+        });
+    };
+    let engine = match handle.velero_engine(&job.location) {
+        Ok(engine) => engine,
+        Err(e) => return fail(format!("Velero in cluster {target}: {e}")),
+    };
+    if let Err(e) = engine.start_restore(name, &job.spec).await {
+        return fail(format!("Velero's restore could not start: {e}"));
+    }
+    let mut poll = crate::reconcile::Poll::doubling_to(ctx.settings.poll_every);
+    let status = loop {
+        poll.wait_or_change(None).await;
+        match engine.observe_restore(name).await {
+            Ok(status) if status.phase.is_terminal() => break status,
+            Ok(status) => shared.update(&target, |r| apply(r, &status)),
+            Err(e) if e.is_retryable() => continue,
+            Err(e) => return fail(format!("following Velero's restore failed: {e}")),
+        }
+    };
+    shared.update(&target, |r| {
+        apply(r, &status);
+        r.completion_timestamp = status.completed.or(Some(ctx.clock.now()));
         r.message = summary(&status);
     });
     if let Some(result) = shared.get().clusters.iter().find(|c| c.cluster == target) {

@@ -157,6 +157,7 @@ async fn run(
             object: restore.clone(),
             spec: launch.spec,
             repo: resolved.repo,
+            through_velero: resolved.source.through_velero,
             location: resolved.source.location,
             targets: resolved.targets,
             status: launch.status,

@@ -18,7 +18,7 @@ use super::plan::{
 use crate::context::Context;
 use crate::error::{Error, Result};
 use backup_api::cluster_restore::ValidClusterRestore;
-use backup_api::{ClusterRestore, ClusterRestoreSpec, ManagedCluster};
+use backup_api::{ClusterRestore, ClusterRestoreSpec, EngineChoice, EngineKind, ManagedCluster};
 use backup_kube::locations::ResolvedLocation;
 
 /// What a restore reads and where it goes.
@@ -82,6 +82,13 @@ async fn resolved(
         .map_err(plan::unscoped)?;
     let found = backup(&repo, spec).await?;
     let backup = plan::backup_to_restore(spec, &namespace, &location.name, found)?;
+    let volumes = volumes(&repo, &backup, spec).await?;
+    let engines: Vec<(String, bool)> = targets
+        .iter()
+        .map(|c| (c.name_any(), runs_velero(c)))
+        .collect();
+    let through_velero =
+        plan::volume_data_route(&backup, &volumes, &spec.source_cluster, &engines)?;
     if plan::refuses_existing_namespaces(spec) {
         for cluster in &targets {
             let answer = mapped_namespaces(ctx, cluster, spec).await?;
@@ -94,6 +101,7 @@ async fn resolved(
             location: location.name,
             backup,
             modifiers,
+            through_velero,
         },
         repo,
         targets,
@@ -158,6 +166,35 @@ async fn backup(repo: &Repository, spec: &ValidClusterRestore) -> Result<BackupL
         Err(EngineError::NotFound { .. }) => Ok(BackupLookup::NotFound),
         Err(e) if e.is_retryable() => Err(Error::from(e).into()),
         Err(e) => Ok(BackupLookup::Failed(e.to_string())),
+    }
+}
+
+/// Whether `cluster` backs up through Velero: engine `velero`, or `auto` when its status says
+/// Velero answered.
+fn runs_velero(cluster: &ManagedCluster) -> bool {
+    match cluster.spec.engine {
+        EngineChoice::Velero => true,
+        EngineChoice::Auto => {
+            cluster.status.as_ref().and_then(|s| s.engine) == Some(EngineKind::Velero)
+        }
+        EngineChoice::Direct => false,
+    }
+}
+
+/// The volume data `backup` holds among what the restore restores (see
+/// [`backup_velero::direct::volumes`]).
+async fn volumes(
+    repo: &Repository,
+    backup: &str,
+    spec: &ValidClusterRestore,
+) -> Result<Vec<backup_velero::direct::volumes::Volume>, Stop> {
+    let name = backup_storage::BackupName::new(backup)
+        .map_err(|e| Blocked::new("BackupNotFound", e.to_string()))?;
+    let filter = &spec.template.options.filter;
+    match backup_velero::direct::volumes::volume_data(repo, &name, filter).await {
+        Ok(volumes) => Ok(volumes),
+        Err(e) if e.is_retryable() => Err(Error::from(e).into()),
+        Err(e) => Err(Blocked::new("VolumeDataUnknown", e.to_string()).into()),
     }
 }
 

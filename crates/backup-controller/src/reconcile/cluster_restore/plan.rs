@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use backup_core::resource_modifiers::ResourceModifiers;
 use backup_core::{ExistingResourcePolicy, RestoreSpec};
+use backup_velero::direct::volumes::{Volume, describe};
 use jiff::Timestamp;
 
 use backup_api::cluster_restore::{
@@ -207,6 +208,9 @@ pub struct Source {
     pub backup: String,
     /// The resource modifiers to apply.
     pub modifiers: Option<ResourceModifiers>,
+    /// Whether the targets restore it through their Velero (it holds volume data, see
+    /// [`volume_data_route`]).
+    pub through_velero: bool,
 }
 
 /// What [`launch`] reads.
@@ -393,6 +397,42 @@ pub enum BackupLookup {
     NotFound,
     /// An error that retrying does not fix.
     Failed(String),
+}
+
+/// How a backup holding volume data may be restored: only by Velero, in a cluster whose
+/// Velero holds the backup (its source, backed up through that Velero), since the direct engine
+/// would bring the claims back empty. `Ok(false)`: no volume data, the direct engine restores;
+/// `Ok(true)`: every target is the source and runs Velero, Velero restores; otherwise refused
+/// before anything is created, naming the volumes. `targets` are each target's name and
+/// whether its engine is Velero.
+pub fn volume_data_route(
+    backup: &str,
+    volumes: &[Volume],
+    source: &str,
+    targets: &[(String, bool)],
+) -> Result<bool, Blocked> {
+    if volumes.is_empty() {
+        return Ok(false);
+    }
+    let elsewhere: Vec<&str> = targets
+        .iter()
+        .filter(|(name, velero)| name != source || !velero)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if elsewhere.is_empty() {
+        return Ok(true);
+    }
+    Err(Blocked::new(
+        "VolumeDataNotRestorable",
+        format!(
+            "backup {backup} holds volume data ({}), which only Velero restores, and only in \
+             cluster {source}, whose Velero took it; restoring it into {} would bring the \
+             volumes back empty: restore into {source} with its engine velero, or leave the \
+             namespaces of those volumes out (spec.excludedNamespaces)",
+            describe(volumes),
+            elsewhere.join(", ")
+        ),
+    ))
 }
 
 /// The backup to restore, or why there is none: `found` in StorageLocation `location`.

@@ -218,6 +218,7 @@ fn source(modifiers: Option<ResourceModifiers>) -> Source {
         location: "main".into(),
         backup: BACKUP.into(),
         modifiers,
+        through_velero: false,
     }
 }
 
@@ -561,5 +562,43 @@ fn a_modifier_document_is_parsed_and_checked() {
                  {yaml_error}"
             )
         ))
+    );
+}
+
+#[test]
+fn volume_data_is_restored_only_by_the_velero_of_its_source_and_refused_elsewhere_by_name() {
+    let volumes = [Volume {
+        namespace: Some("shop".into()),
+        description: "file-system backup of volume data of pod shop/db-0".into(),
+    }];
+    let target = |name: &str, velero: bool| (name.to_string(), velero);
+    assert_eq!(
+        volume_data_route("b", &[], "c1", &[target("c2", false)]),
+        Ok(false),
+        "no volume data: the direct engine, anywhere"
+    );
+    assert_eq!(
+        volume_data_route("b", &volumes, "c1", &[target("c1", true)]),
+        Ok(true)
+    );
+    for targets in [
+        vec![target("c1", false)],
+        vec![target("c1", true), target("c2", true)],
+    ] {
+        let refused = volume_data_route("b", &volumes, "c1", &targets).unwrap_err();
+        assert_eq!(refused.reason, "VolumeDataNotRestorable");
+        assert!(
+            refused.message.starts_with(
+                "backup b holds volume data (file-system backup of volume data of pod shop/db-0)"
+            ),
+            "{}",
+            refused.message
+        );
+    }
+    let elsewhere = volume_data_route("b", &volumes, "c1", &[target("c2", true)]).unwrap_err();
+    assert!(
+        elsewhere.message.contains("into c2 would bring"),
+        "{}",
+        elsewhere.message
     );
 }
