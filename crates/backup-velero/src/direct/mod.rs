@@ -165,6 +165,16 @@ impl DirectEngine {
         // An encrypted backup without a matching identity is refused here, before the run
         // starts: nothing is created in the cluster and nothing is written to storage.
         source.ensure_readable(&self.repo)?;
+        // So is one whose volume data this engine would drop (it restores objects only).
+        let volumes = volumes::volume_data(&self.repo, &backup_ok, &spec.options.filter).await?;
+        if !volumes.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "backup {backup_ok} holds volume data ({}), which the direct engine cannot \
+                 restore: the volumes would come back empty; restore it with the Velero that \
+                 took it, or leave those namespaces out of the restore",
+                volumes::describe(&volumes)
+            )));
+        }
         if lookup::restore_stored(&self.repo, &name_ok).await? {
             return Err(EngineError::AlreadyExists {
                 what: "restore",

@@ -203,4 +203,45 @@ mod tests {
             "{err}"
         );
     }
+
+    #[tokio::test]
+    async fn the_direct_engine_refuses_to_restore_volume_data_before_it_touches_anything() {
+        use backup_core::{RestoreEngine, RestoreSpec};
+        let (dir, repo, name) = repo_with(&[(
+            "podvolumebackups",
+            json!([{"spec": {"volume": "data", "pod": {"namespace": "shop", "name": "db-0"}}}]),
+        )])
+        .await;
+        std::fs::write(
+            dir.path()
+                .join("p/c1/velero/backups/nightly/velero-backup.json"),
+            br#"{"apiVersion": "velero.io/v1", "kind": "Backup", "metadata": {"name": "nightly"}}"#,
+        )
+        .unwrap();
+        // A cluster nobody answers at: the refusal must come before any request to it.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let engine = super::super::DirectEngine::new(kube::Client::try_from(config).unwrap(), repo);
+        let spec = RestoreSpec {
+            backup_name: Some(name.to_string()),
+            ..RestoreSpec::default()
+        };
+        let refused = engine.start_restore("r", &spec).await.unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("holds volume data (file-system backup of volume data of pod shop/db-0)"),
+            "{refused}"
+        );
+        let mut excluded = spec.clone();
+        excluded.options.filter.excluded_namespaces = vec!["shop".into()];
+        let started = engine.start_restore("r2", &excluded).await;
+        assert!(
+            !started.is_err_and(|e| e.to_string().contains("volume data")),
+            "leaving the namespace out lifts the refusal"
+        );
+        assert!(
+            !dir.path().join("p/c1/velero/restores/r").exists(),
+            "nothing written for the refused restore"
+        );
+    }
 }

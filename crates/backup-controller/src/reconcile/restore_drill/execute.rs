@@ -20,7 +20,6 @@ use backup_api::status::set_condition;
 use backup_api::{ManagedCluster, RestoreDrill};
 use backup_core::{RestoreOptions, RestoreSpec};
 use backup_kube::locations::ResolvedLocation;
-use backup_velero::direct::volumes::{describe, volume_data};
 use backup_velero::direct::{DirectEngine, DrillOptions};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -197,7 +196,6 @@ async fn restore(
         namespace_prefix: job.spec.target.namespace_prefix().to_string(),
         label: label.clone(),
     };
-    refuse_volume_data(engine, &announced.backup_name, &spec).await?;
     let name = &announced.restore_name;
     engine
         .start_restore_with(name, &spec, Some(options))
@@ -237,29 +235,6 @@ async fn restore(
         DrillPhase::Mismatched
     };
     Ok(ended)
-}
-
-/// A drill restores with the direct engine, which brings volumes back empty: a backup holding
-/// volume data among what the drill restores is refused before anything is created.
-async fn refuse_volume_data(
-    engine: &DirectEngine,
-    backup: &str,
-    spec: &RestoreSpec,
-) -> Result<(), String> {
-    let name = backup_storage::BackupName::new(backup).map_err(|e| e.to_string())?;
-    let filter = &spec.options.filter;
-    let volumes = volume_data(engine.repository(), &name, filter)
-        .await
-        .map_err(|e| e.to_string())?;
-    if volumes.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "backup {backup} holds volume data ({}), which a drill cannot restore: drills use the \
-         direct engine, which restores objects only, so the volumes would come back empty; \
-         leave their namespaces out (spec.includedNamespaces)",
-        describe(&volumes)
-    ))
 }
 
 fn failed(ctx: &Context, mut drill: DrillResult, message: String) -> DrillResult {
