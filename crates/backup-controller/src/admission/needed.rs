@@ -348,16 +348,20 @@ mod tests {
         assert!(other.0.contains("not StorageLocation"), "{other}");
     }
 
+    fn verbs_on_clusters(needed: &[Needed]) -> Vec<(&str, Option<&str>)> {
+        needed
+            .iter()
+            .map(|n| (n.verb, n.cluster.as_deref()))
+            .collect()
+    }
+
     #[test]
     fn a_drill_into_a_dedicated_cluster_needs_backup_on_the_drilled_and_privileged_restore_on_the_target()
      {
         let spec = json!({"clusterBackup": "nightly", "clusters": {"names": ["c1", "c2"]},
             "target": {"cluster": "scratch"}});
         let needed = needed("RestoreDrill", &spec).unwrap();
-        let verbs: Vec<(&str, Option<&str>)> = needed
-            .iter()
-            .map(|n| (n.verb, n.cluster.as_deref()))
-            .collect();
+        let verbs = verbs_on_clusters(&needed);
         assert_eq!(
             verbs,
             [
@@ -376,10 +380,7 @@ mod tests {
             "clusters": {"selector": {"matchLabels": {"env": "prod"}}},
             "target": {"sameCluster": {"namespacePrefix": "drill-"}}});
         let needed = needed("RestoreDrill", &spec).unwrap();
-        let verbs: Vec<(&str, Option<&str>)> = needed
-            .iter()
-            .map(|n| (n.verb, n.cluster.as_deref()))
-            .collect();
+        let verbs = verbs_on_clusters(&needed);
         assert_eq!(
             verbs,
             [(BACKUP, None), (RESTORE, None), (RESTORE_PRIVILEGED, None)]

@@ -226,20 +226,13 @@ pub(super) async fn drills_data(state: &WebState, ns: &str) -> ApiResult<Vec<Val
         .map(|d| {
             let status = d.status.clone().unwrap_or_default();
             let valid = d.spec.validate();
-            let interval = valid
+            // Drills fire in UTC.
+            let schedule = valid
                 .as_ref()
                 .ok()
-                .and_then(|v| v.schedule.as_ref())
-                .map(|s| {
-                    let utc = jiff::tz::TimeZone::UTC;
-                    let first = s.next_after(now, &utc);
-                    let second = first.and_then(|f| s.next_after(f, &utc));
-                    match (first, second) {
-                        (Some(a), Some(b)) => b.duration_since(a).as_secs(),
-                        _ => 0,
-                    }
-                })
-                .unwrap_or(0);
+                .and_then(|v| v.schedule.clone())
+                .map(|s| (s, jiff::tz::TimeZone::UTC));
+            let interval = interval_seconds(&next_firings(schedule.as_ref(), now));
             let selects: Option<Vec<String>> = valid.as_ref().ok().map(|v| {
                 Objects::in_namespace(&state.objects.clusters, ns)
                     .iter()
@@ -291,10 +284,7 @@ pub(super) async fn cluster_backups_data(state: &WebState, ns: &str) -> ApiResul
                 Ok(valid) => (next_firings(valid.schedule.as_ref(), now), None),
                 Err(invalid) => (Vec::new(), Some(invalid.to_string())),
             };
-            let interval = match next_runs.as_slice() {
-                [first, second, ..] => second.duration_since(*first).as_secs(),
-                _ => 0,
-            };
+            let interval = interval_seconds(&next_runs);
             json!({
                 "name": b.name_any(),
                 "schedule": b.spec.schedule,
@@ -313,6 +303,15 @@ pub(super) async fn cluster_backups_data(state: &WebState, ns: &str) -> ApiResul
 }
 
 /// The next [`NEXT_RUNS`] firings of `schedule` after `now` (none for a one-time backup).
+/// Seconds between the first two of `next_runs` (0 when there are fewer: it fires at most
+/// once).
+fn interval_seconds(next_runs: &[jiff::Timestamp]) -> i64 {
+    match next_runs {
+        [first, second, ..] => second.duration_since(*first).as_secs(),
+        _ => 0,
+    }
+}
+
 fn next_firings(
     schedule: Option<&(backup_core::Schedule, jiff::tz::TimeZone)>,
     now: jiff::Timestamp,

@@ -42,7 +42,7 @@ pub async fn reconcile(backup: Arc<ClusterBackup>, ctx: Arc<Context>) -> Result<
 }
 
 /// The ManagedClusters of `namespace`, sorted by name.
-fn clusters_of(ctx: &Context, namespace: &str) -> Vec<Arc<ManagedCluster>> {
+pub(crate) fn clusters_of(ctx: &Context, namespace: &str) -> Vec<Arc<ManagedCluster>> {
     let mut all: Vec<Arc<ManagedCluster>> = ctx
         .stores
         .clusters

@@ -158,19 +158,12 @@ struct Observed {
 }
 
 async fn observe(ctx: &Context, namespace: &str, spec: &ValidRestoreDrill) -> Result<Observed> {
-    let clusters: Vec<Arc<ManagedCluster>> = ctx
-        .stores
-        .clusters
-        .state()
-        .into_iter()
-        .filter(|c| c.namespace().as_deref() == Some(namespace))
-        .collect();
-    let mut selected: Vec<Arc<ManagedCluster>> = clusters
+    let clusters = super::cluster_backup::clusters_of(ctx, namespace);
+    let selected: Vec<Arc<ManagedCluster>> = clusters
         .iter()
         .filter(|c| spec.selection.selects(&c.name_any(), c.labels()))
         .cloned()
         .collect();
-    selected.sort_by_key(|c| c.name_any());
     let targets: BTreeMap<String, Arc<ManagedCluster>> = match &spec.target {
         ValidTarget::Cluster(name) => clusters
             .iter()
