@@ -22,6 +22,7 @@ macro_rules! controller_bin {
 }
 
 pub mod age;
+pub mod cli;
 pub mod controller;
 pub mod env;
 pub mod helm;

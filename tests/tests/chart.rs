@@ -191,6 +191,7 @@ fn every_combination_renders_lints_clean_and_stays_locked_down() -> Result<()> {
             .filter_map(Value::as_str)
             .collect();
         assert_eq!(args[0], "run");
+        assert!(args.contains(&"--gc-interval=1h"), "{name}: {args:?}");
         // The ClusterRoles: nothing wildcarded; Secrets only in the one projects bind, and
         // only `get` (by name: nothing lists or watches them).
         let roles = of_kind(&objects, "ClusterRole");
@@ -475,6 +476,10 @@ fn bad_values_fail_rendering_naming_the_value() -> Result<()> {
         (
             json!({"controller": {"orphanGrace": "a day"}}),
             "controller/orphanGrace",
+        ),
+        (
+            json!({"controller": {"gcInterval": "hourly"}}),
+            "controller/gcInterval",
         ),
         (json!({"replicas": 3}), "replicas"),
         (

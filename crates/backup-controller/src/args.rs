@@ -99,6 +99,12 @@ pub struct RunArgs {
     /// (it is also read after every run).
     #[arg(long, default_value = "10m", value_parser = duration)]
     pub storage_resync: Duration,
+    /// How often expired backups are deleted from every Available, ReadWrite StorageLocation
+    /// (Go or humantime duration, above zero): every backup in each cluster scope of the
+    /// location's project whose TTL ran out, whoever wrote it, except the newest successful
+    /// run of each schedule and release backups. Only the leader does it.
+    #[arg(long, default_value = "1h", value_parser = gc_interval)]
+    pub gc_interval: Duration,
     /// The release this controller runs as (default: its version; the Helm chart passes its
     /// appVersion). ManagementBackups with performOnManagementUpgrade take a backup named
     /// after it when it differs from the release they last saw.
@@ -235,6 +241,17 @@ fn duration(text: &str) -> Result<Duration, String> {
     backup_core::parse_duration(text).map_err(|e| e.to_string())
 }
 
+/// A duration above zero: an interval of zero would sweep storage without pause.
+fn gc_interval(text: &str) -> Result<Duration, String> {
+    let interval = duration(text)?;
+    if interval.is_zero() {
+        return Err(format!(
+            "{text:?} is no interval: give a duration above zero, e.g. 1h or 15m"
+        ));
+    }
+    Ok(interval)
+}
+
 fn signed_duration(text: &str) -> Result<jiff::SignedDuration, String> {
     jiff::SignedDuration::try_from(duration(text)?).map_err(|e| e.to_string())
 }
@@ -284,6 +301,7 @@ impl RunArgs {
                 release: self.release,
                 tenancy: self.tenancy.policy(),
                 management_backup_secrets: self.management_backup_secrets,
+                gc_interval: self.gc_interval,
                 ..Settings::default()
             },
         })
@@ -335,5 +353,54 @@ mod tests {
         assert!(matches!(tls.transport, ApiTransport::Tls { .. }));
         assert_eq!(tls.audience.as_deref(), Some("bf"));
         assert!(api_config(None, None, false, None, None).unwrap().is_none());
+    }
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, String> {
+        let args = ["backup-controller", "run"].iter().chain(extra);
+        match Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            Command::Run(args) => Ok(*args),
+            Command::Crds => Err("not run".into()),
+        }
+    }
+
+    #[test]
+    fn the_gc_interval_defaults_to_an_hour_and_takes_go_and_humantime_durations() {
+        assert_eq!(
+            run_args(&[]).unwrap().gc_interval,
+            Duration::from_secs(3600)
+        );
+        for (text, seconds) in [("2s", 2), ("15m", 900), ("1h30m", 5400), ("1 day", 86_400)] {
+            let config = run_args(&["--gc-interval", text])
+                .unwrap()
+                .into_config()
+                .unwrap();
+            assert_eq!(
+                config.settings.gc_interval,
+                Duration::from_secs(seconds),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_zero_negative_or_unreadable_gc_interval_is_refused_naming_the_flag_and_the_fix() {
+        for (text, says) in [
+            ("0s", "above zero"),
+            ("0", "above zero"),
+            ("-1h", "negative"),
+            ("soon", "soon"),
+        ] {
+            let flag = format!("--gc-interval={text}");
+            let Err(refused) = run_args(&[flag.as_str()]) else {
+                panic!("--gc-interval {text} was accepted");
+            };
+            assert!(
+                refused.contains("--gc-interval") && refused.contains(says),
+                "{text}: {refused}"
+            );
+        }
     }
 }

@@ -42,6 +42,9 @@ pub struct Settings {
     /// Whether the platform granted ManagementBackups every project's Secrets (the chart's
     /// `managementBackup.readProjectSecrets`); without it they are refused (`SecretsNotGranted`).
     pub management_backup_secrets: bool,
+    /// How often the expiry collector deletes the expired backups of every location
+    /// (`--gc-interval`; see [`crate::reconcile::expiry_collector`]).
+    pub gc_interval: Duration,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             release: env!("CARGO_PKG_VERSION").into(),
             tenancy: TenantPolicy::default(),
             management_backup_secrets: false,
+            gc_interval: Duration::from_secs(3600),
         }
     }
 }

@@ -55,6 +55,15 @@ pub struct LocationLabels {
     pub name: String,
 }
 
+/// One StorageLocation, as the expiry collector counts its deletions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabels {
+    /// The project.
+    pub namespace: String,
+    /// The location.
+    pub location: String,
+}
+
 /// A TokenReview the dashboard made, by its answer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReviewLabels {
@@ -95,6 +104,7 @@ pub struct Metrics {
     last_success: Family<BackupLabels, Gauge>,
     location_available: Family<LocationLabels, Gauge>,
     leader: Gauge,
+    expired_deleted: Family<ExpiryLabels, Counter>,
     token_reviews: Family<ReviewLabels, Counter>,
     api_limited: Family<LimitLabels, Counter>,
     last_proven: Family<DrilledLabels, Gauge>,
@@ -152,6 +162,12 @@ impl Metrics {
             "1 while this replica holds the lease and reconciles",
             leader.clone(),
         );
+        let expired_deleted = Family::<ExpiryLabels, Counter>::default();
+        registry.register(
+            "expired_backups_deleted",
+            "Backups the expiry collector deleted because their TTL ran out",
+            expired_deleted.clone(),
+        );
         let token_reviews = Family::<ReviewLabels, Counter>::default();
         registry.register(
             "api_token_reviews",
@@ -196,6 +212,7 @@ impl Metrics {
             last_success,
             location_available,
             leader,
+            expired_deleted,
         }
     }
 
@@ -289,6 +306,12 @@ impl Metrics {
         }
     }
 
+    /// Counts `count` backups the expiry collector deleted from a location (the series
+    /// appears, at 0, with the location's first sweep).
+    pub fn expired_backups_deleted(&self, labels: ExpiryLabels, count: u64) {
+        self.expired_deleted.get_or_create(&labels).inc_by(count);
+    }
+
     /// Records whether this replica leads.
     pub fn set_leader(&self, leading: bool) {
         self.leader.set(i64::from(leading));
@@ -327,6 +350,13 @@ mod tests {
             true,
         );
         m.set_leader(true);
+        m.expired_backups_deleted(
+            ExpiryLabels {
+                namespace: "project-a".into(),
+                location: "main".into(),
+            },
+            2,
+        );
         let text = m.encode().unwrap();
         for expected in [
             "backupfleet_reconcile_total{controller=\"clusterbackup\"} 1",
@@ -335,6 +365,7 @@ mod tests {
             "backupfleet_last_successful_backup_timestamp_seconds{namespace=\"project-a\",clusterbackup=\"nightly\",cluster=\"c1\"} 1800000000",
             "backupfleet_storage_location_available{namespace=\"project-a\",name=\"main\"} 1",
             "backupfleet_leader 1",
+            "backupfleet_expired_backups_deleted_total{namespace=\"project-a\",location=\"main\"} 2",
         ] {
             assert!(text.contains(expected), "missing {expected} in\n{text}");
         }

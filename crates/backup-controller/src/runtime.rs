@@ -485,7 +485,12 @@ async fn controllers(
         settings,
         &config.identity,
     );
-    future::select_all(kinds.run(&Arc::new(ctx))).await;
+    let ctx = Arc::new(ctx);
+    let mut work = kinds.run(&ctx);
+    // Leader-only work beside the controllers: it ends with them when the term does.
+    let identity = config.identity.clone();
+    work.push(reconcile::expiry_collector::run(ctx, identity).boxed());
+    future::select_all(work).await;
 }
 
 /// One controller per kind, each with the watches that wake it.

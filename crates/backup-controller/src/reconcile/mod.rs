@@ -20,6 +20,7 @@ pub mod cluster_migration;
 pub mod cluster_restore;
 pub mod etcd_backup;
 pub mod etcd_restore;
+pub mod expiry_collector;
 pub mod managed_cluster;
 pub mod management_backup;
 pub mod recorded_runs;
