@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Which controller a reconcile belongs to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +94,12 @@ pub struct DrillLabels {
     pub phase: &'static str,
 }
 
+/// `metric`, registered in `registry` as `name` with `help`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -107,9 +113,39 @@ pub struct Metrics {
     expired_deleted: Family<ExpiryLabels, Counter>,
     token_reviews: Family<ReviewLabels, Counter>,
     api_limited: Family<LimitLabels, Counter>,
+    drills: DrillMetrics,
+}
+
+/// What restore drills found.
+struct DrillMetrics {
     last_proven: Family<DrilledLabels, Gauge>,
-    drills: Family<DrillLabels, Counter>,
+    finished: Family<DrillLabels, Counter>,
     recovery: Histogram,
+}
+
+impl DrillMetrics {
+    fn new(r: &mut Registry) -> Self {
+        DrillMetrics {
+            last_proven: registered(
+                r,
+                "last_proven_restorable_timestamp_seconds",
+                "When a RestoreDrill last verified a backup of the cluster (Unix seconds)",
+                Family::default(),
+            ),
+            finished: registered(
+                r,
+                "drills",
+                "Restore drills finished, by phase",
+                Family::default(),
+            ),
+            recovery: registered(
+                r,
+                "drill_recovery_seconds",
+                "How long a drill's restore and verification took: the recovery time it measured",
+                Histogram::new(exponential_buckets(0.25, 2.0, 16)),
+            ),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -122,97 +158,67 @@ impl Metrics {
     /// A registry with every metric registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("backupfleet");
-        let reconciles = Family::<ControllerLabels, Counter>::default();
-        registry.register("reconcile", "Reconciles started", reconciles.clone());
-        let failures = Family::<ErrorLabels, Counter>::default();
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that failed, by kind of error",
-            failures.clone(),
-        );
-        let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 16))
-        });
-        registry.register(
-            "reconcile_duration_seconds",
-            "How long reconciles take",
-            duration.clone(),
-        );
-        let runs = Family::<RunLabels, Counter>::default();
-        registry.register(
-            "backup_runs",
-            "Backup runs finished, by final phase",
-            runs.clone(),
-        );
-        let last_success = Family::<BackupLabels, Gauge>::default();
-        registry.register(
-            "last_successful_backup_timestamp_seconds",
-            "When the newest completed run of a ClusterBackup on a cluster started (Unix seconds)",
-            last_success.clone(),
-        );
-        let location_available = Family::<LocationLabels, Gauge>::default();
-        registry.register(
-            "storage_location_available",
-            "1 when the location's last probe succeeded, 0 otherwise",
-            location_available.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica holds the lease and reconciles",
-            leader.clone(),
-        );
-        let expired_deleted = Family::<ExpiryLabels, Counter>::default();
-        registry.register(
-            "expired_backups_deleted",
-            "Backups the expiry collector deleted because their TTL ran out",
-            expired_deleted.clone(),
-        );
-        let token_reviews = Family::<ReviewLabels, Counter>::default();
-        registry.register(
-            "api_token_reviews",
-            "TokenReviews the dashboard asked the management cluster for, by answer",
-            token_reviews.clone(),
-        );
-        let api_limited = Family::<LimitLabels, Counter>::default();
-        registry.register(
-            "api_limited",
-            "Dashboard requests refused by a limit, by limit",
-            api_limited.clone(),
-        );
-        let last_proven = Family::<DrilledLabels, Gauge>::default();
-        registry.register(
-            "last_proven_restorable_timestamp_seconds",
-            "When a RestoreDrill last verified a backup of the cluster (Unix seconds)",
-            last_proven.clone(),
-        );
-        let drills = Family::<DrillLabels, Counter>::default();
-        registry.register(
-            "drills",
-            "Restore drills finished, by phase",
-            drills.clone(),
-        );
-        let recovery = Histogram::new(exponential_buckets(0.25, 2.0, 16));
-        registry.register(
-            "drill_recovery_seconds",
-            "How long a drill's restore and verification took: the recovery time it measured",
-            recovery.clone(),
-        );
+        let r = &mut registry;
         Metrics {
-            last_proven,
-            drills,
-            recovery,
-            token_reviews,
-            api_limited,
+            reconciles: registered(r, "reconcile", "Reconciles started", Family::default()),
+            failures: registered(
+                r,
+                "reconcile_errors",
+                "Reconciles that failed, by kind of error",
+                Family::default(),
+            ),
+            duration: registered(
+                r,
+                "reconcile_duration_seconds",
+                "How long reconciles take",
+                Family::new_with_constructor(|| {
+                    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+                }),
+            ),
+            runs: registered(
+                r,
+                "backup_runs",
+                "Backup runs finished, by final phase",
+                Family::default(),
+            ),
+            last_success: registered(
+                r,
+                "last_successful_backup_timestamp_seconds",
+                "When the newest completed run of a ClusterBackup on a cluster started (Unix seconds)",
+                Family::default(),
+            ),
+            location_available: registered(
+                r,
+                "storage_location_available",
+                "1 when the location's last probe succeeded, 0 otherwise",
+                Family::default(),
+            ),
+            leader: registered(
+                r,
+                "leader",
+                "1 while this replica holds the lease and reconciles",
+                Gauge::default(),
+            ),
+            expired_deleted: registered(
+                r,
+                "expired_backups_deleted",
+                "Backups the expiry collector deleted because their TTL ran out",
+                Family::default(),
+            ),
+            token_reviews: registered(
+                r,
+                "api_token_reviews",
+                "TokenReviews the dashboard asked the management cluster for, by answer",
+                Family::default(),
+            ),
+            api_limited: registered(
+                r,
+                "api_limited",
+                "Dashboard requests refused by a limit, by limit",
+                Family::default(),
+            ),
+            drills: DrillMetrics::new(r),
             registry,
-            reconciles,
-            failures,
-            duration,
-            runs,
-            last_success,
-            location_available,
-            leader,
-            expired_deleted,
         }
     }
 
@@ -295,14 +301,19 @@ impl Metrics {
             DrillPhase::Mismatched => "Mismatched",
             DrillPhase::Failed => "Failed",
         };
-        self.drills
+        let drills = &self.drills;
+        drills
+            .finished
             .get_or_create(&DrillLabels { phase: name })
             .inc();
         if let Some(seconds) = recovery_seconds {
-            self.recovery.observe(seconds);
+            drills.recovery.observe(seconds);
         }
         if phase == DrillPhase::Verified {
-            self.last_proven.get_or_create(&labels).set(at.as_second());
+            drills
+                .last_proven
+                .get_or_create(&labels)
+                .set(at.as_second());
         }
     }
 

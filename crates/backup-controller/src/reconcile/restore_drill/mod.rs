@@ -49,10 +49,10 @@ async fn apply(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> {
     let key = key_of(&drill);
     let previous = drill.status.clone().unwrap_or_default();
     let now = ctx.clock.now();
-    let generation = drill.metadata.generation;
     let spec = match drill.spec.validate() {
         Ok(spec) => spec,
         Err(field) => {
+            let generation = drill.metadata.generation;
             let status = plan::invalid_spec(&previous, field.to_string(), now, generation);
             if status != previous {
                 write_status(&ctx, drill.as_ref(), &status).await?;
@@ -60,89 +60,99 @@ async fn apply(drill: Arc<RestoreDrill>, ctx: Arc<Context>) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let running_here = ctx.runs.restore_running(&key);
-    if running_here {
+    if ctx.runs.restore_running(&key) {
         // Its task owns the status until it ends. Its last write may wake this object before
         // the task lets go of it, so look again shortly rather than wait for a change.
         return Ok(Action::requeue(WHILE_RUNNING));
     }
     let observed = observe(&ctx, &key.0, &spec).await?;
     let selected: BTreeSet<String> = observed.selected.iter().map(|c| c.name_any()).collect();
-    let decided = plan::plan(&PlanInput {
-        name: &key.1,
-        generation,
+    let decided = decide(&drill, &spec, &observed, &selected, now);
+    for interrupted in &decided.interrupted {
+        if cleans_up(spec.cleanup, interrupted.phase) {
+            clean_up_after(&ctx, &key, &interrupted.target_cluster).await;
+        }
+    }
+    let next = match decided.wait(RECHECK) {
+        Some(wait) => Action::requeue(wait),
+        None => Action::await_change(),
+    };
+    let (Ok(location), false) = (observed.facts, decided.start.is_empty()) else {
+        if decided.status != previous {
+            write_status(&ctx, drill.as_ref(), &decided.status).await?;
+        }
+        return Ok(next);
+    };
+    let job = DrillJob {
+        drills: drills_of(&observed.selected, &observed.targets, &spec, &decided.start),
+        key,
+        object: drill.clone(),
+        spec,
+        location,
+        selected,
+        status: decided.status,
+    };
+    launch(&ctx, job).await?;
+    Ok(next)
+}
+
+/// The plan for `drill` from what was observed.
+fn decide(
+    drill: &RestoreDrill,
+    spec: &ValidRestoreDrill,
+    observed: &Observed,
+    selected: &BTreeSet<String>,
+    now: jiff::Timestamp,
+) -> plan::Plan {
+    plan::plan(&PlanInput {
+        name: &drill.name_any(),
+        generation: drill.metadata.generation,
         now,
         created: drill
             .metadata
             .creation_timestamp
             .as_ref()
             .map_or(now, |t| t.0),
-        spec: &spec,
-        previous: &previous,
+        spec,
+        previous: &drill.status.clone().unwrap_or_default(),
         blocked: observed.facts.as_ref().err().cloned(),
-        selected: &selected,
+        selected,
         newest_completed: &observed.newest_completed,
-        running_here,
+        running_here: false,
         run_now: drill
             .annotations()
             .get(RUN_NOW_ANNOTATION)
             .map(String::as_str),
-    });
-    for interrupted in &decided.interrupted {
-        if cleans_up(spec.cleanup, interrupted.phase) {
-            clean_up_after(&ctx, &key, &interrupted.target_cluster).await;
-        }
+    })
+}
+
+/// Claims the drill, writes the status announcing `job`'s drills (releasing the claim when
+/// that fails), says so in an Event and starts them. Another reconcile holding the claim
+/// already started them: nothing to do.
+async fn launch(ctx: &Arc<Context>, job: DrillJob) -> Result<()> {
+    if !ctx.runs.claim_restore(&job.key) {
+        return Ok(());
     }
-    let wait = match (decided.recheck, decided.requeue_after) {
-        (true, Some(next)) => next.min(RECHECK),
-        (true, None) => RECHECK,
-        (false, Some(next)) => next,
-        (false, None) => Duration::MAX,
-    };
-    let requeue = || match wait {
-        Duration::MAX => Action::await_change(),
-        wait => Action::requeue(wait),
-    };
-    let (Ok(location), false) = (observed.facts, decided.start.is_empty()) else {
-        if decided.status != previous {
-            write_status(&ctx, drill.as_ref(), &decided.status).await?;
-        }
-        return Ok(requeue());
-    };
-    let drills = drills_of(&observed.selected, &observed.targets, &spec, &decided.start);
-    if !ctx.runs.claim_restore(&key) {
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
-    if let Err(e) = write_status(&ctx, drill.as_ref(), &decided.status).await {
-        ctx.runs.end_restore(&key);
+    if let Err(e) = write_status(ctx, job.object.as_ref(), &job.status).await {
+        ctx.runs.end_restore(&job.key);
         return Err(e);
     }
-    let names: Vec<String> = drills.iter().map(|d| d.cluster.name_any()).collect();
+    let names: Vec<String> = job.drills.iter().map(|d| d.cluster.name_any()).collect();
+    let message = format!(
+        "drilling {} cluster(s), one at a time: {}",
+        names.len(),
+        names.join(", ")
+    );
     ctx.event(
-        &drill.object_ref(&()),
+        &job.object.object_ref(&()),
         false,
         "DrillStarted",
         "Drill",
-        format!(
-            "drilling {} cluster(s), one at a time: {}",
-            names.len(),
-            names.join(", ")
-        ),
+        message,
     )
     .await;
-    execute::start(
-        ctx.clone(),
-        DrillJob {
-            key,
-            object: drill.clone(),
-            spec,
-            location,
-            drills,
-            selected,
-            status: decided.status,
-        },
-    );
-    Ok(requeue())
+    execute::start(ctx.clone(), job);
+    Ok(())
 }
 
 /// What a drill reads before deciding.

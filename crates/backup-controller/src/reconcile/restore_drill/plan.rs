@@ -71,6 +71,17 @@ pub struct Plan {
     pub recheck: bool,
 }
 
+impl Plan {
+    /// How long until the reconcile looks again: the next firing, or `recheck` at the most
+    /// while clusters wait for a backup or drills are blocked; `None`: only on a change.
+    pub fn wait(&self, recheck: Duration) -> Option<Duration> {
+        match (self.recheck, self.requeue_after) {
+            (true, next) => Some(next.map_or(recheck, |n| n.min(recheck))),
+            (false, next) => next,
+        }
+    }
+}
+
 /// Decides what a reconcile does.
 pub fn plan(input: &PlanInput<'_>) -> Plan {
     let mut plan = Plan::default();

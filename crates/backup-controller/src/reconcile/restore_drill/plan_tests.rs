@@ -304,3 +304,33 @@ fn restore_names_fit_a_label_value() {
         format!("{}-20261207100000", "a".repeat(46))
     );
 }
+
+#[test]
+fn a_drill_looks_again_at_its_next_firing_and_soon_while_clusters_wait() {
+    let recheck = Duration::from_secs(30);
+    let mut case = Case::new(Some("0 6 * * *"), "2026-12-07T05:59:00Z");
+    case.previous.last_schedule_time = Some(at("2026-12-06T06:00:00Z"));
+    case.previous.clusters = vec![
+        ended("c1", DrillPhase::Verified),
+        ended("c2", DrillPhase::Verified),
+    ];
+    assert_eq!(case.plan().wait(recheck), Some(Duration::from_secs(60)));
+    case.now = at("2026-12-07T06:00:00Z");
+    assert_eq!(
+        case.plan().wait(recheck),
+        Some(recheck),
+        "c3 waits for a backup"
+    );
+    let once = Case::new(None, "2026-12-07T10:00:00Z");
+    assert_eq!(once.plan().wait(recheck), Some(recheck), "c3 waits");
+    let mut done = Case::new(None, "2026-12-07T10:00:00Z");
+    done.previous.clusters = ["c1", "c2", "c3"]
+        .iter()
+        .map(|c| ended(c, DrillPhase::Verified))
+        .collect();
+    assert_eq!(
+        done.plan().wait(recheck),
+        None,
+        "a one-time drill that drilled all"
+    );
+}
