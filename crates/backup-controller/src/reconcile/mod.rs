@@ -128,7 +128,15 @@ where
     let result = kube::runtime::finalizer(&api, FINALIZER, object, |event| async move {
         match event {
             kube::runtime::finalizer::Event::Apply(o) => apply(o, c).await,
-            kube::runtime::finalizer::Event::Cleanup(o) => cleanup(o, c).await,
+            kube::runtime::finalizer::Event::Cleanup(o) => {
+                let uid = o.uid().unwrap_or_default();
+                let cleaned = cleanup(o, c.clone()).await;
+                if cleaned.is_ok() {
+                    // The object goes: nothing of it is reconciled again.
+                    c.written.forget(&uid);
+                }
+                cleaned
+            }
         }
     })
     .await

@@ -29,6 +29,14 @@ impl WrittenVersions {
         *known = (*known).max(version);
     }
 
+    /// Forgets `uid` (its object is being deleted), so the memory holds only live objects.
+    pub fn forget(&self, uid: &str) {
+        self.by_uid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(uid);
+    }
+
     /// Whether the cached copy of `uid` at `version` is older than this process's last write
     /// to it. A copy that has caught up clears the memory. A version that is not a number
     /// (Kubernetes calls them opaque; etcd-backed API servers send numbers) cannot be ordered,
@@ -65,6 +73,14 @@ mod tests {
         assert!(!written.behind("u", Some("120")));
         // Caught up once: the memory is gone, an older copy is no longer judged.
         assert!(!written.behind("u", Some("119")));
+    }
+
+    #[test]
+    fn a_deleted_object_is_forgotten() {
+        let written = WrittenVersions::default();
+        written.record("u", Some("120"));
+        written.forget("u");
+        assert!(!written.behind("u", Some("7")));
     }
 
     #[test]
